@@ -1,0 +1,244 @@
+"""The zoo on disk: weights.npy + samples.csv + layout.json + zoo.json.
+
+- ``weights.npy``: ``(S, D)`` float32, one row per checkpoint, loaded memory-mapped;
+- ``samples.csv``: one row per checkpoint (model_id, epoch, seed, metrics,
+  hyperparameters, diverged), aligned with the weight rows;
+- ``layout.json``: the `WeightLayout` of the rows;
+- ``zoo.json``: format version, name, which columns are hyperparameters and
+  which are metrics, the spec or source it came from, package versions.
+
+A zoo is written into a hidden temporary directory beside its destination and
+renamed into place when complete, so a reader never sees half a zoo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from weightspace.layout import WeightLayout
+
+FORMAT = "weightspace-zoo"
+VERSION = 1
+FILES = ("weights.npy", "samples.csv", "layout.json", "zoo.json")
+REQUIRED_COLUMNS = ("model_id", "epoch")
+
+
+class ZooFormatError(ValueError):
+    """A zoo directory is missing a file or its files disagree."""
+
+
+@dataclass
+class Zoo:
+    """Weights ``(S, D)``, a table of samples, a layout and metadata."""
+
+    weights: np.ndarray  # (S, D) float32, one row per checkpoint
+    samples: pd.DataFrame  # S rows: model_id, epoch, metrics, hyperparameters
+    layout: WeightLayout
+    info: dict = field(default_factory=dict)  # zoo.json: name, hyperparameters, metrics, spec, provenance
+    path: Path | None = None  # where it was loaded from
+
+    def __post_init__(self) -> None:
+        _check_consistent(self.weights, self.samples, self.layout, where="in memory")
+
+    # ------------------------------------------------------------ properties
+    @property
+    def num_samples(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def num_models(self) -> int:
+        return int(self.samples["model_id"].nunique())
+
+    @property
+    def epochs(self) -> list[int]:
+        return sorted(int(e) for e in self.samples["epoch"].unique())
+
+    @property
+    def hyperparameters(self) -> list[str]:
+        """Columns of `samples` that hold hyperparameters."""
+        return [c for c in self.info.get("hyperparameters", []) if c in self.samples]
+
+    @property
+    def metrics(self) -> list[str]:
+        """Columns of `samples` that hold measured properties (accuracy, loss, ...)."""
+        return [c for c in self.info.get("metrics", []) if c in self.samples]
+
+    @property
+    def name(self) -> str:
+        return str(self.info.get("name", self.path.name if self.path else "zoo"))
+
+    # ------------------------------------------------------------------- I/O
+    @classmethod
+    def load(cls, path: str | os.PathLike, *, mmap: bool = True) -> "Zoo":
+        """Open a zoo directory; the weights stay on disk (memory-mapped) unless ``mmap=False``.
+
+        Raises:
+            FileNotFoundError: no such directory.
+            ZooFormatError: a missing or mismatched file, named in the message.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"no zoo at '{path}'; generate one with `weightspace zoo generate` "
+                "or convert an external zoo with `weightspace zoo convert`"
+            )
+        missing = [f for f in FILES if not (path / f).is_file()]
+        if missing:
+            raise ZooFormatError(
+                f"zoo '{path}' has no {', '.join(missing)}; was it written by weightspace zoo generate? "
+                "Convert external zoos with `weightspace zoo convert`"
+            )
+        info = _read_json(path / "zoo.json")
+        if info.get("format") != FORMAT:
+            raise ZooFormatError(f"'{path / 'zoo.json'}' is not a weightspace zoo file (format={info.get('format')!r})")
+        if int(info.get("version", 0)) > VERSION:
+            raise ZooFormatError(
+                f"'{path / 'zoo.json'}' has format version {info['version']}, newer than this weightspace "
+                f"reads ({VERSION}); upgrade weightspace"
+            )
+        try:
+            layout = WeightLayout.from_dict(_read_json(path / "layout.json"))
+        except ValueError as err:
+            raise ZooFormatError(f"'{path / 'layout.json'}': {err}") from err
+        try:
+            weights = np.load(path / "weights.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ZooFormatError(f"'{path / 'weights.npy'}' is not a readable .npy file ({err}); the file may be truncated") from err
+        dtypes = info.get("column_dtypes", {})
+        try:
+            samples = pd.read_csv(path / "samples.csv", dtype=dtypes or None, float_precision="round_trip",
+                                  keep_default_na=True)
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise ZooFormatError(f"'{path / 'samples.csv'}' could not be read: {err}") from err
+        _check_consistent(weights, samples, layout, where=f"zoo '{path}'")
+        return cls(weights, samples, layout, info, path)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write the zoo to `path` atomically (temporary directory, then rename).
+
+        Raises:
+            FileExistsError: `path` exists and `overwrite` is False.
+        """
+        path = Path(path)
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"'{path}' already exists; pass overwrite=True (--overwrite) to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            np.save(tmp / "weights.npy", np.ascontiguousarray(self.weights, dtype=np.float32), allow_pickle=False)
+            self.samples.to_csv(tmp / "samples.csv", index=False)
+            self.layout.save(tmp / "layout.json")
+            info = dict(self.info)
+            info.update(format=FORMAT, version=VERSION,
+                        column_dtypes={c: str(t) for c, t in self.samples.dtypes.items()})
+            info.setdefault("versions", package_versions())
+            _write_json(tmp / "zoo.json", info)
+            replace_dir(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.path = path
+        return path
+
+    # -------------------------------------------------------------- summary
+    def summary(self) -> str:
+        """Models, epochs, parameters and the test-accuracy distribution per epoch, as text."""
+        lines = [
+            f"zoo {self.name}" + (f" at {self.path}" if self.path else ""),
+            f"  architecture : {self.info.get('architecture', {}).get('name', '?')}"
+            f"   task: {self.info.get('task', {}).get('name', '?')}",
+            f"  models       : {self.num_models}",
+            f"  samples      : {self.num_samples} checkpoints",
+            f"  epochs       : {_compact(self.epochs)}",
+            f"  parameters   : {self.layout.num_params} in {len(self.layout)} layers "
+            f"({', '.join(f'{s.name} {tuple(s.weight_shape)}' for s in self.layout.layers)})",
+        ]
+        if self.hyperparameters:
+            varied = [c for c in self.hyperparameters if self.samples[c].nunique() > 1]
+            lines.append(f"  varied hyper : {', '.join(varied) if varied else 'none'}")
+        if "diverged" in self.samples and self.samples["diverged"].any():
+            bad = self.samples.loc[self.samples["diverged"].astype(bool), "model_id"].nunique()
+            lines.append(f"  diverged     : {bad} models")
+        acc = next((c for c in ("test_acc", "test_accuracy") if c in self.samples), None)
+        if acc is not None:
+            table = self.samples.groupby("epoch")[acc].describe(percentiles=[0.25, 0.5, 0.75])
+            table = table[["count", "mean", "std", "min", "25%", "50%", "75%", "max"]]
+            table["count"] = table["count"].astype(int)
+            lines.append(f"  {acc} per epoch:")
+            lines += ["    " + row for row in table.to_string(float_format=lambda v: f"{v:.3f}").splitlines()]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- helpers
+def _check_consistent(weights: np.ndarray, samples: pd.DataFrame, layout: WeightLayout, *, where: str) -> None:
+    if weights.dtype != np.float32:
+        raise ZooFormatError(f"{where}: weights.npy holds {weights.dtype}, expected float32")
+    if weights.ndim != 2:
+        raise ZooFormatError(f"{where}: weights.npy has shape {weights.shape}, expected (samples, parameters)")
+    if weights.shape[0] != len(samples):
+        raise ZooFormatError(
+            f"{where}: weights.npy has {weights.shape[0]} rows but samples.csv has {len(samples)}; "
+            "they must describe the same checkpoints row by row"
+        )
+    if weights.shape[1] != layout.num_params:
+        raise ZooFormatError(
+            f"{where}: weights.npy rows have {weights.shape[1]} entries but layout.json describes {layout.num_params}"
+        )
+    missing = [c for c in REQUIRED_COLUMNS if c not in samples.columns]
+    if missing:
+        raise ZooFormatError(f"{where}: samples.csv lacks the columns {missing}")
+
+
+def replace_dir(src: Path, dst: Path) -> None:
+    """Move the finished directory `src` to `dst`, replacing `dst` if it exists."""
+    if dst.exists():
+        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)
+
+
+def package_versions() -> dict[str, str]:
+    import torch
+
+    import weightspace
+
+    return {"weightspace": weightspace.__version__, "torch": torch.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__}
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise ZooFormatError(f"'{path}' is not valid JSON: {err}") from err
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+        f.write("\n")
+
+
+def _compact(values: list[int]) -> str:
+    """[0, 1, 2, 3, 5] -> '0-3, 5'."""
+    out, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out) + f"  ({len(values)} checkpoints per model)" if values else "none"
