@@ -35,6 +35,28 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     presets = zsub.add_parser("presets", help="list the zoo presets")
     presets.set_defaults(func=_zoo_presets)
 
+    conv = zsub.add_parser("convert", help="convert an external zoo (2021 Zenodo file, Small CNN Zoo, ray.tune folder)")
+    conv.add_argument("--from", dest="source_format", required=True, choices=["zenodo2021", "unterthiner", "raytune"])
+    conv.add_argument("src", type=Path, help="the .pt file (zenodo2021) or folder (unterthiner, raytune)")
+    conv.add_argument("--out", required=True, type=Path, help="zoo directory to write")
+    conv.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out")
+    conv.add_argument("--index-dict", type=Path, default=None, help="2021 index_dict.json (zenodo2021, raytune)")
+    conv.add_argument("--name", default=None, help="zoo name (default: from the source)")
+    conv.set_defaults(func=_zoo_convert)
+
+    export = zsub.add_parser("export", help="write a zoo in an external layout")
+    export.add_argument("--to", dest="target_format", required=True, choices=["raytune"])
+    export.add_argument("zoo", type=Path)
+    export.add_argument("dst", type=Path)
+    export.add_argument("--overwrite", action="store_true", help="replace an existing folder at DST")
+    export.set_defaults(func=_zoo_export)
+
+    down = zsub.add_parser("download", help="fetch a public zoo (2021 Zenodo, Small CNN Zoo) and convert it")
+    down.add_argument("name", help="dataset name, e.g. 21_mnist_seed or unterthiner_mnist; `list` lists them")
+    down.add_argument("--root", type=Path, default=Path("datasets"), help="where raw files and zoos go")
+    down.add_argument("--overwrite", action="store_true", help="replace an existing zoo at ROOT/NAME")
+    down.set_defaults(func=_zoo_download)
+
 
 def _zoo_info(args: argparse.Namespace) -> int:
     from weightspace.zoo.store import Zoo
@@ -62,10 +84,81 @@ def _zoo_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _zoo_convert(args: argparse.Namespace) -> int:
+    from weightspace.formats import convert
+
+    kwargs = {"name": args.name}
+    if args.index_dict is not None:
+        if args.source_format == "unterthiner":
+            raise ValueError("--index-dict does not apply to --from unterthiner (its layout.csv describes the layout)")
+        kwargs["index_dict"] = args.index_dict
+    zoo = convert(args.source_format, args.src, args.out, overwrite=args.overwrite, **kwargs)
+    print(zoo.summary())
+    return 0
+
+
+def _zoo_export(args: argparse.Namespace) -> int:
+    from weightspace.formats import export_raytune
+
+    print(f"wrote {export_raytune(args.zoo, args.dst, overwrite=args.overwrite)}")
+    return 0
+
+
+def _zoo_download(args: argparse.Namespace) -> int:
+    from weightspace.formats import DownloadError, download, list_downloads
+
+    if args.name == "list":
+        print("\n".join(list_downloads()))
+        return 0
+
+    def progress(done: int, total: int | None) -> None:
+        print(f"\r  {done / 2**20:8.1f} MiB" + (f" of {total / 2**20:.1f}" if total else ""), end="", file=sys.stderr)
+
+    try:
+        zoo = download(args.name, args.root, overwrite=args.overwrite, progress=progress)
+    except DownloadError as err:
+        print(f"\nweightspace: download failed: {err}", file=sys.stderr)
+        return 3
+    print(file=sys.stderr)
+    print(zoo.summary())
+    return 0
+
+
+def _add_baselines(sub: argparse._SubParsersAction) -> None:
+    base = sub.add_parser("baselines", help="probe a zoo's raw weights, statistics and hyperparameters (baselines)")
+    base.add_argument("zoo", type=Path, help="zoo directory")
+    base.add_argument("--out", required=True, type=Path, help="directory for baselines.csv and baseline_performance.json")
+    base.add_argument("--seed", type=int, default=0, help="seed of the split by model")
+    base.add_argument("--targets", default=None, help="comma-separated targets (default: accuracies, ggap, epoch, "
+                      "varied hyperparameters)")
+    base.add_argument("--stats", default="schuerholt2021", choices=["schuerholt2021", "unterthiner"],
+                      help="weight-statistics preset")
+    base.add_argument("--extras", action="store_true", help="add the 2021 Tetris extras: kernel PCA and UMAP")
+    base.set_defaults(func=_baselines)
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from weightspace.downstream.baselines import FILES, BaselineConfig, run_baselines
+    from weightspace.downstream.evaluate import format_table
+    from weightspace.zoo.store import Zoo
+
+    zoo = Zoo.load(args.zoo)
+    targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
+    config = BaselineConfig(split_seed=args.seed, targets=targets, stats_preset=args.stats, extras=args.extras)
+    table = run_baselines(zoo, args.out, config)
+    used = table.attrs["samples"] - table.attrs["excluded_diverged"]
+    print(f"zoo {zoo.name}: {used} samples of {zoo.num_models} models "
+          f"({table.attrs['excluded_diverged']} diverged samples excluded), split by model with seed {args.seed}")
+    print(format_table(table, "test"))
+    print("wrote " + ", ".join(str(args.out / f) for f in FILES.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weightspace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_zoo(sub)
+    _add_baselines(sub)
     return parser
 
 

@@ -29,6 +29,8 @@ FORMAT = "weightspace-zoo"
 VERSION = 1
 FILES = ("weights.npy", "samples.csv", "layout.json", "zoo.json")
 REQUIRED_COLUMNS = ("model_id", "epoch")
+# pandas < 3 parses floats approximately unless asked; pandas 3 round-trips by default
+_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 class ZooFormatError(ValueError):
@@ -114,8 +116,7 @@ class Zoo:
             raise ZooFormatError(f"'{path / 'weights.npy'}' is not a readable .npy file ({err}); the file may be truncated") from err
         dtypes = info.get("column_dtypes", {})
         try:
-            samples = pd.read_csv(path / "samples.csv", dtype=dtypes or None, float_precision="round_trip",
-                                  keep_default_na=True)
+            samples = pd.read_csv(path / "samples.csv", dtype=dtypes or None, **_EXACT_FLOATS)
         except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise ZooFormatError(f"'{path / 'samples.csv'}' could not be read: {err}") from err
         _check_consistent(weights, samples, layout, where=f"zoo '{path}'")
@@ -242,3 +243,72 @@ def _compact(values: list[int]) -> str:
             out.append(f"{start}" if start == v else f"{start}-{v}")
             start = None
     return ", ".join(out) + f"  ({len(values)} checkpoints per model)" if values else "none"
+
+
+class ZooWriter:
+    """Write a zoo whose weights arrive in row chunks, never holding them all in memory.
+
+    The rows go straight into ``weights.npy`` in a hidden temporary directory
+    beside `path` with plain sequential writes (a memory map's dirty pages
+    would count in the process's resident memory); `finish` adds the other
+    files and renames the directory into place, like `Zoo.save`.
+
+    Use as a context manager: leaving the block with an exception removes the
+    temporary directory.
+
+    Raises:
+        FileExistsError: `path` exists and `overwrite` is False.
+    """
+
+    def __init__(self, path: str | os.PathLike, num_rows: int, layout: WeightLayout, *, overwrite: bool = False):
+        self.path, self.num_rows, self.layout = Path(path), int(num_rows), layout
+        if self.path.exists() and not overwrite:
+            raise FileExistsError(f"'{self.path}' already exists; pass overwrite=True (--overwrite) to replace it")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp.mkdir()
+        self.rows_written = 0
+        self._file = open(self.tmp / "weights.npy", "wb")
+        header = {"descr": "<f4", "fortran_order": False, "shape": (self.num_rows, layout.num_params)}
+        np.lib.format.write_array_header_1_0(self._file, header)
+
+    def write(self, rows: np.ndarray) -> None:
+        """Append rows ``(n, D)`` (cast to float32)."""
+        rows = np.ascontiguousarray(rows, dtype="<f4")
+        if rows.ndim != 2 or rows.shape[1] != self.layout.num_params:
+            raise ValueError(f"rows must have shape (n, {self.layout.num_params}), got {rows.shape}")
+        if self.rows_written + len(rows) > self.num_rows:
+            raise ValueError(f"writing {len(rows)} rows after {self.rows_written} exceeds the {self.num_rows} announced")
+        self._file.write(memoryview(rows).cast("B"))
+        self.rows_written += len(rows)
+
+    def finish(self, samples: pd.DataFrame, info: dict) -> Zoo:
+        """Write samples.csv, layout.json and zoo.json, move the zoo into place and open it."""
+        self._file.close()
+        if self.rows_written != self.num_rows:
+            raise ZooFormatError(f"{self.rows_written} weight rows were written but {self.num_rows} announced")
+        if len(samples) != self.num_rows:
+            raise ZooFormatError(f"samples has {len(samples)} rows but the weights {self.num_rows}")
+        missing = [c for c in REQUIRED_COLUMNS if c not in samples.columns]
+        if missing:
+            raise ZooFormatError(f"samples lacks the columns {missing}")
+        samples.to_csv(self.tmp / "samples.csv", index=False)
+        self.layout.save(self.tmp / "layout.json")
+        info = dict(info)
+        info.update(format=FORMAT, version=VERSION, column_dtypes={c: str(t) for c, t in samples.dtypes.items()})
+        info.setdefault("versions", package_versions())
+        _write_json(self.tmp / "zoo.json", info)
+        replace_dir(self.tmp, self.path)
+        return Zoo.load(self.path)
+
+    def abort(self) -> None:
+        """Close and remove the temporary directory."""
+        self._file.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> "ZooWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or self.tmp.exists():
+            self.abort()

@@ -1,0 +1,289 @@
+"""Download, checksum and archive helpers for the file-based zoo tasks.
+
+Files are fetched with :mod:`urllib` in chunks (with a tqdm progress bar) to a
+temporary name in the target directory, verified against a known MD5 and only
+then renamed into place. A file with a wrong checksum is deleted and reported,
+never used. Mirrors are tried in order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
+
+__all__ = [
+    "ChecksumError",
+    "DownloadError",
+    "KNOWN_MD5",
+    "RESOURCES",
+    "Resource",
+    "download_resource",
+    "ensure_files",
+    "fetch_url",
+    "manual_hint",
+    "md5_file",
+    "missing_files_error",
+    "safe_extract_tar",
+    "verify_file",
+    "verify_known",
+]
+
+_CHUNK = 1 << 20
+
+
+class DownloadError(RuntimeError):
+    """A file could not be fetched from any of its mirrors."""
+
+
+class ChecksumError(DownloadError):
+    """A file's MD5 does not match the published checksum."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One downloadable file.
+
+    Attributes:
+        filename: Name of the file on the server and on disk.
+        md5: Expected hex MD5 digest of the file.
+        urls: Full URLs of the file, tried in order.
+    """
+
+    filename: str
+    md5: str
+    urls: tuple[str, ...]
+
+
+def _mirrored(mirrors: tuple[str, ...], files: dict[str, str]) -> tuple[Resource, ...]:
+    return tuple(Resource(name, md5, tuple(m + name for m in mirrors)) for name, md5 in files.items())
+
+
+_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+_FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
+_SVHN_MIRRORS = ("http://ufldl.stanford.edu/housenumbers/",)
+
+#: Files fetched by ``download=True``, per task.
+RESOURCES: dict[str, tuple[Resource, ...]] = {
+    "mnist": _mirrored(_MNIST_MIRRORS, {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    }),
+    "fashion_mnist": _mirrored(_FASHION_MIRRORS, {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    }),
+    "svhn": _mirrored(_SVHN_MIRRORS, {
+        "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
+        "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+    }),
+    "cifar10": (Resource("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
+                         ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)),),
+}
+
+#: Known MD5s of files as read from disk (``verify=True``), per task and file name.
+KNOWN_MD5: dict[str, dict[str, str]] = {
+    task: {r.filename: r.md5 for r in res} for task, res in RESOURCES.items()
+}
+KNOWN_MD5["cifar10"].update({
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+})
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """Return the hex MD5 digest of a file, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: str | os.PathLike, md5: str) -> None:
+    """Check a file against an expected MD5.
+
+    Raises:
+        ChecksumError: if the digest differs (the file is left in place).
+    """
+    actual = md5_file(path)
+    if actual != md5:
+        raise ChecksumError(f"checksum mismatch for {path}: expected MD5 {md5}, got {actual}; "
+                            "the file is corrupt or not the published one - delete it and fetch it again")
+
+
+def verify_known(task: str, paths: list[Path]) -> None:
+    """Check files on disk whose MD5 is known for ``task``; warn about the others.
+
+    Raises:
+        ChecksumError: on the first mismatching file (which is left in place).
+    """
+    known = KNOWN_MD5[task]
+    for path in paths:
+        if path.name in known:
+            verify_file(path, known[path.name])
+        else:
+            warnings.warn(f"no known checksum for {path}; not verified", stacklevel=3)
+
+
+def manual_hint(task: str, directory: Path) -> str:
+    """One sentence telling where to place ``task``'s files by hand."""
+    names = ", ".join(r.filename for r in RESOURCES[task])
+    return f"To install by hand, place {names} in {directory.resolve()}"
+
+
+def fetch_url(url: str, dest: str | os.PathLike, *, desc: str | None = None, timeout: float = 60.0) -> None:
+    """Stream ``url`` into the file ``dest`` in chunks, showing a tqdm progress bar.
+
+    Raises:
+        urllib.error.URLError, OSError: on network or HTTP failures.
+    """
+    request = urllib.request.Request(url, headers={"User-Agent": "weightspace-dataset-fetch"})
+    with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as fh:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc or url) as bar:
+            while chunk := response.read(_CHUNK):
+                fh.write(chunk)
+                bar.update(len(chunk))
+
+
+def download_resource(resource: Resource, directory: str | os.PathLike, *, hint: str = "") -> Path:
+    """Download one resource into ``directory``, trying its mirrors in order.
+
+    The data goes to a temporary file next to the target, is checked against
+    ``resource.md5`` and renamed into place only when it matches; a mismatching
+    download is deleted and the next mirror is tried.
+
+    Args:
+        resource: What to fetch and its checksum.
+        directory: Target directory (created if missing).
+        hint: Extra sentence appended to error messages (e.g. where to put files by hand).
+
+    Returns:
+        The path of the verified file.
+
+    Raises:
+        ChecksumError: if every mirror failed and at least one served wrong bytes.
+        DownloadError: if no mirror could be reached.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / resource.filename
+    failures: list[str] = []
+    bad_checksum = False
+    for url in resource.urls:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{resource.filename}.", suffix=".part", dir=directory)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            fetch_url(url, tmp, desc=resource.filename)
+            actual = md5_file(tmp)
+            if actual != resource.md5:
+                bad_checksum = True
+                failures.append(f"{url}: checksum mismatch (expected MD5 {resource.md5}, got {actual}); "
+                                "the download was deleted")
+                continue
+            os.replace(tmp, target)
+            return target
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # URLError, timeouts: OSError
+            failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+        finally:
+            tmp.unlink(missing_ok=True)
+    kind = ChecksumError if bad_checksum else DownloadError
+    reason = "" if bad_checksum else " (is the network unreachable?)"
+    raise kind(f"could not download {resource.filename}{reason}: " + "; ".join(failures)
+               + (f". {hint}" if hint else ""))
+
+
+def missing_files_error(task: str, directory: Path, needed: list[str],
+                        missing: list[str]) -> FileNotFoundError:
+    """The error for a task whose files are absent: what to place where, and how to fetch it."""
+    return FileNotFoundError(
+        f"task {task!r} needs these files in {directory.resolve()}: {', '.join(needed)} "
+        f"(missing: {', '.join(missing)}). Place them there, or pass download=True to load_task "
+        f"(or run `weightspace zoo download {task}`) to fetch them.")
+
+
+def ensure_files(task: str, directory: Path, needed: list[str], missing: list[str], present: list[Path],
+                 download: bool, verify: bool) -> None:
+    """Make a task's files available in ``directory``.
+
+    Args:
+        task: Key of :data:`RESOURCES`.
+        directory: The task's directory.
+        needed: File names shown in the "missing files" message.
+        missing: Names (as in :data:`RESOURCES`) that are not on disk.
+        present: Files already on disk (checked when ``verify``).
+        download: Fetch the missing files instead of raising.
+        verify: Check ``present`` against :data:`KNOWN_MD5`.
+
+    Raises:
+        FileNotFoundError: files missing and ``download`` is False.
+        DownloadError, ChecksumError: as :func:`download_resource` / :func:`verify_file`.
+    """
+    if missing and not download:
+        raise missing_files_error(task, directory, needed, missing)
+    for resource in RESOURCES[task]:
+        if resource.filename in missing:
+            download_resource(resource, directory, hint=manual_hint(task, directory))
+    if verify:
+        verify_known(task, present)
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    name = member.name
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+        raise DownloadError(f"refusing to extract tar member with unsafe path {name!r}")
+    if not (member.isfile() or member.isdir()):
+        raise DownloadError(f"refusing to extract tar member {name!r}: not a regular file or directory")
+
+
+def safe_extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Extract a tar archive into ``dest``, refusing unsafe members.
+
+    Members with absolute paths, ``..`` components, links or device files make
+    the whole extraction fail before anything is written. The archive is unpacked
+    into a temporary directory inside ``dest`` and its top-level entries are then
+    moved into place (replacing existing entries of the same name).
+
+    Raises:
+        DownloadError: on an unsafe member or an unreadable archive.
+    """
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member)
+            staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+            try:
+                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(staging, members=members, **extra)
+                for entry in staging.iterdir():
+                    final = dest / entry.name
+                    if final.is_dir() and not final.is_symlink():
+                        shutil.rmtree(final)
+                    os.replace(entry, final)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (tarfile.TarError, EOFError) as exc:
+        raise DownloadError(f"cannot extract {archive}: {exc}") from exc

@@ -1,0 +1,232 @@
+"""Generate a zoo from a ZooSpec: shards trained as populations, committed one by one, resumable.
+
+Work in progress lives in ``.<out>.partial/`` beside the output: ``spec.json``
+and, per finished shard, ``shard-<id>.npy`` (weights) and ``shard-<id>.csv``
+(rows). Both are written under temporary names and renamed, the CSV last, so
+a shard counts as done exactly when its CSV exists. Running the same command
+again after an interruption (Ctrl-C, ``kill -9``, a crashed node) trains only
+the missing shards; since each shard is a deterministic function of the spec,
+the assembled zoo is the one an uninterrupted run writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from weightspace.zoo.population import train_population
+from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec
+from weightspace.zoo.store import Zoo, package_versions
+
+COLUMN_ORDER = ["model_id", "epoch", "seed", *GRID_KEYS, "train_loss", "train_acc", "test_loss", "test_acc",
+                "ggap", "diverged"]
+METRICS = ["train_loss", "train_acc", "test_loss", "test_acc", "ggap"]
+
+
+class ShardFailed(RuntimeError):
+    """Some shards failed twice; the others are committed and a rerun retries only the failed ones."""
+
+
+def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, workers: int = 0,
+             ray_address: str | None = None, device: str | None = None, data_root: str | os.PathLike = "datasets",
+             download: bool = False, progress: bool = True) -> Zoo:
+    """Train (or finish training) the zoo described by `spec` into the directory `out`.
+
+    Args:
+        workers: 0 trains shards in this process; N > 0 runs them as ray tasks on N local CPUs
+            (or on the cluster at `ray_address`), one CPU (and a GPU fraction, where GPUs exist) each.
+        device: "cpu" or "cuda"; default cuda when available (in-process runs).
+
+    Raises:
+        FileExistsError: `out` (or its work folder) holds a different zoo and `overwrite` is False.
+        ShardFailed: a shard failed twice; the rest is committed, rerun to retry.
+    """
+    out = Path(out)
+    fingerprint = spec.fingerprint()
+    if out.exists():
+        if _finished_fingerprint(out) == fingerprint and not overwrite:
+            print(f"zoo '{out}' is already complete", file=sys.stderr)
+            return Zoo.load(out)
+        if not overwrite:
+            raise FileExistsError(f"'{out}' already holds something other than this zoo ({spec.name}); "
+                                  "pass --overwrite to replace it or choose another --out")
+    work = out.parent / f".{out.name}.partial"
+    _prepare_work_dir(work, spec, fingerprint, overwrite)
+
+    shards = spec.shards()
+    done = {p.name[len("shard-"):-len(".csv")] for p in work.glob("shard-*.csv")}
+    todo = [s for s in shards if s.shard_id not in done]
+    from weightspace.zoo.tasks import load_task
+
+    task = load_task(spec.task, root=data_root, download=download, **spec.task_options)
+    total = sum(len(s.models) for s in shards) * spec.epochs
+    finished = sum(len(s.models) for s in shards if s.shard_id in done) * spec.epochs
+    if done:
+        print(f"resuming '{out}': {len(done)} of {len(shards)} shards already done", file=sys.stderr)
+    bar = tqdm(total=total, initial=finished, unit="model-epoch", desc=f"zoo {spec.name}", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        if workers > 0 or ray_address:
+            failed = _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address)
+        else:
+            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            failed = _run_local(spec, todo, task, work, fingerprint, bar, device)
+    finally:
+        bar.close()
+    if failed:
+        lines = [f"  shard {sid}: models {ids[0]}..{ids[-1]} ({len(ids)}): {err}" for sid, ids, err in failed]
+        raise ShardFailed(f"{len(failed)} shard(s) failed twice; the other shards are committed in '{work}'. "
+                          "Run the same command again to retry them.\n" + "\n".join(lines))
+    zoo = _assemble(spec, shards, work, task, fingerprint)
+    zoo.save(out, overwrite=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return zoo
+
+
+# ---------------------------------------------------------------- one shard
+def train_shard(spec: ZooSpec, shard: Shard, task, fingerprint: str, device: str = "cpu",
+                progress=None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Train one shard; returns its weights ``(rows, D)`` and its rows (with hyperparameters)."""
+    config, members = shard.population(spec, channels_in=task.input_shape[0], num_classes=task.num_classes)
+    seed = int(hashlib.sha256(f"{fingerprint}/{shard.shard_id}".encode()).hexdigest()[:12], 16)
+    result = train_population(config, members, task.x_train, task.y_train, task.x_test, task.y_test,
+                              epochs=spec.epochs, checkpoint_epochs=spec.kept_epochs, device=device,
+                              dropout_seed=seed, progress=progress)
+    rows = pd.DataFrame(result.rows)
+    hyper = pd.DataFrame(shard.models).drop(columns=["seed"]).set_index("model_id")
+    rows = rows.join(hyper, on="model_id")
+    rows["ggap"] = rows["train_acc"] - rows["test_acc"]
+    return result.weights, rows[[c for c in COLUMN_ORDER if c in rows]]
+
+
+def _run_local(spec, todo, task, work, fingerprint, bar, device) -> list:
+    failed = []
+    for shard in todo:
+        for attempt in (1, 2):
+            start = bar.n
+            try:
+                weights, rows = train_shard(spec, shard, task, fingerprint, device, progress=bar.update)
+                _commit_shard(work, shard.shard_id, weights, rows)
+                break
+            except (RuntimeError, ValueError, MemoryError) as err:
+                bar.update(start - bar.n)  # roll the bar back
+                bar.write(f"shard {shard.shard_id} failed (attempt {attempt}): {err}")
+                if attempt == 2:
+                    failed.append((shard.shard_id, [m["model_id"] for m in shard.models], repr(err)))
+    return failed
+
+
+def _ray_shard_task(spec_dict: dict, shard: Shard, task, fingerprint: str, device: str):
+    torch.set_num_threads(1)
+    return train_shard(ZooSpec.from_dict(spec_dict), shard, task, fingerprint, device)
+
+
+def _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address) -> list:
+    import ray
+
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    gpus = ray.cluster_resources().get("GPU", 0)
+    cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    gpu_fraction = min(1.0, gpus / cpus) if gpus else 0
+    remote = ray.remote(_ray_shard_task).options(num_cpus=1, num_gpus=gpu_fraction, max_retries=1,
+                                                 retry_exceptions=True)
+    task_ref = ray.put(task)
+    device = "cuda" if gpu_fraction else "cpu"
+    pending = {remote.remote(spec.to_dict(), shard, task_ref, fingerprint, device): shard for shard in todo}
+    failed = []
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        shard = pending.pop(ready[0])
+        try:
+            weights, rows = ray.get(ready[0])
+        except Exception as err:  # noqa: BLE001 - ray wraps every task error; report and go on
+            failed.append((shard.shard_id, [m["model_id"] for m in shard.models], f"{type(err).__name__}: {err}"))
+            continue
+        _commit_shard(work, shard.shard_id, weights, rows)
+        bar.update(len(shard.models) * spec.epochs)
+    return failed
+
+
+# ------------------------------------------------------------------ files
+def _commit_shard(work: Path, shard_id: str, weights: np.ndarray, rows: pd.DataFrame) -> None:
+    tmp_npy, tmp_csv = work / f".shard-{shard_id}.npy.tmp", work / f".shard-{shard_id}.csv.tmp"
+    with open(tmp_npy, "wb") as f:
+        np.save(f, weights.astype(np.float32), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+    rows.to_csv(tmp_csv, index=False)
+    os.replace(tmp_npy, work / f"shard-{shard_id}.npy")
+    os.replace(tmp_csv, work / f"shard-{shard_id}.csv")  # the CSV marks the shard done
+
+
+def _prepare_work_dir(work: Path, spec: ZooSpec, fingerprint: str, overwrite: bool) -> None:
+    spec_file = work / "spec.json"
+    if work.exists():
+        previous = json.loads(spec_file.read_text()).get("fingerprint") if spec_file.exists() else None
+        if previous != fingerprint:
+            if not overwrite:
+                raise FileExistsError(f"'{work}' holds unfinished work on a different zoo spec; "
+                                      "pass --overwrite to discard it")
+            shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    for stale in work.glob(".*.tmp"):  # a write cut short by a kill
+        stale.unlink()
+    if not spec_file.exists():
+        tmp = work / ".spec.json.tmp"
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "spec": spec.to_dict()}, indent=1))
+        os.replace(tmp, spec_file)
+
+
+def _finished_fingerprint(out: Path) -> str | None:
+    try:
+        return json.loads((out / "zoo.json").read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return None
+
+
+def _assemble(spec: ZooSpec, shards: list[Shard], work: Path, task, fingerprint: str) -> Zoo:
+    parts = [(np.load(work / f"shard-{s.shard_id}.npy"), pd.read_csv(work / f"shard-{s.shard_id}.csv"))
+             for s in shards]
+    samples = pd.concat([p[1] for p in parts], ignore_index=True)
+    weights = np.concatenate([p[0] for p in parts])
+    order = np.lexsort((samples["epoch"].to_numpy(), samples["model_id"].to_numpy()))
+    samples = samples.iloc[order].reset_index(drop=True)
+    weights = weights[order]
+    if samples["init_std"].isna().all():
+        samples = samples.drop(columns=["init_std"])
+    config, members = shards[0].population(spec, task.input_shape[0], task.num_classes)
+    from weightspace.zoo.population import init_member
+    from weightspace.layout import WeightLayout
+
+    layout = WeightLayout.from_module(init_member(config, members[0]))
+    varied = [k for k in GRID_KEYS if len(spec.grid.get(k, ())) > 1]
+    info = {
+        "name": spec.name,
+        "fingerprint": fingerprint,
+        "hyperparameters": varied,
+        "fixed_hyperparameters": [k for k in GRID_KEYS if k not in varied and k in samples],
+        "metrics": METRICS,
+        "architecture": {"name": spec.architecture, "kwargs": {k: v for k, v in config.arch_kwargs.items()
+                                                               if k not in ("activation", "dropout")}},
+        "task": {"name": spec.task, **spec.task_options, "input_shape": list(task.input_shape),
+                 "num_classes": task.num_classes, "n_train": len(task.x_train), "n_test": len(task.x_test)},
+        "spec": spec.to_dict(),
+        "provenance": {"generated_by": "weightspace zoo generate",
+                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "shards": len(shards)},
+        "versions": package_versions(),
+    }
+    return Zoo(weights, samples, layout, info)

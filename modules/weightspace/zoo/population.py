@@ -1,0 +1,266 @@
+"""Train a population of same-shaped networks as one vectorized program.
+
+N models of one architecture and one structural configuration (activation,
+dropout, optimizer type, train fraction) share one template module on the meta
+device. Their parameters are stacked with the model axis first, ``(N, *shape)``,
+and every forward pass is ``vmap(functional_call(template, ...))``. Each model
+keeps its own init seed, data order and dropout noise; learning rate and
+weight decay are per-model tensors. The optimizers reproduce ``torch.optim``
+(Adam, SGD with momentum, RMSprop) element for element, so a model trained in a
+population follows the trajectory it would follow alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from weightspace.layout import WeightLayout
+from weightspace.zoo.architectures import create_zoo_model
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of a population: its identity and per-model hyperparameters."""
+
+    model_id: int
+    seed: int  # init seed; the data order is drawn from a generator derived from it
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    init: str = "kaiming_uniform"
+    init_std: float | None = None
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    """What all members of a population share."""
+
+    architecture: str  # a name from list_zoo_models()
+    arch_kwargs: dict = field(default_factory=dict)  # activation, dropout, channels_in, ...
+    optimizer: str = "adam"  # adam | sgd | rmsprop
+    momentum: float = 0.9  # sgd and rmsprop
+    batch_size: int = 32
+    train_fraction: float = 1.0  # each model trains on its own random subset of this size
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """The generator of a model's data order (and train subset): independent of its init stream."""
+    return torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + 0x7F4A7C15) % (2**63))
+
+
+def epoch_order(seed: int, n_train: int, train_fraction: float, epochs: int) -> torch.Tensor:
+    """The sample order of one model for every epoch: ``(epochs, n_used)`` indices into the train set.
+
+    A model uses the first ``round(train_fraction * n_train)`` entries of its own
+    permutation of the train set, reshuffled each epoch.
+    """
+    g = data_generator(seed)
+    n_used = max(1, round(train_fraction * n_train))
+    subset = torch.randperm(n_train, generator=g)[:n_used]
+    return torch.stack([subset[torch.randperm(n_used, generator=g)] for _ in range(epochs)])
+
+
+def init_member(config: PopulationConfig, member: Member) -> nn.Module:
+    """The freshly initialised network of one member (init drawn from its seed)."""
+    return create_zoo_model(config.architecture, init=member.init, init_std=member.init_std,
+                            generator=torch.Generator().manual_seed(int(member.seed)), **config.arch_kwargs)
+
+
+class Population:
+    """N models trained together; parameters are stacked ``(N, *shape)``, model axis first."""
+
+    def __init__(self, config: PopulationConfig, members: Sequence[Member], *, device: str | torch.device = "cpu"):
+        if not members:
+            raise ValueError("a population needs at least one member")
+        self.config = config
+        self.members = list(members)
+        self.device = torch.device(device)
+        nets = [init_member(config, m) for m in self.members]
+        self.layout = WeightLayout.from_module(nets[0])
+        with torch.device("meta"):
+            self.template = create_zoo_model(config.architecture, **config.arch_kwargs)
+        self.params = {
+            name: torch.stack([dict(n.named_parameters())[name].detach() for n in nets]).to(self.device).requires_grad_()
+            for name, _ in nets[0].named_parameters()
+        }
+        n = len(self.members)
+        self.lr = torch.tensor([m.lr for m in self.members], dtype=torch.float32, device=self.device)
+        self.wd = torch.tensor([m.weight_decay for m in self.members], dtype=torch.float32, device=self.device)
+        self.state: dict[str, dict[str, torch.Tensor]] = {}
+        self.step_count = 0
+        self.diverged = torch.zeros(n, dtype=torch.bool)
+        self._train_logits = vmap(self._forward, in_dims=(0, 0), randomness="different")
+        self._eval_logits = vmap(self._forward, in_dims=(0, None), randomness="different")
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    # --------------------------------------------------------------- forward
+    def _forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.template, params, (x,))
+
+    def vectors(self) -> torch.Tensor:
+        """Flat weights of every member: ``(N, D)`` on the CPU."""
+        return self.layout.vectorize({k: v.detach() for k, v in self.params.items()}).float().cpu()
+
+    # ------------------------------------------------------------------ train
+    def loss_and_grads(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Per-model mean cross-entropy on a per-model batch and its gradients.
+
+        Args:
+            x: ``(N, B, *input_shape)``, one batch per model.
+            y: ``(N, B)`` labels.
+
+        Returns:
+            losses ``(N,)`` and gradients shaped like `params`.
+        """
+        assert x.shape[0] == len(self), f"model axis first: expected {len(self)} batches, got {tuple(x.shape)}"
+        self.template.train()
+        logits = self._train_logits(self.params, x)  # (N, B, classes)
+        losses = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+        # models are independent, so d(sum)/d(params_i) is model i's own gradient
+        grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
+        return losses.detach(), dict(zip(self.params, grads))
+
+    @torch.no_grad()
+    def apply_gradients(self, grads: dict[str, torch.Tensor]) -> None:
+        """One optimizer step for every model, matching torch.optim's update rules."""
+        self.step_count += 1
+        t = self.step_count
+        opt, mom = self.config.optimizer, self.config.momentum
+        for name, p in self.params.items():
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            lr, wd = self.lr.view(shape), self.wd.view(shape)
+            g = grads[name] + wd * p
+            st = self.state.setdefault(name, {})
+            if opt == "adam":
+                b1, b2, eps = 0.9, 0.999, 1e-8
+                m = st["m"] = st["m"].mul_(b1).add_(g, alpha=1 - b1) if "m" in st else g * (1 - b1)
+                v = st["v"] = st["v"].mul_(b2).addcmul_(g, g, value=1 - b2) if "v" in st else g * g * (1 - b2)
+                denom = (v.sqrt() / math.sqrt(1 - b2**t)).add_(eps)
+                p.sub_(lr / (1 - b1**t) * m / denom)
+            elif opt == "sgd":
+                buf = st["buf"] = st["buf"].mul_(mom).add_(g) if "buf" in st else g.clone()
+                p.sub_(lr * buf)
+            else:  # rmsprop, alpha 0.99 as torch.optim.RMSprop
+                sq = st["sq"] = st["sq"].mul_(0.99).addcmul_(g, g, value=0.01) if "sq" in st else g * g * 0.01
+                step = g / sq.sqrt().add_(1e-8)
+                if mom > 0:
+                    step = st["buf"] = st["buf"].mul_(mom).add_(step) if "buf" in st else step
+                p.sub_(lr * step)
+
+    def train_epoch(self, x_train: torch.Tensor, y_train: torch.Tensor, order: torch.Tensor,
+                    on_step: Callable[[int, torch.Tensor, dict], None] | None = None) -> torch.Tensor:
+        """One epoch: model i visits ``x_train[order[i]]`` in batches of ``batch_size``.
+
+        Args:
+            order: ``(N, n_used)`` sample indices per model (see `epoch_order`).
+            on_step: called as ``on_step(step, losses, grads)`` after each gradient computation.
+
+        Returns:
+            the mean training loss of each model over the epoch ``(N,)``.
+        """
+        bs = self.config.batch_size
+        n_used = order.shape[1]
+        total = torch.zeros(len(self), device=self.device)
+        for step, start in enumerate(range(0, n_used, bs)):
+            idx = order[:, start:start + bs].to(self.device)
+            losses, grads = self.loss_and_grads(x_train[idx], y_train[idx])
+            if on_step is not None:
+                on_step(step, losses, grads)
+            self.apply_gradients(grads)
+            total += losses * idx.shape[1]
+        return (total / n_used).cpu()
+
+    # --------------------------------------------------------------- evaluate
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss and accuracy of every model on the shared set ``(x, y)``: two ``(N,)`` tensors."""
+        self.template.eval()
+        loss = torch.zeros(len(self), device=self.device)
+        correct = torch.zeros(len(self), device=self.device)
+        params = {k: v.detach() for k, v in self.params.items()}
+        for start in range(0, len(x), chunk):
+            xb, yb = x[start:start + chunk], y[start:start + chunk]
+            logits = self._eval_logits(params, xb)  # (N, b, classes)
+            loss += nn.functional.cross_entropy(logits.flatten(0, 1), yb.repeat(len(self)), reduction="none").view(len(self), -1).sum(1)
+            correct += (logits.argmax(-1) == yb).sum(1)
+        return (loss / len(x)).cpu(), (correct / len(x)).cpu()
+
+    def check_divergence(self) -> torch.Tensor:
+        """Flag (for good) models whose weights hold NaN or inf; returns the ``(N,)`` flags."""
+        finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in self.params.values()]).all(0)
+        self.diverged |= ~finite.cpu()
+        return self.diverged.clone()
+
+
+@dataclass
+class PopulationResult:
+    """Checkpoints of a trained population: one row per (member, checkpoint epoch)."""
+
+    weights: np.ndarray  # (rows, D) float32
+    rows: list[dict]  # model_id, epoch, seed, train/test loss and accuracy, diverged
+
+
+def train_population(config: PopulationConfig, members: Sequence[Member], x_train: torch.Tensor,
+                     y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, *, epochs: int,
+                     checkpoint_epochs: Sequence[int] | None = None, device: str | torch.device = "cpu",
+                     dropout_seed: int = 0, progress: Callable[[int], None] | None = None) -> PopulationResult:
+    """Train `members` together for `epochs` and collect checkpoints with their metrics.
+
+    Every epoch evaluates train and test loss and accuracy of all models. Epoch 0
+    is the initialisation. Dropout noise comes from a forked global RNG seeded
+    with `dropout_seed` (restored afterwards), so results are reproducible
+    without touching the caller's random state.
+
+    Args:
+        checkpoint_epochs: epochs to store (default: 0 .. epochs).
+        progress: called with the number of models after each epoch.
+    """
+    keep = sorted(set(range(epochs + 1) if checkpoint_epochs is None else checkpoint_epochs))
+    if keep and (keep[0] < 0 or keep[-1] > epochs):
+        raise ValueError(f"checkpoint epochs must lie in [0, {epochs}], got {keep}")
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(dropout_seed)
+        pop = Population(config, members, device=device)
+        x_train, y_train = x_train.to(pop.device), y_train.to(pop.device)
+        x_test, y_test = x_test.to(pop.device), y_test.to(pop.device)
+        orders = torch.stack([epoch_order(m.seed, len(x_train), config.train_fraction, epochs) for m in members], 1) \
+            if epochs > 0 else None  # (epochs, N, n_used)
+        weights, rows = [], []
+        for epoch in range(epochs + 1):
+            if epoch > 0:
+                pop.train_epoch(x_train, y_train, orders[epoch - 1])
+                if progress is not None:
+                    progress(len(pop))
+            if epoch not in keep:
+                continue
+            diverged = pop.check_divergence()
+            tr_loss, tr_acc = pop.evaluate(x_train, y_train)
+            te_loss, te_acc = pop.evaluate(x_test, y_test)
+            weights.append(pop.vectors().numpy())
+            for i, m in enumerate(members):
+                rows.append({"model_id": m.model_id, "epoch": epoch, "seed": m.seed,
+                             "train_loss": float(tr_loss[i]), "train_acc": float(tr_acc[i]),
+                             "test_loss": float(te_loss[i]), "test_acc": float(te_acc[i]),
+                             "diverged": bool(diverged[i] or not math.isfinite(float(tr_loss[i])))})
+    order = sorted(range(len(rows)), key=lambda r: (rows[r]["model_id"], rows[r]["epoch"]))
+    stacked = np.concatenate(weights).astype(np.float32) if weights else np.zeros((0, pop.layout.num_params), np.float32)
+    return PopulationResult(stacked[order], [rows[r] for r in order])

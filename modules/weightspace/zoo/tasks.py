@@ -1,0 +1,441 @@
+"""Image classification tasks that zoo models are trained on.
+
+Every task returns a :class:`TaskData` holding float32 NCHW images scaled to
+``[0, 1]`` and int64 labels. ``tetris`` and ``digits`` need no files; ``mnist``,
+``fashion_mnist``, ``svhn`` and ``cifar10`` read the standard distribution files
+from ``<root>/<task>/`` and can fetch them with ``download=True``.
+
+Example:
+    >>> data = load_task("tetris", placement="fixed", seed=3)
+    >>> data.input_shape
+    (1, 4, 4)
+"""
+
+from __future__ import annotations
+
+import gzip
+import inspect
+import math
+import os
+import pickle
+import zlib
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from . import downloads
+
+__all__ = ["TaskData", "list_tasks", "load_task"]
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """Train and test tensors of one classification task.
+
+    Attributes:
+        name: Task name as passed to :func:`load_task`.
+        x_train: float32 images, shape (N, C, H, W), values in [0, 1].
+        y_train: int64 labels, shape (N,), values in ``range(num_classes)``.
+        x_test: float32 test images, same C, H, W as ``x_train``.
+        y_test: int64 test labels.
+        num_classes: Number of classes.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if x.dtype != torch.float32 or x.ndim != 4:
+                raise ValueError(f"x_{split} must be a float32 (N, C, H, W) tensor, "
+                                 f"got {x.dtype} {tuple(x.shape)}")
+            if y.dtype != torch.int64 or y.shape != (x.shape[0],):
+                raise ValueError(f"y_{split} must be int64 of shape ({x.shape[0]},), "
+                                 f"got {y.dtype} {tuple(y.shape)}")
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise ValueError(f"train/test image shapes differ: {tuple(self.x_train.shape[1:])} "
+                             f"vs {tuple(self.x_test.shape[1:])}")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape (C, H, W) of one image."""
+        c, h, w = self.x_train.shape[1:]
+        return (int(c), int(h), int(w))
+
+
+# --------------------------------------------------------------------------- tetris
+# Canonical tetromino cells (row, col). Classes: 0=I, 1=O, 2=T, 3=L (S/Z/J are not used).
+_TETROMINOES: dict[str, tuple[tuple[int, int], ...]] = {
+    "I": ((0, 0), (0, 1), (0, 2), (0, 3)),
+    "O": ((0, 0), (0, 1), (1, 0), (1, 1)),
+    "T": ((0, 0), (0, 1), (0, 2), (1, 1)),
+    "L": ((0, 0), (1, 0), (2, 0), (2, 1)),
+}
+# Offset of each canonical shape for placement="fixed" (roughly centred in the 4x4 grid).
+_FIXED_OFFSETS = {"I": (1, 0), "O": (1, 1), "T": (1, 0), "L": (0, 1)}
+
+
+def _cells_image(cells: frozenset[tuple[int, int]]) -> torch.Tensor:
+    img = torch.zeros(4, 4)
+    for r, c in cells:
+        img[r, c] = 1.0
+    return img
+
+
+def _normalise(cells: frozenset[tuple[int, int]]) -> frozenset[tuple[int, int]]:
+    r0, c0 = min(r for r, _ in cells), min(c for _, c in cells)
+    return frozenset((r - r0, c - c0) for r, c in cells)
+
+
+def _tetris_templates(placement: str) -> list[torch.Tensor]:
+    """Return one (P_k, 4, 4) stack of distinct images per class."""
+    out = []
+    for name, cells in _TETROMINOES.items():
+        if placement == "fixed":
+            dr, dc = _FIXED_OFFSETS[name]
+            shapes = [frozenset((r + dr, c + dc) for r, c in cells)]
+        else:  # every rotation (no reflections) at every translation that fits
+            rotations, current = set(), frozenset(cells)
+            for _ in range(4):
+                rotations.add(_normalise(current))
+                current = frozenset((c, -r) for r, c in current)  # rotate by 90 degrees
+            shapes = []
+            for shape in sorted(rotations, key=sorted):
+                height, width = 1 + max(r for r, _ in shape), 1 + max(c for _, c in shape)
+                shapes += [frozenset((r + dr, c + dc) for r, c in shape)
+                           for dr in range(5 - height) for dc in range(5 - width)]
+        out.append(torch.stack([_cells_image(s) for s in shapes]))
+    return out
+
+
+def _split_generator(seed: int, stream: int) -> torch.Generator:
+    """An independent generator for one data split, derived from ``seed``."""
+    state = np.random.SeedSequence([seed, stream]).generate_state(1, dtype=np.uint64)[0]
+    return torch.Generator().manual_seed(int(state) & ((1 << 63) - 1))
+
+
+def _sample_tetris(templates: list[torch.Tensor], n: int, flip_prob: float, gen: torch.Generator):
+    counts = torch.tensor([len(t) for t in templates])
+    starts = torch.cumsum(counts, 0) - counts
+    images = torch.cat(templates)
+    y = torch.randint(len(templates), (n,), generator=gen)
+    pick = (torch.rand(n, generator=gen) * counts[y]).long().clamp_max(counts[y] - 1)
+    x = images[starts[y] + pick]
+    flips = torch.rand(x.shape, generator=gen) < flip_prob
+    x = torch.where(flips, 1.0 - x, x)
+    return x.unsqueeze(1).contiguous(), y
+
+
+def _load_tetris(*, placement: str = "fixed", n_train: int = 200, n_test: int = 1000,
+                 flip_prob: float = 0.02, seed: int = 0) -> TaskData:
+    """4x4 binary tetromino images, 4 classes: 0=I, 1=O, 2=T, 3=L.
+
+    Labels are uniform over the classes; with ``placement="all"`` the position is
+    uniform over all rotations/translations of the class's shape (I: 8, O: 9,
+    T: 24, L: 24 distinct images). Each pixel is then flipped with probability
+    ``flip_prob``. Train and test come from independent generator streams
+    derived from ``seed`` (the test set does not depend on ``n_train``).
+    """
+    if placement not in ("fixed", "all"):
+        raise ValueError(f"tetris: placement must be 'fixed' or 'all', got {placement!r}")
+    for key, value in (("n_train", n_train), ("n_test", n_test), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"tetris: {key} must be a non-negative int, got {value!r}")
+    if not 0.0 <= float(flip_prob) <= 1.0:
+        raise ValueError(f"tetris: flip_prob must be in [0, 1], got {flip_prob!r}")
+    templates = _tetris_templates(placement)
+    x_tr, y_tr = _sample_tetris(templates, n_train, float(flip_prob), _split_generator(seed, 0))
+    x_te, y_te = _sample_tetris(templates, n_test, float(flip_prob), _split_generator(seed, 1))
+    return TaskData("tetris", x_tr, y_tr, x_te, y_te, num_classes=4)
+
+
+# --------------------------------------------------------------------------- digits
+def _load_digits(*, test_fraction: float = 0.25, seed: int = 0) -> TaskData:
+    """scikit-learn's bundled 8x8 digits, scaled by 1/16, stratified split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    if not 0.0 < float(test_fraction) < 1.0:
+        raise ValueError(f"digits: test_fraction must be in (0, 1), got {test_fraction!r}")
+    bunch = load_digits()
+    x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    idx_tr, idx_te = train_test_split(np.arange(len(y)), test_size=float(test_fraction),
+                                      random_state=seed, stratify=bunch.target)
+    idx_tr, idx_te = torch.from_numpy(idx_tr), torch.from_numpy(idx_te)
+    return TaskData("digits", x[idx_tr], y[idx_tr], x[idx_te], y[idx_te], num_classes=10)
+
+
+# --------------------------------------------------------------------------- IDX (MNIST)
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Parse an IDX file (gzip-compressed or plain, detected from its content).
+
+    Raises:
+        ValueError: naming the file, on corrupt gzip data, a bad magic number,
+            an unknown dtype code, or a size that does not match the header.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    if len(raw) < 4:
+        raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs at least 4)")
+    if raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (bad magic number 0x{raw[:4].hex()})")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_DTYPES:
+        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x}")
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX file declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header (needs {header} bytes, file has {len(raw)})")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = math.prod(dims) * dtype.itemsize
+    actual = len(raw) - header
+    if actual < expected:
+        raise ValueError(f"{path}: truncated IDX data: header {dims} needs {expected} bytes, found {actual}")
+    if actual > expected:
+        raise ValueError(f"{path}: {actual - expected} unexpected trailing bytes after IDX data {dims}")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def _find_idx(directory: Path, stem: str) -> Path | None:
+    for name in (stem + ".gz", stem):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def _load_idx_task(task: str, root: Path, download: bool, *, verify: bool = False) -> TaskData:
+    """MNIST-style task from the four IDX files in ``<root>/<task>/`` (gz or plain)."""
+    directory = root / task
+    paths = {stem: _find_idx(directory, stem) for stem in _IDX_STEMS}
+    missing = [stem + ".gz" for stem, p in paths.items() if p is None]
+    present = [p for p in paths.values() if p is not None]
+    downloads.ensure_files(task, directory, [s + "[.gz]" for s in _IDX_STEMS], missing, present,
+                           download, verify)
+    paths = {stem: _find_idx(directory, stem) for stem in _IDX_STEMS}
+
+    def split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
+        img_path, lbl_path = paths[f"{prefix}-images-idx3-ubyte"], paths[f"{prefix}-labels-idx1-ubyte"]
+        images, labels = _read_idx(img_path), _read_idx(lbl_path)
+        if images.dtype != np.uint8 or images.ndim != 3:
+            raise ValueError(f"{img_path}: expected uint8 images of shape (N, H, W), "
+                             f"got {images.dtype} {images.shape}")
+        if labels.dtype != np.uint8 or labels.shape != (len(images),):
+            raise ValueError(f"{lbl_path}: expected {len(images)} uint8 labels, "
+                             f"got {labels.dtype} {labels.shape}")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"{lbl_path}: label {labels.max()} out of range 0..9")
+        x = torch.from_numpy(images).float().div_(255.0).unsqueeze(1)
+        return x, torch.from_numpy(labels.astype(np.int64))
+
+    return TaskData(task, *split("train"), *split("t10k"), num_classes=10)
+
+
+# --------------------------------------------------------------------------- colour helpers
+_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601, as tf.image.rgb_to_grayscale
+
+
+def _to_float(images: np.ndarray, grayscale: bool) -> torch.Tensor:
+    """uint8 (N, 3, H, W) -> float32 in [0, 1], optionally luma-weighted to 1 channel."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
+    if grayscale:
+        x = (x * _LUMA.view(1, 3, 1, 1)).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
+    return x
+
+
+# --------------------------------------------------------------------------- SVHN
+_SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
+
+
+def _read_svhn(path: Path, grayscale: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+    except Exception as exc:  # scipy raises assorted errors on corrupt files
+        raise ValueError(f"{path}: cannot read MATLAB file ({exc})") from exc
+    x, y = mat.get("X"), mat.get("y")
+    if x is None or y is None:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ValueError(f"{path}: expected variables 'X' and 'y', found {found}")
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3:
+        raise ValueError(f"{path}: X must be uint8 of shape (H, W, 3, N), got {x.dtype} {x.shape}")
+    y = np.asarray(y).reshape(-1)
+    if y.shape != (x.shape[3],):
+        raise ValueError(f"{path}: y has {y.size} labels for {x.shape[3]} images")
+    if y.size and (y.min() < 0 or y.max() > 10):
+        raise ValueError(f"{path}: labels must be in 0..10, got range {y.min()}..{y.max()}")
+    labels = torch.from_numpy((y.astype(np.int64) % 10))  # label 10 means digit 0
+    return _to_float(x.transpose(3, 2, 0, 1), grayscale), labels
+
+
+def _load_svhn(root: Path, download: bool, *, grayscale: bool = False, verify: bool = False) -> TaskData:
+    """SVHN cropped digits from ``<root>/svhn/{train,test}_32x32.mat``."""
+    directory = root / "svhn"
+    missing = [name for name in _SVHN_FILES if not (directory / name).is_file()]
+    present = [directory / name for name in _SVHN_FILES if name not in missing]
+    downloads.ensure_files("svhn", directory, list(_SVHN_FILES), missing, present, download, verify)
+    x_tr, y_tr = _read_svhn(directory / _SVHN_FILES[0], grayscale)
+    x_te, y_te = _read_svhn(directory / _SVHN_FILES[1], grayscale)
+    return TaskData("svhn", x_tr, y_tr, x_te, y_te, num_classes=10)
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+_CIFAR_DIR = "cifar-10-batches-py"
+_CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+
+
+class _ArrayOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals needed to rebuild numpy arrays.
+
+    Allowed: ``numpy.core.multiarray._reconstruct`` (also spelled
+    ``numpy._core.multiarray._reconstruct``), ``numpy.ndarray`` and
+    ``numpy.dtype``. Every other global is refused, so no code can run.
+    """
+
+    def __init__(self, file: Any, path: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self._path = path
+        rebuild = (getattr(np, "_core", None) or np.core).multiarray._reconstruct  # numpy 2 / numpy 1
+        self._allowed = {("numpy.core.multiarray", "_reconstruct"): rebuild,
+                         ("numpy._core.multiarray", "_reconstruct"): rebuild,
+                         ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(
+                f"{self._path}: refusing to load global {module}.{name} "
+                "(only numpy array reconstruction is allowed in dataset pickles)") from None
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, "rb") as fh:
+        try:
+            batch = _ArrayOnlyUnpickler(fh, path).load()
+        except pickle.UnpicklingError:
+            raise
+        except Exception as exc:  # truncated / garbage files raise many error types
+            raise ValueError(f"{path}: cannot unpickle CIFAR batch ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path}: expected a dict, got {type(batch).__name__}")
+    data = batch.get(b"data", batch.get("data"))
+    labels = batch.get(b"labels", batch.get("labels"))
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
+    try:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        labels = None
+    bad_range = labels is not None and labels.size and not 0 <= labels.min() <= labels.max() <= 9
+    if labels is None or labels.shape != (len(data),) or bad_range:
+        raise ValueError(f"{path}: 'labels' must be {len(data)} integers in 0..9")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _load_cifar10(root: Path, download: bool, *, grayscale: bool = False, verify: bool = False) -> TaskData:
+    """CIFAR-10 from the python batches in ``<root>/cifar10/cifar-10-batches-py/``."""
+    directory = root / "cifar10"
+    batch_dir = directory / _CIFAR_DIR
+    missing = [name for name in _CIFAR_FILES if not (batch_dir / name).is_file()]
+    if missing and not download:
+        raise downloads.missing_files_error("cifar10", batch_dir, list(_CIFAR_FILES), missing)
+    if missing:
+        (resource,) = downloads.RESOURCES["cifar10"]
+        archive = directory / resource.filename
+        hint = (f"To install by hand, place {resource.filename} in {directory.resolve()} "
+                f"or its extracted {_CIFAR_DIR}/ folder ({', '.join(_CIFAR_FILES)}) there")
+        if archive.is_file():
+            downloads.verify_file(archive, resource.md5)
+        else:
+            downloads.download_resource(resource, directory, hint=hint)
+        downloads.safe_extract_tar(archive, directory)
+    elif verify:
+        downloads.verify_known("cifar10", [batch_dir / name for name in _CIFAR_FILES])
+    parts = [_read_cifar_batch(batch_dir / name) for name in _CIFAR_FILES]
+    x_tr = _to_float(np.concatenate([p[0] for p in parts[:5]]), grayscale)
+    y_tr = torch.from_numpy(np.concatenate([p[1] for p in parts[:5]]))
+    x_te, y_te = _to_float(parts[5][0], grayscale), torch.from_numpy(parts[5][1])
+    return TaskData("cifar10", x_tr, y_tr, x_te, y_te, num_classes=10)
+
+
+# --------------------------------------------------------------------------- registry
+# name -> (loader, whether the loader reads files and takes (root, download) first)
+_TASKS: dict[str, tuple[Callable[..., TaskData], bool]] = {
+    "cifar10": (_load_cifar10, True),
+    "digits": (_load_digits, False),
+    "fashion_mnist": (partial(_load_idx_task, "fashion_mnist"), True),
+    "mnist": (partial(_load_idx_task, "mnist"), True),
+    "svhn": (_load_svhn, True),
+    "tetris": (_load_tetris, False),
+}
+
+
+def list_tasks() -> list[str]:
+    """Return the names of all available tasks, sorted."""
+    return sorted(_TASKS)
+
+
+def _task_options(loader: Callable[..., TaskData]) -> dict[str, Any]:
+    params = inspect.signature(loader).parameters.values()
+    return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool = False,
+              **options: Any) -> TaskData:
+    """Load a classification task as tensors.
+
+    Args:
+        name: One of :func:`list_tasks`.
+        root: Directory holding one sub-directory per file-based task
+            (``<root>/mnist/``, ``<root>/svhn/``, ...). Ignored by tetris/digits.
+        download: Fetch missing files (with MD5 verification) for mnist,
+            fashion_mnist, svhn and cifar10. Ignored by tetris/digits.
+        **options: Task options:
+            tetris: placement ("fixed" | "all"), n_train, n_test, flip_prob, seed;
+            digits: test_fraction, seed;
+            mnist, fashion_mnist: verify;
+            svhn, cifar10: grayscale, verify.
+            ``verify=True`` checks files already on disk against known MD5s.
+
+    Returns:
+        The task's train/test tensors.
+
+    Raises:
+        ValueError: unknown task name (the message lists valid names) or bad option value.
+        TypeError: unknown option for the task (the message lists valid options).
+        FileNotFoundError: files missing and ``download=False``; says which files go where.
+        weightspace.zoo.downloads.DownloadError: download failed (ChecksumError on MD5 mismatch).
+    """
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+    loader, reads_files = _TASKS[name]
+    valid = _task_options(loader)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(f"unknown option(s) {', '.join(unknown)} for task {name!r}; "
+                        f"valid options: {', '.join(f'{k}={v!r}' for k, v in valid.items())}")
+    if reads_files:
+        return loader(Path(root), bool(download), **options)
+    return loader(**options)
