@@ -106,20 +106,24 @@ def _zoo_export(args: argparse.Namespace) -> int:
 
 def _zoo_download(args: argparse.Namespace) -> int:
     from weightspace.formats import DownloadError, download, list_downloads
+    from weightspace.zoo.tasks import list_tasks, load_task
 
+    data_tasks = [t for t in list_tasks() if t not in ("tetris", "digits")]
     if args.name == "list":
-        print("\n".join(list_downloads()))
+        print("zoos:\n  " + "\n  ".join(list_downloads()))
+        print("task data (images the zoo presets train on):\n  " + "\n  ".join(data_tasks))
         return 0
 
-    def progress(done: int, total: int | None) -> None:
-        print(f"\r  {done / 2**20:8.1f} MiB" + (f" of {total / 2**20:.1f}" if total else ""), end="", file=sys.stderr)
-
     try:
-        zoo = download(args.name, args.root, overwrite=args.overwrite, progress=progress)
+        if args.name in data_tasks:
+            task = load_task(args.name, root=args.root, download=True)
+            print(f"{args.name}: {len(task.x_train)} train / {len(task.x_test)} test images "
+                  f"of shape {task.input_shape} in '{Path(args.root) / args.name}'")
+            return 0
+        zoo = download(args.name, args.root, overwrite=args.overwrite)
     except DownloadError as err:
-        print(f"\nweightspace: download failed: {err}", file=sys.stderr)
+        print(f"weightspace: download failed: {err}", file=sys.stderr)
         return 3
-    print(file=sys.stderr)
     print(zoo.summary())
     return 0
 
