@@ -7,9 +7,9 @@ from weightspace.zoo.loop import train_single
 from weightspace.zoo.population import Member, Population, PopulationConfig, epoch_order, train_population
 
 
-def toy_data(n=96, seed=0):
+def toy_data(n=96, seed=0, size=4):
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 1, 4, 4, generator=g)
+    x = torch.rand(n, 1, size, size, generator=g)
     y = (x.flatten(1)[:, :4].argmax(1)).long()
     return x, y
 
@@ -19,11 +19,16 @@ def members(n=8):
             for i in range(n)]
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd", "rmsprop"])
-def test_population_matches_lone_training(optimizer):
-    x, y = toy_data()
-    cfg = PopulationConfig("mlp", {"in_dim": 16, "hidden": (6,), "out_dim": 4, "activation": "tanh"},
-                           optimizer=optimizer, batch_size=16, momentum=0.9 if optimizer == "sgd" else 0.5)
+MLP = ("mlp", {"in_dim": 16, "hidden": (6,), "out_dim": 4, "activation": "tanh"}, 4)
+CNN = ("cnn_s", {"activation": "tanh"}, 28)
+
+
+@pytest.mark.parametrize("arch, optimizer", [(MLP, "adam"), (MLP, "sgd"), (MLP, "rmsprop"), (CNN, "adam"), (CNN, "sgd")])
+def test_population_matches_lone_training(arch, optimizer):
+    name, kwargs, size = arch
+    x, y = toy_data(size=size)
+    cfg = PopulationConfig(name, kwargs, optimizer=optimizer, batch_size=16,
+                           momentum=0.9 if optimizer == "sgd" else 0.5)
     ms = members()
     pop = Population(cfg, ms)
     lone_model = 5
@@ -90,3 +95,18 @@ def test_config_errors():
         PopulationConfig("cnn_s", optimizer="lbfgs")
     with pytest.raises(ValueError, match="train_fraction"):
         PopulationConfig("cnn_s", train_fraction=0.0)
+
+
+@pytest.mark.parametrize("arch", ["cnn_s", "cnn_unterthiner"])
+def test_patch_convolutions_match_native(arch):
+    g = torch.Generator().manual_seed(0)
+    size = 28 if arch == "cnn_s" else 32
+    x, y = torch.rand(3, 4, 1, size, size, generator=g), torch.randint(0, 10, (3, 4), generator=g)
+    ms = members(3)
+    results = {}
+    for impl in ("native", "patches"):
+        pop = Population(PopulationConfig(arch, {"activation": "relu"}, conv_impl=impl), ms)
+        results[impl] = pop.loss_and_grads(x, y)
+    torch.testing.assert_close(results["native"][0], results["patches"][0], atol=1e-5, rtol=1e-5)
+    for k in results["native"][1]:
+        torch.testing.assert_close(results["native"][1][k], results["patches"][1][k], atol=1e-5, rtol=1e-4)

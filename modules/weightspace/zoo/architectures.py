@@ -86,6 +86,13 @@ class SamePad2d(nn.Module):
         return nn.functional.pad(x, pads)
 
 
+class GlobalAvgPool2d(nn.Module):
+    """(B, C, H, W) -> (B, C): the mean over all positions."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(-2, -1))
+
+
 class ZooNet(nn.Sequential):
     """An `nn.Sequential` with named layers and the 2021 module indices of its layers."""
 
@@ -169,7 +176,7 @@ def cnn_unterthiner(channels_in: int = 1, *, activation: str = "relu", dropout: 
         *_block("conv2", nn.Conv2d(units, units, 3, stride=2), activation, dropout),
         ("pad3", SamePad2d(3, 2)),
         *_block("conv3", nn.Conv2d(units, units, 3, stride=2), activation, dropout),
-        ("gap", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()),
+        ("gap", GlobalAvgPool2d()),
         ("fc4", nn.Linear(units, num_classes)),
     ]
     legacy = {"conv1": 0, "conv2": 2, "conv3": 4, "fc4": 7}

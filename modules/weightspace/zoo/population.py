@@ -25,6 +25,42 @@ from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+CONV_IMPLS = ("native", "patches")
+
+
+class PatchConv2d(nn.Conv2d):
+    """Conv2d as one tall matmul: (B*Ho*Wo, C*kh*kw) patches @ (C*kh*kw, O) weights.
+
+    Under vmap this becomes a batched matmul per model. PyTorch's own batching
+    rule turns a vmapped conv into a grouped convolution with one group per
+    model, which is slow on CPU for few channels per group (the first layer of
+    cnn_s has one); see bench/bench_zoo.py for the measurement behind the choice.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out_ch, in_ch, kh, kw = self.weight.shape
+        if any(self.padding):
+            x = nn.functional.pad(x, (self.padding[1], self.padding[1], self.padding[0], self.padding[0]))
+        patches = x.unfold(2, kh, self.stride[0]).unfold(3, kw, self.stride[1])  # (B, C, Ho, Wo, kh, kw)
+        b, _, ho, wo = patches.shape[:4]
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b * ho * wo, in_ch * kh * kw)
+        out = patches @ self.weight.reshape(out_ch, -1).t()  # (B*Ho*Wo, O)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.view(b, ho, wo, out_ch).permute(0, 3, 1, 2)
+
+
+def _use_patch_convs(template: nn.Module) -> nn.Module:
+    """Swap every plain Conv2d of `template` for a `PatchConv2d` with the same parameter names."""
+    for name, child in list(template.named_children()):
+        if type(child) is nn.Conv2d and child.groups == 1 and child.dilation == (1, 1) \
+                and child.padding_mode == "zeros" and not isinstance(child.padding, str):
+            setattr(template, name, PatchConv2d(child.in_channels, child.out_channels, child.kernel_size,
+                                                child.stride, child.padding, bias=child.bias is not None,
+                                                device="meta"))
+        else:
+            _use_patch_convs(child)
+    return template
 
 
 @dataclass(frozen=True)
@@ -49,8 +85,11 @@ class PopulationConfig:
     momentum: float = 0.9  # sgd and rmsprop
     batch_size: int = 32
     train_fraction: float = 1.0  # each model trains on its own random subset of this size
+    conv_impl: str = "auto"  # native (vmapped conv2d) | patches (PatchConv2d) | auto: patches on CPU
 
     def __post_init__(self) -> None:
+        if self.conv_impl not in CONV_IMPLS + ("auto",):
+            raise ValueError(f"unknown conv_impl {self.conv_impl!r}; choose one of {list(CONV_IMPLS) + ['auto']}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {list(OPTIMIZERS)}")
         if self.batch_size < 1:
@@ -95,6 +134,10 @@ class Population:
         self.layout = WeightLayout.from_module(nets[0])
         with torch.device("meta"):
             self.template = create_zoo_model(config.architecture, **config.arch_kwargs)
+        conv_impl = config.conv_impl if config.conv_impl != "auto" else \
+            ("native" if self.device.type == "cuda" else "patches")
+        if conv_impl == "patches":
+            _use_patch_convs(self.template)
         self.params = {
             name: torch.stack([dict(n.named_parameters())[name].detach() for n in nets]).to(self.device).requires_grad_()
             for name, _ in nets[0].named_parameters()

@@ -1,0 +1,140 @@
+"""Zoo generation speed: population trainer vs one model at a time, measured in one run.
+
+Prints, on this machine's CPU:
+  1. the measured fp32 matmul peak (GFLOP/s);
+  2. the wall time of the full `tetris_seed` preset (target <= 60 s on 2 cores);
+  3. for tetris_mlp (batch 32) and cnn_s (batch 10, the Model Zoos setting, and batch 64):
+     images*models/s of the population trainer over population sizes and conv layouts, of the
+     plain loop (one process, all threads) and of the loop in one single-thread process per core
+     (what one-model-per-trial ray.tune does); the ratio of the best population to the best loop
+     (targets: >= 50x tetris, >= 3x cnn_s batch 10, >= 1x cnn_s batch 64); the achieved GFLOP/s
+     of cnn_s training beside the peak (aim >= 25%).
+Same models (seeds), same data order, same synthetic data for every contender.
+
+    python bench/bench_zoo.py            # full run, a few minutes
+    python bench/bench_zoo.py --quick    # fewer steps and sizes
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from weightspace.zoo.loop import train_single
+from weightspace.zoo.population import Member, Population, PopulationConfig, epoch_order, init_member
+
+
+def matmul_peak(n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def synthetic(arch: str, n: int):
+    g = torch.Generator().manual_seed(0)
+    shape = (1, 4, 4) if arch == "tetris_mlp" else (1, 28, 28)
+    return torch.rand(n, *shape, generator=g), torch.randint(0, 4 if arch == "tetris_mlp" else 10, (n,), generator=g)
+
+
+def train_flops_per_image(config: PopulationConfig, x: torch.Tensor, y: torch.Tensor) -> float:
+    net = init_member(config, Member(0, 0))
+    with FlopCounterMode(display=False) as counter:
+        torch.nn.functional.cross_entropy(net(x[:8]), y[:8]).backward()
+    return counter.get_total_flops() / 8
+
+
+def population_rate(config: PopulationConfig, n_models: int, x, y) -> float:
+    members = [Member(i, i) for i in range(n_models)]
+    pop = Population(config, members)
+    order = torch.stack([epoch_order(m.seed, len(x), 1.0, 1)[0] for m in members])
+    warm = order[:, : config.batch_size * 2]
+    pop.train_epoch(x, y, warm)
+    t = time.perf_counter()
+    pop.train_epoch(x, y, order)
+    return n_models * len(x) / (time.perf_counter() - t)
+
+
+def _loop_worker(args) -> float:
+    config, seeds, x, y, threads = args
+    torch.set_num_threads(threads)
+    t = time.perf_counter()
+    for s in seeds:
+        train_single(config, Member(s, s), x, y, epochs=1)
+    return time.perf_counter() - t
+
+
+def loop_rates(config: PopulationConfig, n_models: int, x, y, cores: int) -> tuple[float, float]:
+    """(plain loop, one single-thread process per core) in images*models/s."""
+    seeds = list(range(n_models))
+    plain = n_models * len(x) / _loop_worker((config, seeds, x, y, torch.get_num_threads()))
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(cores) as pool:
+        t = time.perf_counter()
+        pool.map(_loop_worker, [(config, seeds[i::cores], x, y, 1) for i in range(cores)])
+        per_core = n_models * len(x) / (time.perf_counter() - t)
+    return plain, per_core
+
+
+def tetris_preset_seconds() -> float:
+    import tempfile
+
+    from weightspace.zoo.generate import generate
+    from weightspace.zoo.presets import get_preset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        generate(get_preset("tetris_seed"), os.path.join(tmp, "z"), progress=False)
+        return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    peak = matmul_peak()
+    print(f"machine: {cores} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"fp32 matmul peak: {peak:.1f} GFLOP/s")
+    print(f"tetris_seed preset (1000 models x 25 epochs, evaluation and writing included): {tetris_preset_seconds():.1f} s")
+
+    cases = [
+        ("tetris_mlp", 32, 320, [1000] if args.quick else [250, 1000], 16 if args.quick else 40, 50.0),
+        ("cnn_s", 10, 100 if args.quick else 200, [64] if args.quick else [32, 128, 256], 4 if args.quick else 8, 3.0),
+        ("cnn_s", 64, 256 if args.quick else 512, [32] if args.quick else [16, 64], 4 if args.quick else 8, 1.0),
+    ]
+    for arch, bs, n_images, sizes, loop_models, target in cases:
+        x, y = synthetic(arch, n_images)
+        impls = ["native", "patches"] if arch != "tetris_mlp" else ["native"]
+        print(f"\n{arch}, batch {bs}, {n_images} images per model and epoch")
+        best_pop, best_label = 0.0, ""
+        for impl in impls:
+            config = PopulationConfig(arch, {"activation": "tanh"}, batch_size=bs, conv_impl=impl)
+            for n in sizes:
+                rate = population_rate(config, n, x, y)
+                print(f"  population {impl:8s} N={n:5d}: {rate:12,.0f} images*models/s")
+                if rate > best_pop:
+                    best_pop, best_label = rate, f"{impl} N={n}"
+        config = PopulationConfig(arch, {"activation": "tanh"}, batch_size=bs)
+        plain, per_core = loop_rates(config, loop_models, x, y, cores)
+        print(f"  plain loop ({loop_models} models)           : {plain:12,.0f} images*models/s")
+        print(f"  loop, {cores} single-thread processes       : {per_core:12,.0f} images*models/s")
+        ratio = best_pop / max(plain, per_core)
+        print(f"  => best population ({best_label}) / best loop = {ratio:.1f}x (target >= {target:g}x)")
+        if arch == "cnn_s":
+            flops = train_flops_per_image(config, x, y)
+            for label, rate in (("population", best_pop), ("plain loop", plain)):
+                achieved = flops * rate / 1e9
+                print(f"  {label:10s}: {achieved:6.2f} GFLOP/s = {100 * achieved / peak:4.1f}% of peak "
+                      f"({flops / 1e6:.2f} MFLOP per training image)")
+
+
+if __name__ == "__main__":
+    main()
