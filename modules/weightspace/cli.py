@@ -132,7 +132,7 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     base = sub.add_parser("baselines", help="probe a zoo's raw weights, statistics and hyperparameters (baselines)")
     base.add_argument("zoo", type=Path, help="zoo directory")
     base.add_argument("--out", required=True, type=Path, help="directory for baselines.csv and baseline_performance.json")
-    base.add_argument("--seed", type=int, default=0, help="seed of the split by model")
+    base.add_argument("--seed", type=int, default=42, help="seed of the split by model (as the representation)")
     base.add_argument("--targets", default=None, help="comma-separated targets (default: accuracies, ggap, epoch, "
                       "varied hyperparameters)")
     base.add_argument("--stats", default="schuerholt2021", choices=["schuerholt2021", "unterthiner"],
@@ -143,13 +143,19 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
 
 def _baselines(args: argparse.Namespace) -> int:
     from weightspace.downstream.baselines import FILES, BaselineConfig, run_baselines
-    from weightspace.downstream.evaluate import format_table
+    import warnings
+
+    from weightspace.downstream.evaluate import ProbeWarning, format_table
     from weightspace.zoo.store import Zoo
 
     zoo = Zoo.load(args.zoo)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
     config = BaselineConfig(split_seed=args.seed, targets=targets, stats_preset=args.stats, extras=args.extras)
-    table = run_baselines(zoo, args.out, config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ProbeWarning)
+        table = run_baselines(zoo, args.out, config)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"note: {message}", file=sys.stderr)
     used = table.attrs["samples"] - table.attrs["excluded_diverged"]
     print(f"zoo {zoo.name}: {used} samples of {zoo.num_models} models "
           f"({table.attrs['excluded_diverged']} diverged samples excluded), split by model with seed {args.seed}")

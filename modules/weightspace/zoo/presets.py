@@ -94,8 +94,10 @@ _register(ZooSpec(
     fixed={"activation": "tanh", "init": "kaiming_uniform", "optimizer": "adam", "lr": 1e-3},
     seeds=500, epochs=20, batch_size=32, shard_size=500,
     notes="A real-data seed zoo that needs no download: a 64-16-10 MLP (1210 parameters) on scikit-learn's 8x8 "
-          "digits (1347 train / 450 test images), 500 seeds, 20 epochs of Adam at lr 1e-3, batch 32: models "
-          "climb from chance through the 0.8s to the 0.9s, so accuracy and epoch vary.",
+          "digits (1347 train / 450 test images), 500 seeds, 20 epochs of Adam at lr 1e-3, batch 32. Measured: "
+          "mean test accuracy 0.10 at init, 0.49 after 2 epochs, 0.82 after 6, 0.94 after 20 (0.91-0.96 "
+          "across seeds), so the early checkpoints spread accuracy and the later ones the seed effect; "
+          "about 25 s on 2 CPU cores.",
 ))
 
 
