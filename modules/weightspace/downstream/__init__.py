@@ -1,0 +1,27 @@
+"""Downstream tasks: feature extractors, probes and the evaluation that compares them.
+
+``evaluate`` fits probes (`RidgeProbe`, `LogisticProbe`, boosted trees) on
+feature sets (`RawWeights`, `LayerStatistics`, `Hyperparameters`, `Embedding`,
+`KernelPCAFeatures`, `UMAPFeatures`) for targets read from a zoo's samples
+table, and returns a tidy table; ``run_baselines`` runs the standard baseline
+suite and writes ``baseline_performance.json`` in the 2021 shape.
+"""
+
+from weightspace.downstream.baselines import BaselineConfig, run_baselines
+from weightspace.downstream.evaluate import (ProbeWarning, evaluate, format_table, json_key, results_dict,
+                                             write_baseline_json, write_csv, write_results_json)
+from weightspace.downstream.features import (Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics,
+                                             RawWeights, UMAPFeatures)
+from weightspace.downstream.probes import (BoostedTreesClassifierProbe, BoostedTreesRegressorProbe, LogisticProbe,
+                                           ProbeConfig, RidgeProbe, make_probe)
+from weightspace.downstream.targets import Target, derive_targets, score
+
+__all__ = [
+    "BaselineConfig", "run_baselines",
+    "ProbeWarning", "evaluate", "format_table", "json_key", "results_dict", "write_baseline_json", "write_csv",
+    "write_results_json",
+    "Embedding", "Hyperparameters", "KernelPCAFeatures", "LayerStatistics", "RawWeights", "UMAPFeatures",
+    "BoostedTreesClassifierProbe", "BoostedTreesRegressorProbe", "LogisticProbe", "ProbeConfig", "RidgeProbe",
+    "make_probe",
+    "Target", "derive_targets", "score",
+]

@@ -1,0 +1,339 @@
+"""Probes that read a property off features: ridge, logistic regression, gradient-boosted trees.
+
+Every probe is a scikit-learn estimator with ``fit(X, y, X_val=None, y_val=None)``:
+the regularization (ridge alpha, logistic C, boosting rounds) is chosen on the
+validation split when one is given. Without one, the choice falls back to
+scikit-learn's own selection: efficient leave-one-out (`RidgeCV`), stratified
+k-fold (`LogisticRegressionCV`) or an internal 10 % hold-out (boosting).
+Linear probes standardize their features on the training rows; intercepts are
+never penalized.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+from scipy.linalg.blas import dsyrk
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+# the 2021 ridge grid (reference_system.md 5.1); 2021 did not standardize, so we extend it upwards:
+# with standardized features the Gram diagonal is n, and large zoos need alphas beyond 1e3
+ALPHAS_2021 = (1e3, 3e2, 1e2, 3e1, 1e1, 3.0, 1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5)
+DEFAULT_ALPHAS = (1e5, 3e4, 1e4, 3e3) + ALPHAS_2021
+DEFAULT_CS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4)
+PROBES = ("linear", "gbt")
+# scikit-learn >= 1.8 warns unless LogisticRegressionCV is told to use its simplified attributes
+_CV_NEW_ATTRIBUTES = ({"use_legacy_attributes": False}
+                      if "use_legacy_attributes" in LogisticRegressionCV().get_params() else {})
+_FLOATS = [np.float64, np.float32]
+_PREDICT_CHUNK = 4096  # rows per chunk when predicting
+
+
+@dataclass
+class ProbeConfig:
+    """Settings of the probes built by `make_probe`."""
+
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS  # ridge grid, chosen on validation R²
+    Cs: tuple[float, ...] = DEFAULT_CS  # logistic inverse-regularization grid, chosen on validation accuracy
+    logistic_max_iter: int = 1000  # lbfgs iterations per C
+    gbt_max_iter: int = 1000  # boosting rounds at most
+    gbt_learning_rate: float = 0.1  # shrinkage of each tree
+    gbt_max_leaf_nodes: int = 31  # leaves per tree
+    gbt_patience: int = 20  # rounds without validation improvement before boosting stops
+    gbt_threads: int | None = 1  # OpenMP threads of boosting; None: all cores
+    random_state: int = 0  # seeds boosting and the fallback CV folds
+
+    def __post_init__(self) -> None:
+        _check_grid(self.alphas, "alphas")
+        _check_grid(self.Cs, "Cs")
+        for name in ("logistic_max_iter", "gbt_max_iter", "gbt_max_leaf_nodes", "gbt_patience"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"ProbeConfig.{name} must be a positive integer, got {getattr(self, name)}")
+        if not self.gbt_learning_rate > 0:
+            raise ValueError(f"ProbeConfig.gbt_learning_rate must be > 0, got {self.gbt_learning_rate}")
+
+
+def make_probe(name: str, task: str, config: ProbeConfig | None = None) -> BaseEstimator:
+    """A fresh probe: ``name`` in `PROBES`, ``task`` "regression" or "classification"."""
+    config = config or ProbeConfig()
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    if name == "linear":
+        if task == "regression":
+            return RidgeProbe(config.alphas)
+        return LogisticProbe(config.Cs, max_iter=config.logistic_max_iter, random_state=config.random_state)
+    if name == "gbt":
+        cls = BoostedTreesRegressorProbe if task == "regression" else BoostedTreesClassifierProbe
+        return cls(max_iter=config.gbt_max_iter, learning_rate=config.gbt_learning_rate,
+                   max_leaf_nodes=config.gbt_max_leaf_nodes, patience=config.gbt_patience,
+                   random_state=config.random_state, n_threads=config.gbt_threads)
+    raise ValueError(f"unknown probe {name!r}; choose one of {PROBES}")
+
+
+def _check_grid(grid: Sequence[float], name: str) -> np.ndarray:
+    values = np.asarray(list(grid), dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
+        raise ValueError(f"{name} must be a non-empty sequence of positive numbers, got {grid!r}")
+    return values
+
+
+def _has_val(X_val, y_val) -> bool:
+    if (X_val is None) != (y_val is None):
+        raise ValueError("pass X_val and y_val together, or neither")
+    return X_val is not None and len(y_val) > 0
+
+
+class RidgeProbe(RegressorMixin, BaseEstimator):
+    """Ridge regression on standardized features, alpha chosen per target on validation R².
+
+    With ``X_val, y_val`` the standardized training features are decomposed once
+    (eigendecomposition of the D x D Gram matrix, accumulated in row chunks, or of
+    the n x n kernel matrix when n < D) and every alpha of the grid is scored on
+    the validation rows from that one decomposition. Without them (or with fewer
+    than two validation rows, or a constant validation target), alpha is chosen
+    by `RidgeCV`'s efficient leave-one-out. Ties go to the larger alpha. Several
+    targets (y of shape (n, k)) share the decomposition, each with its own alpha.
+
+    Fitted attributes: ``scaler_`` (StandardScaler), ``ridge_`` (a `Ridge` whose
+    coefficients equal ``Ridge(alpha_).fit(scaler_.transform(X), y)``), ``alpha_``
+    (float, or an array per target), ``val_scores_`` ((n_alphas,) or (n_alphas, k)
+    validation R², NaN without validation).
+    """
+
+    def __init__(self, alphas: Sequence[float] = DEFAULT_ALPHAS, *, chunk_size: int = 4096):
+        self.alphas = alphas  # the grid
+        self.chunk_size = chunk_size  # rows per chunk when accumulating the Gram matrix and predicting
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "RidgeProbe":
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS)
+        if X.shape[0] < 2:
+            raise ValueError(f"RidgeProbe needs at least 2 samples, got n_samples = {X.shape[0]}")
+        alphas = np.sort(_check_grid(self.alphas, "alphas"))[::-1]
+        Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)  # (n, k)
+        self.scaler_ = StandardScaler()
+        for start in range(0, X.shape[0], self.chunk_size):  # chunked: a whole-X fit makes float64 temporaries
+            self.scaler_.partial_fit(X[start:start + self.chunk_size])
+        scores = None
+        if _has_val(X_val, y_val) and len(y_val) >= 2:
+            X_val = validate_data(self, X_val, reset=False, dtype=_FLOATS)
+            Y_val = check_array(y_val, ensure_2d=False, dtype=np.float64).reshape(len(y_val), -1)
+            if Y_val.shape != (X_val.shape[0], Y.shape[1]):
+                raise ValueError(f"y_val has shape {np.shape(y_val)}; expected {X_val.shape[0]} rows of "
+                                 f"{Y.shape[1]} targets")
+            W = self._coefs_for_grid(X, Y, alphas)  # (n_alphas, D, k) in standardized units
+            scores = self._val_r2(W, Y.mean(0), X_val, Y_val)  # (n_alphas, k)
+        if scores is not None and np.isfinite(scores).any(axis=0).all():
+            best = np.nanargmax(scores, axis=0)  # first = largest alpha on ties
+            coef = W[best, :, np.arange(Y.shape[1])]  # (k, D)
+            alpha = alphas[best]
+            self.ridge_ = Ridge(alpha=alpha if y.ndim > 1 else float(alpha[0]))
+            self.ridge_.coef_ = coef if y.ndim > 1 else coef[0]
+            self.ridge_.intercept_ = Y.mean(0) if y.ndim > 1 else float(Y.mean())
+            self.ridge_.n_features_in_ = X.shape[1]
+            self.val_scores_ = scores if y.ndim > 1 else scores[:, 0]
+        else:
+            self.ridge_ = RidgeCV(alphas=tuple(alphas), alpha_per_target=y.ndim > 1).fit(self.scaler_.transform(X), y)
+            alpha = np.atleast_1d(self.ridge_.alpha_)
+            self.val_scores_ = np.full((len(alphas),) + y.shape[1:], np.nan)
+        self.alpha_ = alpha if y.ndim > 1 else float(alpha[0])
+        return self
+
+    def _standardized(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, dtype=np.float64) - self.scaler_.mean_) / self.scaler_.scale_
+
+    def _coefs_for_grid(self, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        n, d = X.shape
+        Yc = Y - Y.mean(0)
+        if n >= d:  # primal: Gram (D, D) accumulated in chunks, upper triangle by syrk
+            gram = np.zeros((d, d), order="F")
+            xty = np.zeros((d, Y.shape[1]))
+            for start in range(0, n, self.chunk_size):
+                Z = self._standardized(X[start:start + self.chunk_size])  # (rows, D)
+                gram = dsyrk(1.0, Z.T, beta=1.0, c=gram, trans=0, overwrite_c=1)
+                xty += Z.T @ Yc[start:start + self.chunk_size]
+            s2, V = np.linalg.eigh(gram, UPLO="U")
+            s2 = np.clip(s2, 0.0, None)
+            B = V.T @ xty  # (D, k)
+            return np.stack([V @ (B / (s2 + a)[:, None]) for a in alphas])
+        Z = self._standardized(X)  # dual: kernel (n, n) for few samples and many features
+        s2, U = np.linalg.eigh(Z @ Z.T)
+        s2 = np.clip(s2, 0.0, None)
+        C = U.T @ Yc  # (n, k)
+        return np.stack([Z.T @ (U @ (C / (s2 + a)[:, None])) for a in alphas])
+
+    def _val_r2(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
+        n_alphas, d, k = W.shape
+        flat = W.transpose(1, 0, 2).reshape(d, n_alphas * k)
+        sse = np.zeros((n_alphas, k))
+        for start in range(0, X_val.shape[0], self.chunk_size):
+            pred = (self._standardized(X_val[start:start + self.chunk_size]) @ flat).reshape(-1, n_alphas, k) + y_mean
+            sse += ((pred - Y_val[start:start + self.chunk_size, None, :]) ** 2).sum(0)
+        sst = ((Y_val - Y_val.mean(0)) ** 2).sum(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sst > 0, 1.0 - sse / sst, np.nan)
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        # in chunks: float32 features times float64 coefficients would make a float64 copy of X
+        parts = [self.ridge_.predict(self.scaler_.transform(X[i:i + self.chunk_size]))
+                 for i in range(0, X.shape[0], self.chunk_size)]
+        return np.concatenate(parts) if parts else self.ridge_.predict(self.scaler_.transform(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+class LogisticProbe(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression on standardized features, C chosen on validation accuracy.
+
+    Every C of the grid is fitted on the training rows (warm-started, small to
+    large) and scored on the validation rows; ties go to the smaller C. Validation
+    rows of classes absent from training count as errors. Without validation
+    data, C is chosen by `LogisticRegressionCV` over stratified folds (k = the
+    smallest class count, at most 5), or C = 1 if a class has a single sample.
+
+    Fitted attributes: ``scaler_``, ``classifier_`` (the fitted sklearn model),
+    ``C_``, ``classes_``, ``n_iter_``, ``val_scores_`` (validation accuracy per C, ascending C).
+    """
+
+    def __init__(self, Cs: Sequence[float] = DEFAULT_CS, *, max_iter: int = 1000, random_state: int | None = None):
+        self.Cs = Cs  # the grid
+        self.max_iter = max_iter  # lbfgs iterations per fit
+        self.random_state = random_state  # seeds the fallback CV folds
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "LogisticProbe":
+        X, y = validate_data(self, X, y, dtype=_FLOATS)
+        check_classification_targets(y)
+        classes, counts = np.unique(y, return_counts=True)
+        if len(classes) < 2:
+            raise ValueError("LogisticProbe needs at least 2 classes in the training data, "
+                             f"got 1 class ({classes[0]!r})")
+        Cs = np.sort(_check_grid(self.Cs, "Cs"))
+        self.scaler_ = StandardScaler().fit(X)
+        Z = self.scaler_.transform(X)
+        self.val_scores_ = np.full(len(Cs), np.nan)
+        if _has_val(X_val, y_val):
+            Zv = self.scaler_.transform(validate_data(self, X_val, reset=False, dtype=_FLOATS))
+            y_val = np.asarray(y_val)
+            model = LogisticRegression(max_iter=self.max_iter, warm_start=True)
+            best = None
+            for i, C in enumerate(Cs):
+                model.set_params(C=C).fit(Z, y)
+                self.val_scores_[i] = np.mean(model.predict(Zv) == y_val)
+                if best is None or self.val_scores_[i] > self.val_scores_[best]:
+                    best, self.classifier_ = i, copy.deepcopy(model)
+            self.C_ = float(Cs[best])
+        elif counts.min() >= 2:
+            folds = StratifiedKFold(min(5, int(counts.min())), shuffle=True, random_state=self.random_state)
+            self.classifier_ = LogisticRegressionCV(Cs=list(Cs), cv=folds, scoring="accuracy", l1_ratios=(0.0,),
+                                                    max_iter=self.max_iter, **_CV_NEW_ATTRIBUTES).fit(Z, y)
+            self.C_ = float(np.atleast_1d(self.classifier_.C_)[0])
+        else:
+            self.classifier_ = LogisticRegression(C=1.0, max_iter=self.max_iter).fit(Z, y)
+            self.C_ = 1.0
+        self.classes_ = self.classifier_.classes_
+        self.n_iter_ = int(np.max(self.classifier_.n_iter_))
+        return self
+
+    def _apply(self, method: str, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        fn = getattr(self.classifier_, method)
+        # in chunks: float32 features times float64 coefficients would make a float64 copy of X
+        parts = [fn(self.scaler_.transform(X[i:i + _PREDICT_CHUNK])) for i in range(0, X.shape[0], _PREDICT_CHUNK)]
+        return np.concatenate(parts) if parts else fn(self.scaler_.transform(X))
+
+    def predict(self, X) -> np.ndarray:
+        return self._apply("predict", X)
+
+    def predict_proba(self, X) -> np.ndarray:
+        return self._apply("predict_proba", X)
+
+    def decision_function(self, X) -> np.ndarray:
+        return self._apply("decision_function", X)
+
+
+class _BoostedTrees(BaseEstimator):
+    """Histogram gradient boosting with early stopping on the validation split when given.
+
+    Without validation data, early stopping uses an internal 10 % hold-out when
+    there are at least 1000 training rows, and runs all `max_iter` rounds otherwise.
+    Boosting runs on `n_threads` OpenMP threads, 1 by default: on probe-sized data
+    thread start-up dominates, and on a shared machine spinning threads made
+    fits 5-30x slower than one thread in our measurements.
+    Fitted attributes: ``model_`` (the sklearn HistGradientBoosting model), ``n_iter_``.
+    """
+
+    def __init__(self, *, max_iter: int = 1000, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
+                 min_samples_leaf: int = 20, l2_regularization: float = 0.0, patience: int = 20,
+                 random_state: int | None = None, n_threads: int | None = 1):
+        self.max_iter = max_iter  # boosting rounds at most
+        self.learning_rate = learning_rate  # shrinkage
+        self.max_leaf_nodes = max_leaf_nodes  # leaves per tree
+        self.min_samples_leaf = min_samples_leaf  # smallest leaf
+        self.l2_regularization = l2_regularization  # L2 on leaf values
+        self.patience = patience  # rounds without validation improvement before stopping
+        self.random_state = random_state  # seeds binning subsamples and the internal hold-out
+        self.n_threads = n_threads  # OpenMP threads while fitting and predicting; None: all cores
+
+    def _fit(self, model_cls, X, y, X_val, y_val):
+        X, y = validate_data(self, X, y, dtype=_FLOATS)
+        val = _has_val(X_val, y_val)
+        model = model_cls(max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+                          min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+                          early_stopping=val or X.shape[0] >= 1000, n_iter_no_change=self.patience,
+                          validation_fraction=None if val else 0.1, random_state=self.random_state)
+        with threadpool_limits(self.n_threads, user_api="openmp"):
+            if val:
+                model.fit(X, y, X_val=validate_data(self, X_val, reset=False, dtype=_FLOATS), y_val=np.asarray(y_val))
+            else:
+                model.fit(X, y)
+        self.model_ = model
+        self.n_iter_ = int(model.n_iter_)
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        with threadpool_limits(self.n_threads, user_api="openmp"):
+            return self.model_.predict(validate_data(self, X, reset=False, dtype=_FLOATS))
+
+
+class BoostedTreesRegressorProbe(RegressorMixin, _BoostedTrees):
+    __doc__ = "Regression probe: " + _BoostedTrees.__doc__
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "BoostedTreesRegressorProbe":
+        return self._fit(HistGradientBoostingRegressor, X, y, X_val, y_val)
+
+
+class BoostedTreesClassifierProbe(ClassifierMixin, _BoostedTrees):
+    __doc__ = "Classification probe (validation rows of classes unseen in training are ignored for stopping): " \
+              + _BoostedTrees.__doc__
+
+    def fit(self, X, y, X_val=None, y_val=None) -> "BoostedTreesClassifierProbe":
+        check_classification_targets(y)
+        if _has_val(X_val, y_val):
+            seen = np.isin(np.asarray(y_val), np.unique(np.asarray(y)))
+            X_val, y_val = np.asarray(X_val)[seen], np.asarray(y_val)[seen]
+            if not len(y_val):
+                X_val = y_val = None
+        self._fit(HistGradientBoostingClassifier, X, y, X_val, y_val)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        with threadpool_limits(self.n_threads, user_api="openmp"):
+            return self.model_.predict_proba(validate_data(self, X, reset=False, dtype=_FLOATS))

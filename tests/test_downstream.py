@@ -1,0 +1,311 @@
+"""Downstream probes and baselines: probes recover what is there and nothing more, statistics equal
+NumPy, the 2021 JSON keys, and bad input gives a note instead of a crash."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.linear_model import Ridge
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from weightspace import WeightLayout, create_zoo_model
+from weightspace.cli import main
+from weightspace.downstream import (BaselineConfig, BoostedTreesClassifierProbe, BoostedTreesRegressorProbe,
+                                    Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics, LogisticProbe,
+                                    ProbeConfig, ProbeWarning, RawWeights, RidgeProbe, UMAPFeatures, derive_targets,
+                                    evaluate, run_baselines, write_results_json)
+from weightspace.zoo.store import Zoo
+
+SPLIT_KEYS = ("train", "val", "test")
+
+
+def make_zoo(models=60, epochs=(0, 1, 2, 3), seed=0, hyper=True):
+    """A tetris_mlp zoo: accuracy linear in four weights, weight scale growing with the epoch."""
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    rng = np.random.default_rng(seed)
+    mids = np.repeat(np.arange(models), len(epochs))
+    epoch = np.tile(np.asarray(epochs), models)
+    weights = (rng.normal(size=(len(mids), layout.num_params)) * (1 + 0.3 * epoch[:, None])).astype(np.float32)
+    test_acc = 0.6 + 0.02 * weights[:, :4].sum(1) + rng.normal(0, 0.002, len(mids))
+    act = np.array(["tanh", "relu"])[rng.integers(0, 2, models)]
+    samples = pd.DataFrame({
+        "model_id": mids, "epoch": epoch, "seed": mids, "test_acc": test_acc,
+        "train_acc": test_acc + 0.02 * epoch, "activation": act[mids],
+        "lr": rng.choice([1e-3, 3e-3, 1e-2], models)[mids], "diverged": mids == 1,
+    })
+    info = {"name": "toy", "hyperparameters": ["activation", "lr"] if hyper else [],
+            "metrics": ["test_acc", "train_acc"]}
+    return Zoo(weights, samples, layout, info)
+
+
+def linear_data(n=600, d=20, noise=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.1, 10, d)
+    y = X @ rng.normal(size=d) + 3.0 + noise * rng.normal(size=n)
+    return X, y
+
+
+# ---------------------------------------------------------------- probes
+def test_ridge_recovers_linear_relation_with_small_alpha():
+    X, y = linear_data()
+    probe = RidgeProbe().fit(X[:400], y[:400], X[400:500], y[400:500])
+    assert probe.score(X[500:], y[500:]) > 0.99
+    assert probe.alpha_ <= 1e-1
+
+
+def test_ridge_noise_target_scores_near_zero():
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(900, 50)), rng.normal(size=900)
+    probe = RidgeProbe().fit(X[:600], y[:600], X[600:750], y[600:750])
+    assert abs(probe.score(X[750:], y[750:])) < 0.1
+
+
+@pytest.mark.parametrize("n", [300, 15])  # primal (n >= D) and dual (n < D) decompositions
+def test_ridge_equals_sklearn_ridge_on_standardized_features(n):
+    X, y = linear_data(n=n + 50, d=20, noise=1.0)
+    Y = np.stack([y, -2 * y + X[:, 0]], axis=1)
+    probe = RidgeProbe(chunk_size=7).fit(X[:n], Y[:n], X[n:], Y[n:])
+    for j in range(2):
+        ref = Ridge(alpha=probe.alpha_[j]).fit(probe.scaler_.transform(X[:n]), Y[:n, j])
+        np.testing.assert_allclose(probe.ridge_.coef_[j], ref.coef_, rtol=1e-6, atol=1e-8)
+        single = RidgeProbe().fit(X[:n], Y[:n, j], X[n:], Y[n:, j])
+        assert single.alpha_ == probe.alpha_[j]
+        np.testing.assert_allclose(probe.predict(X[n:])[:, j], single.predict(X[n:]), rtol=1e-6, atol=1e-8)
+
+
+def test_ridge_without_validation_uses_leave_one_out():
+    X, y = linear_data()
+    probe = RidgeProbe().fit(X[:400], y[:400])
+    assert np.isnan(probe.val_scores_).all() and probe.score(X[500:], y[500:]) > 0.99
+
+
+def test_logistic_picks_C_on_validation():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 5))
+    y = np.where(X[:, 0] + 0.1 * rng.normal(size=400) > 0, "a", "b")
+    probe = LogisticProbe().fit(X[:250], y[:250], X[250:320], y[250:320])
+    assert probe.C_ == probe.Cs[int(np.argmax(probe.val_scores_))]
+    assert probe.score(X[320:], y[320:]) > 0.9
+
+
+@parametrize_with_checks([
+    RidgeProbe(),
+    LogisticProbe(Cs=(1.0,), random_state=0),  # one C: the checks exercise the API, not the search
+    BoostedTreesRegressorProbe(max_iter=10, random_state=0),
+    BoostedTreesClassifierProbe(max_iter=10, random_state=0),
+])
+def test_probes_pass_sklearn_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        check(estimator)
+
+
+# -------------------------------------------------------------- features
+def _reference_stats(block, preset):
+    if preset == "schuerholt2021":
+        return [block.mean(), block.var()] + list(np.percentile(block, [1, 25, 50, 75, 99]))
+    return list(np.percentile(block, [0, 25, 50, 75, 100])) + [block.std(), block.mean()]
+
+
+@pytest.mark.parametrize("preset,biases", [("schuerholt2021", False), ("schuerholt2021", True), ("unterthiner", None)])
+def test_layer_statistics_equal_numpy_per_layer(tmp_path, preset, biases):
+    layout = WeightLayout.from_module(create_zoo_model("cnn_s"))
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(11, layout.num_params)).astype(np.float32)
+    np.save(tmp_path / "w.npy", W)
+    W = np.load(tmp_path / "w.npy", mmap_mode="r")
+    stats = LayerStatistics(layout, preset=preset, biases=biases, chunk_size=4).fit(W)
+    got = stats.transform(W)
+    with_bias = biases if biases is not None else preset == "unterthiner"
+    expected = []
+    for row in np.asarray(W, dtype=np.float64):
+        feats = []
+        for spec in layout.layers:
+            feats += _reference_stats(row[spec.weight_slice], preset)
+            if with_bias and spec.has_bias:
+                feats += _reference_stats(row[spec.bias_slice], preset)
+        expected.append(feats)
+    np.testing.assert_allclose(got, np.array(expected), rtol=1e-12, atol=1e-12)
+    assert len(stats.get_feature_names_out()) == got.shape[1] == len(layout) * 7 * (2 if with_bias else 1)
+
+
+def test_raw_weights_and_hyperparameters():
+    zoo = make_zoo(models=6)
+    np.testing.assert_array_equal(RawWeights(chunk_size=5).fit(zoo.weights).transform(zoo.weights), zoo.weights)
+    hyper = Hyperparameters(["activation", "lr", "diverged"]).fit(zoo.samples)
+    X = hyper.transform(zoo.samples)
+    names = list(hyper.get_feature_names_out())
+    assert names == ["activation_relu", "activation_tanh", "diverged_False", "diverged_True", "lr"]
+    np.testing.assert_array_equal(X[:, 1], zoo.samples["activation"] == "tanh")
+    np.testing.assert_array_equal(X[:, 4], zoo.samples["lr"])
+    unseen = zoo.samples.assign(activation="gelu")
+    assert np.all(hyper.transform(unseen)[:, :2] == 0)
+
+
+class _Encoder(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(100, 3)
+        self.drop = torch.nn.Dropout(0.5)
+
+    def encode(self, x):
+        return torch.tanh(self.drop(self.lin(x)))
+
+
+def test_embedding_is_batched_deterministic_and_restores_mode():
+    torch.manual_seed(0)  # the test's own model init; the library never seeds
+    model = _Encoder().train()
+    W = np.random.default_rng(0).normal(size=(13, 100)).astype(np.float32)
+    a = Embedding(model, batch_size=4).fit(W).transform(W)
+    b = Embedding(model, batch_size=100).fit(W).transform(W)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        np.testing.assert_allclose(a, torch.tanh(model.lin(torch.from_numpy(W))).numpy(), rtol=1e-5, atol=1e-6)
+    assert model.training
+    with pytest.raises(ValueError, match="encode"):
+        Embedding(torch.nn.Linear(2, 2)).fit(W)
+
+
+def test_projections_fit_on_training_rows_only():
+    zoo = make_zoo(models=40)
+    seen = []
+
+    class Spy(KernelPCAFeatures):
+        def fit(self, X, y=None):
+            seen.append(np.asarray(X).copy())
+            return super().fit(X, y)
+
+    table = evaluate(zoo, feature_sets={"pca": Spy(5, kernel="rbf", fit_stride=1)}, targets=["test_acc"])
+    train_rows = np.asarray(zoo.weights)[_train_mask(zoo)]
+    np.testing.assert_array_equal(seen[0], train_rows)
+    assert table["value"].notna().all()
+
+
+def _train_mask(zoo, seed=42):
+    from weightspace.data.splits import split_column
+
+    split = split_column(zoo.samples["model_id"].to_numpy(), (0.7, 0.15, 0.15), seed)
+    return (split == "train") & ~zoo.samples["diverged"].to_numpy()
+
+
+@pytest.mark.skipif(not os.environ.get("WEIGHTSPACE_SLOW_TESTS"), reason="umap-learn imports and JITs for ~30 s; "
+                    "set WEIGHTSPACE_SLOW_TESTS=1")
+def test_umap_features_shape():
+    W = np.random.default_rng(0).normal(size=(120, 100)).astype(np.float32)
+    Z = UMAPFeatures(3, n_neighbors=10, fit_stride=1).fit(W[:90]).transform(W)
+    assert Z.shape == (120, 3) and np.isfinite(Z).all()
+
+
+# -------------------------------------------------------------- targets and evaluation
+def test_derive_targets_defaults_and_tasks():
+    zoo = make_zoo(models=5)
+    targets = {t.name: t for t in derive_targets(zoo.samples, None, zoo.hyperparameters)}
+    assert list(targets) == ["test_acc", "train_acc", "ggap", "training_iteration", "activation", "lr"]
+    assert targets["activation"].task == "classification" and targets["lr"].task == "regression"
+    s = zoo.samples
+    np.testing.assert_allclose(targets["ggap"].values, s["train_acc"] - s["test_acc"])
+    np.testing.assert_array_equal(targets["training_iteration"].values, s["epoch"])
+
+
+def test_evaluate_small_zoo_excludes_diverged_and_leaves_global_rng_alone():
+    zoo = make_zoo()
+    np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state().clone()
+    table = evaluate(zoo, feature_sets={"raw": RawWeights(), "stats": LayerStatistics(zoo.layout)},
+                     probes=("linear", "gbt"), config=ProbeConfig(gbt_max_iter=40))
+    assert np.array_equal(np.random.get_state()[1], np_state) and torch.equal(torch.get_rng_state(), torch_state)
+    assert list(table.columns[:7]) == ["feature_set", "probe", "target", "task", "split", "metric", "value"]
+    assert table.attrs["excluded_diverged"] == 4
+    assert table.groupby("target")["n"].max().max() < len(zoo.samples)
+    assert set(table["split"]) == set(SPLIT_KEYS)
+    test = table[table["split"] == "test"].set_index(["feature_set", "probe", "target", "metric"])["value"]
+    assert test["raw", "linear", "test_acc", "r2"] > 0.9 and test["raw", "linear", "test_acc", "kendall_tau"] > 0.7
+    assert test["stats", "linear", "training_iteration", "r2"] > 0.8
+    assert table.query("task == 'classification'")["metric"].eq("accuracy").all()
+    assert table.query("task == 'regression' and note == ''")["value"].notna().all()
+
+
+def test_json_files_have_2021_keys(tmp_path):
+    zoo = make_zoo(models=30)
+    table = run_baselines(zoo, tmp_path, BaselineConfig())
+    data = json.loads((tmp_path / "baseline_performance.json").read_text())
+    assert {"results_im", "results_lq", "results_lq_gbt", "results_hyper", "results_hyper_gbt"} <= set(data)
+    for key in ("results_im", "results_lq"):
+        for target in ("test_acc", "training_iteration", "ggap"):
+            assert {f"{target}_{s}" for s in SPLIT_KEYS} <= set(data[key])
+    assert (tmp_path / "baselines.csv").is_file() and (tmp_path / "baselines_config.json").is_file()
+    write_results_json(table.assign(feature_set=table["feature_set"].replace("stats", "embedding")),
+                       tmp_path / "results.json", extra={"loss_test": 0.5})
+    flat = json.loads((tmp_path / "results.json").read_text())
+    assert flat["loss_test"] == 0.5 and {f"test_acc_{s}" for s in SPLIT_KEYS} <= set(flat)
+
+
+def test_cli_baselines_prints_table_and_writes_files(tmp_path, capsys):
+    make_zoo(models=20).save(tmp_path / "zoo")
+    assert main(["baselines", str(tmp_path / "zoo"), "--out", str(tmp_path / "out"), "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "test_acc (R²)" in out and "stats/gbt" in out and "raw/linear" in out
+    assert (tmp_path / "out" / "baseline_performance.json").is_file()
+
+
+# -------------------------------------------------------------- bad input
+def _notes(table, **where):
+    part = table
+    for k, v in where.items():
+        part = part[part[k] == v]
+    return " ".join(part["note"].unique())
+
+
+def test_missing_and_constant_targets_give_notes_and_the_rest_is_computed():
+    zoo = make_zoo(models=20, hyper=False)
+    zoo.samples["const"] = 1.0
+    with pytest.warns(ProbeWarning):
+        table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)},
+                         targets=["test_acc", "no_such", "const"])
+    assert "not in the samples table" in _notes(table, target="no_such")
+    assert "single value" in _notes(table, target="const")
+    assert table.query("target in ['no_such', 'const']")["value"].isna().all()
+    assert table.query("target == 'test_acc'")["value"].notna().all()
+
+
+def test_class_only_in_test_and_single_class_in_train():
+    zoo = make_zoo(models=20)
+    split = np.where(zoo.samples["model_id"] < 14, "train", np.where(zoo.samples["model_id"] < 17, "val", "test"))
+    zoo.samples["label"] = np.where(zoo.samples["model_id"] >= 17, "rare", zoo.samples["activation"])
+    zoo.samples["one"] = np.where(split == "train", "x", "y")
+    with pytest.warns(ProbeWarning):
+        table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)}, targets=["label", "one", "test_acc"],
+                         splits=split)
+    assert "['rare'] occur in test but not in train" in _notes(table, target="label")
+    assert table.query("target == 'label' and split == 'test'")["value"].eq(0.0).all()
+    assert "single class" in _notes(table, target="one")
+    assert table.query("target == 'test_acc'")["value"].notna().all()
+
+
+def test_nan_features_and_targets_are_dropped_and_counted():
+    zoo = make_zoo(models=20, hyper=False)
+    X = LayerStatistics(zoo.layout).fit(zoo.weights).transform(zoo.weights)
+    X[9] = np.nan  # rows 4-7 are the diverged model 1, excluded anyway
+    zoo.samples.loc[[12, 13, 14], "test_acc"] = np.nan
+    with pytest.warns(ProbeWarning):
+        table = evaluate(zoo, feature_sets={"stats": X}, targets=["test_acc", "train_acc"])
+    note = _notes(table, target="test_acc")
+    assert "dropped 1 rows with non-finite features" in note and "dropped 3 rows with a missing (NaN) target" in note
+    assert table.query("target == 'test_acc' and metric == 'r2'")["n"].sum() == len(zoo.samples) - 4 - 4
+    assert table["value"].notna().all()
+
+
+def test_empty_splits():
+    zoo = make_zoo(models=20, hyper=False)
+    no_val = np.where(zoo.samples["model_id"] < 15, "train", "test")
+    with pytest.warns(ProbeWarning):
+        table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)}, targets=["test_acc"], splits=no_val)
+    assert "split 'val' is empty" in _notes(table)
+    assert table.query("split == 'val'")["value"].isna().all() and table.query("split == 'test'")["value"].notna().all()
+    with pytest.warns(ProbeWarning):
+        table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)}, targets=["test_acc"],
+                         splits=np.full(len(zoo.samples), "test"))
+    assert "split 'train' is empty" in _notes(table) and table["value"].isna().all()
