@@ -164,11 +164,26 @@ def _baselines(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    rep = sub.add_parser("report", help="write report.md and figures for an experiment folder")
+    rep.add_argument("dir", type=Path, help="experiment folder (baselines.csv, results.csv, embeddings.npy, ...)")
+    rep.add_argument("--no-umap", dest="umap", action="store_false", help="project embeddings with PCA, not UMAP")
+    rep.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from weightspace.report import build_report
+
+    print(f"wrote {build_report(args.dir, umap=args.umap)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weightspace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_zoo(sub)
     _add_baselines(sub)
+    _add_report(sub)
     return parser
 
 

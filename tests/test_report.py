@@ -1,0 +1,185 @@
+"""The experiment report: the table shows every target and baseline, figures are written and linked,
+and missing or broken inputs give a line in the report instead of a crash."""
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from weightspace.cli import main
+from weightspace.data.splits import split_column
+from weightspace.downstream.baselines import run_baselines
+from weightspace.downstream.evaluate import COLUMNS, evaluate, write_csv
+from weightspace.report import FIGURES, build_report
+from weightspace.report_tables import results_markdown
+from weightspace.zoo.generate import generate
+from weightspace.zoo.presets import get_preset
+
+TARGETS = ("test_acc", "train_acc", "ggap", "training_iteration")
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory):
+    """A complete experiment folder on a smoke zoo: baselines, random embeddings, results, history, json."""
+    root = tmp_path_factory.mktemp("report")
+    zoo = generate(get_preset("tetris_seed", smoke=True), root / "zoo", progress=False)
+    out = root / "exp"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 6-model zoo: empty val split, probe notes
+        run_baselines(zoo, out)
+        samples = zoo.samples.copy()
+        samples["split"] = split_column(samples["model_id"].to_numpy(), (0.5, 0.25, 0.25), 42)
+        Z = np.random.default_rng(0).normal(size=(len(samples), 8)).astype(np.float32)  # (S, latent)
+        table = evaluate(Z, zoo.samples, feature_sets={"embedding": Z}, probes=("linear", "gbt"),
+                         splits=samples["split"].to_numpy())
+    write_csv(table, out / "results.csv")
+    np.save(out / "embeddings.npy", Z)
+    write_csv(samples, out / "embedding_samples.csv")
+    it = np.arange(1, 6)
+    history = pd.DataFrame({"training_iteration": it, "loss_train": 3.0 / it, "loss_val": 3.2 / it,
+                            "loss_contrast_train": 2.0 / it, "loss_val_recon": 0.5 / it,  # both spellings
+                            "rsq_train": 1 - 1 / it, "rsq_test": 0.9 - 1 / it, "date": "2024-01-01",
+                            **{f"{t}_{s}": np.linspace(0, 0.5, 5) for t in TARGETS for s in ("val", "test")}})
+    write_csv(history, out / "history.csv")
+    meta = {"name": "smoke_experiment", "zoo": {"path": str(zoo.path), "source": "generated smoke zoo"},
+            "config": {"iterations": 2, "representation": {"encoder": {"latent_dim": 8}}},
+            "timings": {"baselines": 1.5, "representation": 400.0}, "notes": "a test"}
+    (out / "experiment.json").write_text(json.dumps(meta))
+    return out
+
+
+def copy_of(experiment, tmp_path, drop=()):
+    out = tmp_path / "exp"
+    shutil.copytree(experiment, out)
+    for name in drop:
+        (out / name).unlink()
+    return out
+
+
+def figure_links(text):
+    return {name for name in FIGURES.values() if f"]({name})" in text}
+
+
+def test_report_has_a_row_per_target_every_figure_and_the_config(experiment, tmp_path):
+    out = copy_of(experiment, tmp_path)
+    path = build_report(out, umap=False)
+    text = path.read_text()
+    assert path == out / "report.md"
+    assert text.startswith("# Experiment report: smoke_experiment")
+    assert "Zoo: generated smoke zoo" in text
+    header = "| target | metric | B_W | B_s | B_s + GBT | Hyperparameters | Representation |"
+    assert text.count(header) == 2  # R² / accuracy, then Kendall tau
+    for target in TARGETS:
+        assert f"| {target} | R² |" in text and f"| {target} | Kendall τ |" in text
+    assert "| embedding / gbt |" in text  # pairs outside the main columns get their own table
+    assert "Not in the tables: Hyperparameters" in text  # tetris_seed varies no hyperparameter
+    assert "Kendall τ is undefined here: the predictions (or the true values) are constant" in text
+    assert figure_links(text) == set(FIGURES.values())
+    for name in FIGURES.values():
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+    assert "PCA" in text and "--no-umap" in text
+    assert "<details>" in text and '"latent_dim": 8' in text
+    assert "| representation | 6.7 min |" in text
+    assert not list(out.glob(".*tmp*"))  # atomic writes leave no temporary files
+
+
+def test_each_row_bolds_its_best_value(experiment, tmp_path):
+    text = build_report(copy_of(experiment, tmp_path), umap=False).read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| test_acc | R² |")]
+    values = [float(c.strip(" *")) for c in rows[0].split("|")[3:-1] if c.strip() not in ("\u2014", "")]
+    bold = [float(c.strip(" *")) for c in rows[0].split("|")[3:-1] if "**" in c]
+    assert bold == [max(values)]
+
+
+def toy_table():
+    rows = []
+    def add(fs, probe, target, task, split, metric, value, note=""):
+        rows.append(dict(zip(COLUMNS, (fs, probe, target, task, split, metric, value, "", 10, note))))
+    for fs, probe, v in (("raw", "linear", 0.1), ("stats", "linear", 0.4), ("stats", "gbt", 0.6),
+                         ("hyper", "linear", 0.2), ("hyper", "gbt", 0.3), ("embedding", "linear", 0.5)):
+        add(fs, probe, "test_acc", "regression", "test", "r2", v)
+        add(fs, probe, "test_acc", "regression", "test", "kendall_tau", v / 2)
+        add(fs, probe, "test_acc", "regression", "val", "r2", v)
+        add(fs, probe, "activation", "classification", "test", "accuracy", 0.5 + v)
+    note = "target 'training_iteration' is an input of feature set 'hyper'"
+    for probe in ("linear", "gbt"):
+        add("hyper", probe, "training_iteration", "regression", "test", "r2", np.nan, note)
+        add("hyper", probe, "training_iteration", "regression", "test", "kendall_tau", np.nan, note)
+    add("stats", "linear", "training_iteration", "regression", "test", "r2", 0.7)
+    add("stats", "linear", "training_iteration", "regression", "test", "kendall_tau", 0.6)
+    return pd.DataFrame(rows)
+
+
+def test_results_markdown_picks_probes_and_explains_missing_values():
+    text = results_markdown(toy_table())
+    lines = text.splitlines()
+    acc = next(line for line in lines if line.startswith("| test_acc | R² |"))
+    assert acc.split("|")[3:-1] == [" 0.100 ", " 0.400 ", " **0.600** ", " 0.300 (gbt) ", " 0.500 "]
+    assert "| activation | accuracy |" in text and "| activation | Kendall τ |" not in text
+    epoch = next(line for line in lines if line.startswith("| training_iteration | R² |"))
+    assert epoch.count("\u2014[^1]") == 1 and epoch.count("\u2014") == 4  # raw, gbt, embedding: no rows; hyper: a note
+    assert "[^1]: target 'training_iteration' is an input of feature set 'hyper'" in text
+    assert text.count("[^2]") == 0  # the same note is one footnote
+    assert "Not in the tables" not in text
+
+
+def test_cli_report_returns_zero(experiment, tmp_path, capsys):
+    out = copy_of(experiment, tmp_path)
+    assert main(["report", str(out), "--no-umap"]) == 0
+    assert str(out / "report.md") in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nowhere"), "--no-umap"]) == 2
+
+
+def test_empty_folder_gives_a_report_that_says_what_is_missing(tmp_path):
+    text = build_report(tmp_path, umap=False).read_text()
+    assert text.startswith(f"# Experiment report: {tmp_path.name}")
+    for reason in ("no baselines.csv", "no results.csv", "no embeddings.npy", "no history.csv",
+                   "experiment.json is missing"):
+        assert reason in text
+    assert not figure_links(text) and not list(tmp_path.glob("*.png"))
+
+
+def test_missing_embeddings_skip_only_the_embedding_figures(experiment, tmp_path):
+    out = copy_of(experiment, tmp_path, drop=("embeddings.npy",))
+    text = build_report(out, umap=False).read_text()
+    assert "no embeddings.npy" in text
+    assert figure_links(text) == {FIGURES["curves"]}
+    assert "| test_acc | R² |" in text
+
+
+def test_mismatched_embeddings_and_broken_files_are_reported(experiment, tmp_path):
+    out = copy_of(experiment, tmp_path, drop=("results.csv",))
+    np.save(out / "embeddings.npy", np.zeros((3, 8), dtype=np.float32))
+    (out / "history.csv").write_text("")
+    (out / "experiment.json").write_text("{not json")
+    text = build_report(out, umap=False).read_text()
+    assert "embeddings.npy has shape (3, 8)" in text and "history.csv is unreadable" in text
+    assert "No representation results" in text
+    assert "| test_acc | R² |" in text  # the baselines still make a table
+
+
+def test_unloadable_zoo_plots_only_the_representation(experiment, tmp_path):
+    out = copy_of(experiment, tmp_path)
+    meta = json.loads((out / "experiment.json").read_text())
+    meta["zoo"]["path"] = str(tmp_path / "gone")
+    (out / "experiment.json").write_text(json.dumps(meta))
+    text = build_report(out, umap=False).read_text()
+    assert FIGURES["pred_vs_true"] in figure_links(text)
+    assert "Not plotted: B_s + boosted trees" in text and "is not there" in text
+
+
+def test_history_without_known_columns_skips_the_curves(experiment, tmp_path):
+    out = copy_of(experiment, tmp_path)
+    pd.DataFrame({"training_iteration": [1, 2], "lr": [0.1, 0.1]}).to_csv(out / "history.csv", index=False)
+    text = build_report(out, umap=False).read_text()
+    assert "history.csv has no loss" in text and FIGURES["curves"] not in figure_links(text)
+
+
+def test_umap_projection(experiment, tmp_path):
+    pytest.importorskip("umap")
+    text = build_report(copy_of(experiment, tmp_path), umap=True).read_text()
+    assert "UMAP of the embeddings" in text and "PCA" not in text
