@@ -1,0 +1,357 @@
+"""Representation learner: losses, tokenizers, autoencoders, training loop, checkpoints, ray.tune resume."""
+
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from weightspace import WeightLayout, create_zoo_model, list_zoo_models
+from weightspace.data.dataset import DataConfig, ZooDataset
+from weightspace.representation import (
+    AugmentConfig,
+    EncoderConfig,
+    ExperimentConfig,
+    GammaLoss,
+    HeadConfig,
+    Learner,
+    LossConfig,
+    NTXentLoss,
+    PositiveContrastLoss,
+    ReconstructionLoss,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    create_autoencoder,
+    embed,
+    fit,
+    list_autoencoders,
+    probe_scores,
+    reconstruction_r2,
+)
+from weightspace.representation.tokens import TokenDebedder, TokenEmbedder, neuron_token_groups
+from weightspace.zoo.store import Zoo
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # tiny tensors: threads only add synchronisation, which is slow on shared cores
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_zoo(name: str = "tetris_mlp", models: int = 10, epochs: tuple = (0, 1), seed: int = 0) -> Zoo:
+    """Randomly initialised networks; epoch e is the init scaled by (1 + e/10) as a stand-in for training."""
+    gen = torch.Generator().manual_seed(seed)
+    rows, vectors = [], []
+    for m in range(models):
+        net = create_zoo_model(name, init="xavier_normal", generator=gen)
+        layout = WeightLayout.from_module(net)
+        with torch.no_grad():
+            base = layout.vectorize(net.state_dict())
+        for e in epochs:
+            vectors.append(base * (1 + e / 10))
+            rows.append({"model_id": m, "epoch": e, "seed": m, "test_acc": 0.1 * m + 0.01 * e, "diverged": False})
+    return Zoo(torch.stack(vectors).numpy(), pd.DataFrame(rows), layout, {"name": "tiny"})
+
+
+def small_config(name: str = "transformer_neuron", **train) -> ExperimentConfig:
+    return ExperimentConfig(
+        encoder=EncoderConfig(name=name, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8, dropout=0.1,
+                              attn_dropout=0.1, mlp_hidden_layers=2),
+        head=HeadConfig(layers=1, hidden=16, out_dim=8),
+        train=TrainConfig(**{"batch_size": 4, "device": "cpu", "lr": 1e-3} | train))
+
+
+# ------------------------------------------------------------------ losses
+def nt_xent_reference(z_i: torch.Tensor, z_j: torch.Tensor, tau: float) -> float:
+    """SimCLR (Chen et al. 2020), Algorithm 1, with loops: z_{2k-1}, z_{2k} are the two views of sample k."""
+    z = [v for pair in zip(z_i.tolist(), z_j.tolist()) for v in pair]
+    n2 = len(z)
+
+    def sim(a, b):
+        return sum(x * y for x, y in zip(a, b)) / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))
+
+    def loss(i, j):
+        denom = sum(math.exp(sim(z[i], z[k]) / tau) for k in range(n2) if k != i)
+        return -math.log(math.exp(sim(z[i], z[j]) / tau) / denom)
+
+    return sum(loss(2 * k, 2 * k + 1) + loss(2 * k + 1, 2 * k) for k in range(n2 // 2)) / n2
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5, 2.0])
+@pytest.mark.parametrize("batch", [1, 2, 7])
+def test_nt_xent_equals_the_simclr_pseudocode(tau, batch):
+    gen = torch.Generator().manual_seed(batch)
+    z_i, z_j = torch.randn(batch, 5, generator=gen), torch.randn(batch, 5, generator=gen)
+    assert NTXentLoss(tau)(z_i, z_j).item() == pytest.approx(nt_xent_reference(z_i, z_j, tau), rel=1e-5, abs=1e-6)
+
+
+def test_positive_contrast_pulls_pairs_together():
+    z_i, z_j = torch.randn(16, 4), torch.randn(16, 4)
+    for kind in ("cosine", "distance"):
+        loss = PositiveContrastLoss(kind)
+        assert loss(z_i, z_i).item() == pytest.approx(0.0, abs=1e-6)
+        assert loss(z_i, z_j) > loss(z_i, z_i + 0.01 * z_j)
+    # orthogonal pairs are not a minimum (the 2021 loss drove pairs to orthogonality, bug B1)
+    e = torch.eye(2)
+    assert PositiveContrastLoss("cosine")(e[:1], e[1:]).item() == pytest.approx(1.0)
+
+
+def test_reconstruction_loss_per_layer_normalisation():
+    layout = WeightLayout.from_module(create_zoo_model("cnn_s"))
+    target, pred = torch.randn(6, layout.num_params), torch.randn(6, layout.num_params)
+    assert ReconstructionLoss()(pred, target).item() == pytest.approx(((pred - target) ** 2).mean().item(), rel=1e-6)
+    loss = ReconstructionLoss(layout, per_layer_normalize=True)
+    scale = torch.ones(layout.num_params)
+    big = layout.layers[1]
+    scale[big.offset:big.offset + big.size] = 100.0  # a layer of large magnitude does not dominate
+    assert loss(pred * scale, target * scale).item() == pytest.approx(loss(pred, target).item(), rel=1e-4)
+    with pytest.raises(ValueError, match="WeightLayout"):
+        ReconstructionLoss(per_layer_normalize=True)  # needs the layout
+
+
+def test_gamma_loss_returns_total_and_parts():
+    z, y, t = torch.randn(4, 3), torch.randn(4, 10), torch.randn(4, 10)
+    parts = GammaLoss(1.0, NTXentLoss(0.1), ReconstructionLoss())(z, z + 0.1, y, t)
+    assert parts.recon.item() > 0  # reported even when gamma = 1 (2021 reported 0, bug B10)
+    assert parts.total.item() == pytest.approx(parts.contrast.item())
+    mixed = GammaLoss(0.3, NTXentLoss(0.1), ReconstructionLoss())(z, z + 0.1, y, t)
+    assert mixed.total.item() == pytest.approx(0.3 * mixed.contrast.item() + 0.7 * mixed.recon.item(), rel=1e-6)
+
+
+# ------------------------------------------------------------- tokenizers
+def test_neuron_tokens_gather_each_neuron_and_scatter_back():
+    layout = WeightLayout.from_module(create_zoo_model("cnn_s"))
+    groups = neuron_token_groups(layout)
+    embedder = TokenEmbedder(groups, layout.num_params, 4)
+    assert embedder.num_tokens == layout.num_tokens == 48
+    x = torch.randn(2, layout.num_params)
+    conv2 = layout.layer("conv2")
+    sd = layout.devectorize(x)
+    token = torch.cat([sd["conv2.weight"][1, 3].reshape(-1), sd["conv2.bias"][1, 3:4]])  # neuron 3's weights, bias
+    torch.testing.assert_close(embedder(x)[1, 8 + 3], embedder.embed[1](token))
+    assert conv2.token_size == token.numel()
+    debedder = TokenDebedder(groups, layout.num_params, 4)
+    tokens = torch.randn(2, 48, 4)
+    out = debedder(tokens)
+    for g, (lin, idx) in enumerate(zip(debedder.debed, groups)):
+        start = sum(t.shape[0] for t in groups[:g])
+        torch.testing.assert_close(out[:, idx], lin(tokens[:, start:start + idx.shape[0]]))
+
+
+def test_token_slices_must_cover_the_vector():
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    groups = neuron_token_groups(layout)
+    with pytest.raises(ValueError, match="cover the 100 entries.*20 are missed"):
+        TokenEmbedder(groups[:1], layout.num_params, 8)
+    with pytest.raises(ValueError, match="repeated"):
+        TokenDebedder([groups[0], groups[0], groups[1]], layout.num_params, 8)
+
+
+# ------------------------------------------------------------ autoencoders
+@pytest.mark.parametrize("arch", list_zoo_models())
+@pytest.mark.parametrize("name", list_autoencoders())
+def test_every_autoencoder_runs_on_every_architecture(arch, name):
+    layout = WeightLayout.from_module(create_zoo_model(arch))
+    model = create_autoencoder(small_config(name).encoder, layout, generator=torch.Generator().manual_seed(0))
+    model.eval()  # weight tokens of the larger nets would materialise (T x T) dropout masks in training mode
+    for batch in (1, 3):  # a batch of one keeps its batch dim (2021 squeezed it, bug B10)
+        z, y = model(torch.randn(batch, layout.num_params))
+        assert z.shape == (batch, 8) and y.shape == (batch, layout.num_params)
+        assert torch.isfinite(y).all() and (z.abs() <= 1).all()  # tanh bottleneck
+    assert model.encode(torch.randn(2, layout.num_params)).shape == (2, 8)
+
+
+def test_explicit_attention_path_matches_the_fused_kernel():
+    from weightspace.representation.transformer import Block
+
+    block = Block(d_model=16, n_heads=4, d_ff=8, dropout=0.0, attn_dropout=1e-9)  # keeps every probability
+    x = torch.randn(3, 7, 16)
+    explicit = block.train()(x)  # explicit softmax path, taken when attention dropout is on
+    torch.testing.assert_close(explicit, block.eval()(x), atol=1e-5, rtol=1e-5)  # scaled_dot_product_attention
+
+
+def test_autoencoder_init_is_seeded_and_leaves_the_global_rng_alone():
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    state = torch.random.get_rng_state()
+    a = create_autoencoder("transformer_neuron", layout, generator=torch.Generator().manual_seed(1))
+    b = create_autoencoder("transformer_neuron", layout, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ValueError, match="transformer_neuron"):
+        create_autoencoder("resnet", layout)
+
+
+# ------------------------------------------------------------- validation
+@pytest.mark.parametrize("build, message", [
+    (lambda: LossConfig(gamma=1.5), "gamma"),
+    (lambda: LossConfig(temperature=0.0), "temperature"),
+    (lambda: LossConfig(contrast="triplet"), "contrast"),
+    (lambda: EncoderConfig(d_model=30, n_heads=4), "n_heads=4 does not divide d_model=30"),
+    (lambda: EncoderConfig(name="lstm"), "unknown"),
+    (lambda: EncoderConfig(dropout=1.0), "dropout"),
+    (lambda: TrainConfig(precision="fp8"), "precision"),
+    (lambda: TrainConfig(batch_size=1), "batch_size"),
+    (lambda: DataConfig(fractions=(0.5, 0.2, 0.2)), "fractions"),
+    (lambda: NTXentLoss(-1.0), "temperature"),
+])
+def test_config_errors_say_what_to_change(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_config_dict_round_trip_rejects_unknown_keys():
+    config = small_config()
+    data = config_to_dict(config)
+    assert data["encoder"]["d_model"] == 16 and not any("::" in k for k in data)
+    assert config_from_dict(ExperimentConfig, data) == config
+    with pytest.raises(ValueError, match="no field.*d_modle"):
+        config_from_dict(ExperimentConfig, {"encoder": {"d_modle": 3}})
+
+
+def test_learner_does_not_import_ray():
+    code = "import sys, weightspace, weightspace.representation.learner; assert 'ray' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ data
+def test_zoo_dataset_splits_by_model_and_filters():
+    zoo = tiny_zoo(models=20, epochs=(0, 1, 2))
+    zoo.samples.loc[zoo.samples["model_id"] == 3, "diverged"] = True
+    parts = {s: ZooDataset(zoo, s, fractions=(0.6, 0.2, 0.2), seed=1) for s in ("train", "val", "test")}
+    ids = [set(d.properties["model_id"]) for d in parts.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert 3 not in set().union(*ids) and sum(len(d) for d in parts.values()) == 57
+    train = parts["train"]
+    assert train.weights.dtype == torch.float32 and train.weights.shape == (len(train.properties), 100)
+    np.testing.assert_array_equal(train.weights.numpy(), zoo.weights[train.properties["row"]])
+    last = ZooDataset(zoo, "train", fractions=(0.6, 0.2, 0.2), seed=1, epochs=2)
+    assert set(last.properties["epoch"]) == {2} and set(last.properties["model_id"]) == ids[0]
+    with pytest.raises(ValueError, match="no checkpoints at epochs"):
+        ZooDataset(zoo, "train", epochs=[7])
+
+
+# ---------------------------------------------------------------- learner
+def test_tiny_autoencoder_overfits_a_handful_of_samples():
+    train = ZooDataset(tiny_zoo(models=8, epochs=(0,)), "train", fractions=(1, 0, 0))
+    config = ExperimentConfig(
+        encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=16, dropout=0.0, attn_dropout=0.0),
+        head=HeadConfig(1, 16, 8), loss=LossConfig(gamma=0.05), augment=AugmentConfig(permute=False, erase_p=0.0),
+        train=TrainConfig(batch_size=8, lr=3e-3, scheduler="none", device="cpu"))
+    learner = fit(config, train, epochs=200, evaluate_every=0, progress=False)
+    assert reconstruction_r2(learner.model, train.weights) > 0.95
+
+
+def test_fit_evaluates_embeds_and_writes_its_config(tmp_path):
+    zoo = tiny_zoo(models=12)
+    train, val = (ZooDataset(zoo, s, fractions=(0.7, 0.3, 0.0)) for s in ("train", "val"))
+    state = torch.random.get_rng_state()
+    learner = fit(small_config(), train, val=val, epochs=2, out_dir=tmp_path, progress=False)
+    assert torch.equal(torch.random.get_rng_state(), state)  # dropout ran in a forked, seeded RNG
+    row = learner.history[-1]
+    assert {"loss_train", "loss_train_contrast", "loss_train_recon", "loss_val", "loss_val_contrast",
+            "loss_val_recon", "rsq_train", "rsq_val"} <= set(row)
+    assert (tmp_path / "config.json").exists() and (tmp_path / "checkpoint.pt").exists()
+    learner.model.train()
+    z = embed(learner.model, val)
+    assert z.shape == (len(val), 8) and torch.equal(z, embed(learner.model, val.weights.numpy()))
+    assert learner.model.training  # mode restored
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        fit(small_config(batch_size=64), train, epochs=1, progress=False)
+
+
+def test_probe_scores_plug_into_fit():
+    zoo = tiny_zoo(models=20)
+    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
+    learner = fit(small_config(), splits["train"], val=splits["val"], test=splits["test"], epochs=1, progress=False,
+                  evaluate_fn=probe_scores(targets=["test_acc"]))
+    row = learner.history[-1]
+    assert {"test_acc_train", "test_acc_val", "test_acc_test", "test_acc_kendall_tau_test"} <= set(row)
+
+
+def test_same_seed_same_training():
+    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))
+    runs = [fit(small_config(), train, epochs=2, evaluate_every=0, progress=False).history for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains(precision):
+    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))
+    learner = fit(small_config(precision=precision, grad_clip=1.0), train, epochs=2, evaluate_every=0, progress=False)
+    assert learner.stop_reason is None and all(np.isfinite(r["loss_train"]) for r in learner.history)
+
+
+def test_checkpoint_restore_gives_identical_next_step_losses(tmp_path):
+    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))
+    config = small_config(scheduler="plateau", plateau_patience=0)
+    learner = fit(config, train, epochs=2, evaluate_every=0, progress=False)
+    learner.save(tmp_path / "ckpt.pt")
+    expected = [learner.train_epoch(train) for _ in range(2)]
+    restored = Learner(config, train.layout).load(tmp_path / "ckpt.pt")
+    assert [restored.train_epoch(train) for _ in range(2)] == expected
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))  # 20 samples: 5 steps per epoch
+    learner = Learner(small_config(), train.layout)
+    compute = learner.compute_loss
+
+    def poisoned(x, generator, **kw):
+        parts = compute(x, generator, **kw)
+        return parts._replace(total=parts.total * float("nan")) if learner.step == 7 else parts
+
+    learner.compute_loss = poisoned
+    with pytest.warns(RuntimeWarning, match="at step 8"):
+        fit(learner.config, train, epochs=3, learner=learner, out_dir=tmp_path, evaluate_every=0, progress=False)
+    assert learner.step == 7 and learner.epoch == 1 and "step 8" in learner.stop_reason
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert saved["step"] == 5  # the end of the last complete epoch
+    assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+
+
+# ------------------------------------------------------------------- tune
+def test_tune_run_killed_after_first_checkpoint_resumes_and_finishes(tmp_path):
+    ray = pytest.importorskip("ray")
+    from weightspace.tune import WeightspaceTrainable, merge_search_space, run_tuner
+
+    tiny_zoo(models=12).save(tmp_path / "zoo")
+    config = small_config(epochs_per_step=1)
+    config.data = DataConfig(path=str(tmp_path / "zoo"))
+    with pytest.raises(ValueError, match="not a config field"):
+        merge_search_space(config_to_dict(config), {"loss": {"gama": 0.1}})
+    marker = tmp_path / "failed_once"
+
+    class FailsOnce(WeightspaceTrainable):
+        def step(self):
+            if self.iteration == 1 and not marker.exists():
+                marker.touch()  # dies after the checkpoint of iteration 1, once
+                raise RuntimeError("injected failure")
+            return super().step()
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs = dict(name="exp", storage_path=tmp_path / "runs", iterations=3, trainable=FailsOnce, verbose=0)
+            first = run_tuner(config, **kwargs)
+            assert first[0].error is not None and first[0].metrics["training_iteration"] == 1
+            second = run_tuner(config, **kwargs)  # finds the interrupted run and restores it
+    finally:
+        ray.shutdown()
+    result = second[0]
+    assert result.error is None and result.metrics["training_iteration"] == 3
+    history = result.metrics_dataframe
+    assert list(history["training_iteration"]) == [1, 2, 3]
+    steps = list(history["step"])  # optimizer steps continue across the restore, none lost or repeated
+    assert steps == [steps[0], 2 * steps[0], 3 * steps[0]]
+    assert {"rsq_train", "rsq_val", "rsq_test", "loss_val_recon"} <= set(history.columns)
+    assert {"test_acc_train", "test_acc_val", "test_acc_test"} <= set(history.columns)  # default linear probes
