@@ -1,0 +1,219 @@
+"""Experiments: the numbered folders' pipeline (zoo -> baselines -> representation -> results -> report).
+
+An `Experiment` is the one config object of an experiment folder. Its steps
+write into ``<folder>/<name>/``:
+
+- ``baselines.csv``, ``baseline_performance.json``   (`compute_baselines`)
+- ``tune/`` (ray.tune storage), ``history.csv``, ``embeddings.npy``,
+  ``embedding_samples.csv``, ``results.csv``, ``results.json``  (`train_representation`)
+- ``experiment.json`` (the resolved config, zoo source and timings), ``report.md`` + PNGs.
+
+ray is imported lazily inside `train_representation`; this module never calls
+``ray.init`` (the script edge, `weightspace.experiment_cli`, does).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
+from weightspace.zoo.store import Zoo
+
+
+@dataclass
+class Experiment:
+    """One experiment folder's settings."""
+
+    name: str  # output subfolder and tune experiment name, e.g. "tetris_seed"
+    preset: str  # zoo preset generated when datasets/ holds no zoo for this experiment
+    representation: ExperimentConfig  # the learner; data.path is filled in from the zoo found
+    iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
+    zenodo: str | None = None  # name of the converted 2021 dataset in datasets/, e.g. "11_tetris_seed"
+    zoo_epochs: tuple[int, ...] | None = None  # checkpoints used by baselines and representation; None: all
+    targets: tuple[str, ...] | None = None  # probe targets; None: accuracies, ggap, epoch, varied hyperparameters
+    baseline_extras: bool = False  # the 2021 Tetris extras (kernel PCA, UMAP) among the baselines
+    search_space: dict | None = None  # ray.tune grid over config fields (ablations)
+    smoke_representation: ExperimentConfig | None = None  # the learner of --smoke-test runs
+    notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
+    extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
+
+    def smoke(self) -> "Experiment":
+        """The same experiment shrunk to seconds: a tiny zoo, a tiny learner, two iterations."""
+        rep = copy.deepcopy(self.smoke_representation or SMOKE_REPRESENTATION)
+        rep.loss = copy.deepcopy(self.representation.loss)
+        rep.augment = copy.deepcopy(self.representation.augment)
+        return replace(self, name=f"{self.name}_smoke", representation=rep, iterations=2, zoo_epochs=None,
+                       baseline_extras=False)
+
+
+SMOKE_REPRESENTATION = ExperimentConfig(
+    encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=8),
+    head=HeadConfig(layers=2, hidden=16, out_dim=8),
+    train=TrainConfig(batch_size=16, epochs_per_step=1),
+)
+
+
+# ------------------------------------------------------------------ the zoo
+def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool = False, download: bool = False,
+             scratch: str | os.PathLike | None = None) -> tuple[Zoo, str]:
+    """The zoo an experiment runs on, and a sentence saying where it came from.
+
+    Order: a converted 2021 Zenodo dataset ``datasets/<zenodo>``, a weightspace zoo
+    ``datasets/<preset>``, else the preset is generated into ``datasets/<preset>``
+    (task data such as MNIST downloaded first when `download`). Smoke runs
+    generate a tiny zoo in `scratch` and never touch `datasets`.
+    """
+    from weightspace.zoo.generate import generate
+    from weightspace.zoo.presets import get_preset
+
+    datasets = Path(datasets)
+    if smoke:
+        spec = get_preset(experiment.preset, smoke=True)
+        spec = replace(spec, seeds=4 if spec.grid else 30)  # enough models for a few batches per split
+        out = Path(scratch or datasets) / spec.name
+        return generate(spec, out, progress=False), f"generated smoke zoo '{out}' ({len(spec.models())} models)"
+    for name, kind in ((experiment.zenodo, "converted 2021 Zenodo dataset"), (experiment.preset, "weightspace zoo")):
+        if name and (datasets / name / "zoo.json").is_file():
+            return Zoo.load(datasets / name), f"{kind} '{datasets / name}'"
+    spec = get_preset(experiment.preset)
+    models = len(spec.models())
+    print(f"no zoo for {experiment.name} in '{datasets}': generating preset {spec.name} ({models} models x "
+          f"{spec.epochs} epochs of {spec.architecture} on {spec.task}) into '{datasets / spec.name}'; "
+          "the progress bar shows the time left", file=sys.stderr)
+    zoo = generate(spec, datasets / spec.name, download=download, data_root=datasets)
+    return zoo, f"generated from preset {spec.name} into '{datasets / spec.name}'"
+
+
+def select_epochs(zoo: Zoo, epochs: tuple[int, ...] | None) -> Zoo:
+    """The zoo restricted to some checkpoints (a new in-memory Zoo; all of it when `epochs` is None)."""
+    if epochs is None:
+        return zoo
+    keep = zoo.samples["epoch"].isin(epochs).to_numpy()
+    return Zoo(np.asarray(zoo.weights[keep]), zoo.samples.loc[keep].reset_index(drop=True), zoo.layout,
+               zoo.info, zoo.path)
+
+
+# -------------------------------------------------------------- baselines
+def compute_baselines(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike) -> pd.DataFrame:
+    """Baselines B_W, B_s (linear and boosted trees) and hyperparameters on the experiment's zoo."""
+    from weightspace.downstream.baselines import BaselineConfig, run_baselines
+
+    data = experiment.representation.data
+    config = BaselineConfig(split_seed=data.seed, fractions=data.fractions, targets=experiment.targets,
+                            extras=experiment.baseline_extras)
+    return run_baselines(select_epochs(zoo, experiment.zoo_epochs), out_dir, config)
+
+
+# --------------------------------------------------------- representation
+def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike, *, resume: bool = True,
+                         cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, device: str = "auto",
+                         verbose: int = 1) -> pd.DataFrame:
+    """Train the representation with ray.tune, then embed the zoo and probe the embedding.
+
+    Returns:
+        the tidy results table (feature set "embedding", linear and boosted-tree probes).
+    """
+    from weightspace.downstream.evaluate import evaluate, write_csv, write_results_json
+    from weightspace.representation.learner import Learner, embed
+    from weightspace.representation.probing import probe_scores
+    from weightspace.tune import CHECKPOINT_FILE, run_tuner
+
+    out = Path(out_dir).resolve()
+    config = copy.deepcopy(experiment.representation)
+    config.data.path = str(Path(zoo.path).resolve())
+    config.data.epochs = experiment.zoo_epochs
+    config.train.device = device
+    targets = experiment.targets
+    grid = run_tuner(config, name="tune", storage_path=out, iterations=experiment.iterations,
+                     search_space=experiment.search_space, cpus_per_trial=cpus_per_trial,
+                     gpus_per_trial=gpus_per_trial, resume=resume, verbose=verbose,
+                     evaluate_fn=probe_scores(targets))
+    errors = [r for r in grid if r.error]
+    if errors:
+        raise RuntimeError(f"{len(errors)} trial(s) failed, first: {errors[0].error}; rerun with --resume to continue")
+    if experiment.search_space:
+        return summarize_trials(grid, out)
+    result = grid[0]
+    history = result.metrics_dataframe
+    write_csv(history, out / "history.csv")
+    learner = Learner(config, zoo.layout, device="cpu").load(Path(result.checkpoint.path) / CHECKPOINT_FILE)
+    data = select_epochs(zoo, experiment.zoo_epochs)
+    weights = np.array(data.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
+    z = embed(learner.model, weights, batch_size=config.train.eval_batch_size).numpy()
+    samples = data.samples.copy()
+    from weightspace.data.splits import split_column
+
+    samples["split"] = split_column(samples["model_id"].to_numpy(), config.data.fractions, config.data.seed)
+    _save_npy(out / "embeddings.npy", z.astype(np.float32))
+    write_csv(samples, out / "embedding_samples.csv")
+    table = evaluate(z, data.samples, feature_sets={"embedding": z}, probes=("linear", "gbt"), targets=targets,
+                     splits=samples["split"].to_numpy(), hyperparameters=data.hyperparameters)
+    write_csv(table, out / "results.csv")
+    last = history.iloc[-1]
+    extra = {k: float(last[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
+             if k in last and pd.notna(last[k])}
+    write_results_json(table, out / "results.json", extra=extra)
+    return table
+
+
+def summarize_trials(grid, out: Path) -> pd.DataFrame:
+    """One row per trial of a grid search: its config values and its last reported metrics."""
+    rows = []
+    for result in grid:
+        flat = pd.json_normalize(result.config, sep=".").iloc[0].to_dict()
+        rows.append({**{k: v for k, v in flat.items() if not isinstance(v, (list, dict))},
+                     **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}})
+    table = pd.DataFrame(rows)
+    from weightspace.downstream.evaluate import write_csv
+
+    write_csv(table, out / "trials.csv")
+    return table
+
+
+def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *, zoo: Zoo, source: str,
+                          timings: Mapping[str, float]) -> Path:
+    """Record the resolved experiment (config, zoo source, timings) beside its results."""
+    out = Path(out_dir)
+    path = out / "experiment.json"
+    previous = json.loads(path.read_text()) if path.exists() else {}
+    data = {
+        "name": experiment.name,
+        "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,
+                "epochs_used": list(experiment.zoo_epochs) if experiment.zoo_epochs else zoo.epochs},
+        "config": {"representation": config_to_dict(experiment.representation), "iterations": experiment.iterations,
+                   "targets": experiment.targets, "search_space": str(experiment.search_space or "")},
+        "timings": {**previous.get("timings", {}), **dict(timings)},
+        "notes": experiment.notes,
+    }
+    tmp = out / ".experiment.json.tmp"
+    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.save(f, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+class Timer:
+    """``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self) -> "Timer":
+        self.start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.start

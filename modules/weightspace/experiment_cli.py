@@ -1,0 +1,128 @@
+"""The command line of the experiment folders' scripts (``compute_baselines.py``, ``simclr_ae_<name>.py``).
+
+Like `weightspace.cli`, this is an edge: it parses argv and starts ray; the
+pipeline itself lives in `weightspace.experiment`. Each script is two lines:
+import its folder's `Experiment` and call ``run_script(EXPERIMENT, step, __file__)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from weightspace.experiment import (Experiment, Timer, compute_baselines, find_zoo, select_epochs,
+                                    train_representation, write_experiment_json)
+
+STEPS = ("baselines", "representation")
+
+
+def parse_args(step: str, argv: list[str] | None) -> argparse.Namespace:
+    what = "compute the baselines" if step == "baselines" else \
+        "train the representation with ray.tune and evaluate it (baselines first, if missing)"
+    parser = argparse.ArgumentParser(description=f"Experiment script: {what}, then write the report.")
+    parser.add_argument("--smoke-test", action="store_true", help="a tiny zoo and learner: seconds, for tests")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="where results go (default: <folder>/<experiment name>)")
+    parser.add_argument("--datasets", type=Path, default=None, help="zoo and task-data folder (default: <repo>/datasets)")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace finished results in --output-dir")
+    parser.add_argument("--download", action="store_true", help="download task data (MNIST, ...) when a zoo must be generated")
+    parser.add_argument("--no-report", action="store_true", help="skip report.md and its figures")
+    return parser.parse_args(argv)
+
+
+def run_script(experiment: Experiment, step: str, script: str | os.PathLike, argv: list[str] | None = None) -> int:
+    """Run one step of an experiment folder from the command line; returns the exit status."""
+    if step not in STEPS:
+        raise ValueError(f"step must be one of {STEPS}, got {step!r}")
+    args = parse_args(step, argv)
+    folder = Path(script).resolve().parent
+    if args.smoke_test:
+        experiment = experiment.smoke()
+    out = (args.output_dir or folder / experiment.name).resolve()
+    datasets = (args.datasets or folder.parent / "datasets").resolve()
+    try:
+        _refuse_overwrite(out, step, args)
+        out.mkdir(parents=True, exist_ok=True)
+        with Timer() as t_zoo:
+            zoo, source = find_zoo(experiment, datasets, smoke=args.smoke_test, download=args.download,
+                                   scratch=out / "zoo")
+        print(f"zoo: {source}")
+        timings = {"zoo_s": round(t_zoo.seconds, 1)}
+        if step == "baselines" or not (out / "baseline_performance.json").exists():
+            with Timer() as t:
+                table = compute_baselines(experiment, zoo, out)
+            timings["baselines_s"] = round(t.seconds, 1)
+            from weightspace.downstream.evaluate import format_table
+
+            print(format_table(table))
+        if step == "representation":
+            with Timer() as t:
+                _start_ray(args)
+                cpus, gpus = _resources(args, experiment)
+                train_representation(experiment, zoo, out, resume=args.resume, cpus_per_trial=cpus,
+                                     gpus_per_trial=gpus, device=args.device,
+                                     verbose=0 if args.smoke_test else 1)
+            timings["representation_s"] = round(t.seconds, 1)
+        write_experiment_json(experiment, out, zoo=select_epochs(zoo, None), source=source, timings=timings)
+        if not args.no_report:
+            _report(out, smoke=args.smoke_test)
+    except (FileExistsError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; run again with --resume to continue from the last checkpoint in '{out}'", file=sys.stderr)
+        return 130
+    print(f"results in '{out}'")
+    return 0
+
+
+def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace) -> None:
+    marker = out / ("baseline_performance.json" if step == "baselines" else "results.json")
+    if marker.exists() and not (args.overwrite or args.resume):
+        raise FileExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
+                              "or --output-dir to write elsewhere")
+    if step == "representation" and (out / "tune").exists() and not (args.resume or args.overwrite):
+        raise FileExistsError(f"'{out / 'tune'}' holds an unfinished run; pass --resume to continue it or "
+                              "--overwrite to start over")
+    if args.overwrite and not args.resume:
+        import shutil
+
+        shutil.rmtree(out / "tune", ignore_errors=True)
+
+
+def _start_ray(args: argparse.Namespace) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    if args.ray_address:
+        ray.init(address=args.ray_address)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=not args.smoke_test)
+
+
+def _resources(args: argparse.Namespace, experiment: Experiment) -> tuple[float, float]:
+    """(CPUs, GPUs) per trial from what the ray cluster has: one trial takes everything, a grid shares it."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus, gpus = max(1.0, total.get("CPU", 1.0)), total.get("GPU", 0.0)
+    if args.device == "cpu":
+        gpus = 0.0
+    if experiment.search_space:
+        return 1.0, (min(1.0, gpus / cpus) if gpus else 0.0)
+    return cpus, min(gpus, 1.0)
+
+
+def _report(out: Path, *, smoke: bool) -> None:
+    try:
+        from weightspace.report import build_report
+    except ImportError:
+        return
+    path = build_report(out, umap=not smoke)
+    print(f"report: {path}")
