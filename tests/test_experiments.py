@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +39,69 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     report = (out / "report.md").read_text()
     assert "test_acc" in report and ".png" in report
     assert json.loads((out / "experiment.json").read_text())["zoo"]["source"].startswith("generated smoke zoo")
+
+
+ABLATIONS = ROOT / "01_ablation_studies"
+ABLATION_SCRIPTS = ("ablation_architecture.py", "ablation_compression.py", "ablation_loss_augmentation.py")
+
+
+def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
+    assert ABLATIONS not in FOLDERS  # the grids have no baselines, results.json or report
+    # the three scripts start their own ray instances; run side by side, they overlap ray's start-up waits
+    procs = {name: subprocess.Popen([sys.executable, name, "--smoke-test", "--output-dir",
+                                     str(tmp_path / name.removeprefix("ablation_").removesuffix(".py")),
+                                     "--device", "cpu"], cwd=ABLATIONS, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+             for name in ABLATION_SCRIPTS}
+    for name, proc in procs.items():
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, f"{name}: {err[-3000:]}"
+
+    trials = {}
+    for name in ABLATION_SCRIPTS:
+        ablation = name.removeprefix("ablation_").removesuffix(".py")
+        table = pd.read_csv(tmp_path / ablation / "trials.csv")
+        assert len(table) == 2  # --smoke-test shrinks every grid to two trials
+        assert not (tmp_path / ablation / "results.json").exists()
+        trials[ablation] = table
+    assert list(trials["architecture"]["encoder.name"]) == ["mlp", "transformer_weight"]
+    assert (trials["architecture"]["encoder.d_model"] == 32).all()  # variants completed from the smoke learner
+    assert sorted(trials["compression"]["encoder.latent_dim"]) == [33, 50]
+
+    summary = pd.read_csv(tmp_path / "summary.csv")  # every script refreshes the folder's one table
+    assert summary.groupby("ablation").size().to_dict() == {a: 2 for a in trials}
+    assert {"encoder.name", "encoder.compression_token", "encoder.latent_dim", "loss.gamma",
+            "test_acc_test", "training_iteration_test", "ggap_test", "rsq_test"} <= set(summary.columns)
+    assert summary["rsq_test"].notna().all() and summary["test_acc_test"].notna().all()
+    markdown = (tmp_path / "summary.md").read_text()
+    assert markdown.count("\n| architecture |") == 2 and "R² reconstruction" in markdown
+
+    again = subprocess.run([sys.executable, "summarize.py", str(tmp_path)], cwd=ABLATIONS, capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert pd.read_csv(tmp_path / "summary.csv").equals(summary)
+
+
+def test_ablation_grid_variants_are_completed_shrunk_and_named():
+    from weightspace.ablation import grid_axes, resolve_search_space, shrink_search_space
+    from weightspace.representation.config import ExperimentConfig, config_to_dict
+
+    base = config_to_dict(ExperimentConfig())
+    space = {"encoder": {"grid_search": [{"name": "mlp", "compression_token": False}, {"name": "transformer_weight"}]},
+             "loss": {"gamma": {"grid_search": [1.0, 0.5, 0.0]}},
+             "augment": {"permute": {"grid_search": [True, False]}}}
+    resolved = resolve_search_space(space, base)
+    variants = resolved["encoder"]["grid_search"]
+    assert variants[0] == {**base["encoder"], "name": "mlp", "compression_token": False}
+    assert variants[1] == {**base["encoder"], "name": "transformer_weight"}
+    assert grid_axes(resolved) == ["encoder.name", "encoder.compression_token", "loss.gamma", "augment.permute"]
+
+    small = shrink_search_space(space)
+    assert small["encoder"]["grid_search"] == space["encoder"]["grid_search"]  # the first axis keeps two values
+    assert small["loss"]["gamma"]["grid_search"] == [1.0] and small["augment"]["permute"]["grid_search"] == [True]
+    assert resolve_search_space(None, base) is None and shrink_search_space(None) is None
+
+    with pytest.raises(ValueError, match="encoder.latent"):
+        resolve_search_space({"encoder": {"grid_search": [{"latent": 8}]}}, base)
+    with pytest.raises(ValueError, match="encodr"):
+        resolve_search_space({"encodr": {"grid_search": [{}]}}, base)

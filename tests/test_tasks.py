@@ -30,7 +30,7 @@ def _no_network(monkeypatch):
 
 # ----------------------------------------------------------------------------- registry
 def test_list_tasks():
-    assert list_tasks() == ["cifar10", "digits", "fashion_mnist", "mnist", "svhn", "tetris"]
+    assert list_tasks() == ["cifar10", "digits", "fashion_mnist", "mnist", "svhn", "synthetic", "tetris"]
 
 
 def test_unknown_task_lists_valid_names():
@@ -418,3 +418,49 @@ def test_verify_on_disk(tmp_path):
     with pytest.raises(downloads.ChecksumError, match="train-images-idx3-ubyte.gz"):
         load_task("mnist", root=tmp_path, verify=True)
     assert (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").exists()  # user files are not deleted
+
+
+# ----------------------------------------------------------------------------- synthetic
+def test_synthetic_shapes_deterministic_and_seed_dependent():
+    before = torch.get_rng_state()
+    a = load_task("synthetic", shape=(3, 12, 10), num_classes=5, n_train=40, n_test=30, seed=1)
+    b = load_task("synthetic", shape=(3, 12, 10), num_classes=5, n_train=40, n_test=30, seed=1)
+    c = load_task("synthetic", shape=(3, 12, 10), num_classes=5, n_train=40, n_test=30, seed=2)
+    assert torch.equal(torch.get_rng_state(), before)  # global RNG untouched
+    assert a.name == "synthetic" and a.input_shape == (3, 12, 10) and a.num_classes == 5
+    assert a.x_train.shape == (40, 3, 12, 10) and a.x_test.shape == (30, 3, 12, 10)
+    assert 0.0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1.0
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.x_train, c.x_train)
+    assert torch.equal(load_task("synthetic", shape=(3, 12, 10), num_classes=5, n_train=7, n_test=30,
+                                  seed=1).x_test, a.x_test)
+
+
+def test_synthetic_labels_are_learnable_by_a_linear_model():
+    from sklearn.linear_model import LogisticRegression
+
+    data = load_task("synthetic", shape=(1, 8, 8), num_classes=10, n_train=600, n_test=300)
+    counts = torch.bincount(data.y_train, minlength=10)
+    assert int(counts.min()) > 0.2 * len(data.y_train) / 10  # no class starved
+    probe = LogisticRegression(max_iter=2000).fit(data.x_train.flatten(1).numpy(), data.y_train.numpy())
+    assert probe.score(data.x_test.flatten(1).numpy(), data.y_test.numpy()) > 0.6  # chance is 0.1
+
+
+def test_synthetic_bad_options():
+    with pytest.raises(ValueError, match="shape"):
+        load_task("synthetic", shape=(28, 28))
+    with pytest.raises(ValueError, match="num_classes"):
+        load_task("synthetic", num_classes=1)
+
+
+def test_synthetic_stand_in_for_missing_files(tmp_path):
+    assert len(tasks.missing_task_files("mnist", tmp_path)) == 4
+    assert tasks.missing_task_files("tetris", tmp_path) == []
+    _write_mnist(tmp_path / "mnist", np.random.default_rng(0))
+    assert tasks.missing_task_files("mnist", tmp_path) == []
+    options = tasks.synthetic_options("svhn", n_train=8, n_test=4, grayscale=True)
+    assert options["shape"] == (1, 32, 32) and options["num_classes"] == 10
+    assert load_task("synthetic", **options).input_shape == (1, 32, 32)
+    assert tasks.synthetic_options("cifar10", n_train=8, n_test=4)["shape"] == (3, 32, 32)
+    with pytest.raises(ValueError, match="no synthetic stand-in"):
+        tasks.synthetic_options("digits", n_train=8, n_test=4)

@@ -108,7 +108,7 @@ def _zoo_download(args: argparse.Namespace) -> int:
     from weightspace.formats import DownloadError, download, list_downloads
     from weightspace.zoo.tasks import list_tasks, load_task
 
-    data_tasks = [t for t in list_tasks() if t not in ("tetris", "digits")]
+    data_tasks = [t for t in list_tasks() if t not in ("tetris", "digits", "synthetic")]  # file-based tasks
     if args.name == "list":
         print("zoos:\n  " + "\n  ".join(list_downloads()))
         print("task data (images the zoo presets train on):\n  " + "\n  ".join(data_tasks))

@@ -26,6 +26,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from weightspace.ablation import resolve_search_space, shrink_search_space
 from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
 from weightspace.zoo.store import Zoo
 
@@ -39,10 +40,11 @@ class Experiment:
     representation: ExperimentConfig  # the learner; data.path is filled in from the zoo found
     iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
     zenodo: str | None = None  # name of the converted 2021 dataset in datasets/, e.g. "11_tetris_seed"
+    external: tuple[str, ...] = ()  # other converted external zoos in datasets/, tried after zenodo
     zoo_epochs: tuple[int, ...] | None = None  # checkpoints used by baselines and representation; None: all
     targets: tuple[str, ...] | None = None  # probe targets; None: accuracies, ggap, epoch, varied hyperparameters
     baseline_extras: bool = False  # the 2021 Tetris extras (kernel PCA, UMAP) among the baselines
-    search_space: dict | None = None  # ray.tune grid over config fields (ablations)
+    search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.ablation)
     smoke_representation: ExperimentConfig | None = None  # the learner of --smoke-test runs
     notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
@@ -53,7 +55,7 @@ class Experiment:
         rep.loss = copy.deepcopy(self.representation.loss)
         rep.augment = copy.deepcopy(self.representation.augment)
         return replace(self, name=f"{self.name}_smoke", representation=rep, iterations=2, zoo_epochs=None,
-                       baseline_extras=False)
+                       baseline_extras=False, search_space=shrink_search_space(self.search_space))
 
 
 SMOKE_REPRESENTATION = ExperimentConfig(
@@ -68,21 +70,33 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
              scratch: str | os.PathLike | None = None) -> tuple[Zoo, str]:
     """The zoo an experiment runs on, and a sentence saying where it came from.
 
-    Order: a converted 2021 Zenodo dataset ``datasets/<zenodo>``, a weightspace zoo
-    ``datasets/<preset>``, else the preset is generated into ``datasets/<preset>``
-    (task data such as MNIST downloaded first when `download`). Smoke runs
-    generate a tiny zoo in `scratch` and never touch `datasets`.
+    Order: a converted 2021 Zenodo dataset ``datasets/<zenodo>``, other converted external
+    zoos ``datasets/<external>``, a weightspace zoo ``datasets/<preset>``, else the preset
+    is generated into ``datasets/<preset>`` (task data such as MNIST downloaded first when
+    `download`). Smoke runs generate a tiny zoo in `scratch`, never download, and train on
+    the ``synthetic`` task instead when the preset's task files are not in `datasets`.
     """
     from weightspace.zoo.generate import generate
     from weightspace.zoo.presets import get_preset
+    from weightspace.zoo.tasks import missing_task_files, synthetic_options
 
     datasets = Path(datasets)
     if smoke:
         spec = get_preset(experiment.preset, smoke=True)
-        spec = replace(spec, seeds=4 if spec.grid else 30)  # enough models for a few batches per split
+        # enough models for a few batches per split, trained in few populations (shards) to keep it seconds
+        spec = replace(spec, seeds=4 if spec.grid else 30, shard_size=32)
+        stand_in = ""
+        if missing_task_files(spec.task, datasets):
+            options = synthetic_options(spec.task, n_train=128, n_test=64, **spec.task_options)
+            stand_in = (f" on synthetic {options['shape'][1]}x{options['shape'][2]} images: {spec.task} files not "
+                        f"found in '{datasets / spec.task}'")
+            spec = replace(spec, task="synthetic", task_options=options)
         out = Path(scratch or datasets) / spec.name
-        return generate(spec, out, progress=False), f"generated smoke zoo '{out}' ({len(spec.models())} models)"
-    for name, kind in ((experiment.zenodo, "converted 2021 Zenodo dataset"), (experiment.preset, "weightspace zoo")):
+        zoo = generate(spec, out, progress=False, data_root=datasets)
+        return zoo, f"generated smoke zoo '{out}' ({len(spec.models())} models){stand_in}"
+    for name, kind in ((experiment.zenodo, "converted 2021 Zenodo dataset"),
+                       *((name, "converted external zoo") for name in experiment.external),
+                       (experiment.preset, "weightspace zoo")):
         if name and (datasets / name / "zoo.json").is_file():
             return Zoo.load(datasets / name), f"{kind} '{datasets / name}'"
     spec = get_preset(experiment.preset)
@@ -135,7 +149,8 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     config.train.device = device
     targets = experiment.targets
     grid = run_tuner(config, name="tune", storage_path=out, iterations=experiment.iterations,
-                     search_space=experiment.search_space, cpus_per_trial=cpus_per_trial,
+                     search_space=resolve_search_space(experiment.search_space, config_to_dict(config)),
+                     cpus_per_trial=cpus_per_trial,
                      gpus_per_trial=gpus_per_trial, resume=resume, verbose=verbose,
                      evaluate_fn=probe_scores(targets))
     errors = [r for r in grid if r.error]

@@ -45,15 +45,16 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
         experiment = experiment.smoke()
     out = (args.output_dir or folder / experiment.name).resolve()
     datasets = (args.datasets or folder.parent / "datasets").resolve()
+    grid = bool(experiment.search_space)  # an ablation: trials.csv and the folder's summary, no baselines or report
     try:
-        _refuse_overwrite(out, step, args)
+        _refuse_overwrite(out, step, args, grid=grid)
         out.mkdir(parents=True, exist_ok=True)
         with Timer() as t_zoo:
             zoo, source = find_zoo(experiment, datasets, smoke=args.smoke_test, download=args.download,
                                    scratch=out / "zoo")
         print(f"zoo: {source}")
         timings = {"zoo_s": round(t_zoo.seconds, 1)}
-        if step == "baselines" or not (out / "baseline_performance.json").exists():
+        if step == "baselines" or not (grid or (out / "baseline_performance.json").exists()):
             with Timer() as t:
                 table = compute_baselines(experiment, zoo, out)
             timings["baselines_s"] = round(t.seconds, 1)
@@ -69,7 +70,11 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
                                      verbose=0 if args.smoke_test else 1)
             timings["representation_s"] = round(t.seconds, 1)
         write_experiment_json(experiment, out, zoo=select_epochs(zoo, None), source=source, timings=timings)
-        if not args.no_report:
+        if grid and step == "representation":
+            from weightspace.ablation import write_ablation_summary
+
+            print(f"summary of the grids in '{out.parent}': {write_ablation_summary(out.parent)}")
+        elif not args.no_report:
             _report(out, smoke=args.smoke_test)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
@@ -81,8 +86,8 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
     return 0
 
 
-def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace) -> None:
-    marker = out / ("baseline_performance.json" if step == "baselines" else "results.json")
+def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False) -> None:
+    marker = out / ("baseline_performance.json" if step == "baselines" else "trials.csv" if grid else "results.json")
     if marker.exists() and not (args.overwrite or args.resume):
         raise FileExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
                               "or --output-dir to write elsewhere")

@@ -1,9 +1,11 @@
 """Image classification tasks that zoo models are trained on.
 
 Every task returns a :class:`TaskData` holding float32 NCHW images scaled to
-``[0, 1]`` and int64 labels. ``tetris`` and ``digits`` need no files; ``mnist``,
-``fashion_mnist``, ``svhn`` and ``cifar10`` read the standard distribution files
-from ``<root>/<task>/`` and can fetch them with ``download=True``.
+``[0, 1]`` and int64 labels. ``tetris``, ``digits`` and ``synthetic`` need no files;
+``mnist``, ``fashion_mnist``, ``svhn`` and ``cifar10`` read the standard distribution
+files from ``<root>/<task>/`` and can fetch them with ``download=True``.
+``synthetic`` exists for offline smoke tests: it stands in for a file-based task
+whose files are absent (see :func:`missing_task_files`, :func:`synthetic_options`).
 
 Example:
     >>> data = load_task("tetris", placement="fixed", seed=3)
@@ -29,7 +31,7 @@ import torch
 
 from . import downloads
 
-__all__ = ["TaskData", "list_tasks", "load_task"]
+__all__ = ["TaskData", "list_tasks", "load_task", "missing_task_files", "synthetic_options"]
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,43 @@ def _load_digits(*, test_fraction: float = 0.25, seed: int = 0) -> TaskData:
                                       random_state=seed, stratify=bunch.target)
     idx_tr, idx_te = torch.from_numpy(idx_tr), torch.from_numpy(idx_te)
     return TaskData("digits", x[idx_tr], y[idx_tr], x[idx_te], y[idx_te], num_classes=10)
+
+
+# --------------------------------------------------------------------------- synthetic
+def _load_synthetic(*, shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, n_train: int = 1000,
+                    n_test: int = 500, seed: int = 0) -> TaskData:
+    """Smooth random images labelled by a fixed random linear teacher; for offline smoke tests.
+
+    Each image is a Gaussian field on a coarse grid (a quarter of the resolution,
+    but at least 4x4 where the image is that large), upsampled bilinearly to
+    ``shape`` and squashed by ``sigmoid(4 z)``: pixels in (0, 1), high contrast,
+    neighbours correlated as in natural images. The label is the argmax of
+    ``num_classes`` unit-norm random projections of the centred image, so a linear
+    model reaches high accuracy (about 0.8 at 8x8) and models learn something
+    (cnn_s: test accuracy 0.29 after 6 epochs on 2000 images at lr 1e-3, chance 0.1).
+    Teacher, train and test images come from independent generator streams
+    derived from ``seed``.
+    """
+    if not (isinstance(shape, (tuple, list)) and len(shape) == 3
+            and all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+        raise ValueError(f"synthetic: shape must be three positive ints (C, H, W), got {shape!r}")
+    for key, value, low in (("num_classes", num_classes, 2), ("n_train", n_train, 0), ("n_test", n_test, 0),
+                            ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"synthetic: {key} must be an int >= {low}, got {value!r}")
+    c, h, w = (int(s) for s in shape)
+    coarse = (max(min(h, 4), -(-h // 4)), max(min(w, 4), -(-w // 4)))
+    teacher = torch.randn(num_classes, c * h * w, generator=_split_generator(seed, 2))
+    teacher /= teacher.norm(dim=1, keepdim=True)
+
+    def sample(n: int, stream: int) -> tuple[torch.Tensor, torch.Tensor]:
+        low_res = torch.randn(n, c, *coarse, generator=_split_generator(seed, stream))
+        field = torch.nn.functional.interpolate(low_res, size=(h, w), mode="bilinear", align_corners=False)
+        x = torch.sigmoid(4.0 * field)
+        y = ((x.reshape(n, -1) - 0.5) @ teacher.T).argmax(dim=1)  # (n, num_classes) -> (n,)
+        return x.contiguous(), y
+
+    return TaskData("synthetic", *sample(n_train, 0), *sample(n_test, 1), num_classes=num_classes)
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
@@ -388,8 +427,12 @@ _TASKS: dict[str, tuple[Callable[..., TaskData], bool]] = {
     "fashion_mnist": (partial(_load_idx_task, "fashion_mnist"), True),
     "mnist": (partial(_load_idx_task, "mnist"), True),
     "svhn": (_load_svhn, True),
+    "synthetic": (_load_synthetic, False),
     "tetris": (_load_tetris, False),
 }
+# input shape (C, H, W) and class count of the file-based tasks; svhn/cifar10 with grayscale=True have C = 1
+_FILE_TASK_SHAPES = {"cifar10": ((3, 32, 32), 10), "fashion_mnist": ((1, 28, 28), 10), "mnist": ((1, 28, 28), 10),
+                     "svhn": ((3, 32, 32), 10)}
 
 
 def list_tasks() -> list[str]:
@@ -409,12 +452,13 @@ def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool
     Args:
         name: One of :func:`list_tasks`.
         root: Directory holding one sub-directory per file-based task
-            (``<root>/mnist/``, ``<root>/svhn/``, ...). Ignored by tetris/digits.
+            (``<root>/mnist/``, ``<root>/svhn/``, ...). Ignored by tetris/digits/synthetic.
         download: Fetch missing files (with MD5 verification) for mnist,
-            fashion_mnist, svhn and cifar10. Ignored by tetris/digits.
+            fashion_mnist, svhn and cifar10. Ignored by tetris/digits/synthetic.
         **options: Task options:
             tetris: placement ("fixed" | "all"), n_train, n_test, flip_prob, seed;
             digits: test_fraction, seed;
+            synthetic: shape (C, H, W), num_classes, n_train, n_test, seed;
             mnist, fashion_mnist: verify;
             svhn, cifar10: grayscale, verify.
             ``verify=True`` checks files already on disk against known MD5s.
@@ -439,3 +483,35 @@ def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool
     if reads_files:
         return loader(Path(root), bool(download), **options)
     return loader(**options)
+
+
+def missing_task_files(name: str, root: str | os.PathLike = "datasets") -> list[Path]:
+    """Files that ``load_task(name, root=root)`` needs and does not find; empty for tasks that need none."""
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+    directory = Path(root) / name
+    if name in ("mnist", "fashion_mnist"):
+        return [directory / (stem + ".gz") for stem in _IDX_STEMS if _find_idx(directory, stem) is None]
+    if name == "svhn":
+        return [directory / f for f in _SVHN_FILES if not (directory / f).is_file()]
+    if name == "cifar10":
+        return [directory / _CIFAR_DIR / f for f in _CIFAR_FILES if not (directory / _CIFAR_DIR / f).is_file()]
+    return []
+
+
+def synthetic_options(name: str, *, n_train: int, n_test: int, seed: int = 0, **options: Any) -> dict[str, Any]:
+    """Options of a ``synthetic`` task with the input shape and class count of file-based task `name`.
+
+    Args:
+        options: `name`'s own options; only ``grayscale`` matters (one channel).
+
+    Raises:
+        ValueError: `name` is not a file-based task (it needs no stand-in).
+    """
+    if name not in _FILE_TASK_SHAPES:
+        raise ValueError(f"task {name!r} reads no files and needs no synthetic stand-in; "
+                         f"file-based tasks: {', '.join(sorted(_FILE_TASK_SHAPES))}")
+    (c, h, w), num_classes = _FILE_TASK_SHAPES[name]
+    if options.get("grayscale"):
+        c = 1
+    return {"shape": (c, h, w), "num_classes": num_classes, "n_train": n_train, "n_test": n_test, "seed": seed}

@@ -1,0 +1,10 @@
+"""Ablation grid 'compression' on the Tetris seed zoo (see experiment.py); refreshes ablations/summary.md."""
+
+import sys
+
+from experiment import COMPRESSION
+
+from weightspace.experiment_cli import run_script
+
+if __name__ == "__main__":
+    sys.exit(run_script(COMPRESSION, "representation", __file__))
