@@ -20,33 +20,25 @@ completed from the base learner; see ``weightspace.ablation``):
 from ray import tune
 
 from weightspace.experiment import Experiment
-from weightspace.representation.config import (AugmentConfig, EncoderConfig, ExperimentConfig, HeadConfig,
-                                               LossConfig, TrainConfig)
+from weightspace.representation.presets import config_2021, cpu_schedule
 
 NOTES = (
     "The 11_tetris_seed learner and checkpoints (epochs 0, 5, ..., 25 of the 1000 Tetris seed models). "
-    "Gives up, to fit a CPU: 1000 epochs become 10 x 2 = 20 (half of 11_tetris_seed's 40), so absolute "
-    "scores are lower than 2021's and the ranking of close settings may differ; the 2021 MLP AE's 3x learning "
-    "rate (all variants here share lr 1e-4); the 2021 fixed pools of 120 train permutations (here a fresh "
+    "Gives up, to fit a CPU: 1000 epochs become 4 x 5 = 20 (a third of 11_tetris_seed's 60; same batch "
+    "100, lr 5e-4, bf16 schedule), so absolute scores are lower than 2021's and the ranking of close settings "
+    "may differ; the 2021 MLP AE's 3x learning rate (all variants share one lr); the 2021 fixed pools of 120 train permutations (here a fresh "
     "permutation per view). Duplicate trials of 2021 (MLP AE x token flag, contrast type at gamma 0) are run once. "
-    "Time on 2 CPU cores (one core per trial, two trials at a time; one core measured per epoch of the 4200 "
-    "training samples: neuron tokens ~16 s, weight tokens ~450 s, MLP AE ~1 s): compression ~35 min, "
+    "Time on 2 CPU cores, estimated from one core per epoch of the 4200 training samples measured at fp32 "
+    "batch 500 (neuron tokens ~16 s, weight tokens ~450 s, MLP AE ~1 s): compression ~35 min, "
     "loss_augmentation ~2.5 h, architecture ~3 h (its two weight-token trials: 101 tokens of width 256). "
     "On a GPU or a ray cluster (--ray-address), trials run side by side with a GPU fraction each."
 )
 
-REPRESENTATION = ExperimentConfig(
-    encoder=EncoderConfig(name="transformer_neuron", d_model=256, n_heads=4, n_blocks=2, d_ff=512,
-                          latent_dim=50, dropout=0.1, compression_token=True),
-    head=HeadConfig(layers=3, hidden=50, out_dim=20),
-    loss=LossConfig(gamma=0.5, contrast="ntxent", temperature=0.1),
-    augment=AugmentConfig(permute=True, erase_p=0.5, erase_scale=(0.02, 0.33), noise_std=0.0),
-    train=TrainConfig(batch_size=500, epochs_per_step=2, lr=1e-4, weight_decay=1e-9, seed=42),
-)
+REPRESENTATION = cpu_schedule(config_2021("tetris_seed")[0])  # the model of 11_tetris_seed
 
 COMMON = dict(preset="tetris_seed", zenodo="01_ablations", zoo_epochs=(0, 5, 10, 15, 20, 25),
               targets=("test_acc", "training_iteration", "ggap"), representation=REPRESENTATION,
-              iterations=10, notes=NOTES)
+              iterations=4, notes=NOTES)
 
 ARCHITECTURE = Experiment(
     name="ablations/architecture",

@@ -7,8 +7,7 @@ architecture and the loss and cuts the schedule so that the whole pipeline runs 
 """
 
 from weightspace.experiment import Experiment
-from weightspace.representation.config import (AugmentConfig, EncoderConfig, ExperimentConfig, HeadConfig,
-                                               LossConfig, TrainConfig)
+from weightspace.representation.presets import config_2021, cpu_schedule
 
 NOTES = (
     "Same transformer (neuron tokens + compression token, d 256, 2 blocks, 4 heads, ff 512, latent 50), "
@@ -25,15 +24,7 @@ EXPERIMENT = Experiment(
     zenodo="11_tetris_seed",
     zoo_epochs=(0, 5, 10, 15, 20, 25),
     baseline_extras=False,
-    representation=ExperimentConfig(
-        encoder=EncoderConfig(name="transformer_neuron", d_model=256, n_heads=4, n_blocks=2, d_ff=512,
-                              latent_dim=50, dropout=0.1),
-        head=HeadConfig(layers=3, hidden=50, out_dim=20),
-        loss=LossConfig(gamma=0.5, contrast="ntxent", temperature=0.1),
-        augment=AugmentConfig(permute=True, erase_p=0.5, erase_scale=(0.02, 0.33), noise_std=0.0),
-        train=TrainConfig(batch_size=100, epochs_per_step=5, lr=5e-4, weight_decay=1e-9, precision="bf16",
-                          seed=42),
-    ),
+    representation=cpu_schedule(config_2021("tetris_seed")[0]),
     iterations=12,
     notes=NOTES,
 )

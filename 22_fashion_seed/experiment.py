@@ -7,8 +7,7 @@ it, else the fashion_seed preset (Fashion-MNIST itself is fetched with --downloa
 """
 
 from weightspace.experiment import Experiment
-from weightspace.representation.config import (AugmentConfig, EncoderConfig, ExperimentConfig, HeadConfig,
-                                               LossConfig, TrainConfig)
+from weightspace.representation.presets import config_2021
 
 NOTES = (
     "The 2021 configuration, unshortened: transformer over neuron tokens with a compression token (d 800, "
@@ -21,18 +20,13 @@ NOTES = (
     "images when the Fashion-MNIST files are absent."
 )
 
+REPRESENTATION, ITERATIONS = config_2021("fashion_mnist_seed")  # unshortened
+
 EXPERIMENT = Experiment(
     name="fashion_mnist_seed",
     preset="fashion_seed",
     zenodo="31_f-mnist_seed",
-    representation=ExperimentConfig(
-        encoder=EncoderConfig(name="transformer_neuron", d_model=800, n_heads=4, n_blocks=2, d_ff=900,
-                              latent_dim=700, dropout=0.1),
-        head=HeadConfig(layers=4, hidden=400, out_dim=50),
-        loss=LossConfig(gamma=0.1, contrast="ntxent", temperature=0.1),
-        augment=AugmentConfig(permute=True, erase_p=0.5, erase_scale=(0.02, 0.33), noise_std=0.0),
-        train=TrainConfig(batch_size=500, epochs_per_step=10, lr=1e-4, weight_decay=1e-9, seed=42),
-    ),
-    iterations=50,
+    representation=REPRESENTATION,
+    iterations=ITERATIONS,
     notes=NOTES,
 )

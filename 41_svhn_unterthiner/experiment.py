@@ -8,8 +8,7 @@ datasets/svhn_unterthiner, else the svhn_unterthiner preset is generated (a GPU 
 """
 
 from weightspace.experiment import Experiment
-from weightspace.representation.config import (AugmentConfig, EncoderConfig, ExperimentConfig, HeadConfig,
-                                               LossConfig, TrainConfig)
+from weightspace.representation.presets import config_2021
 
 NOTES = (
     "The 2021 configuration, unshortened: transformer over neuron tokens with a compression token (d 512, "
@@ -24,19 +23,14 @@ NOTES = (
     "instead of 2021's 25000 fixed ones. --smoke-test trains on synthetic 32x32 images when SVHN is absent."
 )
 
+REPRESENTATION, ITERATIONS = config_2021("svhn_hyp")  # unshortened
+
 EXPERIMENT = Experiment(
     name="svhn_hyp",
     preset="svhn_unterthiner",
     zenodo="43_svhn_hyp",
     external=("unterthiner_svhn",),
-    representation=ExperimentConfig(
-        encoder=EncoderConfig(name="transformer_neuron", d_model=512, n_heads=4, n_blocks=4, d_ff=1000,
-                              latent_dim=1200, dropout=0.1),
-        head=HeadConfig(layers=4, hidden=400, out_dim=50),
-        loss=LossConfig(gamma=0.85, contrast="ntxent", temperature=0.1),
-        augment=AugmentConfig(permute=True, erase_p=0.5, erase_scale=(0.02, 0.33), noise_std=0.0),
-        train=TrainConfig(batch_size=500, epochs_per_step=10, lr=1e-4, weight_decay=1e-9, seed=42),
-    ),
-    iterations=25,
+    representation=REPRESENTATION,
+    iterations=ITERATIONS,
     notes=NOTES,
 )

@@ -1,0 +1,62 @@
+"""The representation-learner configurations of the 2021 experiments, in one place.
+
+`config_2021(name)` gives the settings of the 2021 experiment folder `name`
+(reference: the per-folder table of the 2021 code): the autoencoder, projection
+head, gamma and the schedule (batch 500, Adam lr 1e-4, weight decay 1e-9,
+10 epochs per ray.tune iteration). `cpu_schedule` shortens any of them to what
+2 CPU cores can run in minutes.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from weightspace.representation.config import (AugmentConfig, EncoderConfig, ExperimentConfig, HeadConfig,
+                                               LossConfig, TrainConfig)
+
+# name: (d_model, n_blocks, n_heads, d_ff, latent, head (layers, hidden, out), gamma, contrast, iterations)
+_TABLE_2021 = {
+    "tetris_seed": (256, 2, 4, 512, 50, (3, 50, 20), 0.5, "ntxent", 100),
+    "tetris_hyp": (256, 2, 4, 900, 50, (3, 50, 20), 0.5, "ntxent", 100),
+    "mnist_seed": (800, 2, 4, 900, 700, (4, 400, 50), 0.1, "ntxent", 50),
+    "fashion_mnist_seed": (800, 2, 4, 900, 700, (4, 400, 50), 0.1, "ntxent", 50),
+    "mnist_hyp": (512, 4, 4, 1000, 1200, (4, 400, 50), 0.1, "ntxent", 20),
+    "fashion_mnist_hyp": (512, 4, 4, 1000, 1200, (4, 400, 50), 0.85, "ntxent", 20),
+    "svhn_hyp": (512, 4, 4, 1000, 1200, (4, 400, 50), 0.85, "ntxent", 25),
+    "cifar_hyp": (512, 4, 4, 1000, 1200, (4, 400, 50), 0.5, "positive", 25),
+}
+
+
+def list_configs_2021() -> list[str]:
+    return sorted(_TABLE_2021)
+
+
+def config_2021(name: str) -> tuple[ExperimentConfig, int]:
+    """The 2021 configuration of experiment `name` and its number of ray.tune iterations (x 10 epochs).
+
+    Raises:
+        ValueError: unknown name (the message lists the known ones).
+    """
+    if name not in _TABLE_2021:
+        raise ValueError(f"no 2021 configuration named {name!r}; known: {list_configs_2021()}")
+    d, blocks, heads, ff, latent, (h_layers, h_hidden, h_out), gamma, contrast, iterations = _TABLE_2021[name]
+    config = ExperimentConfig(
+        encoder=EncoderConfig(name="transformer_neuron", d_model=d, n_heads=heads, n_blocks=blocks, d_ff=ff,
+                              latent_dim=latent, dropout=0.1, compression_token=True),
+        head=HeadConfig(layers=h_layers, hidden=h_hidden, out_dim=h_out),
+        loss=LossConfig(gamma=gamma, contrast=contrast, temperature=0.1),
+        augment=AugmentConfig(permute=True, erase_p=0.5, erase_scale=(0.02, 0.33), erase_mode="block"),
+        train=TrainConfig(batch_size=500, epochs_per_step=10, lr=1e-4, weight_decay=1e-9, seed=42),
+    )
+    return config, iterations
+
+
+def cpu_schedule(config: ExperimentConfig, *, batch_size: int = 100, lr: float = 5e-4, epochs_per_step: int = 5,
+                 precision: str = "bf16") -> ExperimentConfig:
+    """A copy of `config` with a schedule that fits a few CPU minutes: smaller batches, a larger
+    learning rate (more and larger steps in the same time) and bf16 autocast (about twice the
+    fp32 throughput on CPU). The model and the loss stay as they are."""
+    config = copy.deepcopy(config)
+    config.train.batch_size, config.train.lr = batch_size, lr
+    config.train.epochs_per_step, config.train.precision = epochs_per_step, precision
+    return config
