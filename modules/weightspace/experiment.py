@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from weightspace.ablation import resolve_search_space, shrink_search_space
+from weightspace.atomic import atomic_file, write_json
 from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
 from weightspace.zoo.store import Zoo
 
@@ -169,7 +170,8 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     from weightspace.data.splits import split_column
 
     samples["split"] = split_column(samples["model_id"].to_numpy(), config.data.fractions, config.data.seed)
-    _save_npy(out / "embeddings.npy", z.astype(np.float32))
+    with atomic_file(out / "embeddings.npy") as tmp:
+        np.save(tmp, z.astype(np.float32), allow_pickle=False)
     write_csv(samples, out / "embedding_samples.csv")
     table = evaluate(z, data.samples, feature_sets={"embedding": z}, probes=("linear", "gbt"), targets=targets,
                      splits=samples["split"].to_numpy(), hyperparameters=data.hyperparameters)
@@ -210,17 +212,7 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
         "timings": {**previous.get("timings", {}), **dict(timings)},
         "notes": experiment.notes,
     }
-    tmp = out / ".experiment.json.tmp"
-    tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
+    return write_json(path, data)
 
 
 class Timer:

@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from weightspace.experiment import (Experiment, Timer, compute_baselines, find_zoo, select_epochs,
-                                    train_representation, write_experiment_json)
+from weightspace.experiment import (Experiment, Timer, compute_baselines, find_zoo, train_representation,
+                                    write_experiment_json)
 
 STEPS = ("baselines", "representation")
 
@@ -69,7 +69,7 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
                                      gpus_per_trial=gpus, device=args.device,
                                      verbose=0 if args.smoke_test else 1)
             timings["representation_s"] = round(t.seconds, 1)
-        write_experiment_json(experiment, out, zoo=select_epochs(zoo, None), source=source, timings=timings)
+        write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings)
         if grid and step == "representation":
             from weightspace.ablation import write_ablation_summary
 

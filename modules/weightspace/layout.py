@@ -15,11 +15,12 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Mapping
 
 import torch
 from torch import nn
+
+from weightspace.atomic import write_json
 
 KINDS = ("linear", "conv2d")
 _INDEX_DICT_KIND = {"linear": "fc", "conv2d": "conv2d"}
@@ -301,7 +302,7 @@ class WeightLayout:
         return cls(layers, dict(data.get("meta", {})))
 
     def save(self, path: str | os.PathLike) -> None:
-        _write_json_atomic(Path(path), self.to_dict())
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WeightLayout":
@@ -365,7 +366,7 @@ class WeightLayout:
         return cls(tuple(layers))
 
     def save_index_dict(self, path: str | os.PathLike) -> None:
-        _write_json_atomic(Path(path), self.to_index_dict())
+        write_json(path, self.to_index_dict())
 
     @classmethod
     def load_index_dict(cls, path: str | os.PathLike) -> "WeightLayout":
@@ -376,11 +377,3 @@ class WeightLayout:
         """True when both describe the same vector (shapes, offsets, biases), names aside."""
         key = lambda s: (s.kind, s.weight_shape, s.has_bias, s.offset, s.in_block)  # noqa: E731
         return [key(s) for s in self.layers] == [key(s) for s in other.layers]
-
-
-def _write_json_atomic(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from weightspace import report_plots
+from weightspace.atomic import write_text
 from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, derive_targets, score
 from weightspace.report_tables import results_markdown
 
@@ -88,7 +88,7 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
     if meta.get("notes"):
         lines += ["## Notes", "", str(meta["notes"]), ""]
     path = out / REPORT
-    _write_text(path, "\n".join(lines).rstrip() + "\n")
+    write_text(path, "\n".join(lines).rstrip() + "\n")
     return path
 
 
@@ -289,11 +289,3 @@ def _duration(value) -> str:
         return f"{seconds:.1f} s"
     return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
 
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

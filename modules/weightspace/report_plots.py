@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Sequence
 
@@ -18,6 +17,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from weightspace.atomic import atomic_file
 
 SPLIT_COLORS = {"train": "C0", "val": "C1", "test": "C2"}
 SPLITS = tuple(SPLIT_COLORS)
@@ -28,12 +29,8 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     """Write `fig` as PNG to `path` atomically."""
     path = Path(path)
     FigureCanvasAgg(fig)
-    tmp = path.parent / f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png"
-    try:
+    with atomic_file(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -12,7 +12,6 @@ scored), and the rest of the table is still computed.
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 
+from weightspace.atomic import atomic_file, write_json
 from weightspace.data.splits import SPLITS, split_column
 from weightspace.downstream.features import release_pages
 from weightspace.downstream.probes import ProbeConfig, make_probe
@@ -256,15 +256,9 @@ def _fail(fs, probe, targets: list[Target], note: str) -> list[dict]:
 
 def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write `table` to `path` atomically (a temporary file beside it, then `os.replace`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
+    with atomic_file(path) as tmp:
         table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 # ------------------------------------------------------------------ 2021 JSON files
@@ -301,17 +295,7 @@ def write_results_json(table: pd.DataFrame, path: str | os.PathLike, *, feature_
 
 
 def _write_json(data: dict, path: str | os.PathLike) -> Path:
-    import json
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    try:
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_json(path, data, allow_nan=False)
 
 
 def format_table(table: pd.DataFrame, split: str = "test") -> str:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import uuid
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +32,8 @@ import torch
 from weightspace.formats import legacy
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
-from weightspace.zoo.store import Zoo, replace_dir
+from weightspace.atomic import atomic_directory
+from weightspace.zoo.store import Zoo
 
 META = "weightspace.json"
 _CHECKPOINT = re.compile(r"^checkpoint_(\d+)$")
@@ -230,17 +229,8 @@ def export_raytune(zoo: Zoo | str | os.PathLike, dst: str | os.PathLike, *, over
     """
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.load(zoo)
     dst = Path(dst)
-    if dst.exists() and not overwrite:
-        raise FileExistsError(f"'{dst}' already exists; pass overwrite=True (--overwrite) to replace it")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_directory(dst, overwrite=overwrite) as tmp:
         _write_export(zoo, tmp)
-        replace_dir(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dst
 
 

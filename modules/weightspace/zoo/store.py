@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from weightspace.atomic import atomic_directory, replace_dir, write_json
 from weightspace.layout import WeightLayout
 
 FORMAT = "weightspace-zoo"
@@ -129,12 +130,7 @@ class Zoo:
             FileExistsError: `path` exists and `overwrite` is False.
         """
         path = Path(path)
-        if path.exists() and not overwrite:
-            raise FileExistsError(f"'{path}' already exists; pass overwrite=True (--overwrite) to replace it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
+        with atomic_directory(path, overwrite=overwrite) as tmp:
             np.save(tmp / "weights.npy", np.ascontiguousarray(self.weights, dtype=np.float32), allow_pickle=False)
             self.samples.to_csv(tmp / "samples.csv", index=False)
             self.layout.save(tmp / "layout.json")
@@ -142,11 +138,7 @@ class Zoo:
             info.update(format=FORMAT, version=VERSION,
                         column_dtypes={c: str(t) for c, t in self.samples.dtypes.items()})
             info.setdefault("versions", package_versions())
-            _write_json(tmp / "zoo.json", info)
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_json(tmp / "zoo.json", info)
         self.path = path
         return path
 
@@ -199,17 +191,6 @@ def _check_consistent(weights: np.ndarray, samples: pd.DataFrame, layout: Weight
         raise ZooFormatError(f"{where}: samples.csv lacks the columns {missing}")
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory `src` to `dst`, replacing `dst` if it exists."""
-    if dst.exists():
-        old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
-
-
 def package_versions() -> dict[str, str]:
     import torch
 
@@ -225,12 +206,6 @@ def _read_json(path: Path) -> dict:
             return json.load(f)
     except json.JSONDecodeError as err:
         raise ZooFormatError(f"'{path}' is not valid JSON: {err}") from err
-
-
-def _write_json(path: Path, data: dict) -> None:
-    with open(path, "w") as f:
-        json.dump(data, f, indent=1, default=str)
-        f.write("\n")
 
 
 def _compact(values: list[int]) -> str:
@@ -297,7 +272,7 @@ class ZooWriter:
         info = dict(info)
         info.update(format=FORMAT, version=VERSION, column_dtypes={c: str(t) for c, t in samples.dtypes.items()})
         info.setdefault("versions", package_versions())
-        _write_json(self.tmp / "zoo.json", info)
+        write_json(self.tmp / "zoo.json", info)
         replace_dir(self.tmp, self.path)
         return Zoo.load(self.path)
 
