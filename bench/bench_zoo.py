@@ -4,7 +4,7 @@ Prints, on this machine's CPU:
   1. the measured fp32 matmul peak (GFLOP/s);
   2. the wall time of the full `tetris_seed` preset (target <= 60 s on 2 cores);
   3. for tetris_mlp (batch 32) and cnn_s (batch 10, the Model Zoos setting, and batch 64):
-     images*models/s of the population trainer over population sizes and conv layouts, of the
+     images*models/s of the population trainer over population sizes and layouts, of the
      plain loop (one process, all threads) and of the loop in one single-thread process per core
      (what one-model-per-trial ray.tune does); the ratio of the best population to the best loop
      (targets: >= 50x tetris, >= 3x cnn_s batch 10, >= 1x cnn_s batch 64); the achieved GFLOP/s
@@ -111,16 +111,16 @@ def main() -> None:
 
     cases = [
         ("tetris_mlp", 32, 320, [1000] if args.quick else [250, 1000], 16 if args.quick else 40, 50.0),
-        ("cnn_s", 10, 100 if args.quick else 200, [64] if args.quick else [32, 128, 256], 4 if args.quick else 8, 3.0),
-        ("cnn_s", 64, 256 if args.quick else 512, [32] if args.quick else [16, 64], 4 if args.quick else 8, 1.0),
+        ("cnn_s", 10, 100 if args.quick else 200, [64] if args.quick else [32, 64, 128, 256], 4 if args.quick else 8, 3.0),
+        ("cnn_s", 64, 256 if args.quick else 512, [16] if args.quick else [8, 16, 64], 4 if args.quick else 8, 1.0),
     ]
     for arch, bs, n_images, sizes, loop_models, target in cases:
         x, y = synthetic(arch, n_images)
-        impls = ["native", "patches"] if arch != "tetris_mlp" else ["native"]
+        impls = ["grouped", "vmap"]
         print(f"\n{arch}, batch {bs}, {n_images} images per model and epoch")
         best_pop, best_label = 0.0, ""
         for impl in impls:
-            config = PopulationConfig(arch, {"activation": "tanh"}, batch_size=bs, conv_impl=impl)
+            config = PopulationConfig(arch, {"activation": "tanh"}, batch_size=bs, layout=impl)
             for n in sizes:
                 rate = population_rate(config, n, x, y)
                 print(f"  population {impl:8s} N={n:5d}: {rate:12,.0f} images*models/s")

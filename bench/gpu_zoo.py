@@ -26,7 +26,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--population", type=int, default=1000, help="models per population (shard)")
     parser.add_argument("--loop-models", type=int, default=8)
-    parser.add_argument("--conv-impl", default="native", choices=["native", "patches"])
+    parser.add_argument("--layout", default="auto", choices=["auto", "grouped", "vmap"])
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device: this benchmark needs a GPU (see bench/bench_zoo.py for the CPU one)")
@@ -36,7 +36,7 @@ def main() -> int:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(args.images, 1, 28, 28, generator=g).to(dev)
     y = torch.randint(0, 10, (args.images,), generator=g).to(dev)
-    config = PopulationConfig("cnn_s", {"activation": "tanh"}, batch_size=args.batch_size, conv_impl=args.conv_impl)
+    config = PopulationConfig("cnn_s", {"activation": "tanh"}, batch_size=args.batch_size, layout=args.layout)
 
     total = 0.0
     for start in range(0, args.models, args.population):
