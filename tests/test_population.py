@@ -130,3 +130,14 @@ def test_layout_choice():
     assert Population(PopulationConfig("cnn_s"), members(2)).layout_name == "grouped"
     with pytest.raises(ValueError, match="layout"):
         PopulationConfig("cnn_s", layout="patches")
+
+
+def test_evaluation_chunks_fit_the_memory_budget():
+    x, y = toy_data(n=50, size=28)
+    pop = Population(PopulationConfig("cnn_s", {"activation": "tanh"}), members(4))
+    per_image = pop.activation_floats((1, 28, 28))
+    assert per_image == 8 * 24 * 24 + 8 * 12 * 12 * 2 + 6 * 8 * 8 + 6 * 4 * 4 * 2 + 4 * 3 * 3 * 3 + 20 * 2 + 10
+    whole = pop.evaluate(x, y, chunk=len(x))
+    small = pop.evaluate(x, y, budget_floats=4 * per_image * 7)  # 7 images per pass
+    for a, b in zip(whole, small):
+        torch.testing.assert_close(a, b)

@@ -206,9 +206,35 @@ class Population:
         return (total / n_used).cpu()
 
     # --------------------------------------------------------------- evaluate
+    def activation_floats(self, input_shape: Sequence[int]) -> int:
+        """Floats one model's forward pass holds per image (every layer's output summed).
+
+        Measured by running the meta-device template on a meta input, so it costs nothing.
+        """
+        sizes: list[int] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
+                 for m in self.template.children()]
+        try:
+            self.template(torch.empty(1, *input_shape, device="meta"))
+        finally:
+            for h in hooks:
+                h.remove()
+        return max(1, sum(sizes))
+
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean loss and accuracy of every model on the shared set ``(x, y)``: two ``(N,)`` tensors."""
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, chunk: int | None = None,
+                 budget_floats: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean loss and accuracy of every model on the shared set ``(x, y)``: two ``(N,)`` tensors.
+
+        Args:
+            chunk: images per forward pass; by default as many as keep the activations of all
+                models within `budget_floats` (default 2**27 floats = 512 MiB on a CPU, 4 GiB on a
+                GPU), so that 250 cnn_s models do not allocate gigabytes at once.
+        """
+        if chunk is None:
+            if budget_floats is None:
+                budget_floats = 2**30 if self.device.type == "cuda" else 2**27
+            chunk = max(1, budget_floats // (len(self) * self.activation_floats(x.shape[1:])))
         self.template.eval()
         loss = torch.zeros(len(self), device=self.device)
         correct = torch.zeros(len(self), device=self.device)
