@@ -53,7 +53,7 @@ class PopulationConfig:
     momentum: float = 0.9  # sgd and rmsprop
     batch_size: int = 32
     train_fraction: float = 1.0  # each model trains on its own random subset of this size
-    # grouped: one channels-last grouped program for all models (zoo/grouped.py), 2.4x faster on
+    # grouped: one channels-last grouped program for all models (zoo/grouped.py), about 3x faster on
     # cnn_s; vmap: functional_call under torch.func.vmap, for any network; auto: grouped where it applies
     layout: str = "auto"
 

@@ -1,0 +1,10 @@
+"""Train the SimCLR + autoencoder representation of the digits seed zoo and probe it."""
+
+import sys
+
+from experiment import EXPERIMENT
+
+from weightspace.experiment_cli import run_script
+
+if __name__ == "__main__":
+    sys.exit(run_script(EXPERIMENT, "representation", __file__))
