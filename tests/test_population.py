@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -141,3 +142,20 @@ def test_evaluation_chunks_fit_the_memory_budget():
     small = pop.evaluate(x, y, budget_floats=4 * per_image * 7)  # 7 images per pass
     for a, b in zip(whole, small):
         torch.testing.assert_close(a, b)
+
+
+def test_training_in_smaller_populations_gives_the_same_models():
+    x, y = toy_data(n=48, size=28)
+    cfg = PopulationConfig("cnn_s", {"activation": "tanh"}, batch_size=16)
+    whole = train_population(cfg, members(5), x, y, x[:16], y[:16], epochs=2)
+    parts = train_population(cfg, members(5), x, y, x[:16], y[:16], epochs=2, population_size=2)
+    np.testing.assert_allclose(parts.weights, whole.weights, atol=1e-5)
+    assert [(r["model_id"], r["epoch"]) for r in parts.rows] == [(r["model_id"], r["epoch"]) for r in whole.rows]
+
+
+def test_cpu_population_size_follows_the_measured_cache_budget():
+    from weightspace.zoo.population import CPU_STEP_FLOATS, cpu_population_size
+    cnn = cpu_population_size(PopulationConfig("cnn_s", batch_size=10), (1, 28, 28))
+    assert 32 <= cnn <= 128 and cnn == CPU_STEP_FLOATS // (10 * 7646)
+    assert cpu_population_size(PopulationConfig("cnn_s", batch_size=64), (1, 28, 28)) < cnn
+    assert cpu_population_size(PopulationConfig("tetris_mlp", batch_size=32), (1, 4, 4)) >= 1000

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from weightspace.zoo.population import train_population
+from weightspace.zoo.population import cpu_population_size, train_population
 from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec
 from weightspace.zoo.store import Zoo, package_versions
 
@@ -99,9 +99,11 @@ def train_shard(spec: ZooSpec, shard: Shard, task, fingerprint: str, device: str
     """Train one shard; returns its weights ``(rows, D)`` and its rows (with hyperparameters)."""
     config, members = shard.population(spec, channels_in=task.input_shape[0], num_classes=task.num_classes)
     seed = int(hashlib.sha256(f"{fingerprint}/{shard.shard_id}".encode()).hexdigest()[:12], 16)
+    # a shard is the unit of resumption; on a CPU it trains in cache-sized populations (measured faster)
+    size = cpu_population_size(config, task.input_shape) if torch.device(device).type == "cpu" else None
     result = train_population(config, members, task.x_train, task.y_train, task.x_test, task.y_test,
                               epochs=spec.epochs, checkpoint_epochs=spec.kept_epochs, device=device,
-                              dropout_seed=seed, progress=progress)
+                              dropout_seed=seed, population_size=size, progress=progress)
     rows = pd.DataFrame(result.rows)
     hyper = pd.DataFrame(shard.models).drop(columns=["seed"]).set_index("model_id")
     rows = rows.join(hyper, on="model_id")

@@ -207,19 +207,8 @@ class Population:
 
     # --------------------------------------------------------------- evaluate
     def activation_floats(self, input_shape: Sequence[int]) -> int:
-        """Floats one model's forward pass holds per image (every layer's output summed).
-
-        Measured by running the meta-device template on a meta input, so it costs nothing.
-        """
-        sizes: list[int] = []
-        hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel()))
-                 for m in self.template.children()]
-        try:
-            self.template(torch.empty(1, *input_shape, device="meta"))
-        finally:
-            for h in hooks:
-                h.remove()
-        return max(1, sum(sizes))
+        """Floats one model's forward pass holds per image (see `activation_floats`)."""
+        return activation_floats(self.template, input_shape)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor, *, chunk: int | None = None,
@@ -261,10 +250,40 @@ class PopulationResult:
     rows: list[dict]  # model_id, epoch, seed, train/test loss and accuracy, diverged
 
 
+# one CPU training step of a population keeps its activations within about this many floats
+# (20 MB, a cache-sized working set): bench/bench_zoo.py measured cnn_s fastest at N=32-64 models
+# for batch 10 and N=16 for batch 64, 1.7-2x faster than N=128-256; MLPs stay one population
+CPU_STEP_FLOATS = 5_000_000
+
+
+def activation_floats(template: nn.Module, input_shape: Sequence[int]) -> int:
+    """Floats one model's forward pass holds per image (every layer's output summed).
+
+    Runs `template` (best on the meta device, where it costs nothing) on a one-image input.
+    """
+    sizes: list[int] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: sizes.append(out[0].numel())) for m in template.children()]
+    try:
+        with torch.no_grad():
+            template(torch.empty(1, *input_shape, device=next(template.parameters()).device))
+    finally:
+        for h in hooks:
+            h.remove()
+    return max(1, sum(sizes))
+
+
+def cpu_population_size(config: PopulationConfig, input_shape: Sequence[int]) -> int:
+    """Models to train at once on a CPU: as many as keep a step within `CPU_STEP_FLOATS`."""
+    with torch.device("meta"):
+        template = create_zoo_model(config.architecture, **config.arch_kwargs)
+    return max(1, CPU_STEP_FLOATS // (config.batch_size * activation_floats(template, input_shape)))
+
+
 def train_population(config: PopulationConfig, members: Sequence[Member], x_train: torch.Tensor,
                      y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, *, epochs: int,
                      checkpoint_epochs: Sequence[int] | None = None, device: str | torch.device = "cpu",
-                     dropout_seed: int = 0, progress: Callable[[int], None] | None = None) -> PopulationResult:
+                     dropout_seed: int = 0, population_size: int | None = None,
+                     progress: Callable[[int], None] | None = None) -> PopulationResult:
     """Train `members` together for `epochs` and collect checkpoints with their metrics.
 
     Every epoch evaluates train and test loss and accuracy of all models. Epoch 0
@@ -274,36 +293,47 @@ def train_population(config: PopulationConfig, members: Sequence[Member], x_trai
 
     Args:
         checkpoint_epochs: epochs to store (default: 0 .. epochs).
+        population_size: train the members in consecutive groups of this many, one after the
+            other (default: all at once); see `cpu_population_size`.
         progress: called with the number of models after each epoch.
     """
     keep = sorted(set(range(epochs + 1) if checkpoint_epochs is None else checkpoint_epochs))
     if keep and (keep[0] < 0 or keep[-1] > epochs):
         raise ValueError(f"checkpoint epochs must lie in [0, {epochs}], got {keep}")
+    size = len(members) if population_size is None else max(1, population_size)
     devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    weights, rows = [], []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(dropout_seed)
-        pop = Population(config, members, device=device)
-        x_train, y_train = x_train.to(pop.device), y_train.to(pop.device)
-        x_test, y_test = x_test.to(pop.device), y_test.to(pop.device)
-        orders = torch.stack([epoch_order(m.seed, len(x_train), config.train_fraction, epochs) for m in members], 1) \
-            if epochs > 0 else None  # (epochs, N, n_used)
-        weights, rows = [], []
-        for epoch in range(epochs + 1):
-            if epoch > 0:
-                pop.train_epoch(x_train, y_train, orders[epoch - 1])
-                if progress is not None:
-                    progress(len(pop))
-            if epoch not in keep:
-                continue
-            diverged = pop.check_divergence()
-            tr_loss, tr_acc = pop.evaluate(x_train, y_train)
-            te_loss, te_acc = pop.evaluate(x_test, y_test)
-            weights.append(pop.vectors().numpy())
-            for i, m in enumerate(members):
-                rows.append({"model_id": m.model_id, "epoch": epoch, "seed": m.seed,
-                             "train_loss": float(tr_loss[i]), "train_acc": float(tr_acc[i]),
-                             "test_loss": float(te_loss[i]), "test_acc": float(te_acc[i]),
-                             "diverged": bool(diverged[i] or not math.isfinite(float(tr_loss[i])))})
+        for start in range(0, len(members), size):
+            pop = Population(config, members[start:start + size], device=device)
+            _train_and_record(pop, x_train, y_train, x_test, y_test, epochs, keep, weights, rows, progress)
     order = sorted(range(len(rows)), key=lambda r: (rows[r]["model_id"], rows[r]["epoch"]))
     stacked = np.concatenate(weights).astype(np.float32) if weights else np.zeros((0, pop.layout.num_params), np.float32)
     return PopulationResult(stacked[order], [rows[r] for r in order])
+
+
+def _train_and_record(pop: Population, x_train, y_train, x_test, y_test, epochs: int, keep: list[int],
+                      weights: list, rows: list, progress) -> None:
+    """Train one population for `epochs`, appending the kept checkpoints to `weights` and `rows`."""
+    x_train, y_train = x_train.to(pop.device), y_train.to(pop.device)
+    x_test, y_test = x_test.to(pop.device), y_test.to(pop.device)
+    n_train, fraction = len(x_train), pop.config.train_fraction
+    orders = torch.stack([epoch_order(m.seed, n_train, fraction, epochs) for m in pop.members], 1) \
+        if epochs > 0 else None  # (epochs, N, n_used)
+    for epoch in range(epochs + 1):
+        if epoch > 0:
+            pop.train_epoch(x_train, y_train, orders[epoch - 1])
+            if progress is not None:
+                progress(len(pop))
+        if epoch not in keep:
+            continue
+        diverged = pop.check_divergence()
+        tr_loss, tr_acc = pop.evaluate(x_train, y_train)
+        te_loss, te_acc = pop.evaluate(x_test, y_test)
+        weights.append(pop.vectors().numpy())
+        for i, m in enumerate(pop.members):
+            rows.append({"model_id": m.model_id, "epoch": epoch, "seed": m.seed,
+                         "train_loss": float(tr_loss[i]), "train_acc": float(tr_acc[i]),
+                         "test_loss": float(te_loss[i]), "test_acc": float(te_acc[i]),
+                         "diverged": bool(diverged[i] or not math.isfinite(float(tr_loss[i])))})
