@@ -83,6 +83,19 @@ def test_ridge_without_validation_uses_leave_one_out():
     assert np.isnan(probe.val_scores_).all() and probe.score(X[500:], y[500:]) > 0.99
 
 
+def test_ridge_target_constant_on_val_falls_back_alone():
+    X, y = linear_data(n=450, d=20, noise=1.0)
+    other = X[:, 1] + np.arange(len(X)) % 3
+    other[400:] = 1.0  # constant on the validation rows: validation R² is undefined for it
+    probe = RidgeProbe().fit(X[:400], np.stack([y[:400], other[:400]], 1), X[400:], np.stack([y[400:], other[400:]], 1))
+    alone = RidgeProbe().fit(X[:400], y[:400], X[400:], y[400:])
+    assert probe.alpha_[0] == alone.alpha_  # the scorable target keeps its validation-chosen alpha
+    np.testing.assert_allclose(probe.predict(X[:5])[:, 0], alone.predict(X[:5]), rtol=1e-6, atol=1e-8)
+    assert np.isfinite(probe.val_scores_[:, 0]).all() and np.isnan(probe.val_scores_[:, 1]).all()
+    loo = RidgeProbe().fit(X[:400], other[:400])  # leave-one-out, as without validation rows
+    assert probe.alpha_[1] == loo.alpha_
+
+
 def test_logistic_picks_C_on_validation():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(400, 5))

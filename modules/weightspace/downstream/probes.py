@@ -100,9 +100,10 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
     (eigendecomposition of the D x D Gram matrix, accumulated in row chunks, or of
     the n x n kernel matrix when n < D) and every alpha of the grid is scored on
     the validation rows from that one decomposition. Without them (or with fewer
-    than two validation rows, or a constant validation target), alpha is chosen
-    by `RidgeCV`'s efficient leave-one-out. Ties go to the larger alpha. Several
-    targets (y of shape (n, k)) share the decomposition, each with its own alpha.
+    than two validation rows), alpha is chosen by `RidgeCV`'s efficient
+    leave-one-out, and so is the alpha of any target that is constant on the
+    validation rows (the others keep theirs). Ties go to the larger alpha.
+    Several targets (y of shape (n, k)) share the decomposition, each with its own alpha.
 
     Fitted attributes: ``scaler_`` (StandardScaler), ``ridge_`` (a `Ridge` whose
     coefficients equal ``Ridge(alpha_).fit(scaler_.transform(X), y)``), ``alpha_``
@@ -132,10 +133,15 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
                                  f"{Y.shape[1]} targets")
             W = self._coefs_for_grid(X, Y, alphas)  # (n_alphas, D, k) in standardized units
             scores = self._val_r2(W, Y.mean(0), X_val, Y_val)  # (n_alphas, k)
-        if scores is not None and np.isfinite(scores).any(axis=0).all():
-            best = np.nanargmax(scores, axis=0)  # first = largest alpha on ties
+        if scores is not None and np.isfinite(scores).any(axis=0).any():
+            scored = np.isfinite(scores).any(axis=0)  # targets the validation rows can score
+            best = np.nanargmax(np.where(scored, scores, 0.0), axis=0)  # first = largest alpha on ties
             coef = W[best, :, np.arange(Y.shape[1])]  # (k, D)
             alpha = alphas[best]
+            if not scored.all():  # e.g. a target constant on val: leave-one-out for that target only
+                loo = RidgeCV(alphas=tuple(alphas), alpha_per_target=True).fit(self.scaler_.transform(X), Y[:, ~scored])
+                coef[~scored] = loo.coef_.reshape(-1, X.shape[1])
+                alpha[~scored] = np.atleast_1d(loo.alpha_)
             self.ridge_ = Ridge(alpha=alpha if y.ndim > 1 else float(alpha[0]))
             self.ridge_.coef_ = coef if y.ndim > 1 else coef[0]
             self.ridge_.intercept_ = Y.mean(0) if y.ndim > 1 else float(Y.mean())
