@@ -36,8 +36,12 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert {"test_acc_train", "test_acc_val", "test_acc_test", "rsq_test"} <= set(results)
     assert (out / "embeddings.npy").exists() and (out / "history.csv").exists()
+    history = pd.read_csv(out / "history.csv")  # the embedding comes from the best iteration on val (latest on ties)
+    score = history["probe_mean_val"]
+    best = int(history.loc[score == score.max(), "training_iteration"].max())
+    assert results["selected_iteration"] == best
     report = (out / "report.md").read_text()
-    assert "test_acc" in report and ".png" in report
+    assert "test_acc" in report and ".png" in report and f"from iteration {best} of 2" in report
     assert json.loads((out / "experiment.json").read_text())["zoo"]["source"].startswith("generated smoke zoo")
 
 

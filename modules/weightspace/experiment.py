@@ -47,6 +47,9 @@ class Experiment:
     baseline_extras: bool = False  # the 2021 Tetris extras (kernel PCA, UMAP) among the baselines
     search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.ablation)
     smoke_representation: ExperimentConfig | None = None  # the learner of --smoke-test runs
+    # which checkpoint gives the embedding: "probe_mean_val" (the iteration whose linear probes score
+    # best on the validation split, averaged over targets; the test split plays no part), or "last"
+    select: str = "probe_mean_val"
     notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
 
@@ -162,7 +165,8 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     result = grid[0]
     history = result.metrics_dataframe
     write_csv(history, out / "history.csv")
-    learner = Learner(config, zoo.layout, device="cpu").load(Path(result.checkpoint.path) / CHECKPOINT_FILE)
+    checkpoint, iteration, selected_by = selected_checkpoint(result, experiment.select)
+    learner = Learner(config, zoo.layout, device="cpu").load(Path(checkpoint.path) / CHECKPOINT_FILE)
     data = select_epochs(zoo, experiment.zoo_epochs)
     weights = np.array(data.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
     z = embed(learner.model, weights, batch_size=config.train.eval_batch_size).numpy()
@@ -177,10 +181,30 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
                      splits=samples["split"].to_numpy(), hyperparameters=data.hyperparameters)
     write_csv(table, out / "results.csv")
     last = history.iloc[-1]
-    extra = {k: float(last[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
-             if k in last and pd.notna(last[k])}
+    chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else last
+    extra = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
+             if k in chosen and pd.notna(chosen[k])}
+    extra |= {"selected_iteration": int(chosen["training_iteration"]), "selected_by": selected_by}
     write_results_json(table, out / "results.json", extra=extra)
     return table
+
+
+def selected_checkpoint(result, select: str):
+    """``(checkpoint, training_iteration, how)`` of a trial's result chosen by `select` (see `Experiment.select`).
+
+    "last" (or a metric no checkpoint reported, with a warning) gives the final checkpoint; a metric
+    name gives the checkpoint where it is highest (the later one on ties). `how` is the rule applied:
+    `select`, or "last".
+    """
+    last = (result.checkpoint, result.metrics.get("training_iteration") if result.metrics else None, "last")
+    if select == "last":
+        return last
+    scored = [(c, m) for c, m in (result.best_checkpoints or []) if np.isfinite(m.get(select, np.nan))]
+    if not scored:
+        print(f"no checkpoint reported {select!r}: using the last one", file=sys.stderr)
+        return last
+    checkpoint, metrics = max(scored, key=lambda cm: (cm[1][select], cm[1].get("training_iteration", 0)))
+    return checkpoint, metrics.get("training_iteration"), select
 
 
 def summarize_trials(grid, out: Path) -> pd.DataFrame:
@@ -208,7 +232,8 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
         "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,
                 "epochs_used": list(experiment.zoo_epochs) if experiment.zoo_epochs else zoo.epochs},
         "config": {"representation": config_to_dict(experiment.representation), "iterations": experiment.iterations,
-                   "targets": experiment.targets, "search_space": str(experiment.search_space or "")},
+                   "targets": experiment.targets, "search_space": str(experiment.search_space or ""),
+                   "select": experiment.select},
         "timings": {**previous.get("timings", {}), **dict(timings)},
         "notes": experiment.notes,
     }

@@ -77,7 +77,7 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
     else:
         lines += _projection_figures(out, embeddings, samples, umap)
         lines += _pred_vs_true_figure(out, embeddings, samples, meta)
-    lines += ["## Training", ""] + _curves_figure(out, table)
+    lines += ["## Training", ""] + _curves_figure(out, table) + _selection_line(out, meta)
     config = meta.get("config")
     if config is not None:
         lines += ["## Configuration", "", "<details><summary>resolved configuration (JSON)</summary>", "",
@@ -216,7 +216,7 @@ def _curves_figure(out: Path, table: pd.DataFrame | None) -> list[str]:
         targets = list(dict.fromkeys(zip(table["target"], table["task"])))
     else:  # no tables: every ``<name>_val`` / ``<name>_test`` column that is not a loss or R²
         names = [c.rsplit("_", 1)[0] for c in history.columns if c.endswith(("_val", "_test"))]
-        targets = [(n, REGRESSION) for n in dict.fromkeys(names) if not n.startswith(("loss", "rsq")) and "/" not in n]
+        targets = [(n, REGRESSION) for n in dict.fromkeys(names) if not n.startswith(("loss", "rsq", "probe_mean")) and "/" not in n]
     metric = {REGRESSION: "R²", CLASSIFICATION: "accuracy"}
     path = report_plots.training_curves(history, [(t, metric.get(task, "score")) for t, task in targets],
                                         out / FIGURES["curves"])
@@ -225,6 +225,20 @@ def _curves_figure(out: Path, table: pd.DataFrame | None) -> list[str]:
     return [f"![training curves]({FIGURES['curves']})", "",
             "*Per training iteration: losses (train, val, test), reconstruction R² of the weights, and the linear "
             "probe's score on the embedding for each target (val and test).*", ""]
+
+
+def _selection_line(out: Path, meta: dict) -> list[str]:
+    """Which training iteration the embedding (the Representation column) comes from."""
+    results = _read_json(out / "results.json")
+    chosen, select = results.get("selected_iteration"), results.get("selected_by", "last")
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    if chosen is None:
+        return []
+    total = config.get("iterations")
+    of = f" of {total}" if total else ""
+    why = "the last one" if select == "last" else \
+        f"the one with the best `{select}` (mean validation score of the linear probes; the test split plays no part)"
+    return [f"The embedding and the Representation column come from iteration {chosen}{of}: {why}.", ""]
 
 
 # ------------------------------------------------------------------ inputs

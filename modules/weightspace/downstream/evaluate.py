@@ -289,7 +289,7 @@ def write_baseline_json(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 
 def write_results_json(table: pd.DataFrame, path: str | os.PathLike, *, feature_set: str = "embedding",
-                       probe: str = "linear", extra: Mapping[str, float] | None = None) -> Path:
+                       probe: str = "linear", extra: Mapping[str, float | str] | None = None) -> Path:
     """``results.json`` of a representation: the flat 2021 ``{<target>_<split>: value}`` plus `extra` keys."""
     return _write_json({**results_dict(table, feature_set, probe), **dict(extra or {})}, path)
 

@@ -20,6 +20,10 @@ from weightspace.data.dataset import ZooDataset
 from weightspace.representation.learner import EvaluateFn
 
 
+# the mean over targets of the linear probes' validation scores (R² or accuracy)
+SELECT_METRIC = "probe_mean_val"
+
+
 def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = ("linear",), *,
                  batch_size: int = 1000) -> EvaluateFn:
     """An ``evaluate_fn`` scoring downstream probes on the embedding.
@@ -53,11 +57,15 @@ def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = (
             table = evaluate(weights, samples, feature_sets={"embedding": embedding}, probes=list(probes),
                              targets=targets, splits=samples["split"].to_numpy(),
                              hyperparameters=parts[0].hyperparameters)
-        out = {}
+        out, val_scores = {}, []
         for r in table.itertuples():
             prefix = "" if r.probe == "linear" else f"{r.probe}_"
             metric = "" if r.metric == PRIMARY_METRIC[r.task] else f"{r.metric}_"
             out[f"{prefix}{r.target}_{metric}{r.split}"] = float(r.value)
+            if r.probe == "linear" and r.split == "val" and not metric and np.isfinite(r.value):
+                val_scores.append(float(r.value))
+        if val_scores:  # one number to pick a checkpoint by (Experiment.select): validation only, never test
+            out[SELECT_METRIC] = float(np.mean(val_scores))
         return out
 
     return evaluate_fn
