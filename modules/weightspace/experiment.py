@@ -48,7 +48,8 @@ class Experiment:
     search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.ablation)
     smoke_representation: ExperimentConfig | None = None  # the learner of --smoke-test runs
     # which checkpoint gives the embedding: "probe_mean_val" (the iteration whose linear probes score
-    # best on the validation split, averaged over targets; the test split plays no part), or "last"
+    # best on the validation split, averaged over targets; the test split plays no part), any other
+    # reported metric where higher is better, or "last"
     select: str = "probe_mean_val"
     notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
