@@ -17,7 +17,7 @@ import pytest
 import torch
 from scipy.io import savemat
 
-from weightspace.zoo import downloads, tasks
+from weightspace.zoo import downloads, task_files, tasks
 from weightspace.zoo.tasks import TaskData, list_tasks, load_task
 
 
@@ -167,8 +167,8 @@ def test_idx_other_dtypes(tmp_path):
     floats = np.linspace(-1, 1, 5, dtype=np.float32)
     (tmp_path / "a").write_bytes(_idx_bytes(ints, 0x0B))
     (tmp_path / "b").write_bytes(gzip.compress(_idx_bytes(floats, 0x0D)))
-    assert np.array_equal(tasks._read_idx(tmp_path / "a"), ints)
-    assert np.array_equal(tasks._read_idx(tmp_path / "b"), floats)
+    assert np.array_equal(task_files.read_idx(tmp_path / "a"), ints)
+    assert np.array_equal(task_files.read_idx(tmp_path / "b"), floats)
 
 
 def test_idx_truncated_and_corrupt(tmp_path):
@@ -183,11 +183,11 @@ def test_idx_truncated_and_corrupt(tmp_path):
     for name, (content, message) in cases.items():
         (tmp_path / name).write_bytes(content)
         with pytest.raises(ValueError, match=message) as info:
-            tasks._read_idx(tmp_path / name)
+            task_files.read_idx(tmp_path / name)
         assert name in str(info.value)
     (tmp_path / "cut.gz").write_bytes(gzip.compress(raw)[:-10])
     with pytest.raises(ValueError, match="cut.gz.*gzip"):
-        tasks._read_idx(tmp_path / "cut.gz")
+        task_files.read_idx(tmp_path / "cut.gz")
 
 
 def test_truncated_idx_in_task(tmp_path):

@@ -15,12 +15,8 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import inspect
-import math
 import os
-import pickle
-import zlib
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import downloads
+from . import downloads, task_files
 
 __all__ = ["TaskData", "list_tasks", "load_task", "missing_task_files", "synthetic_options"]
 
@@ -214,68 +210,19 @@ def _load_synthetic(*, shape: tuple[int, int, int] = (1, 28, 28), num_classes: i
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-_IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-
-
-def _read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Parse an IDX file (gzip-compressed or plain, detected from its content).
-
-    Raises:
-        ValueError: naming the file, on corrupt gzip data, a bad magic number,
-            an unknown dtype code, or a size that does not match the header.
-    """
-    path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    if len(raw) < 4:
-        raise ValueError(f"{path}: truncated IDX file ({len(raw)} bytes, header needs at least 4)")
-    if raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (bad magic number 0x{raw[:4].hex()})")
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_DTYPES:
-        raise ValueError(f"{path}: unknown IDX dtype code 0x{code:02x}")
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX file declares 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header (needs {header} bytes, file has {len(raw)})")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[code])
-    expected = math.prod(dims) * dtype.itemsize
-    actual = len(raw) - header
-    if actual < expected:
-        raise ValueError(f"{path}: truncated IDX data: header {dims} needs {expected} bytes, found {actual}")
-    if actual > expected:
-        raise ValueError(f"{path}: {actual - expected} unexpected trailing bytes after IDX data {dims}")
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
-
-
-def _find_idx(directory: Path, stem: str) -> Path | None:
-    for name in (stem + ".gz", stem):
-        if (directory / name).is_file():
-            return directory / name
-    return None
-
-
 def _load_idx_task(task: str, root: Path, download: bool, *, verify: bool = False) -> TaskData:
     """MNIST-style task from the four IDX files in ``<root>/<task>/`` (gz or plain)."""
     directory = root / task
-    paths = {stem: _find_idx(directory, stem) for stem in _IDX_STEMS}
+    paths = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
     missing = [stem + ".gz" for stem, p in paths.items() if p is None]
     present = [p for p in paths.values() if p is not None]
-    downloads.ensure_files(task, directory, [s + "[.gz]" for s in _IDX_STEMS], missing, present,
+    downloads.ensure_files(task, directory, [s + "[.gz]" for s in task_files.IDX_STEMS], missing, present,
                            download, verify)
-    paths = {stem: _find_idx(directory, stem) for stem in _IDX_STEMS}
+    paths = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
 
     def split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
         img_path, lbl_path = paths[f"{prefix}-images-idx3-ubyte"], paths[f"{prefix}-labels-idx1-ubyte"]
-        images, labels = _read_idx(img_path), _read_idx(lbl_path)
+        images, labels = task_files.read_idx(img_path), task_files.read_idx(lbl_path)
         if images.dtype != np.uint8 or images.ndim != 3:
             raise ValueError(f"{img_path}: expected uint8 images of shape (N, H, W), "
                              f"got {images.dtype} {images.shape}")
@@ -290,132 +237,42 @@ def _load_idx_task(task: str, root: Path, download: bool, *, verify: bool = Fals
     return TaskData(task, *split("train"), *split("t10k"), num_classes=10)
 
 
-# --------------------------------------------------------------------------- colour helpers
-_LUMA = torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601, as tf.image.rgb_to_grayscale
-
-
-def _to_float(images: np.ndarray, grayscale: bool) -> torch.Tensor:
-    """uint8 (N, 3, H, W) -> float32 in [0, 1], optionally luma-weighted to 1 channel."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).float().div_(255.0)
-    if grayscale:
-        x = (x * _LUMA.view(1, 3, 1, 1)).sum(dim=1, keepdim=True).clamp_(0.0, 1.0)
-    return x
-
-
 # --------------------------------------------------------------------------- SVHN
-_SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
-
-
-def _read_svhn(path: Path, grayscale: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from scipy.io import loadmat
-
-    try:
-        mat = loadmat(path)
-    except Exception as exc:  # scipy raises assorted errors on corrupt files
-        raise ValueError(f"{path}: cannot read MATLAB file ({exc})") from exc
-    x, y = mat.get("X"), mat.get("y")
-    if x is None or y is None:
-        found = sorted(k for k in mat if not k.startswith("__"))
-        raise ValueError(f"{path}: expected variables 'X' and 'y', found {found}")
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[2] != 3:
-        raise ValueError(f"{path}: X must be uint8 of shape (H, W, 3, N), got {x.dtype} {x.shape}")
-    y = np.asarray(y).reshape(-1)
-    if y.shape != (x.shape[3],):
-        raise ValueError(f"{path}: y has {y.size} labels for {x.shape[3]} images")
-    if y.size and (y.min() < 0 or y.max() > 10):
-        raise ValueError(f"{path}: labels must be in 0..10, got range {y.min()}..{y.max()}")
-    labels = torch.from_numpy((y.astype(np.int64) % 10))  # label 10 means digit 0
-    return _to_float(x.transpose(3, 2, 0, 1), grayscale), labels
-
-
 def _load_svhn(root: Path, download: bool, *, grayscale: bool = False, verify: bool = False) -> TaskData:
     """SVHN cropped digits from ``<root>/svhn/{train,test}_32x32.mat``."""
     directory = root / "svhn"
-    missing = [name for name in _SVHN_FILES if not (directory / name).is_file()]
-    present = [directory / name for name in _SVHN_FILES if name not in missing]
-    downloads.ensure_files("svhn", directory, list(_SVHN_FILES), missing, present, download, verify)
-    x_tr, y_tr = _read_svhn(directory / _SVHN_FILES[0], grayscale)
-    x_te, y_te = _read_svhn(directory / _SVHN_FILES[1], grayscale)
+    missing = [name for name in task_files.SVHN_FILES if not (directory / name).is_file()]
+    present = [directory / name for name in task_files.SVHN_FILES if name not in missing]
+    downloads.ensure_files("svhn", directory, list(task_files.SVHN_FILES), missing, present, download, verify)
+    x_tr, y_tr = task_files.read_svhn(directory / task_files.SVHN_FILES[0], grayscale)
+    x_te, y_te = task_files.read_svhn(directory / task_files.SVHN_FILES[1], grayscale)
     return TaskData("svhn", x_tr, y_tr, x_te, y_te, num_classes=10)
 
 
 # --------------------------------------------------------------------------- CIFAR-10
-_CIFAR_DIR = "cifar-10-batches-py"
-_CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
-
-
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that resolves only the globals needed to rebuild numpy arrays.
-
-    Allowed: ``numpy.core.multiarray._reconstruct`` (also spelled
-    ``numpy._core.multiarray._reconstruct``), ``numpy.ndarray`` and
-    ``numpy.dtype``. Every other global is refused, so no code can run.
-    """
-
-    def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file, encoding="bytes")
-        self._path = path
-        rebuild = (getattr(np, "_core", None) or np.core).multiarray._reconstruct  # numpy 2 / numpy 1
-        self._allowed = {("numpy.core.multiarray", "_reconstruct"): rebuild,
-                         ("numpy._core.multiarray", "_reconstruct"): rebuild,
-                         ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return self._allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"{self._path}: refusing to load global {module}.{name} "
-                "(only numpy array reconstruction is allowed in dataset pickles)") from None
-
-
-def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as fh:
-        try:
-            batch = _ArrayOnlyUnpickler(fh, path).load()
-        except pickle.UnpicklingError:
-            raise
-        except Exception as exc:  # truncated / garbage files raise many error types
-            raise ValueError(f"{path}: cannot unpickle CIFAR batch ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(batch, dict):
-        raise ValueError(f"{path}: expected a dict, got {type(batch).__name__}")
-    data = batch.get(b"data", batch.get("data"))
-    labels = batch.get(b"labels", batch.get("labels"))
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        raise ValueError(f"{path}: 'data' must be a uint8 array of shape (N, 3072)")
-    try:
-        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    except (TypeError, ValueError, OverflowError):
-        labels = None
-    bad_range = labels is not None and labels.size and not 0 <= labels.min() <= labels.max() <= 9
-    if labels is None or labels.shape != (len(data),) or bad_range:
-        raise ValueError(f"{path}: 'labels' must be {len(data)} integers in 0..9")
-    return data.reshape(-1, 3, 32, 32), labels
-
-
 def _load_cifar10(root: Path, download: bool, *, grayscale: bool = False, verify: bool = False) -> TaskData:
     """CIFAR-10 from the python batches in ``<root>/cifar10/cifar-10-batches-py/``."""
     directory = root / "cifar10"
-    batch_dir = directory / _CIFAR_DIR
-    missing = [name for name in _CIFAR_FILES if not (batch_dir / name).is_file()]
+    batch_dir = directory / task_files.CIFAR_DIR
+    missing = [name for name in task_files.CIFAR_FILES if not (batch_dir / name).is_file()]
     if missing and not download:
-        raise downloads.missing_files_error("cifar10", batch_dir, list(_CIFAR_FILES), missing)
+        raise downloads.missing_files_error("cifar10", batch_dir, list(task_files.CIFAR_FILES), missing)
     if missing:
         (resource,) = downloads.RESOURCES["cifar10"]
         archive = directory / resource.filename
         hint = (f"To install by hand, place {resource.filename} in {directory.resolve()} "
-                f"or its extracted {_CIFAR_DIR}/ folder ({', '.join(_CIFAR_FILES)}) there")
+                f"or its extracted {task_files.CIFAR_DIR}/ folder ({', '.join(task_files.CIFAR_FILES)}) there")
         if archive.is_file():
             downloads.verify_file(archive, resource.md5)
         else:
             downloads.download_resource(resource, directory, hint=hint)
         downloads.safe_extract_tar(archive, directory)
     elif verify:
-        downloads.verify_known("cifar10", [batch_dir / name for name in _CIFAR_FILES])
-    parts = [_read_cifar_batch(batch_dir / name) for name in _CIFAR_FILES]
-    x_tr = _to_float(np.concatenate([p[0] for p in parts[:5]]), grayscale)
+        downloads.verify_known("cifar10", [batch_dir / name for name in task_files.CIFAR_FILES])
+    parts = [task_files.read_cifar_batch(batch_dir / name) for name in task_files.CIFAR_FILES]
+    x_tr = task_files.to_float(np.concatenate([p[0] for p in parts[:5]]), grayscale)
     y_tr = torch.from_numpy(np.concatenate([p[1] for p in parts[:5]]))
-    x_te, y_te = _to_float(parts[5][0], grayscale), torch.from_numpy(parts[5][1])
+    x_te, y_te = task_files.to_float(parts[5][0], grayscale), torch.from_numpy(parts[5][1])
     return TaskData("cifar10", x_tr, y_tr, x_te, y_te, num_classes=10)
 
 
@@ -491,11 +348,11 @@ def missing_task_files(name: str, root: str | os.PathLike = "datasets") -> list[
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
     directory = Path(root) / name
     if name in ("mnist", "fashion_mnist"):
-        return [directory / (stem + ".gz") for stem in _IDX_STEMS if _find_idx(directory, stem) is None]
+        return [directory / (stem + ".gz") for stem in task_files.IDX_STEMS if task_files.find_idx(directory, stem) is None]
     if name == "svhn":
-        return [directory / f for f in _SVHN_FILES if not (directory / f).is_file()]
+        return [directory / f for f in task_files.SVHN_FILES if not (directory / f).is_file()]
     if name == "cifar10":
-        return [directory / _CIFAR_DIR / f for f in _CIFAR_FILES if not (directory / _CIFAR_DIR / f).is_file()]
+        return [directory / task_files.CIFAR_DIR / f for f in task_files.CIFAR_FILES if not (directory / task_files.CIFAR_DIR / f).is_file()]
     return []
 
 
