@@ -29,6 +29,7 @@ import pandas as pd
 from weightspace.ablation import resolve_search_space, shrink_search_space
 from weightspace.atomic import atomic_file, write_json
 from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
+from weightspace.representation.probing import SELECT_METRIC
 from weightspace.zoo.store import Zoo
 
 
@@ -50,7 +51,7 @@ class Experiment:
     # which checkpoint gives the embedding: "probe_mean_val" (the iteration whose linear probes score
     # best on the validation split, averaged over targets; the test split plays no part), any other
     # reported metric where higher is better, or "last"
-    select: str = "probe_mean_val"
+    select: str = SELECT_METRIC
     notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
 
@@ -181,8 +182,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     table = evaluate(z, data.samples, feature_sets={"embedding": z}, probes=("linear", "gbt"), targets=targets,
                      splits=samples["split"].to_numpy(), hyperparameters=data.hyperparameters)
     write_csv(table, out / "results.csv")
-    last = history.iloc[-1]
-    chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else last
+    chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else history.iloc[-1]
     extra = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
              if k in chosen and pd.notna(chosen[k])}
     extra |= {"selected_iteration": int(chosen["training_iteration"]), "selected_by": selected_by}

@@ -104,9 +104,9 @@ class Population:
         self.layout = WeightLayout.from_module(nets[0])
         with torch.device("meta"):
             self.template = create_zoo_model(config.architecture, **config.arch_kwargs)
-        self.layout_name = config.layout if config.layout != "auto" else \
-            "grouped" if supports_grouped(self.template) else "vmap"
-        if self.layout_name == "grouped" and not supports_grouped(self.template):
+        grouped_ok = supports_grouped(self.template)
+        self.layout_name = config.layout if config.layout != "auto" else "grouped" if grouped_ok else "vmap"
+        if self.layout_name == "grouped" and not grouped_ok:
             raise ValueError(f"{config.architecture} holds layers the grouped layout does not know; use layout='vmap'")
         self.params = {
             name: torch.stack([dict(n.named_parameters())[name].detach() for n in nets]).to(self.device).requires_grad_()
