@@ -31,7 +31,7 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
 
     scripts = sorted(folder.glob("simclr_ae_*.py"))
     assert scripts, f"{folder.name} has no simclr_ae_<name>.py"
-    rep = run(scripts[0], "--smoke-test", "--output-dir", str(out), "--device", "cpu")
+    rep = run(scripts[0], "--smoke-test", "--output-dir", str(out), "--device", "cpu", "--precision", "bf16")
     assert rep.returncode == 0, rep.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert {"test_acc_train", "test_acc_val", "test_acc_test", "rsq_test"} <= set(results)
@@ -42,7 +42,11 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     assert results["selected_iteration"] == best
     report = (out / "report.md").read_text()
     assert "test_acc" in report and ".png" in report and f"from iteration {best} of 2" in report
-    assert json.loads((out / "experiment.json").read_text())["zoo"]["source"].startswith("generated smoke zoo")
+    recorded = json.loads((out / "experiment.json").read_text())
+    assert recorded["zoo"]["source"].startswith("generated smoke zoo")
+    assert recorded["config"]["representation"]["train"]["precision"] == "bf16"
+    trial = json.loads(next((out / "tune").glob("*/params.json")).read_text())
+    assert trial["train"]["precision"] == "bf16"  # --precision reached the trainable
 
 
 ABLATIONS = ROOT / "01_ablation_studies"

@@ -63,6 +63,12 @@ class Experiment:
         return replace(self, name=f"{self.name}_smoke", representation=rep, iterations=2, zoo_epochs=None,
                        baseline_extras=False, search_space=shrink_search_space(self.search_space))
 
+    def with_precision(self, precision: str) -> "Experiment":
+        """The same experiment training its representation in `precision` ("fp32", "bf16" or "fp16")."""
+        rep = copy.deepcopy(self.representation)
+        rep.train = replace(rep.train, precision=precision)  # replace validates the value
+        return replace(self, representation=rep)
+
 
 SMOKE_REPRESENTATION = ExperimentConfig(
     encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=8),
