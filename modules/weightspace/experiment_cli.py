@@ -30,7 +30,8 @@ def parse_args(step: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="training precision of the representation (default: the folder's config; "
-                             "bf16 is several times faster than fp32 on recent GPUs)")
+                             "bf16 is several times faster than fp32 on recent GPUs); --resume keeps the "
+                             "precision the run started with")
     parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace finished results in --output-dir")
