@@ -81,8 +81,9 @@ def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
     assert {"encoder.name", "encoder.compression_token", "encoder.latent_dim", "loss.gamma",
             "test_acc_test", "training_iteration_test", "ggap_test", "rsq_test"} <= set(summary.columns)
     assert summary["rsq_test"].notna().all() and summary["test_acc_test"].notna().all()
+    assert (summary["minutes"] > 0).all()  # each trial's training time
     markdown = (tmp_path / "summary.md").read_text()
-    assert markdown.count("\n| architecture |") == 2 and "R² reconstruction" in markdown
+    assert markdown.count("\n| architecture |") == 2 and "R² reconstruction | minutes |" in markdown
 
     again = subprocess.run([sys.executable, "summarize.py", str(tmp_path)], cwd=ABLATIONS, capture_output=True,
                            text=True, timeout=120)

@@ -148,8 +148,9 @@ def ablation_summary(out_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
     Returns:
         columns ``ablation``, ``trial``, ``axes`` (the keys its grid varies, comma separated), the
-        union of all grids' axes (every trial shows its own value, varied or not), ``iterations``
-        and the `SUMMARY_METRICS` columns (NaN where a trial did not report one).
+        union of all grids' axes (every trial shows its own value, varied or not), ``iterations``,
+        the `SUMMARY_METRICS` columns (NaN where a trial did not report one) and ``minutes``
+        (the trial's training time).
 
     Raises:
         FileNotFoundError: a folder without ``trials.csv``.
@@ -167,8 +168,10 @@ def ablation_summary(out_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
         part = trials.assign(ablation=out.name, trial=range(len(trials)), axes=", ".join(axes))
         if "training_iteration" in part:
             part = part.rename(columns={"training_iteration": "iterations"})
+        if "time_total_s" in part:
+            part["minutes"] = part["time_total_s"] / 60
         parts.append(part)
-    columns = ["ablation", "trial", "axes", *all_axes, "iterations", *SUMMARY_METRICS]
+    columns = ["ablation", "trial", "axes", *all_axes, "iterations", *SUMMARY_METRICS, "minutes"]
     if not parts:
         return pd.DataFrame(columns=columns)
     table = pd.concat(parts, ignore_index=True)
@@ -179,7 +182,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
     """Markdown of an `ablation_summary` table; per ablation, the best value of each score is bold."""
     if table.empty:
         return "# Ablation studies\n\n_No finished grid yet._\n"
-    fixed = ("ablation", "trial", "axes", "iterations", *SUMMARY_METRICS)
+    fixed = ("ablation", "trial", "axes", "iterations", *SUMMARY_METRICS, "minutes")
     axes = [c for c in table.columns if c not in fixed]
     best = {(a, m): table.loc[table["ablation"] == a, m].round(3).max() for a in table["ablation"].unique()
             for m in SUMMARY_METRICS}
@@ -188,14 +191,14 @@ def summary_markdown(table: pd.DataFrame) -> str:
         "",
         "Final scores on the test split of each trial: R² of a linear probe (ridge) on the embedding for "
         "the zoo models' test accuracy, epoch and generalization gap, and the reconstruction R² of the weights. "
-        "The best value of each ablation is bold.",
+        "The best value of each ablation is bold; the last column is each trial's training time.",
         "",
     ]
     for ablation, group in table.groupby("ablation", sort=False):
         lines.append(f"- **{ablation}** varies {group['axes'].iloc[0] or '(no recorded axis)'} "
                      f"({len(group)} trials, {_iterations(group)} iterations)")
-    lines += ["", "| ablation | " + " | ".join(axes) + " | " + " | ".join(SUMMARY_METRICS.values()) + " |",
-              "|---|" + "---|" * len(axes) + "---:|" * len(SUMMARY_METRICS)]
+    lines += ["", "| ablation | " + " | ".join(axes) + " | " + " | ".join(SUMMARY_METRICS.values()) + " | minutes |",
+              "|---|" + "---|" * len(axes) + "---:|" * (len(SUMMARY_METRICS) + 1)]
     for row in table.itertuples(index=False):
         r = dict(zip(table.columns, row))
         cells = [_setting(r[a]) for a in axes]
@@ -203,6 +206,7 @@ def summary_markdown(table: pd.DataFrame) -> str:
             v = r[m]
             text = _value(v)
             cells.append(f"**{text}**" if _finite(v) and round(float(v), 3) == best[(r["ablation"], m)] else text)
+        cells.append(f"{r['minutes']:.1f}" if _finite(r["minutes"]) else _value(None))
         lines.append(f"| {r['ablation']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
