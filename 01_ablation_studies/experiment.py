@@ -28,9 +28,9 @@ NOTES = (
     "100, lr 5e-4, bf16 schedule), so absolute scores are lower than 2021's and the ranking of close settings "
     "may differ; the 2021 MLP AE's 3x learning rate (all variants share one lr); the 2021 fixed pools of 120 train permutations (here a fresh "
     "permutation per view). Duplicate trials of 2021 (MLP AE x token flag, contrast type at gamma 0) are run once. "
-    "Time on 2 CPU cores, estimated from one core per epoch of the 4200 training samples measured at fp32 "
-    "batch 500 (neuron tokens ~16 s, weight tokens ~450 s, MLP AE ~1 s): compression ~35 min, "
-    "loss_augmentation ~2.5 h, architecture ~3 h (its two weight-token trials: 101 tokens of width 256). "
+    "Time on 2 CPU cores, two trials at a time, measured: compression 16 min, architecture 33 min (its two "
+    "weight-token trials, 101 tokens of width 256, take 30 min each; a neuron-token trial 2.5-3 min, the MLP AE "
+    "12 s), loss_augmentation 55 min. "
     "On a GPU or a ray cluster (--ray-address), trials run side by side with a GPU fraction each."
 )
 
