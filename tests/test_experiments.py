@@ -114,3 +114,39 @@ def test_ablation_grid_variants_are_completed_shrunk_and_named():
         resolve_search_space({"encoder": {"grid_search": [{"latent": 8}]}}, base)
     with pytest.raises(ValueError, match="encodr"):
         resolve_search_space({"encodr": {"grid_search": [{}]}}, base)
+
+
+def _mnist_experiment():
+    from weightspace.experiment import Experiment
+    from weightspace.representation.config import ExperimentConfig
+
+    return Experiment(name="mnist_seed", preset="mnist_seed", zenodo="21_mnist_seed",
+                      representation=ExperimentConfig(), iterations=1)
+
+
+def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
+    from weightspace.experiment import find_zoo
+
+    with pytest.raises(FileNotFoundError) as info:
+        find_zoo(_mnist_experiment(), tmp_path)
+    message = str(info.value)
+    assert "train-images-idx3-ubyte" in message and str(tmp_path / "mnist") in message  # the files to place
+    assert "--download" in message
+    assert str(tmp_path / "21_mnist_seed") in message and str(tmp_path / "mnist_seed") in message  # zoos to place
+    assert "tetris_seed" in message and "digits_seed" in message  # presets that run without files
+    assert list(tmp_path.iterdir()) == []  # nothing was started
+
+
+def test_failed_download_names_the_alternatives(tmp_path, monkeypatch):
+    import urllib.error
+
+    from weightspace.experiment import find_zoo
+    from weightspace.zoo import downloads
+
+    def offline(url, dest, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(downloads, "fetch_url", offline)
+    with pytest.raises(FileNotFoundError, match="unreachable") as info:
+        find_zoo(_mnist_experiment(), tmp_path, download=True)
+    assert str(tmp_path / "21_mnist_seed") in str(info.value) and "tetris_seed" in str(info.value)

@@ -88,6 +88,7 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
     `download`). Smoke runs generate a tiny zoo in `scratch`, never download, and train on
     the ``synthetic`` task instead when the preset's task files are not in `datasets`.
     """
+    from weightspace.zoo.downloads import DownloadError
     from weightspace.zoo.generate import generate
     from weightspace.zoo.presets import get_preset
     from weightspace.zoo.tasks import missing_task_files, synthetic_options
@@ -112,12 +113,34 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
         if name and (datasets / name / "zoo.json").is_file():
             return Zoo.load(datasets / name), f"{kind} '{datasets / name}'"
     spec = get_preset(experiment.preset)
+    missing = missing_task_files(spec.task, datasets)
+    if missing and not download:
+        raise FileNotFoundError(f"no zoo for {experiment.name}, and generating one from preset {spec.name} needs "
+                                f"the {spec.task} files {[f.name for f in missing]} in '{missing[0].parent}'. Place "
+                                "them there and rerun, or rerun with --download where there is a network. "
+                                + _offline_alternatives(experiment, datasets))
     models = len(spec.models())
     print(f"no zoo for {experiment.name} in '{datasets}': generating preset {spec.name} ({models} models x "
           f"{spec.epochs} epochs of {spec.architecture} on {spec.task}) into '{datasets / spec.name}'; "
           "the progress bar shows the time left", file=sys.stderr)
-    zoo = generate(spec, datasets / spec.name, download=download, data_root=datasets)
+    try:
+        zoo = generate(spec, datasets / spec.name, download=download, data_root=datasets)
+    except DownloadError as err:
+        raise FileNotFoundError(f"{err} " + _offline_alternatives(experiment, datasets)) from err
     return zoo, f"generated from preset {spec.name} into '{datasets / spec.name}'"
+
+
+def _offline_alternatives(experiment: Experiment, datasets: Path) -> str:
+    """What a user without a network can do instead: the zoo folders to place, the presets that need no files."""
+    from weightspace.zoo.presets import get_preset, list_presets
+    from weightspace.zoo.tasks import missing_task_files
+
+    zoos = [f"'{datasets / name}' (`weightspace zoo download {name}`)"
+            for name in (experiment.zenodo, *experiment.external) if name]
+    zoos.append(f"'{datasets / experiment.preset}' (`weightspace zoo generate --preset {experiment.preset} --download`)")
+    offline = [p for p in list_presets() if not missing_task_files(get_preset(p).task, datasets)]
+    return (f"Offline: place a zoo made where there is a network at {' or '.join(zoos)}; or run --smoke-test "
+            f"(synthetic images); or use a preset whose data is here: {', '.join(offline)}.")
 
 
 def select_epochs(zoo: Zoo, epochs: tuple[int, ...] | None) -> Zoo:
