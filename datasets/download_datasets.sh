@@ -7,8 +7,10 @@
 # Sources: Zenodo record 5645138 (2021 datasets, dataset_<XX>_<name>.pt) and
 # https://storage.googleapis.com/gresearch/smallcnnzoo-dataset/<name>.tar.xz
 # (Small CNN Zoo, Unterthiner et al. 2020). Raw files stay in datasets/raw/ and
-# are not fetched again. No publisher gives checksums; each file's SHA-256 is
-# written next to it and into the zoo's provenance.
+# are not fetched again. Downloads are verified (Zenodo: the record's MD5; Small
+# CNN Zoo: the size and MD5 the server announces) and deleted when they do not
+# match; each file's SHA-256 is kept next to it, checked before every reuse, and
+# written into the zoo's provenance.
 # `weightspace zoo download list` prints every name.
 set -u
 cd "$(dirname "$0")/.."

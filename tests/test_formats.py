@@ -7,7 +7,9 @@ writing), including pandas 1.x-shaped DataFrame/Series/Int64Index objects.
 
 import contextlib
 import gzip
+import hashlib
 import io
+import json
 import os
 import pathlib
 import pickletools
@@ -359,20 +361,18 @@ def write_unterthiner(folder, torch_rows, meta, *, gz=True):
 
 
 def tf_forward(row, x, act):
-    """The TF network on Google's flat row: NHWC, HWIO kernels, "same" padding, stride 2, GAP, dense."""
+    """The TF network on Google's flat row: NHWC, HWIO kernels, "valid" padding (Keras' default), stride 2, GAP, dense."""
     parts = {v.split("/")[0] + "/" + v.split("/")[1][0]: row[a:b].reshape(s) for v, a, b, s in GOOGLE_LAYOUT}
     f = {"relu": lambda z: np.maximum(z, 0), "tanh": np.tanh}[act]
     h = x.astype(np.float64)
     for name in ("conv2d", "conv2d_1", "conv2d_2"):
         k, b = parts[name + "/k"].astype(np.float64), parts[name + "/b"]
         n, hh, ww, _ = h.shape
-        oh, ow = -(-hh // 2), -(-ww // 2)
-        ph, pw = max((oh - 1) * 2 + 3 - hh, 0), max((ow - 1) * 2 + 3 - ww, 0)
-        hp = np.pad(h, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+        oh, ow = (hh - 3) // 2 + 1, (ww - 3) // 2 + 1
         out = np.zeros((n, oh, ow, k.shape[3]))
         for i in range(3):
             for j in range(3):
-                out += hp[:, i:i + 2 * oh:2, j:j + 2 * ow:2, :] @ k[i, j]
+                out += h[:, i:i + 2 * oh:2, j:j + 2 * ow:2, :] @ k[i, j]
         h = f(out + b)
     return h.mean(axis=(1, 2)) @ parts["dense/k"] + parts["dense/b"]
 
@@ -552,10 +552,13 @@ class FakeResponse(io.BytesIO):
 
 def test_download_fetches_and_converts(tmp_path, monkeypatch, tetris_file):
     path, _ = tetris_file
+    record = {"files": [{"key": path.name, "checksum": "md5:" + hashlib.md5(path.read_bytes()).hexdigest()}]}
+    bodies = {"https://zenodo.org/api/records/5645138": json.dumps(record).encode(),  # the MD5 comes with the record
+              "https://zenodo.org/record/5645138/files/dataset_11_tetris_seed.pt?download=1": path.read_bytes()}
     seen = []
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: seen.append(url.full_url) or FakeResponse(path.read_bytes()))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: seen.append(url.full_url) or FakeResponse(bodies[url.full_url]))
     zoo = download("11_tetris_seed", tmp_path / "datasets")
-    assert seen == ["https://zenodo.org/record/5645138/files/dataset_11_tetris_seed.pt?download=1"]
+    assert seen == list(bodies)
     assert zoo.path == tmp_path / "datasets" / "11_tetris_seed" and zoo.num_samples == 18
     sha = (tmp_path / "datasets" / "raw" / "dataset_11_tetris_seed.pt.sha256").read_text().split()[0]
     assert Zoo.load(zoo.path).info["provenance"]["sha256"] == sha

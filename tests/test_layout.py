@@ -4,16 +4,44 @@ import json
 
 import pytest
 import torch
+from torch import nn
 from torch.func import functional_call
 
 from weightspace import WeightLayout, create_zoo_model, list_zoo_models
+from weightspace.errors import InputError
 from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES
 
 ARCHS = list_zoo_models()
+EPS64 = torch.finfo(torch.float64).eps
 
 
 def _model(name, seed=0, **kw):
-    return create_zoo_model(name, init="kaiming_uniform", generator=torch.Generator().manual_seed(seed), **kw)
+    """A zoo network with random biases: the zoo init's constant 0.01 biases hide any bias permutation error."""
+    gen = torch.Generator().manual_seed(seed)
+    model = create_zoo_model(name, init="kaiming_uniform", generator=gen, **kw)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)) and module.bias is not None:
+                module.bias.uniform_(-1.0, 1.0, generator=gen)
+    return model
+
+
+def _random_perms(layout, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return {s.name: torch.randperm(s.n_out, generator=g) for s in layout.hidden_layers}
+
+
+def _keeps_outputs(model, layout, index, x) -> bool:
+    """Whether the weights gathered by `index` compute what the model computes on `x` (float64).
+
+    Only the order of the sums changes, so outputs may differ by rounding: at most the longest sum's length
+    times eps64 of the output scale per layer (Higham, sec. 3.1), with a factor 4 for the sums' magnitudes.
+    """
+    vec = layout.vectorize(dict(model.named_parameters())).detach()
+    out = functional_call(model, layout.devectorize(vec), (x,))
+    permuted = functional_call(model, layout.devectorize(vec[index]), (x,))
+    bound = 4 * len(layout) * max(s.fan_in for s in layout.layers) * EPS64 * float(out.abs().max())
+    return bool((permuted - out).abs().max() <= bound)
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -100,10 +128,15 @@ def test_tetris_index_dict_as_written_in_2021():
 def test_index_dict_errors():
     bad = {"layer": [[0, "fc"], [2, "fc"]], "idx_start": [0, 70], "idx_length": [80, 20],
            "kernel_no": [5, 4], "kernel_size": [16, 1], "channels_in": [1, 5]}
-    with pytest.raises(ValueError, match="starts at 70"):
+    with pytest.raises(InputError, match="starts at 70"):
         WeightLayout.from_index_dict(bad)
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(InputError, match="lacks"):
         WeightLayout.from_index_dict({"layer": []})
+    negative = dict(bad, idx_start=[0, 80], kernel_no=[-5, 4], idx_length=[-80, 20])
+    with pytest.raises(InputError, match="must be positive integers"):
+        WeightLayout.from_index_dict(negative)
+    with pytest.raises(InputError, match="pair"):
+        WeightLayout.from_index_dict(dict(bad, layer=[0, [2, "fc"]]))
 
 
 @pytest.mark.parametrize("name", ARCHS)
@@ -121,19 +154,30 @@ def test_token_slices_tile_the_vector(name):
             assert torch.equal(tokens[:, -1], dict(model.named_parameters())[f"{spec.name}.bias"].detach())
 
 
+@pytest.mark.float_equivalence
 @pytest.mark.parametrize("name", ARCHS)
 def test_permutation_preserves_function(name):
-    model = _model(name).eval()
+    model = _model(name).double().eval()
     layout = WeightLayout.from_module(model)
-    g = torch.Generator().manual_seed(1)
-    perms = {s.name: torch.randperm(s.n_out, generator=g) for s in layout.hidden_layers}
-    index = layout.permutation_index(perms)
+    index = layout.permutation_index(_random_perms(layout))
     vec = layout.vectorize(dict(model.named_parameters())).detach()
-    permuted = vec[index]
-    assert not torch.equal(permuted, vec)
-    x = torch.randn(7, *DEFAULT_INPUT_SHAPES[name])
-    out = functional_call(model, layout.devectorize(permuted), (x,))
-    assert torch.allclose(out, model(x), atol=1e-5)
+    assert not torch.equal(vec[index], vec)
+    x = torch.randn(7, *DEFAULT_INPUT_SHAPES[name], dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert _keeps_outputs(model, layout, index, x)
+
+
+@pytest.mark.parametrize("name", [n for n in ARCHS if n != "tetris_mlp"])  # tetris_mlp has no biases
+def test_a_wrong_bias_permutation_is_caught(name):
+    model = _model(name).double().eval()
+    layout = WeightLayout.from_module(model)
+    index = layout.permutation_index(_random_perms(layout))
+    wrong = index.clone()
+    for spec in layout.hidden_layers:  # rows and next layer's inputs permuted, biases left in place
+        wrong[spec.bias_slice] = torch.arange(spec.bias_slice.start, spec.bias_slice.stop)
+    assert not torch.equal(wrong, index)
+    x = torch.randn(7, *DEFAULT_INPUT_SHAPES[name], dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    assert _keeps_outputs(model, layout, index, x)
+    assert not _keeps_outputs(model, layout, wrong, x)
 
 
 def test_permutation_errors():
@@ -164,6 +208,104 @@ def test_vectorize_errors():
 
 
 def test_unsupported_modules_are_refused():
-    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2))
-    with pytest.raises(ValueError, match="outside Linear/Conv2d"):
+    net = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2), nn.PReLU(), nn.Linear(2, 2))
+    with pytest.raises(InputError, match="outside Linear/Conv2d.*'3.weight'"):
         WeightLayout.from_module(net)
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm1d(3), nn.BatchNorm1d(3, affine=False), nn.LayerNorm(3, elementwise_affine=False),
+                                  nn.GroupNorm(1, 3, affine=False), nn.InstanceNorm1d(3)])
+def test_normalization_is_refused(norm):
+    net = nn.Sequential(nn.Linear(4, 3), norm, nn.Tanh(), nn.Linear(3, 2))
+    with pytest.raises(InputError, match=f"'1'.*{type(norm).__name__}.*normalization"):
+        WeightLayout.from_module(net)
+
+
+class _Residual(nn.Module):
+    """fc2's output is added to its input: a skip connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(4, 5), nn.Linear(5, 5), nn.Linear(5, 2)
+
+    def forward(self, x):
+        h = torch.tanh(self.fc1(x))
+        return self.fc3(h + torch.tanh(self.fc2(h)))
+
+
+class _ChannelsLast(nn.Module):
+    """A conv map flattened channels-last (as TensorFlow does) before a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.fc2 = nn.Conv2d(1, 3, 3), nn.Linear(3 * 4 * 4, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.tanh(self.conv1(x)).permute(0, 2, 3, 1).flatten(1))
+
+
+class _OutOfOrder(nn.Module):
+    """The output layer is registered first: registration order is not the forward order."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.body = nn.Linear(4, 2), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.body(x)))
+
+
+@pytest.mark.parametrize("net, layer", [(_Residual(), "fc1"), (_ChannelsLast(), "conv1"), (_OutOfOrder(), "head")])
+def test_networks_whose_permutations_change_the_function_are_refused(net, layer):
+    with pytest.raises(InputError, match=f"permuting the outputs of layer '{layer}' .*changes"):
+        WeightLayout.from_module(net)
+
+
+def test_from_module_checks_biases_too(monkeypatch):
+    # a permutation that leaves biases in place must fail the check, so the check cannot use constant biases
+    right = WeightLayout.permutation_index
+
+    def biases_left_in_place(self, perms):
+        index = right(self, perms)
+        for spec in self.hidden_layers:
+            index[spec.bias_slice] = torch.arange(spec.bias_slice.start, spec.bias_slice.stop)
+        return index
+
+    model = create_zoo_model("cnn_s", init="kaiming_uniform")  # biases all 0.01
+    monkeypatch.setattr(WeightLayout, "permutation_index", biases_left_in_place)
+    with pytest.raises(InputError, match="changes the network's outputs"):
+        WeightLayout.from_module(model)
+
+
+def test_from_module_finds_an_input_or_takes_one():
+    assert WeightLayout.from_module(_model("cnn_s"), input_shape=(1, 28, 28)) == WeightLayout.from_module(_model("cnn_s"))
+    with pytest.raises(InputError, match=r"input of shape \(2, 1, 5, 5\)"):
+        WeightLayout.from_module(_model("cnn_s"), input_shape=(1, 5, 5))
+    deep = nn.Sequential(nn.Linear(6, 7), nn.Tanh(), nn.Linear(7, 5), nn.ReLU(), nn.Linear(5, 3))
+    assert [s.name for s in WeightLayout.from_module(deep).layers] == ["0", "2", "4"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"in_block": 0}, "in_block must be a positive integer"),
+    ({"in_block": -2}, "in_block must be a positive integer"),
+    ({"weight_shape": [-5, 16]}, "weight_shape must hold positive integers"),
+    ({"weight_shape": [0, 16]}, "weight_shape must hold positive integers"),
+    ({"weight_shape": [5.0, 16]}, "weight_shape must hold positive integers"),
+    ({"weight_shape": [5, 16, 1]}, "a linear weight has 2 dims"),
+    ({"offset": -1}, "offset must be a non-negative integer"),
+    ({"has_bias": "yes"}, "has_bias must be true or false"),
+    ({"kind": "lstm"}, "kind must be one of"),
+    ({"legacy_index": -1}, "legacy_index must be"),
+    ({"colour": "red"}, "not a weightspace layout"),
+])
+def test_malformed_layout_files_are_refused(change, message):
+    data = WeightLayout.from_module(_model("tetris_mlp")).to_dict()
+    data["layers"][0].update(change)
+    with pytest.raises(InputError, match=message):
+        WeightLayout.from_dict(data)
+
+
+@pytest.mark.parametrize("data", [[], {"layers": 3}, {"layers": [[1, 2]]}, {"layers": []}])
+def test_layout_files_that_are_not_layouts_are_refused(data):
+    with pytest.raises(InputError, match="(?i)layout"):
+        WeightLayout.from_dict(data)

@@ -116,6 +116,32 @@ def test_not_a_zoo_json(tmp_path):
         Zoo.load(tmp_path / "z")
 
 
+def test_duplicated_model_epoch_is_refused_at_load(tmp_path):
+    make_zoo().save(tmp_path / "z")
+    samples = pd.read_csv(tmp_path / "z" / "samples.csv")
+    samples.loc[1, "epoch"] = samples.loc[0, "epoch"]  # model 0 now has epoch 0 twice
+    samples.to_csv(tmp_path / "z" / "samples.csv", index=False)
+    with pytest.raises(ZooFormatError, match=r"2 rows share 1 \(model_id, epoch\) keys, e.g. \(0, 0\)"):
+        Zoo.load(tmp_path / "z")
+    with pytest.raises(ZooFormatError, match="once"):
+        Zoo(np.zeros((len(samples), 100), np.float32), samples, make_zoo().layout).save(tmp_path / "y")
+    assert not (tmp_path / "y").exists()
+
+
+@pytest.mark.parametrize("info, words", [([1, 2], "JSON list, not an object"),
+                                         ({"column_dtypes": {"epoch": "nonsense"}}, "column_dtypes"),
+                                         ({"column_dtypes": ["float64"]}, "column_dtypes must map"),
+                                         ({"version": "one"}, "version 'one'")])
+def test_malformed_zoo_json_is_a_format_error(tmp_path, info, words):
+    make_zoo().save(tmp_path / "z")
+    path = tmp_path / "z" / "zoo.json"
+    if isinstance(info, dict):
+        info = {**json.loads(path.read_text()), **info}
+    path.write_text(json.dumps(info))
+    with pytest.raises(ZooFormatError, match=words):
+        Zoo.load(tmp_path / "z")
+
+
 def test_in_memory_mismatch():
     zoo = make_zoo()
     with pytest.raises(ZooFormatError, match="rows"):

@@ -2,11 +2,15 @@
 
 Everything is first written under a hidden temporary name beside the target
 and renamed into place with `os.replace` when complete, so a reader (or a run
-resumed after a crash) never mistakes half a file for a finished one.
+resumed after a crash) never mistakes half a file for a finished one. Files are
+synced to disk before the rename and the folder after it, so a finished write
+survives a power cut. A folder is replaced only when `weightspace.outputs`
+recognises it as ours, under its output lock.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -14,6 +18,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from weightspace.outputs import check_replaceable, clean_stale, output_errors, output_lock
 
 
 def _temporary(path: Path) -> Path:
@@ -27,45 +33,81 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     The temporary name keeps the suffix, so writers that choose a format by it (matplotlib) still work.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _temporary(path)
+        try:
+            yield tmp
+            fsync_path(tmp)
+            os.replace(tmp, path)
+            fsync_path(path.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False,
+                     accept: tuple[str, ...] = ("zoo",)) -> Iterator[Path]:
     """Yield a fresh temporary directory beside `path`; when the block succeeds it replaces `path`.
 
+    The block runs under the output lock of `path`; leftovers of an interrupted
+    write of `path` are cleaned first.
+
+    Args:
+        accept: the kinds of `weightspace.outputs.KINDS` that `path` may be when replaced
+            (an empty folder always may).
+
     Raises:
-        FileExistsError: `path` exists and `overwrite` is False.
+        OutputExistsError: `path` exists and `overwrite` is False (a `FileExistsError`).
+        OutputError: `path` is not ours to replace, another run holds its lock, or the disk refuses the write.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"'{path}' already exists; pass overwrite=True (--overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        replace_dir(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with output_errors(path), output_lock(path):
+        clean_stale(path)
+        check_replaceable(path, accept=accept, overwrite=overwrite)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            fsync_tree(tmp)
+            replace_dir(tmp, path, accept=accept)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
-def replace_dir(src: Path, dst: Path) -> None:
-    """Move the finished directory `src` to `dst`, replacing `dst` if it exists."""
-    if dst.exists():
+def replace_dir(src: Path, dst: Path, *, accept: tuple[str, ...] = ("zoo",)) -> None:
+    """Move the finished directory `src` to `dst`, replacing `dst` if it exists and is one of the `accept`ed kinds."""
+    if os.path.lexists(dst):
+        check_replaceable(dst, accept=accept)
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
         os.replace(dst, old)
         os.replace(src, dst)
+        fsync_path(dst.parent)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(src, dst)
+        fsync_path(dst.parent)
+
+
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's entries') data to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError as err:
+        if err.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):  # folders cannot be synced everywhere
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """`fsync_path` every file and folder under `root` (bottom-up), `root` included."""
+    for folder, _, files in os.walk(root, topdown=False):
+        for name in files:
+            fsync_path(Path(folder) / name)
+        fsync_path(folder)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -78,3 +120,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data, *, allow_nan: bool = True) -> Path:
     """Write `data` as indented JSON to `path` atomically; values JSON cannot hold are written with str()."""
     return write_text(path, json.dumps(data, indent=1, allow_nan=allow_nan, default=str) + "\n")
+
+
+def append_text(path: str | os.PathLike, text: str) -> Path:
+    """Append `text` to `path` by rewriting the whole file atomically: it never holds half an append."""
+    path = Path(path)
+    try:
+        before = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        before = ""
+    return write_text(path, before + text)

@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from weightspace.cluster import DEFAULT_TIMEOUT_S as DEFAULT_RAY_TIMEOUT_S
+
 
 def _add_zoo(sub: argparse._SubParsersAction) -> None:
     zoo = sub.add_parser("zoo", help="generate, inspect, convert and export model zoos")
@@ -25,9 +27,11 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--out", required=True, type=Path, help="zoo directory to write")
     gen.add_argument("--smoke", action="store_true", help="shrink the preset to a run of seconds")
     gen.add_argument("--overwrite", action="store_true", help="replace a different zoo found at --out")
-    gen.add_argument("--workers", type=int, default=0, help="run shards as N ray tasks (0: in-process)")
+    gen.add_argument("--workers", type=_count, default=0, help="run shards as N ray tasks (0: in-process)")
     gen.add_argument("--ray-address", default=None, help="address of a running ray cluster")
-    gen.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    gen.add_argument("--ray-timeout", type=_seconds, default=DEFAULT_RAY_TIMEOUT_S,
+                     help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")
+    gen.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: cuda when available)")
     gen.add_argument("--data-root", type=Path, default=Path("datasets"), help="where task data lives")
     gen.add_argument("--download", action="store_true", help="download task data (MNIST etc.) if missing")
     gen.set_defaults(func=_zoo_generate)
@@ -42,6 +46,9 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     conv.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out")
     conv.add_argument("--index-dict", type=Path, default=None, help="2021 index_dict.json (zenodo2021, raytune)")
     conv.add_argument("--name", default=None, help="zoo name (default: from the source)")
+    conv.add_argument("--param-order", default=None, choices=["bias-kernel", "kernel-bias"],
+                      help="unterthiner without layout.csv: per layer, which comes first in a row "
+                           "(the released archives: bias-kernel)")
     conv.set_defaults(func=_zoo_convert)
 
     export = zsub.add_parser("export", help="write a zoo in an external layout")
@@ -58,6 +65,28 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     down.set_defaults(func=_zoo_download)
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
 def _zoo_info(args: argparse.Namespace) -> int:
     from weightspace.zoo.store import Zoo
 
@@ -66,12 +95,17 @@ def _zoo_info(args: argparse.Namespace) -> int:
 
 
 def _zoo_generate(args: argparse.Namespace) -> int:
+    from weightspace.cluster import connect_ray
+    from weightspace.devices import resolve_device
     from weightspace.zoo.generate import generate
     from weightspace.zoo.presets import get_preset
 
     spec = get_preset(args.preset, smoke=args.smoke)
+    device = str(resolve_device(args.device))  # checked before any work starts
+    if args.ray_address:
+        connect_ray(args.ray_address, timeout_s=args.ray_timeout, log_to_driver=False)
     zoo = generate(spec, args.out, overwrite=args.overwrite, workers=args.workers,
-                   ray_address=args.ray_address, device=args.device, data_root=args.data_root,
+                   ray_address=args.ray_address, device=device, data_root=args.data_root,
                    download=args.download)
     print(zoo.summary())
     return 0
@@ -92,6 +126,10 @@ def _zoo_convert(args: argparse.Namespace) -> int:
         if args.source_format == "unterthiner":
             raise ValueError("--index-dict does not apply to --from unterthiner (its layout.csv describes the layout)")
         kwargs["index_dict"] = args.index_dict
+    if args.param_order is not None:
+        if args.source_format != "unterthiner":
+            raise ValueError(f"--param-order applies only to --from unterthiner, not --from {args.source_format}")
+        kwargs["param_order"] = args.param_order
     zoo = convert(args.source_format, args.src, args.out, overwrite=args.overwrite, **kwargs)
     print(zoo.summary())
     return 0
@@ -188,15 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from weightspace.cli_errors import report_error
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as err:
-        print(f"weightspace: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("weightspace: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the edge: a user or environment error becomes one line, a bug re-raises
+        return report_error(err)
 
 
 if __name__ == "__main__":

@@ -24,3 +24,9 @@ class OutputError(WeightspaceError, OSError):
 
 class InputError(WeightspaceError, ValueError):
     """An input file, folder or option is malformed, damaged or out of range."""
+
+
+class ClusterError(WeightspaceError, ConnectionError):
+    """The ray cluster named by ``--ray-address`` cannot be reached."""
+
+    exit_code = 3

@@ -28,6 +28,8 @@ import pandas as pd
 
 from weightspace.ablation import resolve_search_space, shrink_search_space
 from weightspace.atomic import atomic_file, write_json
+from weightspace.outputs import EXPERIMENT_FORMAT
+from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
 from weightspace.representation.probing import SELECT_METRIC
 from weightspace.zoo.store import Zoo
@@ -54,6 +56,11 @@ class Experiment:
     select: str = SELECT_METRIC
     notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
+
+    def __post_init__(self) -> None:
+        if names_test_split(self.select):
+            raise ValueError(f"Experiment.select {self.select!r} is a test-split metric, and nothing may be chosen "
+                             f"on the test split; use {SELECT_METRIC!r}, another validation metric, or 'last'")
 
     def smoke(self) -> "Experiment":
         """The same experiment shrunk to seconds: a tiny zoo, a tiny learner, two iterations."""
@@ -152,22 +159,36 @@ def select_epochs(zoo: Zoo, epochs: tuple[int, ...] | None) -> Zoo:
                zoo.info, zoo.path)
 
 
+def experiment_split(experiment: Experiment, zoo: Zoo) -> ModelSplit:
+    """The experiment's split by model: drawn over every model of `zoo`, before `zoo_epochs` selects rows."""
+    data = experiment.representation.data
+    return ModelSplit.of_zoo(zoo, data.fractions, data.seed)
+
+
 # -------------------------------------------------------------- baselines
-def compute_baselines(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike) -> pd.DataFrame:
-    """Baselines B_W, B_s (linear and boosted trees) and hyperparameters on the experiment's zoo."""
+def compute_baselines(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike, *,
+                      model_split: ModelSplit | None = None) -> pd.DataFrame:
+    """Baselines B_W, B_s (linear and boosted trees) and hyperparameters on the experiment's zoo.
+
+    `model_split` is the split the representation uses too (default: `experiment_split`).
+    """
     from weightspace.downstream.baselines import BaselineConfig, run_baselines
 
     data = experiment.representation.data
     config = BaselineConfig(split_seed=data.seed, fractions=data.fractions, targets=experiment.targets,
                             extras=experiment.baseline_extras)
-    return run_baselines(select_epochs(zoo, experiment.zoo_epochs), out_dir, config)
+    return run_baselines(select_epochs(zoo, experiment.zoo_epochs), out_dir, config,
+                         split=model_split or experiment_split(experiment, zoo))
 
 
 # --------------------------------------------------------- representation
 def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike, *, resume: bool = True,
                          cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, device: str = "auto",
-                         verbose: int = 1) -> pd.DataFrame:
+                         verbose: int = 1, model_split: ModelSplit | None = None) -> pd.DataFrame:
     """Train the representation with ray.tune, then embed the zoo and probe the embedding.
+
+    One split by model (`model_split`, default `experiment_split`) serves the encoder's training,
+    the probes during training and the final probes of the embedding.
 
     Returns:
         the tidy results table (feature set "embedding", linear and boosted-tree probes).
@@ -183,11 +204,13 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     config.data.epochs = experiment.zoo_epochs
     config.train.device = device
     targets = experiment.targets
+    split = model_split or experiment_split(experiment, zoo)
     grid = run_tuner(config, name="tune", storage_path=out, iterations=experiment.iterations,
                      search_space=resolve_search_space(experiment.search_space, config_to_dict(config)),
                      cpus_per_trial=cpus_per_trial,
                      gpus_per_trial=gpus_per_trial, resume=resume, verbose=verbose,
-                     evaluate_fn=probe_scores(targets))
+                     evaluate_fn=probe_scores(targets),
+                     model_split=None if "data" in (experiment.search_space or {}) else split)
     errors = [r for r in grid if r.error]
     if errors:
         raise RuntimeError(f"{len(errors)} trial(s) failed, first: {errors[0].error}; rerun with --resume to continue")
@@ -202,9 +225,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     weights = np.array(data.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
     z = embed(learner.model, weights, batch_size=config.train.eval_batch_size).numpy()
     samples = data.samples.copy()
-    from weightspace.data.splits import split_column
-
-    samples["split"] = split_column(samples["model_id"].to_numpy(), config.data.fractions, config.data.seed)
+    samples["split"] = split.column(samples["model_id"].to_numpy())
     with atomic_file(out / "embeddings.npy") as tmp:
         np.save(tmp, z.astype(np.float32), allow_pickle=False)
     write_csv(samples, out / "embedding_samples.csv")
@@ -258,6 +279,7 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
     path = out / "experiment.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     data = {
+        "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.outputs`)
         "name": experiment.name,
         "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,
                 "epochs_used": list(experiment.zoo_epochs) if experiment.zoo_epochs else zoo.epochs},

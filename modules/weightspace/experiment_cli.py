@@ -10,10 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
+from weightspace.atomic import write_json
+from weightspace.cli_errors import report_error
+from weightspace.cluster import DEFAULT_TIMEOUT_S, connect_ray
+from weightspace.devices import resolve_device
 from weightspace.experiment import (Experiment, Timer, compute_baselines, find_zoo, train_representation,
                                     write_experiment_json)
+from weightspace.outputs import EXPERIMENT_FORMAT, OutputExistsError, check_replaceable, output_lock
 from weightspace.representation.config import PRECISIONS
 
 STEPS = ("baselines", "representation")
@@ -27,12 +33,14 @@ def parse_args(step: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where results go (default: <folder>/<experiment name>)")
     parser.add_argument("--datasets", type=Path, default=None, help="zoo and task-data folder (default: <repo>/datasets)")
-    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu or cuda")
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda or cuda:N")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="training precision of the representation (default: the folder's config; "
                              "bf16 is several times faster than fp32 on recent GPUs); --resume keeps the "
                              "precision the run started with")
     parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
+    parser.add_argument("--ray-timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                        help=f"seconds to wait for --ray-address to answer (default {DEFAULT_TIMEOUT_S})")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace finished results in --output-dir")
     parser.add_argument("--download", action="store_true", help="download task data (MNIST, ...) when a zoo must be generated")
@@ -53,9 +61,15 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
     out = (args.output_dir or folder / experiment.name).resolve()
     datasets = (args.datasets or folder.parent / "datasets").resolve()
     grid = bool(experiment.search_space)  # an ablation: trials.csv and the folder's summary, no baselines or report
+    lock = ExitStack()
     try:
+        resolve_device(args.device)  # a wrong --device fails here, not in every trial
+        if step == "representation" and args.ray_address:
+            _start_ray(args)  # a dead cluster fails before the zoo and the baselines are computed
+        lock.enter_context(output_lock(out))  # one run per output folder at a time
         _refuse_overwrite(out, step, args, grid=grid)
         out.mkdir(parents=True, exist_ok=True)
+        _mark_output_dir(out, experiment)
         with Timer() as t_zoo:
             zoo, source = find_zoo(experiment, datasets, smoke=args.smoke_test, download=args.download,
                                    scratch=out / "zoo")
@@ -83,28 +97,38 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
             print(f"summary of the grids in '{out.parent}': {write_ablation_summary(out.parent)}")
         elif not args.no_report:
             _report(out, smoke=args.smoke_test)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"interrupted; run again with --resume to continue from the last checkpoint in '{out}'", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - the edge: a user or environment error becomes one line, a bug re-raises
+        return report_error(err)
+    finally:
+        lock.close()
     print(f"results in '{out}'")
     return 0
 
 
 def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False) -> None:
+    if os.path.lexists(out):  # never write into, or clear, a folder that is not an experiment's output
+        check_replaceable(out, accept=("experiment",))
     marker = out / ("baseline_performance.json" if step == "baselines" else "trials.csv" if grid else "results.json")
-    if marker.exists() and not (args.overwrite or args.resume):
-        raise FileExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
-                              "or --output-dir to write elsewhere")
+    if marker.exists() and not args.overwrite:
+        raise OutputExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
+                                "(--resume continues only an unfinished run) or --output-dir to write elsewhere")
     if step == "representation" and (out / "tune").exists() and not (args.resume or args.overwrite):
         raise FileExistsError(f"'{out / 'tune'}' holds an unfinished run; pass --resume to continue it or "
                               "--overwrite to start over")
-    if args.overwrite and not args.resume:
+    if args.overwrite and not args.resume and os.path.lexists(out / "tune"):
         import shutil
 
-        shutil.rmtree(out / "tune", ignore_errors=True)
+        check_replaceable(out / "tune", accept=("ray.tune run",))
+        shutil.rmtree(out / "tune")
+
+
+def _mark_output_dir(out: Path, experiment: Experiment) -> None:
+    """Write experiment.json with its format marker first, so that an interrupted run's folder is known as ours."""
+    if not (out / "experiment.json").exists():
+        write_json(out / "experiment.json", {"format": EXPERIMENT_FORMAT, "name": experiment.name})
 
 
 def _start_ray(args: argparse.Namespace) -> None:
@@ -113,7 +137,7 @@ def _start_ray(args: argparse.Namespace) -> None:
     if ray.is_initialized():
         return
     if args.ray_address:
-        ray.init(address=args.ray_address)
+        connect_ray(args.ray_address, timeout_s=args.ray_timeout)
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=not args.smoke_test)
 

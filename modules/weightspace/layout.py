@@ -15,12 +15,14 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from weightspace.atomic import write_json
+from weightspace.errors import InputError
+from weightspace.layout_check import check_permutations, refuse_normalization
 
 KINDS = ("linear", "conv2d")
 _INDEX_DICT_KIND = {"linear": "fc", "conv2d": "conv2d"}
@@ -41,15 +43,30 @@ class LayerSpec:
     legacy_index: int | None = None  # module index in the 2021 `module_list`, if known
 
     def __post_init__(self) -> None:
+        # layouts are read from zoo files: every field is checked, so that a damaged file fails here, with a message
+        count = lambda v, least: isinstance(v, int) and not isinstance(v, bool) and v >= least  # noqa: E731
+        if not isinstance(self.name, str) or not self.name:
+            raise InputError(f"a layer name must be a non-empty string, got {self.name!r}")
         if self.kind not in KINDS:
-            raise ValueError(f"layer {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
+            raise InputError(f"layer {self.name!r}: kind must be one of {KINDS}, got {self.kind!r}")
         want = 2 if self.kind == "linear" else 4
+        if not isinstance(self.weight_shape, tuple) or not all(count(n, 1) for n in self.weight_shape):
+            raise InputError(f"layer {self.name!r}: weight_shape must hold positive integers, got {self.weight_shape!r}")
         if len(self.weight_shape) != want:
-            raise ValueError(
+            raise InputError(
                 f"layer {self.name!r}: a {self.kind} weight has {want} dims, got shape {self.weight_shape}"
             )
+        if not isinstance(self.has_bias, bool):
+            raise InputError(f"layer {self.name!r}: has_bias must be true or false, got {self.has_bias!r}")
+        if not count(self.offset, 0):
+            raise InputError(f"layer {self.name!r}: offset must be a non-negative integer, got {self.offset!r}")
+        if not count(self.in_block, 1):
+            raise InputError(f"layer {self.name!r}: in_block must be a positive integer, got {self.in_block!r}")
+        if self.legacy_index is not None and not count(self.legacy_index, 0):
+            raise InputError(f"layer {self.name!r}: legacy_index must be a non-negative integer or null, "
+                             f"got {self.legacy_index!r}")
         if self.weight_shape[1] % self.in_block:
-            raise ValueError(f"layer {self.name!r}: {self.weight_shape[1]} inputs do not split into blocks of {self.in_block}")
+            raise InputError(f"layer {self.name!r}: {self.weight_shape[1]} inputs do not split into blocks of {self.in_block}")
 
     @property
     def n_out(self) -> int:
@@ -101,33 +118,41 @@ class WeightLayout:
 
     def __post_init__(self) -> None:
         if not self.layers:
-            raise ValueError("a WeightLayout needs at least one Linear or Conv2d layer")
+            raise InputError("a WeightLayout needs at least one Linear or Conv2d layer")
         offset = 0
         names = set()
         for layer in self.layers:
             if layer.offset != offset:
-                raise ValueError(
+                raise InputError(
                     f"layer {layer.name!r} starts at {layer.offset}, but the layers before it end at {offset}; "
                     "layers must tile the vector without gaps or overlaps"
                 )
             if layer.name in names:
-                raise ValueError(f"layer name {layer.name!r} appears twice")
+                raise InputError(f"layer name {layer.name!r} appears twice")
             names.add(layer.name)
             offset += layer.size
 
     # ------------------------------------------------------------------ build
     @classmethod
-    def from_module(cls, module: nn.Module) -> "WeightLayout":
-        """Derive the layout of a network built from Linear / Conv2d layers.
+    def from_module(cls, module: nn.Module, *, input_shape: Sequence[int] | None = None) -> "WeightLayout":
+        """Derive the layout of a network built from Linear / Conv2d layers, and check it.
 
         Layers are taken in registration order, which must be forward order
         (true for `nn.Sequential` and the zoo architectures). Parameter-free
-        modules (activations, pooling, flatten, dropout) are skipped.
+        modules (activations, pooling, flatten, dropout) are skipped. The
+        network is then run once on a small random batch, with random weights
+        and biases, plainly and with its hidden neurons permuted: the outputs
+        must agree (see `weightspace.layout_check`).
+
+        Args:
+            input_shape: one example's shape for that check, e.g. ``(1, 28, 28)``; by default
+                found from the first layer (the smallest square image a conv network accepts).
 
         Raises:
-            ValueError: if the network holds parameters outside Linear/Conv2d
-                layers, or a linear layer's inputs do not group into the
-                previous layer's outputs.
+            InputError (a ValueError): the network holds parameters outside Linear/Conv2d
+                layers or a normalization layer, a linear layer's inputs do not group into
+                the previous layer's outputs, or a permutation changes its outputs (skip
+                connections, channels-last flatten, layers out of registration order).
         """
         legacy = getattr(module, "legacy_module_index", {}) or {}
         layers: list[LayerSpec] = []
@@ -135,16 +160,17 @@ class WeightLayout:
         prev_out: int | None = None
         covered: set[str] = set()
         for name, sub in module.named_modules():
+            refuse_normalization(name, sub)
             if isinstance(sub, nn.Conv2d):
                 if sub.groups != 1:
-                    raise ValueError(f"layer {name!r}: grouped convolutions are not supported")
+                    raise InputError(f"layer {name!r}: grouped convolutions are not supported")
                 kind, in_block = "conv2d", 1
             elif isinstance(sub, nn.Linear):
                 kind = "linear"
                 in_block = 1
                 if prev_out is not None:
                     if sub.in_features % prev_out:
-                        raise ValueError(
+                        raise InputError(
                             f"layer {name!r} takes {sub.in_features} inputs, which is not a multiple of the "
                             f"{prev_out} outputs of the layer before it; cannot map neurons between them"
                         )
@@ -166,10 +192,12 @@ class WeightLayout:
             prev_out = spec.n_out
         stray = [n for n, _ in module.named_parameters() if n not in covered]
         if stray:
-            raise ValueError(
+            raise InputError(
                 f"parameters outside Linear/Conv2d layers are not supported by WeightLayout: {stray}"
             )
-        return cls(tuple(layers))
+        layout = cls(tuple(layers))
+        check_permutations(module, layout, input_shape)
+        return layout
 
     # ------------------------------------------------------------- properties
     @property
@@ -297,9 +325,13 @@ class WeightLayout:
     def from_dict(cls, data: dict) -> "WeightLayout":
         try:
             layers = tuple(LayerSpec(**dict(d, weight_shape=tuple(d["weight_shape"]))) for d in data["layers"])
-        except (KeyError, TypeError) as err:
-            raise ValueError(f"not a weightspace layout ({err}); expected {{'layers': [...]}} as written by WeightLayout.save") from err
-        return cls(layers, dict(data.get("meta", {})))
+            meta = dict(data.get("meta", {}))
+        except (KeyError, TypeError, ValueError) as err:
+            if isinstance(err, InputError):
+                raise
+            raise InputError(f"not a weightspace layout ({type(err).__name__}: {err}); expected "
+                             "{'layers': [...]} as written by WeightLayout.save") from err
+        return cls(layers, meta)
 
     def save(self, path: str | os.PathLike) -> None:
         write_json(path, self.to_dict())
@@ -331,37 +363,46 @@ class WeightLayout:
         ``idx_length`` leaves room for one per kernel.
 
         Raises:
-            ValueError: fields missing, of unequal length, or blocks that do not tile.
+            InputError (a ValueError): fields missing, of unequal length or out of range, or blocks
+                that do not tile.
         """
         fields = ("layer", "idx_start", "idx_length", "kernel_no", "kernel_size", "channels_in")
         missing = [k for k in fields if k not in index_dict]
         if missing:
-            raise ValueError(f"index_dict lacks {missing}; a 2021 index_dict has {list(fields)}")
+            raise InputError(f"index_dict lacks {missing}; a 2021 index_dict has {list(fields)}")
         n = len(index_dict["layer"])
         if any(len(index_dict[k]) != n for k in fields):
-            raise ValueError(f"index_dict fields differ in length: { {k: len(index_dict[k]) for k in fields} }")
+            raise InputError(f"index_dict fields differ in length: { {k: len(index_dict[k]) for k in fields} }")
         layers = []
         for i in range(n):
-            (idx, kind), start, length, no, ks, ci = (index_dict[k][i] for k in fields)
+            try:
+                (idx, kind), start, length, no, ks, ci = (index_dict[k][i] for k in fields)
+            except (TypeError, ValueError) as err:
+                raise InputError(f"index_dict layer {i}: 'layer' must be a pair [index, kind], got "
+                                 f"{index_dict['layer'][i]!r}") from err
+            sizes = {"idx_length": length, "kernel_no": no, "kernel_size": ks, "channels_in": ci}
+            bad = {k: v for k, v in sizes.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1}
+            if bad:
+                raise InputError(f"index_dict layer {i}: {bad} must be positive integers")
             weights = no * ks * ci
             if length == weights:
                 has_bias = False
             elif length == weights + no:
                 has_bias = True
             else:
-                raise ValueError(
+                raise InputError(
                     f"index_dict layer {i}: idx_length {length} is neither kernel_no*kernel_size*channels_in "
                     f"= {weights} nor that plus kernel_no biases"
                 )
             if kind == "conv2d":
                 kh, kw = (kernel_shapes or {}).get(idx) or (math.isqrt(ks), math.isqrt(ks))
                 if kh * kw != ks:
-                    raise ValueError(f"index_dict layer {i}: kernel_size {ks} is not square; pass kernel_shapes")
+                    raise InputError(f"index_dict layer {i}: kernel_size {ks} is not square; pass kernel_shapes")
                 spec = LayerSpec(f"module_list.{idx}", "conv2d", (no, ci, kh, kw), has_bias, start, 1, idx)
             elif kind == "fc":
                 spec = LayerSpec(f"module_list.{idx}", "linear", (no, ci * ks), has_bias, start, ks, idx)
             else:
-                raise ValueError(f"index_dict layer {i}: unknown kind {kind!r} (expected 'conv2d' or 'fc')")
+                raise InputError(f"index_dict layer {i}: unknown kind {kind!r} (expected 'conv2d' or 'fc')")
             layers.append(spec)
         return cls(tuple(layers))
 

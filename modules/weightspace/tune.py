@@ -17,7 +17,6 @@ and generator states, so a restored trial continues exactly where it stopped.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,18 +24,25 @@ import ray
 import torch
 from ray import tune
 
+from weightspace.atomic import write_json
 from weightspace.data.dataset import ZooDataset
+from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.representation.config import ExperimentConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn, Learner
 from weightspace.representation.probing import probe_scores
+from weightspace.zoo.store import Zoo
 
 CHECKPOINT_FILE = "learner.pt"
 
 
 class WeightspaceTrainable(tune.Trainable):
-    """One trial: a `Learner` over the splits of the zoo named in ``config["data"]["path"]``."""
+    """One trial: a `Learner` over the splits of the zoo named in ``config["data"]["path"]``.
 
-    def setup(self, config: dict, evaluate_fn: EvaluateFn | None = None) -> None:
+    `model_split` is the zoo's split, drawn once by `run_tuner` and shared by every trial; None: drawn
+    here over all rows of the zoo with ``config["data"]``'s fractions and seed.
+    """
+
+    def setup(self, config: dict, evaluate_fn: EvaluateFn | None = None, model_split: ModelSplit | None = None) -> None:
         self.experiment = config_from_dict(ExperimentConfig, config)
         if not Path(self.experiment.data.path).is_absolute():
             raise ValueError(f"data.path {self.experiment.data.path!r} must be absolute inside a ray trial "
@@ -44,7 +50,7 @@ class WeightspaceTrainable(tune.Trainable):
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         if cpus:
             torch.set_num_threads(max(1, int(cpus)))
-        self.datasets = ZooDataset.splits(self.experiment.data)
+        self.datasets = ZooDataset.splits(self.experiment.data, model_split=model_split)
         if "train" not in self.datasets:
             raise ValueError(f"the zoo at {self.experiment.data.path} has no training samples with {self.experiment.data}")
         self.learner = Learner(self.experiment, self.datasets["train"].layout)
@@ -93,7 +99,7 @@ def run_tuner(config: ExperimentConfig, *, name: str, storage_path: str | Path, 
               search_space: dict | None = None, num_samples: int = 1, cpus_per_trial: float = 1.0,
               gpus_per_trial: float = 0.0, checkpoint_frequency: int = 1, num_to_keep: int | None = None,
               metric: str | None = None, mode: str = "min", max_failures: int = 0,
-              evaluate_fn: EvaluateFn | None = probe_scores(),
+              evaluate_fn: EvaluateFn | None = probe_scores(), model_split: ModelSplit | None = None,
               trainable: type[WeightspaceTrainable] = WeightspaceTrainable, resume: bool = True,
               verbose: int = 1) -> tune.ResultGrid:
     """Run (or continue) a tune experiment of the representation learner.
@@ -108,9 +114,13 @@ def run_tuner(config: ExperimentConfig, *, name: str, storage_path: str | Path, 
         cpus_per_trial, gpus_per_trial: resources per trial (fractions of a GPU allowed).
         checkpoint_frequency: checkpoint every this many iterations (and at the end).
         metric, mode: what "best" means for checkpoints kept and ``ResultGrid.get_best_result``;
-            default ``loss_val`` (``loss_test`` without a val split).
+            default ``loss_val``, none without a val split (then `num_to_keep` keeps the latest
+            checkpoints). A metric of the test split is refused: nothing is chosen on it.
         evaluate_fn: extra metrics per iteration, ``evaluate_fn(model, datasets) -> dict``; by default
             the linear-probe scores of every target (`probe_scores`); None for none.
+        model_split: the zoo's split by model (`ModelSplit.of_zoo`), shared by every trial; None: drawn
+            here, once, over all rows of the zoo with ``config.data``'s fractions and seed. Trials of a
+            search space over ``data`` draw their own.
         trainable: a `WeightspaceTrainable` subclass.
         resume: if ``<storage_path>/<name>`` holds an interrupted run, continue it with
             `Tuner.restore` (unfinished and errored trials resume from their last checkpoint).
@@ -122,8 +132,16 @@ def run_tuner(config: ExperimentConfig, *, name: str, storage_path: str | Path, 
     config = copy.deepcopy(config)
     config.data.path = str(Path(config.data.path).expanduser().resolve())
     if metric is None:
-        metric = "loss_val" if config.data.fractions[1] > 0 else "loss_test"
-    wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn),
+        metric = "loss_val" if config.data.fractions[1] > 0 else None
+    elif names_test_split(metric):
+        raise ValueError(f"metric {metric!r} is measured on the test split, and nothing may be chosen on it; "
+                         "pass a validation metric such as 'loss_val', or give DataConfig.fractions a val share")
+    if "data" in (search_space or {}):
+        if model_split is not None:
+            raise ValueError("a search space over 'data' draws a split per trial; pass model_split=None")
+    elif model_split is None:
+        model_split = ModelSplit.of_zoo(Zoo.load(config.data.path), config.data.fractions, config.data.seed)
+    wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn, model_split=model_split),
                                   {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     experiment_dir = storage / name
     if resume and tune.Tuner.can_restore(str(experiment_dir)):
@@ -133,7 +151,7 @@ def run_tuner(config: ExperimentConfig, *, name: str, storage_path: str | Path, 
         tuner = tune.Tuner(
             wrapped,
             param_space=param_space,
-            tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode),
+            tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
             run_config=tune.RunConfig(
                 name=name,
                 storage_path=str(storage),
@@ -146,6 +164,5 @@ def run_tuner(config: ExperimentConfig, *, name: str, storage_path: str | Path, 
             ),
         )
         experiment_dir.mkdir(parents=True, exist_ok=True)
-        (experiment_dir / "experiment_config.json").write_text(
-            json.dumps({"config": param_space, "iterations": iterations}, indent=1, default=str) + "\n")
+        write_json(experiment_dir / "experiment_config.json", {"config": param_space, "iterations": iterations})
     return tuner.fit()

@@ -1,9 +1,10 @@
 """ZooDataset: one split (train / val / test) of a zoo's weights, as a float32 tensor plus a table.
 
 The split is by model (every checkpoint of a model lands in the same split),
-seeded, over sorted model ids (`split_column`). It is drawn over all rows of
+seeded, over sorted model ids (`ModelSplit`). It is drawn over all rows of
 the zoo before any filtering, so excluding epochs or diverged checkpoints never
-moves a model to another split.
+moves a model to another split; pass the zoo's `ModelSplit` to share one split
+with the probes and baselines.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from weightspace.data.splits import SPLITS, split_column
+from weightspace.data.splits import SPLITS, ModelSplit
 from weightspace.layout import WeightLayout
 from weightspace.zoo.store import Zoo
 
@@ -53,7 +54,8 @@ class ZooDataset(Dataset):
     """
 
     def __init__(self, zoo: Zoo, split: str = "train", *, fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                 seed: int = 42, epochs: int | Sequence[int] | None = None, exclude_diverged: bool = True):
+                 seed: int = 42, epochs: int | Sequence[int] | None = None, exclude_diverged: bool = True,
+                 model_split: ModelSplit | None = None):
         """
         Args:
             zoo: the zoo to read.
@@ -62,14 +64,23 @@ class ZooDataset(Dataset):
             seed: seed of the split; the same seed gives the same split on every machine.
             epochs: one epoch, several, or None for all checkpoints.
             exclude_diverged: drop rows whose ``diverged`` column is true and rows with NaN/inf weights.
+            model_split: the zoo's split, drawn once (`ModelSplit.of_zoo`); None: drawn here over all
+                rows of `zoo` with `fractions` and `seed` (the same split).
 
         Raises:
-            ValueError: unknown split, bad fractions, or epochs the zoo does not hold.
+            ValueError: unknown split, bad fractions, epochs the zoo does not hold, or a `model_split`
+                drawn with other fractions or another seed, or over other models.
         """
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
         samples = zoo.samples
-        names = split_column(samples["model_id"].to_numpy(), fractions, seed)
+        if model_split is None:
+            model_split = ModelSplit.of_zoo(zoo, fractions, seed)
+        elif not model_split.matches(fractions, seed):
+            raise ValueError(f"model_split was drawn with fractions {model_split.fractions} and seed "
+                             f"{model_split.seed}, but this dataset asks for fractions {tuple(fractions)} and seed "
+                             f"{seed}; pass the same fractions and seed, or draw the split with them")
+        names = model_split.column(samples["model_id"].to_numpy())
         keep = names == split
         if epochs is not None:
             wanted = [int(epochs)] if np.isscalar(epochs) else [int(e) for e in epochs]
@@ -96,23 +107,28 @@ class ZooDataset(Dataset):
         self.num_excluded = n_split - len(rows)
 
     @classmethod
-    def from_config(cls, config: DataConfig, split: str = "train", zoo: Zoo | None = None) -> "ZooDataset":
-        """The `split` of the zoo at ``config.path`` (or of `zoo`, if given)."""
+    def from_config(cls, config: DataConfig, split: str = "train", zoo: Zoo | None = None, *,
+                    model_split: ModelSplit | None = None) -> "ZooDataset":
+        """The `split` of the zoo at ``config.path`` (or of `zoo`, if given), by `model_split` if given."""
         if zoo is None:
             if not config.path:
                 raise ValueError("DataConfig.path is empty; set it to a zoo directory")
             zoo = Zoo.load(config.path)
         return cls(zoo, split, fractions=config.fractions, seed=config.seed, epochs=config.epochs,
-                   exclude_diverged=config.exclude_diverged)
+                   exclude_diverged=config.exclude_diverged, model_split=model_split)
 
     @classmethod
-    def splits(cls, config: DataConfig, zoo: Zoo | None = None) -> dict[str, "ZooDataset"]:
-        """Every non-empty split, keyed "train" / "val" / "test" (the zoo is loaded once)."""
+    def splits(cls, config: DataConfig, zoo: Zoo | None = None, *,
+               model_split: ModelSplit | None = None) -> dict[str, "ZooDataset"]:
+        """Every non-empty split, keyed "train" / "val" / "test" (the zoo is loaded and split once)."""
         if zoo is None:
             if not config.path:
                 raise ValueError("DataConfig.path is empty; set it to a zoo directory")
             zoo = Zoo.load(config.path)
-        out = {s: cls.from_config(config, s, zoo) for s, f in zip(SPLITS, config.fractions) if f > 0}
+        if model_split is None:
+            model_split = ModelSplit.of_zoo(zoo, config.fractions, config.seed)
+        out = {s: cls.from_config(config, s, zoo, model_split=model_split)
+               for s, f in zip(SPLITS, config.fractions) if f > 0}
         return {s: d for s, d in out.items() if len(d)}
 
     def __len__(self) -> int:

@@ -10,17 +10,20 @@ hyperparameters alone. On a zoo with several checkpoints per model the
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from weightspace.downstream.evaluate import DEFAULT_FRACTIONS, evaluate, write_baseline_json, write_csv
+from weightspace.atomic import write_json
+from weightspace.data.splits import DEFAULT_FRACTIONS, ModelSplit
+from weightspace.downstream.evaluate import evaluate, write_baseline_json, write_csv
 from weightspace.downstream.features import (PRESETS, Hyperparameters, KernelPCAFeatures, LayerStatistics,
                                              RawWeights, UMAPFeatures)
 from weightspace.downstream.probes import ProbeConfig
+from weightspace.errors import InputError
 from weightspace.zoo.store import Zoo
 
 KPCA_KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
@@ -31,7 +34,7 @@ FILES = {"table": "baselines.csv", "json": "baseline_performance.json", "config"
 class BaselineConfig:
     """What `run_baselines` computes."""
 
-    split_seed: int = 42  # seed of the split by model (`split_column`); 42 as ZooDataset and the 2021 code
+    split_seed: int = 42  # seed of the split by model (`ModelSplit`); 42 as ZooDataset and the 2021 code
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS  # (train, val, test) fractions of the models
     stats_preset: str = "schuerholt2021"  # LayerStatistics preset: "schuerholt2021" or "unterthiner"
     stats_biases: bool | None = None  # summarize biases too; None: the preset's default
@@ -72,24 +75,56 @@ def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[
     return feature_sets, pairs
 
 
-def run_baselines(zoo: Zoo, out_dir: str | os.PathLike, config: BaselineConfig | None = None) -> pd.DataFrame:
+def run_baselines(zoo: Zoo, out_dir: str | os.PathLike, config: BaselineConfig | None = None, *,
+                  split: ModelSplit | None = None) -> pd.DataFrame:
     """Run the baseline suite on `zoo` and write the table, the 2021 JSON file and the config to `out_dir`.
 
     Writes ``baselines.csv`` (the tidy table), ``baseline_performance.json``
     (2021 shape plus new keys) and ``baselines_config.json`` (the resolved
     `BaselineConfig`). Diverged samples are excluded.
 
+    Args:
+        zoo: the zoo, or a selection of its rows (then pass the whole zoo's `split`).
+        split: the zoo's split by model, drawn with ``config.fractions`` and ``config.split_seed``;
+            None: drawn over the models of `zoo`.
+
     Returns:
         The tidy table of `evaluate`.
+
+    Raises:
+        InputError: a zoo too small to split (fewer than 2 training or no test samples), or a
+            `split` drawn with other fractions or another seed than `config`'s.
     """
     config = config or BaselineConfig()
+    if split is None:
+        split = ModelSplit.of_zoo(zoo, config.fractions, config.split_seed)
+    elif not split.matches(config.fractions, config.split_seed):
+        raise InputError(f"the split was drawn with fractions {split.fractions} and seed {split.seed}, but the "
+                         f"baselines are configured with fractions {tuple(config.fractions)} and seed "
+                         f"{config.split_seed}; draw the split with the config's fractions and seed")
+    _check_splittable(zoo, split)
     out = Path(out_dir)
     feature_sets, pairs = baseline_feature_sets(zoo, config)
     table = evaluate(zoo, feature_sets=feature_sets, probes=("linear", "gbt"), pairs=pairs,
-                     targets=config.targets, split_seed=config.split_seed, fractions=config.fractions,
-                     config=config.probe)
+                     targets=config.targets, splits=split, config=config.probe)
     write_csv(table, out / FILES["table"])
     write_baseline_json(table, out / FILES["json"])
-    (out / FILES["config"]).write_text(json.dumps({"zoo": str(zoo.path or zoo.name), **asdict(config)},
-                                                  indent=1, default=str) + "\n")
+    write_json(out / FILES["config"], {"zoo": str(zoo.path or zoo.name), **asdict(config)})
     return table
+
+
+def _check_splittable(zoo: Zoo, split: ModelSplit) -> None:
+    """Refuse a zoo whose usable rows leave fewer than 2 training samples or no test sample."""
+    samples = zoo.samples
+    usable = np.ones(len(samples), dtype=bool)
+    if "diverged" in samples:
+        usable = ~samples["diverged"].fillna(False).astype(bool).to_numpy()
+    names = split.column(samples["model_id"].to_numpy()[usable])
+    counts = {s: int((names == s).sum()) for s in ("train", "val", "test")}
+    if counts["train"] < 2 or counts["test"] < 1:
+        models = samples["model_id"][usable].nunique()
+        raise InputError(f"zoo {zoo.name!r} has too few samples for the baselines: {int(usable.sum())} usable samples "
+                         f"of {models} models ({len(samples) - int(usable.sum())} diverged excluded), split by model "
+                         f"with fractions {split.fractions}, give {counts['train']} training and {counts['test']} "
+                         "test samples; the probes need at least 2 training samples and 1 test sample. Use a zoo "
+                         "with more models")

@@ -11,6 +11,7 @@ scored), and the rest of the table is still computed.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from pathlib import Path
@@ -22,14 +23,13 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 
 from weightspace.atomic import atomic_file, write_json
-from weightspace.data.splits import SPLITS, split_column
+from weightspace.data.splits import DEFAULT_FRACTIONS, SPLITS, ModelSplit, has_repeats
 from weightspace.downstream.features import release_pages
 from weightspace.downstream.probes import ProbeConfig, make_probe
 from weightspace.downstream.targets import CLASSIFICATION, METRICS, REGRESSION, Target, derive_targets, score
 from weightspace.zoo.store import Zoo
 
 COLUMNS = ["feature_set", "probe", "target", "task", "split", "metric", "value", "param", "n", "note"]
-DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 _GATHER_BYTES = 256 * 2**20  # rows of a memory map gathered at once when some rows are excluded
 
 
@@ -40,7 +40,7 @@ class ProbeWarning(UserWarning):
 def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
              feature_sets: Mapping[str, object], probes: Sequence[str] | Mapping[str, Callable] = ("linear",),
              targets: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
-             splits: Sequence[str] | None = None, split_seed: int = 42,
+             splits: Sequence[str] | ModelSplit | None = None, split_seed: int = 42,
              fractions: Sequence[float] = DEFAULT_FRACTIONS, hyperparameters: Sequence[str] = (),
              config: ProbeConfig | None = None, out_csv: str | os.PathLike | None = None) -> pd.DataFrame:
     """Fit every probe on every feature set for every target and score it on train, val and test.
@@ -55,7 +55,9 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
         targets: target names (`targets.py`); None: test/train accuracy, ggap,
             epoch and every varied hyperparameter.
         pairs: (feature_set, probe) pairs to run; None: all combinations.
-        splits: a split name per sample; None: `split_column` by model with `split_seed`.
+        splits: the zoo's `ModelSplit` (pass it whenever `source` is a selection of a zoo's rows, so
+            that each model keeps the split it has everywhere else), or a split name per sample;
+            None: drawn by model over these samples with `fractions` and `split_seed`.
         hyperparameters: hyperparameter columns when `source` is an array.
         config: settings of the named probes.
         out_csv: where to write the table (atomically), if given.
@@ -79,6 +81,7 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
         keep = ~samples["diverged"].fillna(False).astype(bool).to_numpy()
     kept = samples.loc[keep].reset_index(drop=True)
     split = split[keep]
+    groups = kept["model_id"].to_numpy()  # fallbacks without a validation split hold out whole models
     if not isinstance(probes, Mapping):
         probes = {name: (lambda task, name=name: make_probe(name, task, config)) for name in probes}
     target_list = derive_targets(kept, targets, hyperparameters)
@@ -100,7 +103,8 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
         finite = np.isfinite(X).all(axis=1)
         inputs = set(getattr(extractor, "columns", None) or ())
         for probe_name in todo:
-            rows += _probe_targets(fs_name, probe_name, probes[probe_name], X, finite, split, target_list, inputs)
+            rows += _probe_targets(fs_name, probe_name, probes[probe_name], X, finite, split, groups, target_list,
+                                   inputs)
     table = pd.DataFrame(rows, columns=COLUMNS)
     # order: (feature set, probe) as run, then targets as requested, then train/val/test
     keys = pd.DataFrame({"pair": table.groupby(["feature_set", "probe"], sort=False).ngroup(),
@@ -115,7 +119,9 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
 
 def _splits(samples: pd.DataFrame, splits, fractions, seed: int) -> np.ndarray:
     if splits is None:
-        return split_column(samples["model_id"].to_numpy(), fractions, seed)
+        splits = ModelSplit.draw(samples["model_id"].to_numpy(), fractions, seed)
+    if isinstance(splits, ModelSplit):
+        return splits.column(samples["model_id"].to_numpy())
     split = np.asarray(splits, dtype=object)
     bad = set(split) - set(SPLITS)
     if split.shape != (len(samples),) or bad:
@@ -152,7 +158,8 @@ def _features(extractor, weights, samples: pd.DataFrame, keep: np.ndarray, split
     return np.concatenate(parts) if parts else np.asarray(extractor.transform(take(rows)))
 
 
-def _probe_targets(fs_name, probe_name, factory, X, finite, split, targets: list[Target], inputs: set) -> list[dict]:
+def _probe_targets(fs_name, probe_name, factory, X, finite, split, groups, targets: list[Target],
+                   inputs: set) -> list[dict]:
     rows: list[dict] = []
     joint: list[Target] = []
     multi = get_tags(factory(REGRESSION)).target_tags.multi_output
@@ -165,13 +172,13 @@ def _probe_targets(fs_name, probe_name, factory, X, finite, split, targets: list
         elif multi and t.task == REGRESSION and t.valid[finite].all():
             joint.append(t)  # share one fit (one decomposition) with the other complete targets
         else:
-            rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, [t])
+            rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, [t])
     if joint:
-        rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, joint)
+        rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, joint)
     return rows
 
 
-def _fit_and_score(fs_name, probe_name, factory, X, finite, split, targets: list[Target]) -> list[dict]:
+def _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, targets: list[Target]) -> list[dict]:
     task = targets[0].task
     usable = finite & np.logical_and.reduce([t.valid for t in targets])
     notes = []
@@ -200,14 +207,20 @@ def _fit_and_score(fs_name, probe_name, factory, X, finite, split, targets: list
             ok = [t for t in targets if t.name not in flat]
             out = _fail(fs_name, probe_name, [t for t in targets if t.name in flat],
                         "; ".join(notes + ["the target is constant in the training split"]))
-            return out + (_fit_and_score(fs_name, probe_name, factory, X, finite, split, ok) if ok else [])
-    notes += [f"split {s!r} is empty" + ("; hyperparameters chosen without it (ridge: leave-one-out, logistic: "
-                                          "k-fold CV, trees: internal hold-out)" if s == "val" else "") for s in empty]
+            return out + (_fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, ok) if ok else [])
+    notes += [f"split {s!r} is empty" + ("; hyperparameters chosen without it on held-out models (ridge: "
+                                          "leave-one-out or k-fold by model, logistic: k-fold by model, trees: "
+                                          "hold-out by model)" if s == "val" else "") for s in empty]
     y_fit = y_train[:, 0] if len(targets) == 1 else y_train
     val = {}
     if "val" not in empty:
         val = {"X_val": X[idx["val"]], "y_val": Y[idx["val"], 0] if len(targets) == 1 else Y[idx["val"]]}
     estimator = factory(task)
+    if "groups" in inspect.signature(estimator.fit).parameters:
+        val["groups"] = groups[idx["train"]]
+    elif "val" in empty and has_repeats(groups[idx["train"]]):
+        notes.append("the probe's fit takes no groups: its hyperparameters may have been chosen on folds that "
+                     "split a model's checkpoints")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         try:

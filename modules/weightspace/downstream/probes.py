@@ -1,10 +1,12 @@
 """Probes that read a property off features: ridge, logistic regression, gradient-boosted trees.
 
-Every probe is a scikit-learn estimator with ``fit(X, y, X_val=None, y_val=None)``:
+Every probe is a scikit-learn estimator with ``fit(X, y, X_val=None, y_val=None, groups=None)``:
 the regularization (ridge alpha, logistic C, boosting rounds) is chosen on the
 validation split when one is given. Without one, the choice falls back to
-scikit-learn's own selection: efficient leave-one-out (`RidgeCV`), stratified
-k-fold (`LogisticRegressionCV`) or an internal 10 % hold-out (boosting).
+held-out rows: efficient leave-one-out (`RidgeCV`), stratified k-fold
+(`LogisticRegressionCV`) or a 10 % hold-out (boosting). With `groups` (the
+model id of each row) and a model with several rows, whole models are held
+out instead, so no checkpoint of one model is on both sides of a fold.
 Linear probes standardize their features on the training rows; intercepts are
 never penalized.
 """
@@ -17,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 from scipy.linalg.blas import dsyrk
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
@@ -25,6 +27,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
+
+from weightspace.data.splits import has_repeats, model_folds, model_holdout
 
 # the 2021 ridge grid (reference_system.md 5.1); 2021 did not standardize, so we extend it upwards:
 # with standardized features the Gram diagonal is n, and large zoos need alphas beyond 1e3
@@ -93,6 +97,15 @@ def _has_val(X_val, y_val) -> bool:
     return X_val is not None and len(y_val) > 0
 
 
+def _check_groups(groups, n: int) -> np.ndarray | None:
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if groups.shape != (n,):
+        raise ValueError(f"groups has shape {groups.shape} for {n} training rows; pass one model id per row")
+    return groups
+
+
 class RidgeProbe(RegressorMixin, BaseEstimator):
     """Ridge regression on standardized features, alpha chosen per target on validation R².
 
@@ -101,8 +114,10 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
     the n x n kernel matrix when n < D) and every alpha of the grid is scored on
     the validation rows from that one decomposition. Without them (or with fewer
     than two validation rows), alpha is chosen by `RidgeCV`'s efficient
-    leave-one-out, and so is the alpha of any target that is constant on the
-    validation rows (the others keep theirs). Ties go to the larger alpha.
+    leave-one-out, or, when `groups` gives a model several rows, by the summed
+    squared error of k-fold cross-validation holding out whole models; so is the
+    alpha of any target that is constant on the validation rows (the others keep
+    theirs). Ties go to the larger alpha.
     Several targets (y of shape (n, k)) share the decomposition, each with its own alpha.
 
     Fitted attributes: ``scaler_`` (StandardScaler), ``ridge_`` (a `Ridge` whose
@@ -115,8 +130,9 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         self.alphas = alphas  # the grid
         self.chunk_size = chunk_size  # rows per chunk when accumulating the Gram matrix and predicting
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "RidgeProbe":
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "RidgeProbe":
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS)
+        groups = _check_groups(groups, X.shape[0])
         if X.shape[0] < 2:
             raise ValueError(f"RidgeProbe needs at least 2 samples, got n_samples = {X.shape[0]}")
         alphas = np.sort(_check_grid(self.alphas, "alphas"))[::-1]
@@ -138,21 +154,44 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
             best = np.nanargmax(np.where(scored, scores, 0.0), axis=0)  # first = largest alpha on ties
             coef = W[best, :, np.arange(Y.shape[1])]  # (k, D)
             alpha = alphas[best]
-            if not scored.all():  # e.g. a target constant on val: leave-one-out for that target only
-                loo = RidgeCV(alphas=tuple(alphas), alpha_per_target=True).fit(self.scaler_.transform(X), Y[:, ~scored])
-                coef[~scored] = loo.coef_.reshape(-1, X.shape[1])
-                alpha[~scored] = np.atleast_1d(loo.alpha_)
-            self.ridge_ = Ridge(alpha=alpha if y.ndim > 1 else float(alpha[0]))
-            self.ridge_.coef_ = coef if y.ndim > 1 else coef[0]
-            self.ridge_.intercept_ = Y.mean(0) if y.ndim > 1 else float(Y.mean())
-            self.ridge_.n_features_in_ = X.shape[1]
+            if not scored.all():  # e.g. a target constant on val: no validation for that target only
+                coef[~scored], alpha[~scored] = self._without_val(X, Y[:, ~scored], alphas, groups)
+            self._set_ridge(coef, alpha, Y, y.ndim > 1)
             self.val_scores_ = scores if y.ndim > 1 else scores[:, 0]
+        elif has_repeats(groups):
+            coef, alpha = self._without_val(X, Y, alphas, groups)
+            self._set_ridge(coef, alpha, Y, y.ndim > 1)
+            self.val_scores_ = np.full((len(alphas),) + y.shape[1:], np.nan)
         else:
             self.ridge_ = RidgeCV(alphas=tuple(alphas), alpha_per_target=y.ndim > 1).fit(self.scaler_.transform(X), y)
             alpha = np.atleast_1d(self.ridge_.alpha_)
             self.val_scores_ = np.full((len(alphas),) + y.shape[1:], np.nan)
         self.alpha_ = alpha if y.ndim > 1 else float(alpha[0])
         return self
+
+    def _set_ridge(self, coef: np.ndarray, alpha: np.ndarray, Y: np.ndarray, multi: bool) -> None:
+        """``ridge_`` from coefficients (k, D) in standardized units and alphas (k,)."""
+        self.ridge_ = Ridge(alpha=alpha if multi else float(alpha[0]))
+        self.ridge_.coef_ = coef if multi else coef[0]
+        self.ridge_.intercept_ = Y.mean(0) if multi else float(Y.mean())
+        self.ridge_.n_features_in_ = coef.shape[1]
+
+    def _without_val(self, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
+        """(coef (k, D), alpha (k,)) chosen without validation rows: leave-one-out, or k-fold by model."""
+        if not has_repeats(groups):
+            loo = RidgeCV(alphas=tuple(alphas), alpha_per_target=True).fit(self.scaler_.transform(X), Y)
+            return loo.coef_.reshape(-1, X.shape[1]), np.broadcast_to(loo.alpha_, (Y.shape[1],)).copy()
+        n_models = len(np.unique(groups))
+        if n_models < 2:
+            raise ValueError("RidgeProbe needs rows of at least 2 models (groups) to choose alpha without "
+                             "validation rows, got 1 model; pass X_val and y_val")
+        sse = np.zeros((len(alphas), Y.shape[1]))
+        for train, held in model_folds(groups, min(5, n_models)):
+            W = self._coefs_for_grid(X[train], Y[train], alphas)
+            sse += self._val_sse(W, Y[train].mean(0), X[held], Y[held])
+        best = np.argmin(sse, axis=0)  # first = largest alpha on ties
+        W = self._coefs_for_grid(X, Y, alphas)
+        return W[best, :, np.arange(Y.shape[1])], alphas[best]
 
     def _standardized(self, X: np.ndarray) -> np.ndarray:
         return (np.asarray(X, dtype=np.float64) - self.scaler_.mean_) / self.scaler_.scale_
@@ -178,15 +217,20 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         return np.stack([Z.T @ (U @ (C / (s2 + a)[:, None])) for a in alphas])
 
     def _val_r2(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
+        sse = self._val_sse(W, y_mean, X_val, Y_val)
+        sst = ((Y_val - Y_val.mean(0)) ** 2).sum(0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(sst > 0, 1.0 - sse / sst, np.nan)
+
+    def _val_sse(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
+        """(n_alphas, k) summed squared errors on the validation rows of the coefficients `W` (n_alphas, D, k)."""
         n_alphas, d, k = W.shape
         flat = W.transpose(1, 0, 2).reshape(d, n_alphas * k)
         sse = np.zeros((n_alphas, k))
         for start in range(0, X_val.shape[0], self.chunk_size):
             pred = (self._standardized(X_val[start:start + self.chunk_size]) @ flat).reshape(-1, n_alphas, k) + y_mean
             sse += ((pred - Y_val[start:start + self.chunk_size, None, :]) ** 2).sum(0)
-        sst = ((Y_val - Y_val.mean(0)) ** 2).sum(0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(sst > 0, 1.0 - sse / sst, np.nan)
+        return sse
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self)
@@ -210,6 +254,8 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
     rows of classes absent from training count as errors. Without validation
     data, C is chosen by `LogisticRegressionCV` over stratified folds (k = the
     smallest class count, at most 5), or C = 1 if a class has a single sample.
+    When `groups` gives a model several rows, the folds hold out whole models
+    (k = the fewest models of a class, at most 5; C = 1 if a class has one model).
 
     Fitted attributes: ``scaler_``, ``classifier_`` (the fitted sklearn model),
     ``C_``, ``classes_``, ``n_iter_``, ``val_scores_`` (validation accuracy per C, ascending C).
@@ -220,10 +266,17 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter  # lbfgs iterations per fit
         self.random_state = random_state  # seeds the fallback CV folds
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "LogisticProbe":
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "LogisticProbe":
         X, y = validate_data(self, X, y, dtype=_FLOATS)
         check_classification_targets(y)
         classes, counts = np.unique(y, return_counts=True)
+        groups, folds = _check_groups(groups, X.shape[0]), None
+        if has_repeats(groups):  # count models, not rows, per class: folds hold out whole models
+            counts = np.array([len(np.unique(groups[y == c])) for c in classes])
+            if counts.min() >= 2:
+                folds = model_folds(groups, min(5, int(counts.min())), y=y, random_state=self.random_state)
+        elif counts.min() >= 2:
+            folds = StratifiedKFold(min(5, int(counts.min())), shuffle=True, random_state=self.random_state)
         if len(classes) < 2:
             raise ValueError("LogisticProbe needs at least 2 classes in the training data, "
                              f"got 1 class ({classes[0]!r})")
@@ -242,8 +295,7 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
                 if best is None or self.val_scores_[i] > self.val_scores_[best]:
                     best, self.classifier_ = i, copy.deepcopy(model)
             self.C_ = float(Cs[best])
-        elif counts.min() >= 2:
-            folds = StratifiedKFold(min(5, int(counts.min())), shuffle=True, random_state=self.random_state)
+        elif folds is not None:
             self.classifier_ = LogisticRegressionCV(Cs=list(Cs), cv=folds, scoring="accuracy", l1_ratios=(0.0,),
                                                     max_iter=self.max_iter, **_CV_NEW_ATTRIBUTES).fit(Z, y)
             self.C_ = float(np.atleast_1d(self.classifier_.C_)[0])
@@ -276,7 +328,9 @@ class _BoostedTrees(BaseEstimator):
     """Histogram gradient boosting with early stopping on the validation split when given.
 
     Without validation data, early stopping uses an internal 10 % hold-out when
-    there are at least 1000 training rows, and runs all `max_iter` rounds otherwise.
+    there are at least 1000 training rows, and runs all `max_iter` rounds otherwise;
+    when `groups` gives a model several rows, the hold-out is 10 % of the models
+    (all rounds if that would leave a class out of training).
     Boosting runs on `n_threads` OpenMP threads, 1 by default: on probe-sized data
     thread start-up dominates, and on a shared machine spinning threads made
     fits 5-30x slower than one thread in our measurements.
@@ -295,12 +349,20 @@ class _BoostedTrees(BaseEstimator):
         self.random_state = random_state  # seeds binning subsamples and the internal hold-out
         self.n_threads = n_threads  # OpenMP threads while fitting and predicting; None: all cores
 
-    def _fit(self, model_cls, X, y, X_val, y_val):
+    def _fit(self, model_cls, X, y, X_val, y_val, groups=None):
         X, y = validate_data(self, X, y, dtype=_FLOATS)
+        groups = _check_groups(groups, X.shape[0])
         val = _has_val(X_val, y_val)
+        early = val or X.shape[0] >= 1000
+        if early and not val and has_repeats(groups) and len(np.unique(groups)) >= 2:
+            train, held = model_holdout(groups, 0.1, self.random_state)  # whole models, never rows of a model
+            if is_classifier(self) and len(np.unique(y[train])) < len(np.unique(y)):
+                early = False  # a class only in the held-out models: boost on every row, all rounds
+            else:
+                X, y, X_val, y_val, val = X[train], y[train], X[held], y[held], True
         model = model_cls(max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
                           min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
-                          early_stopping=val or X.shape[0] >= 1000, n_iter_no_change=self.patience,
+                          early_stopping=early, n_iter_no_change=self.patience,
                           validation_fraction=None if val else 0.1, random_state=self.random_state)
         with threadpool_limits(self.n_threads, user_api="openmp"):
             if val:
@@ -320,22 +382,22 @@ class _BoostedTrees(BaseEstimator):
 class BoostedTreesRegressorProbe(RegressorMixin, _BoostedTrees):
     __doc__ = "Regression probe: " + _BoostedTrees.__doc__
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "BoostedTreesRegressorProbe":
-        return self._fit(HistGradientBoostingRegressor, X, y, X_val, y_val)
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "BoostedTreesRegressorProbe":
+        return self._fit(HistGradientBoostingRegressor, X, y, X_val, y_val, groups)
 
 
 class BoostedTreesClassifierProbe(ClassifierMixin, _BoostedTrees):
     __doc__ = "Classification probe (validation rows of classes unseen in training are ignored for stopping): " \
               + _BoostedTrees.__doc__
 
-    def fit(self, X, y, X_val=None, y_val=None) -> "BoostedTreesClassifierProbe":
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "BoostedTreesClassifierProbe":
         check_classification_targets(y)
         if _has_val(X_val, y_val):
             seen = np.isin(np.asarray(y_val), np.unique(np.asarray(y)))
             X_val, y_val = np.asarray(X_val)[seen], np.asarray(y_val)[seen]
             if not len(y_val):
                 X_val = y_val = None
-        self._fit(HistGradientBoostingClassifier, X, y, X_val, y_val)
+        self._fit(HistGradientBoostingClassifier, X, y, X_val, y_val, groups)
         self.classes_ = self.model_.classes_
         return self
 

@@ -7,26 +7,35 @@ pickle is read by an `Unpickler` whose ``find_class`` maps an explicit allow
 list of globals to light stand-ins and refuses every other global, naming it.
 Tensor storages are read from ``<archive>/data/<key>`` with numpy (large ones
 memory-mapped), so neither torch.load, ray, the 2021 code nor pandas < 2 is
-needed.
+needed. The unpickler is a `RestrictedUnpickler`: a file cannot set state on
+an allow-listed global (and so change how later files load), arrays are
+bounded by the file's size, and zip members must be stored uncompressed and
+unencrypted, as ``torch.save`` writes them.
 """
 
 from __future__ import annotations
 
 import codecs
+import io
 import math
 import os
 import pickle
+import reprlib
 import struct
 import zipfile
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from weightspace.errors import InputError
+from weightspace.restricted_pickle import RestrictedUnpickler
 
-class LegacyPickleError(ValueError):
+
+class LegacyPickleError(InputError):
     """A legacy pickle is refused (a global outside the allow list) or unreadable."""
 
 
@@ -111,7 +120,7 @@ _INDEX_CLASSES = {
 
 def _new_index(cls: type, data: dict) -> LegacyIndex:
     if cls not in _INDEX_CLASSES.values() or not isinstance(data, dict):
-        raise LegacyPickleError(f"_new_Index called with {cls!r}; only the pandas index classes are allowed")
+        raise LegacyPickleError(f"_new_Index called with {reprlib.repr(cls)}; only the pandas index classes are allowed")
     return LegacyIndex(cls.__name__, data)
 
 
@@ -157,12 +166,15 @@ def series_values(series: LegacySeries) -> np.ndarray:
 
 
 # ---------------------------------------------------------- tensors, numpy
+@dataclass(frozen=True, slots=True)
 class _StorageType:
-    def __init__(self, name: str, dtype: str):
-        self.name, self.dtype = name, np.dtype(dtype)
+    """An allow-listed ``torch.<Name>Storage``; frozen, so no file can change its dtype for later files."""
+
+    name: str
+    dtype: np.dtype
 
 
-_STORAGE_TYPES = {name: _StorageType(name, dt) for name, dt in {
+_STORAGE_TYPES = {name: _StorageType(name, np.dtype(dt)) for name, dt in {
     "FloatStorage": "f4", "DoubleStorage": "f8", "HalfStorage": "f2", "BFloat16Storage": "u2",
     "LongStorage": "i8", "IntStorage": "i4", "ShortStorage": "i2", "CharStorage": "i1",
     "ByteStorage": "u1", "BoolStorage": "?",
@@ -185,8 +197,9 @@ def _rebuild_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, 
     # expanded (stride-0) tensors larger than their storage are refused too: a cheap guard against memory bombs
     if not ok or (all(size) and (offset + sum((n - 1) * s for n, s in zip(size, stride)) >= array.size
                                  or math.prod(size) > array.size)):
-        raise LegacyPickleError(f"tensor of size {size}, stride {stride}, offset {offset} does not fit its "
-                                f"storage of {array.size} elements; the file is corrupt")
+        raise LegacyPickleError(f"tensor of size {reprlib.repr(size)}, stride {reprlib.repr(stride)}, offset "
+                                f"{reprlib.repr(offset)} does not fit its storage of {array.size} elements; the file "
+                                "is corrupt")
     if not all(size):
         out = np.zeros(size, array.dtype)
     else:
@@ -203,26 +216,15 @@ def _rebuild_parameter(data: np.ndarray, *_: Any) -> np.ndarray:
     return data
 
 
-def _reconstruct(cls: type, shape: Any, dtype: Any) -> np.ndarray:
-    if cls is not np.ndarray:
-        raise LegacyPickleError(f"numpy _reconstruct of {cls!r}; only numpy.ndarray is allowed")
-    return np.ndarray.__new__(np.ndarray, shape, dtype)
-
-
-def _scalar(dtype: np.dtype, data: Any = None) -> Any:
-    if not isinstance(dtype, np.dtype):
-        raise LegacyPickleError("numpy scalar without a dtype")
-    if dtype.hasobject:
-        return data
-    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
-        raise LegacyPickleError(f"numpy scalar of {dtype} with {len(data) if isinstance(data, bytes) else '?'} bytes")
-    return np.frombuffer(data, dtype=dtype, count=1)[0]
-
-
 def _encode(text: str, encoding: str = "utf-8") -> bytes:
     if not isinstance(text, str) or codecs.lookup(encoding).name not in ("iso8859-1", "utf-8", "ascii"):
         raise LegacyPickleError(f"_codecs.encode with encoding {encoding!r}; only latin1/utf-8 are allowed")
     return text.encode(encoding)
+
+
+def _empty_bytes() -> bytes:
+    """``bytes()``: how protocol 2 writes b"" (an empty array's data); never ``bytes(n)``, which allocates n bytes."""
+    return b""
 
 
 def _path(kind: type):
@@ -239,8 +241,6 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _encode,
     ("pandas.core.frame", "DataFrame"): LegacyFrame,
     ("pandas.core.series", "Series"): LegacySeries,
@@ -248,11 +248,8 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("pandas.core.internals.managers", "SingleBlockManager"): LegacyBlockManager,
     ("pandas.core.indexes.base", "_new_Index"): _new_index,
 }
-for _np in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    _ALLOWED[(_np, "_reconstruct")] = _reconstruct
-    _ALLOWED[(_np, "scalar")] = _scalar
 for _b in ("builtins", "__builtin__"):  # protocol-2 pickles name builtins the Python 2 way
-    _ALLOWED.update({(_b, "set"): set, (_b, "frozenset"): frozenset, (_b, "slice"): slice})
+    _ALLOWED.update({(_b, "set"): set, (_b, "frozenset"): frozenset, (_b, "slice"): slice, (_b, "bytes"): _empty_bytes})
 for _name, _kind in [("PosixPath", PurePosixPath), ("PurePosixPath", PurePosixPath),
                      ("WindowsPath", PureWindowsPath), ("PureWindowsPath", PureWindowsPath)]:
     _ALLOWED[("pathlib", _name)] = _path(_kind)
@@ -260,17 +257,23 @@ for _name, _st in _STORAGE_TYPES.items():
     _ALLOWED[("torch", _name)] = _st
 _ALLOWED.update({tuple(p.rsplit(".", 1)): cls for p, cls in {**STAND_INS, **_INDEX_CLASSES}.items()})
 
-ALLOWED_GLOBALS: tuple[str, ...] = tuple(sorted(f"{m}.{n}" for m, n in _ALLOWED))
+# numpy's globals are the unpickler's own checked stand-ins (weightspace.restricted_pickle)
+_NUMPY_GLOBALS = [("numpy", "ndarray"), ("numpy", "dtype"), *((m, n) for m in ("numpy.core.multiarray",
+                  "numpy._core.multiarray") for n in ("_reconstruct", "scalar"))]
+ALLOWED_GLOBALS: tuple[str, ...] = tuple(sorted(f"{m}.{n}" for m, n in [*_ALLOWED, *_NUMPY_GLOBALS]))
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: Any, *, source: str, storages: "_StorageReader | None"):
-        super().__init__(file, encoding="latin1")
-        self.source, self.storages = source, storages
+class _RestrictedUnpickler(RestrictedUnpickler):
+    error = LegacyPickleError
+    buildable = (LegacyObject, LegacyBlockManager, OrderedDict)  # the only kinds the 2021 files set state on
+
+    def __init__(self, file: Any, *, source: str, storages: "_StorageReader | None", budget: int):
+        super().__init__(file, source=source, allowed=_ALLOWED, budget=budget, encoding="latin1")
+        self.storages = storages
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            return self._allowed[(module, name)]
         except KeyError:
             raise LegacyPickleError(
                 f"refusing to load the global '{module}.{name}' from '{self.source}': the 2021 dataset files "
@@ -281,34 +284,54 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid: Any) -> _Storage:
         if (not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage"
                 or not isinstance(pid[1], _StorageType) or self.storages is None):
-            raise LegacyPickleError(f"'{self.source}': unsupported persistent id {str(pid)[:80]}")
+            raise LegacyPickleError(f"'{self.source}': unsupported persistent id {reprlib.repr(pid)}")
         return self.storages.get(str(pid[2]), pid[1], pid[4])
 
 
 class _StorageReader:
-    """Reads ``<prefix>/data/<key>`` storages of a torch zip (memory-mapped when large and stored)."""
+    """Reads ``<prefix>/data/<key>`` storages of a torch zip (memory-mapped when large)."""
 
     def __init__(self, path: Path, archive: zipfile.ZipFile, prefix: str):
         self.path, self.archive, self.prefix = path, archive, prefix
+        self.size = os.path.getsize(path)
         order = f"{prefix}/byteorder"
-        self.byteorder = archive.read(order).decode().strip() if order in archive.namelist() else "little"
+        self.byteorder = "little"
+        if order in archive.namelist():
+            self.member(order)
+            self.byteorder = archive.read(order).decode("latin1").strip()
         if self.byteorder not in ("little", "big"):
-            raise LegacyPickleError(f"'{path}': unknown byteorder {self.byteorder!r}")
+            raise LegacyPickleError(f"'{path}': unknown byteorder {self.byteorder[:20]!r}")
         self.cache: dict[str, _Storage] = {}
+
+    def member(self, name: str) -> zipfile.ZipInfo:
+        """The zip entry `name`, refused unless stored as ``torch.save`` stores it: uncompressed, unencrypted, whole."""
+        try:
+            info = self.archive.getinfo(name)
+        except KeyError:
+            raise LegacyPickleError(f"'{self.path}' lacks the member '{name}'; the file is incomplete") from None
+        if info.flag_bits & 0x1:
+            raise LegacyPickleError(f"'{self.path}': member '{name}' is encrypted; torch.save never encrypts, so "
+                                    "the file was repacked or crafted. Use the file as published")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise LegacyPickleError(
+                f"'{self.path}': member '{name}' is compressed (zip method {info.compress_type}); torch.save stores "
+                "every member uncompressed, and a compressed one could expand without bound. Repack the file "
+                "without compression (`zip -0`) or use it as published")
+        if info.compress_size != info.file_size or info.header_offset + info.file_size > self.size:
+            raise LegacyPickleError(f"'{self.path}' is truncated or corrupt inside '{name}' ({info.file_size} "
+                                    f"bytes declared, the file has {self.size})")
+        return info
 
     def get(self, key: str, kind: _StorageType, numel: int) -> _Storage:
         if key in self.cache:
             return self.cache[key]
         name = f"{self.prefix}/data/{key}"
-        try:
-            info = self.archive.getinfo(name)
-        except KeyError:
-            raise LegacyPickleError(f"'{self.path}' lacks the storage '{name}'; the file is incomplete") from None
+        info = self.member(name)
         dtype = kind.dtype.newbyteorder("<" if self.byteorder == "little" else ">")
-        if not isinstance(numel, int) or info.file_size < numel * dtype.itemsize:
+        if not isinstance(numel, int) or numel < 0 or info.file_size < numel * dtype.itemsize:
             raise LegacyPickleError(f"'{self.path}': storage '{name}' holds {info.file_size} bytes, "
                                     f"fewer than {numel} x {dtype.itemsize}; the file is truncated or corrupt")
-        if info.compress_type == zipfile.ZIP_STORED and info.file_size > _MMAP_BYTES:
+        if info.file_size > _MMAP_BYTES:
             array = np.memmap(self.path, dtype=dtype, mode="r", offset=self._data_offset(info), shape=(numel,))
         else:
             try:
@@ -345,20 +368,24 @@ def load_legacy_pickle(path: str | os.PathLike) -> Any:
         raise FileNotFoundError(f"no file '{path}'; fetch the 2021 datasets with `weightspace zoo download`")
     try:
         archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as err:
         raise LegacyPickleError(f"'{path}' is not a readable torch zip file ({err}); it may be truncated, "
                                 "or saved in torch's pre-1.6 format, which is not supported") from err
     with archive:
         pkls = [n for n in archive.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
         if len(pkls) != 1:
             raise LegacyPickleError(f"'{path}' has {len(pkls)} '*/data.pkl' members, expected 1; not a torch.save file")
-        storages = _StorageReader(path, archive, pkls[0].split("/")[0])
         try:
-            with archive.open(pkls[0]) as stream:
-                return _RestrictedUnpickler(stream, source=str(path), storages=storages).load()
+            storages = _StorageReader(path, archive, pkls[0].split("/")[0])
+            storages.member(pkls[0])  # stored, so at most the file's size: read whole (small reads of a zip are slow)
+            stream = io.BytesIO(archive.read(pkls[0]))
+            return _RestrictedUnpickler(stream, source=str(path), storages=storages, budget=storages.size).load()
         except LegacyPickleError:
             raise
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError,
-                AttributeError, IndexError, KeyError, OSError, RecursionError) as err:
+        except MemoryError:
+            raise LegacyPickleError(f"'{path}': not enough memory to read it; free memory or use a larger "
+                                    "machine (a corrupt file can also claim more data than it holds)") from None
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, TypeError, AttributeError,
+                LookupError, OSError, RecursionError, struct.error, OverflowError, NotImplementedError) as err:
             raise LegacyPickleError(f"'{path}': data.pkl could not be read ({type(err).__name__}: {err}); "
                                     "the file is corrupt or truncated") from err

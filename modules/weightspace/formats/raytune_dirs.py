@@ -12,7 +12,10 @@ Which result line belongs to checkpoint N follows the 2021 rule (reference
 the first line is the initialisation (line = N).
 
 `export_raytune` writes a zoo back in this layout (plus ``index_dict.json`` and
-``weightspace.json`` at the top) so that importing the export gives the zoo back.
+``weightspace.json`` at the top) so that importing the export gives the zoo back,
+and so that the 2021 reader labels every checkpoint with its own epoch: every
+model logs iteration 0 for the initialisation (line N = epoch N), as the
+authors' zoos do.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from weightspace.formats import legacy
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
 from weightspace.atomic import atomic_directory
+from weightspace.outputs import check_replaceable
 from weightspace.zoo.store import Zoo
 
 META = "weightspace.json"
@@ -45,6 +49,12 @@ _RAY_KEYS = {
     "checkpoint_dir_name", "warmup_time", "config", "epoch",
 }
 _NOT_METRICS = {"model_id", "seed", "split", "diverged", "model_path"}
+# config keys naming the run's random seed (seed, model::seed, random_seed): which run, not a setting to probe
+_SEED_KEY = re.compile(r"(?:.*[_:])?seeds?")
+# data set names as they appear in experiment folders and data paths (tune_zoo_mnist_uniform, .../MNIST/dataset.pt)
+_TASK_WORD = re.compile(r"(?<![a-z0-9])(fashion[-_]?mnist|f[-_]?mnist|mnist|svhn|cifar[-_]?100|cifar[-_]?10|stl[-_]?10|"
+                        r"usps|tetris|tiny[-_]?imagenet)(?![a-z0-9])")
+_TASK_ALIASES = {"fashionmnist": "fashion_mnist", "fmnist": "fashion_mnist", "tinyimagenet": "tiny_imagenet"}
 
 
 def _read_results(path: Path) -> list[dict]:
@@ -105,6 +115,18 @@ def _find_layout(src: Path, state: Mapping[str, torch.Tensor], meta: dict, archi
         index_dict = src / "index_dict.json"
     num_params = sum(v.numel() for v in state.values())
     return legacy.resolve_layout(num_params, index_dict)
+
+
+def _task_from_folders(src: Path, config: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """The data set the runs trained on, as (name, where it was found): a config path, else the folder name."""
+    data_keys = [k for k in config if "data" in k.lower() or "task" in k.lower()]
+    candidates = [(f"config {k!r}", config[k]) for k in data_keys if isinstance(config[k], str)]
+    for where, text in [*candidates, ("folder name", src.resolve().name)]:
+        m = _TASK_WORD.search(text.lower())
+        if m:
+            word = re.sub(r"[-_]", "", m.group(1))
+            return _TASK_ALIASES.get(word, word), where
+    return None, None
 
 
 def _scalar(value: Any) -> Any:
@@ -174,20 +196,27 @@ def import_raytune(src: str | os.PathLike, *, architecture: str | None = None,
     samples = pd.DataFrame([{(names[k[1]] if isinstance(k, tuple) else k): v for k, v in r.items()} for r in rows])
     computed = ~np.isfinite(weights).all(axis=1)
     samples["diverged"] = computed | (samples["diverged"].fillna(False).astype(bool) if "diverged" in samples else False)
-    hyper = meta.get("hyperparameters", [names[k] for k in config_keys])
-    metrics = meta.get("metrics", [c for c in samples if c not in _NOT_METRICS and c not in hyper and c != "epoch"
-                                   and pd.api.types.is_numeric_dtype(samples[c])])
+    hyper = meta.get("hyperparameters", [names[k] for k in config_keys if not _SEED_KEY.fullmatch(k.lower())])
+    not_metrics = _NOT_METRICS | set(hyper) | set(names.values()) | {"epoch"}
+    metrics = meta.get("metrics", [c for c in samples if c not in not_metrics and pd.api.types.is_numeric_dtype(samples[c])])
+    if isinstance(meta.get("task"), dict) and meta["task"].get("name") is not None:
+        task, task_from = meta["task"], "weightspace.json"
+    else:
+        first_config = {k[1]: v for k, v in rows[0].items() if isinstance(k, tuple)}
+        task_name, task_from = _task_from_folders(src, first_config)
+        task = {"name": task_name}
     info = {
         "name": name or meta.get("name", src.resolve().name),
         "hyperparameters": [c for c in hyper if c in samples],
         "metrics": [c for c in metrics if c in samples],
         "architecture": architecture_info,
-        "task": meta.get("task", {"name": None}),
+        "task": task,
         "provenance": {
             "format": "raytune",
             "source": str(src.resolve()),
             "converted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "columns": {k: names[k] for k in config_keys},
+            "task_from": task_from,
             "result_line_offset": {"models_logging_from_epoch_1": offsets[1], "models_logging_initialisation": offsets[0]},
         },
     }
@@ -195,9 +224,8 @@ def import_raytune(src: str | os.PathLike, *, architecture: str | None = None,
 
 
 def convert_raytune(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, **kwargs: Any) -> Zoo:
-    """`import_raytune` then `Zoo.save` to `out` (refuses an existing `out` unless `overwrite`)."""
-    if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"'{out}' already exists; pass overwrite=True (--overwrite) to replace it")
+    """`import_raytune` then `Zoo.save` to `out` (refuses an existing `out` unless `overwrite`, and anything but a zoo)."""
+    check_replaceable(out, accept=("zoo",), overwrite=overwrite)  # refuse early, before reading the source
     zoo = import_raytune(src, **kwargs)
     zoo.save(out, overwrite=overwrite)
     return zoo
@@ -221,15 +249,20 @@ def export_raytune(zoo: Zoo | str | os.PathLike, dst: str | os.PathLike, *, over
     """Write a zoo as a ray.tune experiment folder with 2021 checkpoint keys.
 
     Each model gets ``params.json`` (its hyperparameters), ``result.json``
-    (one line per epoch up to its last checkpoint; lines without a checkpoint
-    carry only bookkeeping) and ``checkpoint_<N:06d>/checkpoints``.
+    and ``checkpoint_<N:06d>/checkpoints``. ``result.json`` is written as the
+    authors' Trainable logs it: line N is ``training_iteration`` N for epoch N,
+    line 0 the initialisation, up to the zoo's last epoch in every model (lines
+    without a checkpoint carry only bookkeeping). So the 2021 reader, which
+    decides its line offset on one sample for the whole zoo, reads every
+    checkpoint's own line whichever sample comes first.
 
     Raises:
         FileExistsError: `dst` exists and `overwrite` is False.
+        OutputError: `dst` is not an export (nor an empty folder), another run holds its lock, or it cannot be written.
     """
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.load(zoo)
     dst = Path(dst)
-    with atomic_directory(dst, overwrite=overwrite) as tmp:
+    with atomic_directory(dst, overwrite=overwrite, accept=("raytune export",)) as tmp:
         _write_export(zoo, tmp)
     return dst
 
@@ -245,6 +278,7 @@ def _write_export(zoo: Zoo, root: Path) -> None:
     (root / META).write_text(json.dumps(meta, indent=1, default=str) + "\n")
     layout.save_index_dict(root / "index_dict.json")
     used: set[str] = set()
+    last_epoch = int(samples["epoch"].max())
     for model_id, group in samples.groupby("model_id", sort=False):
         group = group.sort_values("epoch")
         folder = root / _folder_name(model_id, used)
@@ -255,10 +289,10 @@ def _write_export(zoo: Zoo, root: Path) -> None:
         first = {c: _json_value(group[c].iloc[0]) for c in hyper}
         (folder / "params.json").write_text(json.dumps(first, indent=1) + "\n")
         by_epoch = {int(e): i for e, i in zip(group["epoch"], group.index)}
-        start = 0 if epochs[0] == 0 else 1  # epoch of the first line: see the module docstring
         with open(folder / "result.json", "w") as f:
-            for line_no, epoch in enumerate(range(start, epochs[-1] + 1)):
-                line: dict[str, Any] = {"training_iteration": line_no + 1, "epoch": epoch}
+            # line N is training_iteration N = epoch N, from the initialisation to the zoo's last epoch
+            for epoch in range(last_epoch + 1):
+                line: dict[str, Any] = {"training_iteration": epoch, "epoch": epoch}
                 i = by_epoch.get(epoch)
                 if i is not None:
                     line.update({c: _json_value(samples.at[i, c]) for c in others})

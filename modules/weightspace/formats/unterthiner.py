@@ -4,7 +4,8 @@ Per image dataset: ``weights.npy`` (or ``all_weights.npy``) ``[N, 4970]``, one
 row per checkpoint in TensorFlow order (per layer the bias, then the kernel;
 conv kernels HWIO, dense kernels [in, out]); ``metrics.csv(.gz)`` with the
 ``config.*``, ``modeldir``, ``step``, ``test_accuracy``... columns, row-aligned;
-``layout.csv`` (``varname``, ``start_idx``, ``end_idx``, ``shape``).
+``layout.csv`` (``varname``, ``start_idx``, ``end_idx``, ``shape``); without it
+the per-layer order (``param_order``, ``--param-order``) must be given, never guessed.
 
 Conversion permutes every row into the torch layout of ``cnn_unterthiner``
 (OIHW / [out, in], weight before bias) with one gather index, streaming row
@@ -21,7 +22,6 @@ from __future__ import annotations
 import ast
 import math
 import os
-import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from weightspace.errors import InputError
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
 from weightspace.zoo.store import Zoo, ZooWriter
@@ -39,6 +40,8 @@ METRIC_FILES = ("metrics.csv.gz", "metrics.csv", "all_metrics.csv.gz", "all_metr
 REQUIRED_METRICS = ("modeldir", "step", "test_accuracy", "train_accuracy")
 _RENAMES = {"modeldir": "model_id", "step": "epoch", "test_accuracy": "test_acc", "train_accuracy": "train_acc"}
 METRICS = ("test_acc", "train_acc", "test_loss", "train_loss", "ggap")
+# per layer, which TF variable comes first in a row; the released archives (and their layout.csv) are bias-kernel
+PARAM_ORDERS = {"bias-kernel": True, "kernel-bias": False}
 _CHUNK_BYTES = 32 << 20  # rows read per step: ~32 MiB
 
 
@@ -146,6 +149,36 @@ def gather_index(variables: list[TFVariable], layout: WeightLayout) -> np.ndarra
         if spec.has_bias:
             parts.append(np.arange(pair["bias"].start, pair["bias"].end))
     return np.concatenate(parts)
+
+
+def variables_order(variables: list[TFVariable]) -> str:
+    """The order of each layer's TF variables in the rows: bias-kernel, kernel-bias, or mixed."""
+    first: dict[str, bool] = {}
+    for v in sorted(variables, key=lambda v: v.start):
+        first.setdefault(v.varname.rsplit("/", 1)[0], v.is_bias)
+    orders = {bias_first for bias_first in first.values()}
+    return next(k for k, b in PARAM_ORDERS.items() if orders == {b}) if len(orders) == 1 else "mixed"
+
+
+def _row_variables(src: str | os.PathLike, files: dict[str, Path], num_params: int,
+                   order: str | None) -> tuple[list[TFVariable], str]:
+    """The TF variables of the rows (layout.csv, else the published layout in the given order) and how that was known."""
+    if order is not None and order not in PARAM_ORDERS:
+        raise InputError(f"param_order must be one of {sorted(PARAM_ORDERS)}, got {order!r}")
+    if "layout" in files:
+        variables = read_tf_layout(files["layout"], num_params)
+        found = variables_order(variables)
+        if order is not None and order != found:
+            raise InputError(f"'{files['layout']}' puts the parameters in {found} order, but {order} was given; "
+                             "drop the order option (layout.csv decides) or fix the file")
+        return variables, f"{found} (layout.csv)"
+    if order is None:
+        raise InputError(
+            f"'{src}' has no layout.csv, so whether each layer's bias comes before or after its kernel in the rows is "
+            "unknown (a wrong guess converts into wrong weights); put the archive's layout.csv in the folder, or give "
+            "the order: --param-order bias-kernel (the released Small CNN Zoo archives) or --param-order kernel-bias "
+            "(param_order=... in Python)")
+    return tf_variables(bias_first=PARAM_ORDERS[order]), f"{order} (given)"
 
 
 def unterthiner_layout() -> WeightLayout:
@@ -268,7 +301,7 @@ def _row_chunks(path: Path, shape: tuple[int, int], dtype: np.dtype, offset: int
 
 def convert_unterthiner(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
                         name: str | None = None, chunk_rows: int | None = None,
-                        provenance: dict | None = None) -> Zoo:
+                        provenance: dict | None = None, param_order: str | None = None) -> Zoo:
     """Convert a Small CNN Zoo dataset folder into a weightspace zoo at `out`.
 
     Args:
@@ -278,19 +311,18 @@ def convert_unterthiner(src: str | os.PathLike, out: str | os.PathLike, *, overw
         name: zoo name (default: the folder name).
         chunk_rows: rows per read (default: about 32 MiB worth).
         provenance: extra entries for the zoo's provenance (e.g. download url).
+        param_order: per layer "bias-kernel" or "kernel-bias"; needed when `src`
+            has no layout.csv (which otherwise decides, and must agree with it).
 
     Raises:
         FileNotFoundError, FileExistsError, ValueError: missing files, an
             existing `out`, or files that are truncated, inconsistent or malformed.
+        InputError: no layout.csv and no `param_order`, or the two disagree.
     """
     files = find_files(src)
     layout = unterthiner_layout()
     shape, dtype, offset, fortran = _npy_header(files["weights"])
-    if "layout" in files:
-        variables = read_tf_layout(files["layout"], layout.num_params)
-    else:
-        warnings.warn(f"'{src}' has no layout.csv; assuming the published Small CNN Zoo layout", stacklevel=2)
-        variables = tf_variables()
+    variables, order_found = _row_variables(src, files, layout.num_params, param_order)
     index = gather_index(variables, layout)
     if shape[1] != layout.num_params:
         raise ValueError(f"'{files['weights']}' rows have {shape[1]} entries; Small CNN Zoo rows have {layout.num_params}")
@@ -324,7 +356,9 @@ def convert_unterthiner(src: str | os.PathLike, out: str | os.PathLike, *, overw
                 "columns": renames,
                 "source_dtype": str(dtype),
                 "diverged_rows": int(diverged.sum()),
-                "layout": "TF (per layer bias, kernel HWIO / [in, out]) -> torch (weight OIHW / [out, in], bias)",
+                "param_order": order_found,
+                "layout": "TF (per layer bias and kernel in param_order, kernel HWIO / [in, out]) -> "
+                          "torch (weight OIHW / [out, in], bias)",
                 "notes": "activation varies per model: build each network with cnn_unterthiner(activation=<activation>)",
                 **(provenance or {}),
             },

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -27,6 +27,7 @@ import pandas as pd
 from weightspace.formats import legacy, unterthiner
 from weightspace.formats.legacy_pickle import (LegacyFrame, LegacyObject, LegacyPickleError, LegacySeries,
                                                frame_to_pandas, load_legacy_pickle, series_values)
+from weightspace.outputs import check_replaceable
 from weightspace.zoo.store import Zoo, ZooWriter
 
 SPLITS = {"trainset": "train", "valset": "val", "testset": "test"}
@@ -50,13 +51,28 @@ class _Part:
     metrics: list[str]  # columns holding measured properties
 
 
-def _as_list(value: Any, n: int, what: str) -> list:
+_SCALARS = (str, bytes, int, float, type(None), np.generic, PurePath)
+_MAX_ITEMS = 1024  # entries of a list-valued property
+
+
+def _plain(value: Any) -> bool:
+    """A number, string or None, or a short flat list of them: nothing whose printing could recurse or explode."""
+    if isinstance(value, (list, tuple)):
+        return len(value) <= _MAX_ITEMS and all(isinstance(v, _SCALARS) for v in value)
+    return isinstance(value, _SCALARS)
+
+
+def _as_list(value: Any, n: int, what: str, *, kind: type | tuple[type, ...] | None = None) -> list:
     if isinstance(value, LegacySeries):
         value = series_values(value)
     if isinstance(value, np.ndarray):
         value = value.reshape(-1).tolist()
     if not isinstance(value, (list, tuple)) or len(value) != n:
         raise LegacyPickleError(f"{what} has {len(value) if hasattr(value, '__len__') else '?'} entries, expected {n}")
+    bad = next((i for i, v in enumerate(value) if not (isinstance(v, kind) if kind else _plain(v))), None)
+    if bad is not None:
+        raise LegacyPickleError(f"{what}[{bad}] is a {type(value[bad]).__name__}, expected "
+                                f"{'a string' if kind is str else 'a number, a string or a short flat list of them'}")
     return [v.item() if isinstance(v, np.generic) else v for v in value]
 
 
@@ -68,7 +84,7 @@ def _simclr_part(ds: LegacyObject, split: str) -> _Part:
     if len({v.size for v in vectors}) != 1:
         raise LegacyPickleError(f"{split}: data_in vectors differ in length ({sorted({v.size for v in vectors})[:5]})")
     n = len(vectors)
-    labels = _as_list(ds.__dict__.get("labels_in"), n, f"{split}: labels_in")
+    labels = _as_list(ds.__dict__.get("labels_in"), n, f"{split}: labels_in", kind=str)
     paths, epochs = zip(*(legacy.parse_simclr_label(lab) for lab in labels))
     stored = ds.__dict__.get("epochs")
     if stored is not None and [int(e) for e in _as_list(stored, n, f"{split}: epochs")] != list(epochs):
@@ -93,7 +109,7 @@ def _google_part(ds: LegacyObject, split: str) -> _Part:
     if not isinstance(data, np.ndarray) or data.ndim != 2:
         raise LegacyPickleError(f"{split}: GoogleDatasetSimCLR.data is not a (N, D) tensor")
     n = data.shape[0]
-    labels = _as_list(ds.__dict__.get("labels"), n, f"{split}: labels")
+    labels = _as_list(ds.__dict__.get("labels"), n, f"{split}: labels", kind=str)
     parsed = [legacy.parse_google_label(lab) for lab in labels]
     metrics = ds.__dict__.get("metrics")
     if isinstance(metrics, LegacyFrame):
@@ -123,7 +139,15 @@ def _google_part(ds: LegacyObject, split: str) -> _Part:
 
 
 def _read_parts(path: Path) -> list[tuple[str, _Part]]:
-    obj = load_legacy_pickle(path)
+    try:
+        return _parts_of(path, load_legacy_pickle(path))
+    except (RecursionError, MemoryError) as err:  # a crafted file's nesting or sizes, or a file too large for here
+        need = "memory" if isinstance(err, MemoryError) else "nesting"
+        raise LegacyPickleError(f"'{path}': its content needs more {need} than this machine allows; the file is "
+                                "corrupt, crafted or too large") from None
+
+
+def _parts_of(path: Path, obj: Any) -> list[tuple[str, _Part]]:
     if not isinstance(obj, dict) or not any(k in obj for k in SPLITS):
         raise LegacyPickleError(f"'{path}' holds {type(obj).__name__}, not a dict with {list(SPLITS)}")
     parts = []
@@ -232,9 +256,9 @@ def convert_zenodo_2021(path: str | os.PathLike, out: str | os.PathLike, *, over
     Raises:
         LegacyPickleError, ValueError, FileExistsError: see `read_zenodo_2021`;
             `out` exists and `overwrite` is False.
+        OutputError: `out` is not a zoo (nor an empty folder), or cannot be written.
     """
-    if Path(out).exists() and not overwrite:
-        raise FileExistsError(f"'{out}' already exists; pass overwrite=True (--overwrite) to replace it")
+    check_replaceable(out, accept=("zoo",), overwrite=overwrite)  # refuse early, before reading the source
     parts, layout, index, samples, info = _plan(path, index_dict)
     if name:
         info["name"] = name

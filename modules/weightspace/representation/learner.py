@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from weightspace.atomic import append_text, atomic_file, write_json
 from weightspace.data.dataset import ZooDataset
 from weightspace.layout import WeightLayout
 from weightspace.representation.config import ExperimentConfig, config_to_dict
@@ -45,10 +46,10 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" is cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """"auto" is cuda when available, else cpu; an unknown or absent device raises `InputError`."""
+    from weightspace.devices import resolve_device as resolve
+
+    return resolve(name)
 
 
 @contextmanager
@@ -85,7 +86,7 @@ class Learner:
         init = torch.Generator().manual_seed(tc.seed)
         self.model = create_autoencoder(config.encoder, layout, generator=init).to(self.device)
         hc = config.head
-        self.head = ProjectionHead(config.encoder.latent_dim, layers=hc.layers, hidden=hc.hidden, out_dim=hc.out_dim,
+        self.head = ProjectionHead(self.model.latent_dim, layers=hc.layers, hidden=hc.hidden, out_dim=hc.out_dim,
                                    batch_norm=hc.batch_norm, generator=init).to(self.device)
         self.loss = build_loss(config.loss, layout).to(self.device)
         self.symmetry, self.corruption = config.augment.build(layout)
@@ -128,7 +129,7 @@ class Learner:
             p = self.head(z)
         b = x.shape[0]
         p = p.float()
-        return self.loss(p[:b], p[b:], y.float(), targets)
+        return self.loss(p[:b], p[b:], y.float(), reconstruction_target(self.model, targets))
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         """One optimizer step on the batch ``(B, D)``; raises `NonFiniteLossError` before applying a NaN step."""
@@ -161,6 +162,8 @@ class Learner:
         if n < bs:
             raise ValueError(f"the {dataset.split} split holds {n} samples, fewer than one batch "
                              f"(TrainConfig.batch_size={bs}); lower batch_size or use a larger zoo")
+        if self.step == 0 and hasattr(self.model, "fit_input_scale"):  # zoo-level input standardisation
+            self.model.fit_input_scale(dataset.weights)
         order = torch.randperm(n, generator=self.generator)
         sums: dict[str, float] = {}
         steps = n // bs
@@ -235,10 +238,8 @@ class Learner:
     def save(self, path: str | os.PathLike) -> Path:
         """Write `state_dict` to `path` atomically (a crash never leaves half a checkpoint)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            torch.save(self.state_dict(), tmp)
         return path
 
     def load(self, path: str | os.PathLike) -> "Learner":
@@ -262,10 +263,18 @@ def embed(model: nn.Module, weights: torch.Tensor | np.ndarray | ZooDataset, *, 
     return torch.cat(parts) if parts else torch.zeros(0, getattr(model, "latent_dim", 0))
 
 
+def reconstruction_target(model: nn.Module, weights: torch.Tensor) -> torch.Tensor:
+    """What `model.decode` rebuilds from the weights: the weights themselves, or the model's own invariant target."""
+    target = getattr(model, "reconstruction_target", None)
+    return weights if target is None else target(weights)
+
+
 @torch.no_grad()
 def reconstruction_r2(model: nn.Module, weights: torch.Tensor | np.ndarray, *, batch_size: int = 1000,
                       device: str | torch.device | None = None) -> float:
     """1 - SSE / SST of reconstructing `weights` ``(S, D)`` (SST around this set's per-entry mean), in eval mode.
+
+    For a model that rebuilds an invariant target of the weights (`reconstruction_target`), that target is scored.
 
     Each split is scored against its own variance (2021 divided by the test set's, bug B10).
     """
@@ -274,8 +283,10 @@ def reconstruction_r2(model: nn.Module, weights: torch.Tensor | np.ndarray, *, b
     model.eval()
     sse, total, total_sq = 0.0, 0.0, 0.0
     try:
-        for x in _batches(weights, batch_size):
-            sse += float((model.decode(model.encode(x.to(device))).float().cpu() - x).double().square().sum())
+        for batch in _batches(weights, batch_size):
+            batch = batch.to(device)
+            x = reconstruction_target(model, batch).float().cpu()
+            sse += float((model.decode(model.encode(batch)).float().cpu() - x).double().square().sum())
             x = x.double()
             total, total_sq = total + x.sum(0), total_sq + x.square().sum(0)  # (D,) running sums
     finally:
@@ -315,7 +326,7 @@ def fit(config: ExperimentConfig, train: ZooDataset, *, val: ZooDataset | None =
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=1) + "\n")
+        write_json(out / "config.json", config_to_dict(config))
     bar = tqdm(range(epochs if epochs is not None else config.train.epochs), disable=not progress, desc="fit")
     for _ in bar:
         try:
@@ -331,7 +342,6 @@ def fit(config: ExperimentConfig, train: ZooDataset, *, val: ZooDataset | None =
         learner.history.append(row)
         bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss_train", "rsq_train", "rsq_val") if k in row})
         if out is not None:
-            with open(out / "history.jsonl", "a") as f:
-                f.write(json.dumps(row) + "\n")
+            append_text(out / "history.jsonl", json.dumps(row) + "\n")  # whole lines only, synced
             learner.save(out / "checkpoint.pt")
     return learner

@@ -1,14 +1,17 @@
 """Download, checksum and archive helpers for the file-based zoo tasks.
 
 Files are fetched with :mod:`urllib` in chunks (with a tqdm progress bar) to a
-temporary name in the target directory, verified against a known MD5 and only
-then renamed into place. A file with a wrong checksum is deleted and reported,
-never used. Mirrors are tried in order.
+temporary name in the target directory, checked against the size the server
+announced and a known MD5, and only then renamed into place. A file with a
+wrong checksum or a short transfer is deleted and reported, never used.
+Mirrors are tried in order.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
+import lzma
 import os
 import shutil
 import tarfile
@@ -16,10 +19,14 @@ import tempfile
 import urllib.error
 import urllib.request
 import warnings
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from tqdm.auto import tqdm
+
+from weightspace.errors import WeightspaceError
 
 __all__ = [
     "ChecksumError",
@@ -33,6 +40,7 @@ __all__ = [
     "manual_hint",
     "md5_file",
     "missing_files_error",
+    "read_url",
     "safe_extract_tar",
     "verify_file",
     "verify_known",
@@ -41,8 +49,10 @@ __all__ = [
 _CHUNK = 1 << 20
 
 
-class DownloadError(RuntimeError):
-    """A file could not be fetched from any of its mirrors."""
+class DownloadError(WeightspaceError, RuntimeError):
+    """A file could not be fetched from any of its mirrors, or what was fetched is not the published file."""
+
+    exit_code = 3  # the environment (network, server) refused the work
 
 
 class ChecksumError(DownloadError):
@@ -149,19 +159,42 @@ def manual_hint(task: str, directory: Path) -> str:
     return f"To install by hand, place {names} in {directory.resolve()}"
 
 
-def fetch_url(url: str, dest: str | os.PathLike, *, desc: str | None = None, timeout: float = 60.0) -> None:
-    """Stream ``url`` into the file ``dest`` in chunks, showing a tqdm progress bar.
+def fetch_url(url: str, dest: str | os.PathLike, *, desc: str | None = None, timeout: float = 60.0) -> Any:
+    """Stream ``url`` into the file ``dest`` in chunks, showing a tqdm progress bar; returns the response headers.
 
     Raises:
-        urllib.error.URLError, OSError: on network or HTTP failures.
+        urllib.error.URLError, OSError, http.client.HTTPException: on network or HTTP failures.
+        DownloadError: fewer or more bytes arrived than the server announced (``Content-Length``).
     """
     request = urllib.request.Request(url, headers={"User-Agent": "weightspace-dataset-fetch"})
     with urllib.request.urlopen(request, timeout=timeout) as response, open(dest, "wb") as fh:
         total = int(response.headers.get("Content-Length") or 0) or None
+        received = 0
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc or url) as bar:
             while chunk := response.read(_CHUNK):
                 fh.write(chunk)
+                received += len(chunk)
                 bar.update(len(chunk))
+        if total is not None and received != total:
+            raise DownloadError(f"{url}: the transfer ended after {received} of the {total} bytes the server "
+                                "announced; the partial file was deleted. Run again to retry")
+        return response.headers
+
+
+def read_url(url: str, *, timeout: float = 60.0, limit: int = 16 << 20) -> bytes:
+    """The body of ``url`` (a small document such as a record's metadata), at most `limit` bytes.
+
+    Raises:
+        urllib.error.URLError, OSError, http.client.HTTPException: on network or HTTP failures.
+        DownloadError: the body is larger than `limit`.
+    """
+    request = urllib.request.Request(url, headers={"User-Agent": "weightspace-dataset-fetch",
+                                                   "Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        body = response.read(limit + 1)
+    if len(body) > limit:
+        raise DownloadError(f"{url} answered with more than {limit} bytes; expected a small metadata document")
+    return body
 
 
 def download_resource(resource: Resource, directory: str | os.PathLike, *, hint: str = "") -> Path:
@@ -202,8 +235,8 @@ def download_resource(resource: Resource, directory: str | os.PathLike, *, hint:
                 continue
             os.replace(tmp, target)
             return target
-        except (urllib.error.URLError, OSError, ValueError) as exc:  # URLError, timeouts: OSError
-            failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException, DownloadError) as exc:
+            failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")  # URLError, timeouts: OSError
         finally:
             tmp.unlink(missing_ok=True)
     kind = ChecksumError if bad_checksum else DownloadError
@@ -285,5 +318,10 @@ def safe_extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> Non
                     os.replace(entry, final)
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
-    except (tarfile.TarError, EOFError) as exc:
-        raise DownloadError(f"cannot extract {archive}: {exc}") from exc
+    except OSError as exc:
+        if exc.errno is not None:  # the disk, not the archive: a full or read-only destination
+            raise
+        raise DownloadError(f"cannot extract {archive}: the archive is corrupt ({exc})") from exc
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        raise DownloadError(f"cannot extract {archive}: the archive is corrupt or truncated "
+                            f"({type(exc).__name__}: {exc})") from exc

@@ -1,12 +1,18 @@
 """Generate a zoo from a ZooSpec: shards trained as populations, committed one by one, resumable.
 
 Work in progress lives in ``.<out>.partial/`` beside the output: ``spec.json``
-and, per finished shard, ``shard-<id>.npy`` (weights) and ``shard-<id>.csv``
-(rows). Both are written under temporary names and renamed, the CSV last, so
+(the spec and its generation fingerprint, which covers the shard plan) and, per
+finished shard, ``shard-<id>.npy`` (weights) and ``shard-<id>.csv`` (rows).
+Both are written under temporary names, synced and renamed, the CSV last, so
 a shard counts as done exactly when its CSV exists. Running the same command
 again after an interruption (Ctrl-C, ``kill -9``, a crashed node) trains only
-the missing shards; since each shard is a deterministic function of the spec,
-the assembled zoo is the one an uninterrupted run writes.
+the missing shards; since each shard is a deterministic function of the spec
+and the shard plan, the assembled zoo is the one an uninterrupted run writes.
+Changing the shard plan (``shard_size``) of unfinished work is refused.
+
+A run holds the output lock of `out` (`weightspace.outputs`); it replaces
+`out` only when that is a zoo, and removes what interrupted runs left beside
+it (saying so).
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +30,21 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from weightspace.devices import resolve_device
+from weightspace.atomic import atomic_file, write_json
+from weightspace.errors import WeightspaceError
+from weightspace.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
+                                 output_lock, remove)
 from weightspace.zoo.population import cpu_population_size, train_population
 from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec
-from weightspace.zoo.store import Zoo, package_versions
+from weightspace.zoo.store import Zoo, ZooFormatError, package_versions
 
 COLUMN_ORDER = ["model_id", "epoch", "seed", *GRID_KEYS, "train_loss", "train_acc", "test_loss", "test_acc",
                 "ggap", "diverged"]
 METRICS = ["train_loss", "train_acc", "test_loss", "test_acc", "ggap"]
 
 
-class ShardFailed(RuntimeError):
+class ShardFailed(WeightspaceError, RuntimeError):
     """Some shards failed twice; the others are committed and a rerun retries only the failed ones."""
 
 
@@ -48,27 +59,40 @@ def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, 
         device: "cpu" or "cuda"; default cuda when available (in-process runs).
 
     Raises:
-        FileExistsError: `out` (or its work folder) holds a different zoo and `overwrite` is False.
+        FileExistsError: `out` (or its work folder) holds a different zoo (or shard plan) and `overwrite`
+            is False.
+        OutputError: `out` is not a zoo (nor an empty folder), another run holds its lock, or the disk refuses.
         ShardFailed: a shard failed twice; the rest is committed, rerun to retry.
     """
     out = Path(out)
-    fingerprint = spec.fingerprint()
-    if out.exists():
-        if _finished_fingerprint(out) == fingerprint and not overwrite:
+    with output_errors(out), output_lock(out):
+        return _generate(spec, out, overwrite=overwrite, workers=workers, ray_address=ray_address, device=device,
+                         data_root=data_root, download=download, progress=progress)
+
+
+def _generate(spec: ZooSpec, out: Path, *, overwrite: bool, workers: int, ray_address: str | None,
+              device: str | None, data_root: str | os.PathLike, download: bool, progress: bool) -> Zoo:
+    """`generate` under the output lock of `out`."""
+    fingerprint, generation = spec.fingerprint(), generation_fingerprint(spec)
+    work = out.parent / f".{out.name}.partial"
+    clean_stale(out)
+    if _finished(out) in ((fingerprint, generation), (fingerprint, None)):
+        _drop_work_of_finished(work, generation)
+        if not overwrite:
             print(f"zoo '{out}' is already complete", file=sys.stderr)
             return Zoo.load(out)
-        if not overwrite:
-            raise FileExistsError(f"'{out}' already holds something other than this zoo ({spec.name}); "
-                                  "pass --overwrite to replace it or choose another --out")
-    work = out.parent / f".{out.name}.partial"
-    _prepare_work_dir(work, spec, fingerprint, overwrite)
+    if os.path.lexists(out) and not overwrite:
+        raise OutputExistsError(f"'{out}' already holds something other than this zoo ({spec.name}); "
+                                "pass --overwrite to replace it or choose another --out")
+    check_replaceable(out, accept=("zoo",))  # before hours of training, not after
 
+    from weightspace.zoo.tasks import load_task
+
+    task = load_task(spec.task, root=data_root, download=download, **spec.task_options)  # before any work folder
+    _prepare_work_dir(work, spec, fingerprint, generation, overwrite)
     shards = spec.shards()
     done = {p.name[len("shard-"):-len(".csv")] for p in work.glob("shard-*.csv")}
     todo = [s for s in shards if s.shard_id not in done]
-    from weightspace.zoo.tasks import load_task
-
-    task = load_task(spec.task, root=data_root, download=download, **spec.task_options)
     total = sum(len(s.models) for s in shards) * spec.epochs
     finished = sum(len(s.models) for s in shards if s.shard_id in done) * spec.epochs
     if done:
@@ -79,7 +103,7 @@ def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, 
         if workers > 0 or ray_address:
             failed = _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address)
         else:
-            device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+            device = str(resolve_device(device))  # a wrong name fails here, not twice per shard
             failed = _run_local(spec, todo, task, work, fingerprint, bar, device)
     finally:
         bar.close()
@@ -88,9 +112,17 @@ def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, 
         raise ShardFailed(f"{len(failed)} shard(s) failed twice; the other shards are committed in '{work}'. "
                           "Run the same command again to retry them.\n" + "\n".join(lines))
     zoo = _assemble(spec, shards, work, task, fingerprint)
+    zoo.info["generation"] = generation
     zoo.save(out, overwrite=True)
-    shutil.rmtree(work, ignore_errors=True)
+    remove(work)
     return zoo
+
+
+def generation_fingerprint(spec: ZooSpec) -> str:
+    """A hash of the spec's fingerprint and its shard plan (which models train together, under which shard id)."""
+    plan = [[s.shard_id, [m["model_id"] for m in s.models]] for s in spec.shards()]
+    content = {"fingerprint": spec.fingerprint(), "shard_size": spec.shard_size, "shards": plan}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- one shard
@@ -165,46 +197,98 @@ def _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address) -> 
 
 # ------------------------------------------------------------------ files
 def _commit_shard(work: Path, shard_id: str, weights: np.ndarray, rows: pd.DataFrame) -> None:
-    tmp_npy, tmp_csv = work / f".shard-{shard_id}.npy.tmp", work / f".shard-{shard_id}.csv.tmp"
-    with open(tmp_npy, "wb") as f:
-        np.save(f, weights.astype(np.float32), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    rows.to_csv(tmp_csv, index=False)
-    os.replace(tmp_npy, work / f"shard-{shard_id}.npy")
-    os.replace(tmp_csv, work / f"shard-{shard_id}.csv")  # the CSV marks the shard done
+    if len(weights) != len(rows):
+        raise ValueError(f"shard {shard_id} produced {len(weights)} weight rows but {len(rows)} sample rows")
+    with atomic_file(work / f"shard-{shard_id}.npy") as tmp:  # each file is synced before its rename
+        np.save(tmp, weights.astype(np.float32), allow_pickle=False)
+    with atomic_file(work / f"shard-{shard_id}.csv") as tmp:  # the CSV marks the shard done
+        rows.to_csv(tmp, index=False)
 
 
-def _prepare_work_dir(work: Path, spec: ZooSpec, fingerprint: str, overwrite: bool) -> None:
+def _prepare_work_dir(work: Path, spec: ZooSpec, fingerprint: str, generation: str, overwrite: bool) -> None:
     spec_file = work / "spec.json"
-    if work.exists():
-        previous = json.loads(spec_file.read_text()).get("fingerprint") if spec_file.exists() else None
-        if previous != fingerprint:
-            if not overwrite:
-                raise FileExistsError(f"'{work}' holds unfinished work on a different zoo spec; "
-                                      "pass --overwrite to discard it")
-            shutil.rmtree(work)
+    if os.path.lexists(work):
+        check_replaceable(work, accept=("zoo work folder",))
+        previous = _work_generation(spec_file)
+        if previous != generation:
+            shards = sorted(work.glob("shard-*.csv"))
+            if shards and not overwrite:
+                raise OutputExistsError(
+                    f"'{work}' holds {len(shards)} finished shard(s) of {_difference(spec_file, spec)}; run the "
+                    "command that started it again to finish it, or pass --overwrite to discard that work")
+            remove(work)
+            print(f"removed '{work}': {'unfinished' if shards else 'unstarted'} work on "
+                  f"{_difference(spec_file, spec) if shards else 'another zoo'}", file=sys.stderr)
     work.mkdir(parents=True, exist_ok=True)
-    for stale in work.glob(".*.tmp"):  # a write cut short by a kill
+    for stale in [*work.glob(".*.tmp"), *work.glob(".*.tmp-*")]:  # a write cut short by a kill
         stale.unlink()
     if not spec_file.exists():
-        tmp = work / ".spec.json.tmp"
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "spec": spec.to_dict()}, indent=1))
-        os.replace(tmp, spec_file)
+        write_json(spec_file, {"format": WORK_FORMAT, "fingerprint": fingerprint, "generation": generation,
+                               "spec": spec.to_dict()})
 
 
-def _finished_fingerprint(out: Path) -> str | None:
+def _work_generation(spec_file: Path) -> str | None:
+    """The generation fingerprint of a work folder (recomputed from its spec when older code wrote it)."""
     try:
-        return json.loads((out / "zoo.json").read_text()).get("fingerprint")
-    except (OSError, ValueError):
+        data = json.loads(spec_file.read_text())
+        return data.get("generation") or generation_fingerprint(ZooSpec.from_dict(data["spec"]))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
+
+
+def _difference(spec_file: Path, spec: ZooSpec) -> str:
+    """What a work folder was started for, compared with `spec`."""
+    try:
+        data = json.loads(spec_file.read_text())
+        old = ZooSpec.from_dict(data["spec"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return "an unknown zoo spec"
+    if old.fingerprint() == spec.fingerprint():
+        return f"the same zoo with another shard plan (shard_size {old.shard_size}, now {spec.shard_size})"
+    return f"a different zoo spec ({old.name})"
+
+
+def _finished(out: Path) -> tuple[str | None, str | None] | None:
+    """``(fingerprint, generation)`` of the zoo at `out`, None when there is none."""
+    try:
+        info = json.loads((out / "zoo.json").read_text())
+        return info.get("fingerprint"), info.get("generation")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _drop_work_of_finished(work: Path, generation: str) -> None:
+    """A kill after the zoo was saved leaves its work folder: the zoo is whole, the folder is stale."""
+    if os.path.lexists(work) and _work_generation(work / "spec.json") == generation:
+        remove(work)
+        print(f"removed '{work}', the work folder of the finished zoo, left by an interrupted run", file=sys.stderr)
+
+
+def _check_complete(spec: ZooSpec, shards: list[Shard], samples: pd.DataFrame, work: Path) -> None:
+    """Refuse to assemble unless every (model, epoch) of the spec is present exactly once."""
+    expected = {(int(m["model_id"]), e) for s in shards for m in s.models for e in spec.kept_epochs}
+    counts = Counter(zip(samples["model_id"].astype(int), samples["epoch"].astype(int)))
+    missing = sorted(expected - counts.keys())
+    extra = sorted(counts.keys() - expected)
+    repeated = sorted(k for k, n in counts.items() if n > 1)
+    if missing or extra or repeated:
+        problems = [f"{len(v)} {what} (first {v[0]})" for v, what in
+                    ((missing, "(model, epoch) pairs missing"), (repeated, "repeated"), (extra, "not in the spec"))
+                    if v]
+        raise ZooFormatError(f"the shards in '{work}' do not make up the zoo {spec.name}: {'; '.join(problems)}. "
+                             f"Delete '{work}' and rerun to train it again")
 
 
 def _assemble(spec: ZooSpec, shards: list[Shard], work: Path, task, fingerprint: str) -> Zoo:
     parts = [(np.load(work / f"shard-{s.shard_id}.npy"), pd.read_csv(work / f"shard-{s.shard_id}.csv"))
              for s in shards]
+    for s, (w, rows) in zip(shards, parts):
+        if len(w) != len(rows):
+            raise ZooFormatError(f"shard {s.shard_id} in '{work}' has {len(w)} weight rows but {len(rows)} sample rows; "
+                                 f"delete its shard-{s.shard_id}.* files and rerun to train it again")
     samples = pd.concat([p[1] for p in parts], ignore_index=True)
     weights = np.concatenate([p[0] for p in parts])
+    _check_complete(spec, shards, samples, work)
     order = np.lexsort((samples["epoch"].to_numpy(), samples["model_id"].to_numpy()))
     samples = samples.iloc[order].reset_index(drop=True)
     weights = weights[order]

@@ -113,8 +113,9 @@ class Population:
             for name, _ in nets[0].named_parameters()
         }
         n = len(self.members)
-        self.lr = torch.tensor([m.lr for m in self.members], dtype=torch.float32, device=self.device)
-        self.wd = torch.tensor([m.weight_decay for m in self.members], dtype=torch.float32, device=self.device)
+        dtype = next(iter(self.params.values())).dtype  # per-model rates in the parameters' precision
+        self.lr = torch.tensor([m.lr for m in self.members], dtype=dtype, device=self.device)
+        self.wd = torch.tensor([m.weight_decay for m in self.members], dtype=dtype, device=self.device)
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.step_count = 0
         self.diverged = torch.zeros(n, dtype=torch.bool)

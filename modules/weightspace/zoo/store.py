@@ -8,7 +8,9 @@
   which are metrics, the spec or source it came from, package versions.
 
 A zoo is written into a hidden temporary directory beside its destination and
-renamed into place when complete, so a reader never sees half a zoo.
+renamed into place when complete, so a reader never sees half a zoo; the
+destination is replaced only when it is a zoo (or an empty folder), under its
+output lock (`weightspace.outputs`).
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from weightspace.atomic import atomic_directory, replace_dir, write_json
+from weightspace.atomic import atomic_directory, fsync_tree, replace_dir, write_json
+from weightspace.errors import InputError
 from weightspace.layout import WeightLayout
+from weightspace.outputs import ZOO_FORMAT, check_replaceable, clean_stale, output_errors, output_lock
 
-FORMAT = "weightspace-zoo"
+FORMAT = ZOO_FORMAT  # "weightspace-zoo"
 VERSION = 1
 FILES = ("weights.npy", "samples.csv", "layout.json", "zoo.json")
 REQUIRED_COLUMNS = ("model_id", "epoch")
@@ -34,7 +39,7 @@ REQUIRED_COLUMNS = ("model_id", "epoch")
 _EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
-class ZooFormatError(ValueError):
+class ZooFormatError(InputError):
     """A zoo directory is missing a file or its files disagree."""
 
 
@@ -100,8 +105,13 @@ class Zoo:
                 "Convert external zoos with `weightspace zoo convert`"
             )
         info = _read_json(path / "zoo.json")
+        if not isinstance(info, dict):
+            raise ZooFormatError(f"'{path / 'zoo.json'}' holds a JSON {type(info).__name__}, not an object; "
+                                 "it is not a weightspace zoo file. Regenerate or reconvert the zoo")
         if info.get("format") != FORMAT:
             raise ZooFormatError(f"'{path / 'zoo.json'}' is not a weightspace zoo file (format={info.get('format')!r})")
+        if not isinstance(info.get("version", 0), int):
+            raise ZooFormatError(f"'{path / 'zoo.json'}' has version {info['version']!r}, expected an integer")
         if int(info.get("version", 0)) > VERSION:
             raise ZooFormatError(
                 f"'{path / 'zoo.json'}' has format version {info['version']}, newer than this weightspace "
@@ -109,18 +119,23 @@ class Zoo:
             )
         try:
             layout = WeightLayout.from_dict(_read_json(path / "layout.json"))
-        except ValueError as err:
-            raise ZooFormatError(f"'{path / 'layout.json'}': {err}") from err
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            raise ZooFormatError(f"'{path / 'layout.json'}' does not describe a layout: {err}") from err
         try:
             weights = np.load(path / "weights.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:
             raise ZooFormatError(f"'{path / 'weights.npy'}' is not a readable .npy file ({err}); the file may be truncated") from err
         dtypes = info.get("column_dtypes", {})
+        if not isinstance(dtypes, dict) or not all(isinstance(v, str) for v in dtypes.values()):
+            raise ZooFormatError(f"'{path / 'zoo.json'}': column_dtypes must map column names to dtype names such as "
+                                 f"'float64', got {str(dtypes)[:120]}; fix or delete the entry")
         try:
             samples = pd.read_csv(path / "samples.csv", dtype=dtypes or None, **_EXACT_FLOATS)
-        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise ZooFormatError(f"'{path / 'samples.csv'}' could not be read: {err}") from err
+        except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise ZooFormatError(f"'{path / 'samples.csv'}' could not be read with the column_dtypes of zoo.json: "
+                                 f"{err}") from err
         _check_consistent(weights, samples, layout, where=f"zoo '{path}'")
+        _check_unique_keys(samples, where=f"zoo '{path}'")
         return cls(weights, samples, layout, info, path)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -128,9 +143,12 @@ class Zoo:
 
         Raises:
             FileExistsError: `path` exists and `overwrite` is False.
+            OutputError: `path` is not a zoo (nor an empty folder), or is locked, read-only or full.
+            ZooFormatError: a (model_id, epoch) appears twice.
         """
         path = Path(path)
-        with atomic_directory(path, overwrite=overwrite) as tmp:
+        _check_unique_keys(self.samples, where="the zoo to save")
+        with atomic_directory(path, overwrite=overwrite, accept=("zoo",)) as tmp:
             np.save(tmp / "weights.npy", np.ascontiguousarray(self.weights, dtype=np.float32), allow_pickle=False)
             self.samples.to_csv(tmp / "samples.csv", index=False)
             self.layout.save(tmp / "layout.json")
@@ -191,6 +209,16 @@ def _check_consistent(weights: np.ndarray, samples: pd.DataFrame, layout: Weight
         raise ZooFormatError(f"{where}: samples.csv lacks the columns {missing}")
 
 
+def _check_unique_keys(samples: pd.DataFrame, *, where: str) -> None:
+    """Refuse a (model_id, epoch) that names two rows: each checkpoint is one row."""
+    repeated = samples.duplicated(list(REQUIRED_COLUMNS), keep=False)
+    if repeated.any():
+        keys = samples.loc[repeated, list(REQUIRED_COLUMNS)].drop_duplicates()
+        first = ", ".join(f"({m!r}, {e!r})" for m, e in keys.head(3).itertuples(index=False))
+        raise ZooFormatError(f"{where}: {int(repeated.sum())} rows share {len(keys)} (model_id, epoch) keys, e.g. "
+                             f"{first}; each checkpoint must appear once. Regenerate or reconvert the zoo")
+
+
 def package_versions() -> dict[str, str]:
     import torch
 
@@ -204,7 +232,7 @@ def _read_json(path: Path) -> dict:
     try:
         with open(path) as f:
             return json.load(f)
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ZooFormatError(f"'{path}' is not valid JSON: {err}") from err
 
 
@@ -231,17 +259,26 @@ class ZooWriter:
     Use as a context manager: leaving the block with an exception removes the
     temporary directory.
 
+    The writer holds the output lock of `path` from construction to `finish` or `abort`.
+
     Raises:
         FileExistsError: `path` exists and `overwrite` is False.
+        OutputError: `path` is not a zoo (nor an empty folder), or is locked, read-only or full.
     """
 
     def __init__(self, path: str | os.PathLike, num_rows: int, layout: WeightLayout, *, overwrite: bool = False):
         self.path, self.num_rows, self.layout = Path(path), int(num_rows), layout
-        if self.path.exists() and not overwrite:
-            raise FileExistsError(f"'{self.path}' already exists; pass overwrite=True (--overwrite) to replace it")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
-        self.tmp.mkdir()
+        self._lock = ExitStack()
+        with output_errors(self.path):
+            self._lock.enter_context(output_lock(self.path))
+            try:
+                clean_stale(self.path)
+                check_replaceable(self.path, accept=("zoo",), overwrite=overwrite)
+                self.tmp = self.path.parent / f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}"
+                self.tmp.mkdir()
+            except BaseException:
+                self._lock.close()
+                raise
         self.rows_written = 0
         self._file = open(self.tmp / "weights.npy", "wb")
         header = {"descr": "<f4", "fortran_order": False, "shape": (self.num_rows, layout.num_params)}
@@ -254,7 +291,8 @@ class ZooWriter:
             raise ValueError(f"rows must have shape (n, {self.layout.num_params}), got {rows.shape}")
         if self.rows_written + len(rows) > self.num_rows:
             raise ValueError(f"writing {len(rows)} rows after {self.rows_written} exceeds the {self.num_rows} announced")
-        self._file.write(memoryview(rows).cast("B"))
+        with output_errors(self.path):
+            self._file.write(memoryview(rows).cast("B"))
         self.rows_written += len(rows)
 
     def finish(self, samples: pd.DataFrame, info: dict) -> Zoo:
@@ -267,19 +305,24 @@ class ZooWriter:
         missing = [c for c in REQUIRED_COLUMNS if c not in samples.columns]
         if missing:
             raise ZooFormatError(f"samples lacks the columns {missing}")
-        samples.to_csv(self.tmp / "samples.csv", index=False)
-        self.layout.save(self.tmp / "layout.json")
-        info = dict(info)
-        info.update(format=FORMAT, version=VERSION, column_dtypes={c: str(t) for c, t in samples.dtypes.items()})
-        info.setdefault("versions", package_versions())
-        write_json(self.tmp / "zoo.json", info)
-        replace_dir(self.tmp, self.path)
+        _check_unique_keys(samples, where="the zoo to write")
+        with output_errors(self.path):
+            samples.to_csv(self.tmp / "samples.csv", index=False)
+            self.layout.save(self.tmp / "layout.json")
+            info = dict(info)
+            info.update(format=FORMAT, version=VERSION, column_dtypes={c: str(t) for c, t in samples.dtypes.items()})
+            info.setdefault("versions", package_versions())
+            write_json(self.tmp / "zoo.json", info)
+            fsync_tree(self.tmp)
+            replace_dir(self.tmp, self.path, accept=("zoo",))
+        self._lock.close()
         return Zoo.load(self.path)
 
     def abort(self) -> None:
-        """Close and remove the temporary directory."""
+        """Close and remove the temporary directory, and release the output lock."""
         self._file.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        self._lock.close()
 
     def __enter__(self) -> "ZooWriter":
         return self

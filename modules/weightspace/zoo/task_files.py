@@ -2,8 +2,9 @@
 
 Each reader checks what it reads and raises a ValueError naming the file and
 what is wrong with it; `weightspace.zoo.tasks` turns their arrays into `TaskData`.
-CIFAR batches are pickles: `ArrayOnlyUnpickler` rebuilds numpy arrays and refuses
-every other global, so a crafted file cannot run code.
+CIFAR batches are pickles: `ArrayOnlyUnpickler` rebuilds numpy arrays (checked,
+and bounded by the file's size) and refuses every other global, so a crafted
+file cannot run code, crash numpy or change numpy's dtypes for later files.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import gzip
 import math
 import os
-import pickle
 import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from weightspace.errors import InputError
+from weightspace.restricted_pickle import RestrictedUnpickler
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)
@@ -113,39 +116,41 @@ CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
 
 
-class ArrayOnlyUnpickler(pickle.Unpickler):
+class ArrayOnlyUnpickler(RestrictedUnpickler):
     """Unpickler that resolves only the globals needed to rebuild numpy arrays.
 
     Allowed: ``numpy.core.multiarray._reconstruct`` (also spelled
     ``numpy._core.multiarray._reconstruct``), ``numpy.ndarray`` and
-    ``numpy.dtype``. Every other global is refused, so no code can run.
+    ``numpy.dtype``, all checked stand-ins (see `RestrictedUnpickler`). Every
+    other global is refused with an `InputError`, so no code can run.
     """
 
     def __init__(self, file: Any, path: Path) -> None:
-        super().__init__(file, encoding="bytes")
-        self._path = path
-        rebuild = (getattr(np, "_core", None) or np.core).multiarray._reconstruct  # numpy 2 / numpy 1
-        self._allowed = {("numpy.core.multiarray", "_reconstruct"): rebuild,
-                         ("numpy._core.multiarray", "_reconstruct"): rebuild,
-                         ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+        super().__init__(file, source=str(path), allowed={}, budget=os.path.getsize(path), encoding="bytes")
 
     def find_class(self, module: str, name: str) -> Any:
-        try:
+        if (module, name) in self._allowed and name != "scalar":
             return self._allowed[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"{self._path}: refusing to load global {module}.{name} "
-                "(only numpy array reconstruction is allowed in dataset pickles)") from None
+        raise InputError(f"{self.source}: refusing to load the global {module}.{name}; only numpy array "
+                         "reconstruction is allowed in dataset pickles, and nothing from the file was run. "
+                         "Replace the file with the published CIFAR-10 batch")
 
 
 def read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The (N, 3, 32, 32) uint8 images and (N,) labels of a CIFAR-10 python batch.
+
+    Raises:
+        InputError: a refused global, an array that does not fit the file, or a damaged pickle.
+        ValueError: a batch without the expected 'data' and 'labels'.
+    """
     with open(path, "rb") as fh:
         try:
             batch = ArrayOnlyUnpickler(fh, path).load()
-        except pickle.UnpicklingError:
+        except InputError:
             raise
         except Exception as exc:  # truncated / garbage files raise many error types
-            raise ValueError(f"{path}: cannot unpickle CIFAR batch ({type(exc).__name__}: {exc})") from exc
+            raise InputError(f"{path}: cannot unpickle CIFAR batch ({type(exc).__name__}: {exc}); "
+                             "replace it with the published file") from exc
     if not isinstance(batch, dict):
         raise ValueError(f"{path}: expected a dict, got {type(batch).__name__}")
     data = batch.get(b"data", batch.get("data"))

@@ -1,0 +1,279 @@
+"""Output paths: what weightspace may replace, one writer at a time, and what killed runs left behind.
+
+- `check_replaceable`: a path may be replaced when nothing is there, when it is
+  an empty folder, or when it is an output weightspace wrote, recognised by its
+  own marker file (a zoo's ``zoo.json``, an experiment's ``experiment.json``,
+  ...). Anything else is refused with a message naming a few of its entries.
+- `output_lock`: ``.<name>.lock`` beside the target, held with `fcntl.flock`
+  while a run writes it; a second run on the same target refuses at once. The
+  kernel drops the lock when its holder dies, so a lock is never stale.
+- `clean_stale`: under the lock, the temporary (``.<name>.tmp-*``) and
+  replaced (``.<name>.old-*``) folders of an interrupted write are provably
+  nobody's work in progress; they are removed (or restored) and reported.
+- `output_errors`: "read-only", "no space left" and "not a directory" from the
+  operating system become an `OutputError` naming the path.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from weightspace.errors import OutputError, WeightspaceError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; runs are not serialised there
+    fcntl = None
+
+ZOO_FORMAT = "weightspace-zoo"  # zoo.json "format" (weightspace.zoo.store.FORMAT)
+EXPORT_FORMAT = "weightspace-raytune-export"  # weightspace.json of `zoo export --to raytune`
+WORK_FORMAT = "weightspace-zoo-work"  # spec.json of a generation's .<out>.partial work folder
+EXPERIMENT_FORMAT = "weightspace-experiment"  # experiment.json of an experiment's output folder
+_SHOWN = 5  # entries named when a folder is refused
+_STALE = r"\.{name}\.(tmp|old)-[0-9a-f]{{8}}"  # names atomic.py gives temporary and replaced folders
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output exists and replacing it was not asked for (no --overwrite)."""
+
+    exit_code = 2
+
+
+def _json_object(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _only_temporaries(path: Path) -> bool:
+    return all(p.name.startswith(".") and ".tmp" in p.name for p in path.iterdir())
+
+
+# kind -> (what it is, in a message; does the folder hold that kind's marker)
+KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
+    "zoo": ("a weightspace zoo (zoo.json with format 'weightspace-zoo')",
+            lambda p: _json_object(p / "zoo.json").get("format") == ZOO_FORMAT),
+    "raytune export": ("a folder written by `weightspace zoo export --to raytune` (weightspace.json)",
+                       lambda p: _json_object(p / "weightspace.json").get("format") == EXPORT_FORMAT),
+    "zoo work folder": ("the work folder of `weightspace zoo generate` (spec.json)",
+                        lambda p: _json_object(p / "spec.json").get("format") == WORK_FORMAT
+                        or {"fingerprint", "spec"} <= set(_json_object(p / "spec.json")) or _only_temporaries(p)),
+    "experiment": ("an experiment's output folder (experiment.json)",
+                   lambda p: _json_object(p / "experiment.json").get("format") == EXPERIMENT_FORMAT
+                   or {"name", "config"} <= set(_json_object(p / "experiment.json"))),
+    "ray.tune run": ("a ray.tune run of weightspace (tuner.pkl or experiment_config.json)",
+                     lambda p: (p / "tuner.pkl").is_file()
+                     or {"config", "iterations"} <= set(_json_object(p / "experiment_config.json"))),
+}
+
+
+def recognise(path: str | os.PathLike, accept: tuple[str, ...]) -> str | None:
+    """Which of the `accept`ed kinds (see `KINDS`) the folder `path` is, "empty folder", or None."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return None
+    if not any(path.iterdir()):
+        return "empty folder"
+    return next((kind for kind in accept if KINDS[kind][1](path)), None)
+
+
+def check_replaceable(path: str | os.PathLike, *, accept: tuple[str, ...], overwrite: bool = True) -> str | None:
+    """Refuse to replace `path` unless it is missing, an empty folder or one of the `accept`ed kinds.
+
+    Returns:
+        the kind found ("empty folder", a key of `KINDS`), or None when nothing is there.
+
+    Raises:
+        OutputExistsError: `path` exists and `overwrite` is False.
+        OutputError: `path` is something weightspace did not write (a few of its entries are named),
+            a file or a link, or lies under a file.
+    """
+    path = Path(path)
+    check_parents(path)
+    if not os.path.lexists(path):
+        return None
+    if not overwrite:
+        raise OutputExistsError(f"'{path}' already exists; pass overwrite=True (--overwrite) to replace it, "
+                                "or choose another output path")
+    wanted = " or ".join(KINDS[k][0] for k in accept) or "an empty folder"
+    if path.is_symlink() or not path.is_dir():
+        raise OutputError(f"refusing to replace '{path}': it is a {'link' if path.is_symlink() else 'file'}, not "
+                          f"{wanted}; move it away or choose another output path")
+    with output_errors(path):
+        kind = recognise(path, accept)
+        if kind is None:
+            entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
+            shown = ", ".join(entries[:_SHOWN]) + (f" and {len(entries) - _SHOWN} more" if len(entries) > _SHOWN else "")
+            raise OutputError(f"refusing to replace '{path}': it holds {shown}, and is not {wanted}. weightspace "
+                              "replaces only what it wrote; move the folder away yourself or choose another output path")
+    return kind
+
+
+def check_parents(path: str | os.PathLike) -> None:
+    """Raise `OutputError` when a parent of `path` is a file, so `path` can never be created."""
+    for parent in Path(path).parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise OutputError(f"'{parent}' is a file, so '{path}' cannot be created under it; "
+                                  "choose an output path whose parents are folders")
+            return
+
+
+# ----------------------------------------------------------------- the lock
+_held: dict[str, list] = {}  # lock path -> [file descriptor, depth]; a process may nest its own locks
+
+
+def lock_path(path: str | os.PathLike) -> Path:
+    """The lock file of the output `path`: ``.<name>.lock`` beside it."""
+    path = Path(path)
+    return path.parent / f".{path.name}.lock"
+
+
+@contextmanager
+def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+    """Hold the lock of the output `path` for the block; the lock file is removed when released.
+
+    Nested use in one process (a generation that saves a zoo) re-enters the lock it holds.
+
+    Raises:
+        OutputError: another run holds the lock (its pid is named), or the lock cannot be created.
+    """
+    path = Path(path)
+    lock = lock_path(path)
+    key = os.path.abspath(lock)
+    if key in _held:
+        _held[key][1] += 1
+        try:
+            yield lock
+        finally:
+            _held[key][1] -= 1
+        return
+    with output_errors(path):
+        check_parents(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(lock, path)
+    _held[key] = [fd, 1]
+    try:
+        yield lock
+    finally:
+        del _held[key]
+        # unlink while still holding it: a run that opened the old file notices and opens the new one
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def holds_lock(path: str | os.PathLike) -> bool:
+    """Whether this process holds the lock of the output `path`."""
+    return os.path.abspath(lock_path(path)) in _held
+
+
+def _acquire(lock: Path, path: Path) -> int:
+    for _ in range(20):
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OutputError(f"'{path}' is being written by another run (pid {holder}), which holds the lock "
+                              f"'{lock}'; wait for it to finish or choose another output path") from None
+        try:
+            current = os.stat(lock)
+            same = (current.st_ino, current.st_dev) == (os.fstat(fd).st_ino, os.fstat(fd).st_dev)
+        except FileNotFoundError:
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            return fd
+        os.close(fd)  # the holder released and removed it between our open and flock: try the new file
+    raise OutputError(f"could not take the lock '{lock}' of '{path}'; it keeps being replaced. Is another run looping "
+                      "on the same output?")
+
+
+# --------------------------------------------------------------- leftovers
+def clean_stale(path: str | os.PathLike) -> list[Path]:
+    """Remove what an interrupted write of `path` left beside it; call only while holding its lock.
+
+    ``.<name>.tmp-*`` (a write cut short) is removed; ``.<name>.old-*`` (an
+    ``--overwrite`` cut between its renames) is moved back to `path` when
+    `path` is missing, else removed. Each action is printed to stderr.
+
+    Returns:
+        the leftovers found.
+    """
+    path = Path(path)
+    assert holds_lock(path), "clean_stale needs the output lock: without it the leftovers may be live"
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(_STALE.format(name=re.escape(path.name)))
+    found = sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name))
+    for leftover in found:
+        if ".old-" in leftover.name and not os.path.lexists(path) and leftover.is_dir():
+            os.replace(leftover, path)
+            print(f"restored '{path}' from '{leftover.name}', left by an interrupted --overwrite", file=sys.stderr)
+        else:
+            remove(leftover)
+            print(f"removed '{leftover}', left by an interrupted write of '{path.name}'", file=sys.stderr)
+    return found
+
+
+def remove(path: Path) -> None:
+    """Delete a file or folder tree (one of ours)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ errors
+_FULL = re.compile(r"\d+ requested and \d+ written")  # numpy's message when a write comes up short
+
+
+def describe_os_error(err: OSError, path: str | os.PathLike) -> str | None:
+    """A one-line message for an output path's read-only, full-disk or not-a-folder error; None for others."""
+    where = err.filename or path
+    if err.errno in (errno.ENOSPC, errno.EDQUOT) or (err.errno is None and _FULL.search(str(err))):
+        return (f"no space left on device while writing '{where}'; free some space or choose an output path "
+                "on another disk")
+    if err.errno == errno.EROFS:
+        return f"'{where}' is on a read-only file system; choose a writable output path"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return (f"permission denied for '{where}' (read-only for this user); change its permissions or choose "
+                "another output path")
+    if err.errno == errno.ENOTDIR:
+        try:
+            check_parents(path)
+        except OutputError as refused:
+            return str(refused)
+        return f"a parent of '{where}' is a file, not a folder; choose an output path whose parents are folders"
+    return None
+
+
+@contextmanager
+def output_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn read-only, full-disk and not-a-folder `OSError`s raised in the block into `OutputError`."""
+    try:
+        yield
+    except WeightspaceError:
+        raise
+    except OSError as err:
+        message = describe_os_error(err, path)
+        if message is None:
+            raise
+        raise OutputError(message) from err
