@@ -33,6 +33,7 @@ from weightspace.representation import (
     probe_scores,
     reconstruction_r2,
 )
+from weightspace.representation.learner import reconstruction_target
 from weightspace.representation.tokens import TokenDebedder, TokenEmbedder, neuron_token_groups
 from weightspace.zoo.store import Zoo
 
@@ -64,7 +65,7 @@ def tiny_zoo(name: str = "tetris_mlp", models: int = 10, epochs: tuple = (0, 1),
 def small_config(name: str = "transformer_neuron", **train) -> ExperimentConfig:
     return ExperimentConfig(
         encoder=EncoderConfig(name=name, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8, dropout=0.1,
-                              attn_dropout=0.1, mlp_hidden_layers=2),
+                              attn_dropout=0.1, mlp_hidden_layers=2, set_width=16),
         head=HeadConfig(layers=1, hidden=16, out_dim=8),
         train=TrainConfig(**{"batch_size": 4, "device": "cpu", "lr": 1e-3} | train))
 
@@ -163,9 +164,13 @@ def test_every_autoencoder_runs_on_every_architecture(arch, name):
     model = create_autoencoder(small_config(name).encoder, layout, generator=torch.Generator().manual_seed(0))
     model.eval()  # weight tokens of the larger nets would materialise (T x T) dropout masks in training mode
     for batch in (1, 3):  # a batch of one keeps its batch dim (2021 squeezed it, bug B10)
-        z, y = model(torch.randn(batch, layout.num_params))
-        assert z.shape == (batch, 8) and y.shape == (batch, layout.num_params)
-        assert torch.isfinite(y).all() and (z.abs() <= 1).all()  # tanh bottleneck
+        x = torch.randn(batch, layout.num_params)
+        z, y = model(x)
+        assert z.shape == (batch, 8) and z.dtype == y.dtype == torch.float32
+        assert y.shape == reconstruction_target(model, x).shape  # the weights, or an invariant target of them
+        assert torch.isfinite(y).all() and torch.isfinite(z).all()
+        if name != "neuron_set":
+            assert y.shape == (batch, layout.num_params) and (z.abs() <= 1).all()  # tanh bottleneck
     assert model.encode(torch.randn(2, layout.num_params)).shape == (2, 8)
 
 

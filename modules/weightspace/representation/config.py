@@ -18,7 +18,7 @@ from weightspace.data.dataset import DataConfig
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import ACTIVATIONS
 
-AUTOENCODERS = ("transformer_neuron", "transformer_weight", "mlp")
+AUTOENCODERS = ("transformer_neuron", "transformer_weight", "mlp", "neuron_set")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("plateau", "cosine", "none")
 
@@ -45,10 +45,17 @@ class EncoderConfig:
     bottleneck_layers: int = 3  # hidden layers of the "mlp" bottleneck
     activation: str = "leakyrelu"  # activation of the MLP autoencoder and the mlp bottleneck
     mlp_hidden_layers: int = 10  # hidden layers per side of the "mlp" autoencoder
+    set_width: int = 512  # "neuron_set": features per neuron of each hidden layer's per-neuron MLP
+    set_phi_layers: int = 1  # "neuron_set": Linear layers of the per-neuron MLP
+    set_neuron_stats: bool = True  # "neuron_set": tokens carry per-neuron summaries (largest |w|, extremes)
+    set_skip: bool = True  # "neuron_set": the embedding also holds the pooled standardised tokens
 
     def __post_init__(self) -> None:
         _check(self.name in AUTOENCODERS, f"EncoderConfig.name {self.name!r} is unknown; choose one of {AUTOENCODERS}")
-        for key in ("d_model", "n_heads", "n_blocks", "d_ff", "latent_dim"):
+        for key in ("d_model", "n_heads", "n_blocks", "d_ff", "latent_dim", "set_width", "set_phi_layers"):
+            if key == "latent_dim" and self.name == "neuron_set":
+                _check(self.latent_dim >= 0, "EncoderConfig.latent_dim must be >= 0 (0: the pooled features)")
+                continue
             _check(getattr(self, key) >= 1, f"EncoderConfig.{key} must be >= 1, got {getattr(self, key)}")
         _check(self.d_model % self.n_heads == 0,
                f"EncoderConfig.n_heads={self.n_heads} does not divide d_model={self.d_model}; "

@@ -51,6 +51,24 @@ def config_2021(name: str) -> tuple[ExperimentConfig, int]:
     return config, iterations
 
 
+def config_neuron_set(*, gamma: float = 0.5, width: int = 512) -> ExperimentConfig:
+    """The permutation-invariant learner that replaces the 2021 transformer as the folders' default.
+
+    `neuron_set` encoder (per-neuron tanh MLP of `width` features pooled by mean / max / min over each
+    hidden layer, plus the pooled standardised tokens), projection head 2/256/64, NT-Xent (tau 0.1) on
+    two erased views mixed at `gamma` with the reconstruction of the invariant weight statistics; Adam at
+    lr 1e-3, batch 200, fp32 (its matrix products are too small for bf16 to pay on a CPU). Permutation
+    views are off: they cannot change this encoder's output.
+    """
+    return ExperimentConfig(
+        encoder=EncoderConfig(name="neuron_set", set_width=width, latent_dim=0, activation="tanh"),
+        head=HeadConfig(layers=2, hidden=256, out_dim=64),
+        loss=LossConfig(gamma=gamma, temperature=0.1),
+        augment=AugmentConfig(permute=False, erase_p=0.5),
+        train=TrainConfig(batch_size=200, lr=1e-3, scheduler="none", precision="fp32", epochs_per_step=2),
+    )
+
+
 def cpu_schedule(config: ExperimentConfig, *, batch_size: int = 100, lr: float = 5e-4, epochs_per_step: int = 5,
                  precision: str = "bf16") -> ExperimentConfig:
     """A copy of `config` with a schedule that fits a few CPU minutes: smaller batches, a larger

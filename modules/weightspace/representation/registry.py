@@ -14,6 +14,7 @@ from torch import nn
 from weightspace.layout import WeightLayout
 from weightspace.representation.config import AUTOENCODERS, EncoderConfig
 from weightspace.representation.mlp import MLPAutoencoder
+from weightspace.representation.neuron_set import NeuronSetEncoder
 from weightspace.representation.tokens import neuron_token_groups, weight_token_groups
 from weightspace.representation.transformer import TransformerAutoencoder
 
@@ -44,10 +45,17 @@ def _mlp(c: EncoderConfig, layout: WeightLayout, generator: torch.Generator | No
                           activation=c.activation, dropout=c.dropout, generator=generator)
 
 
+def _neuron_set(c: EncoderConfig, layout: WeightLayout, generator: torch.Generator | None) -> nn.Module:
+    return NeuronSetEncoder(layout, width=c.set_width, phi_layers=c.set_phi_layers, activation=c.activation,
+                            neuron_stats=c.set_neuron_stats, skip=c.set_skip, latent_dim=c.latent_dim,
+                            generator=generator)
+
+
 _REGISTRY: dict[str, Callable[[EncoderConfig, WeightLayout, torch.Generator | None], nn.Module]] = {
     "transformer_neuron": _transformer(neuron_token_groups),
     "transformer_weight": _transformer(weight_token_groups),
     "mlp": _mlp,
+    "neuron_set": _neuron_set,
 }
 assert tuple(_REGISTRY) == AUTOENCODERS
 

@@ -1,0 +1,237 @@
+"""The research arbiter: learned representations against the baselines, on every offline zoo.
+
+For each zoo (the checkpoints its experiment folder probes) and each encoder in `ENCODERS`, the
+encoder is trained self-supervised (no model property is seen) for its stated budget with
+`--seeds` training seeds, and linear probes (ridge, alpha chosen on validation) are fitted on
+its embedding. Each seed's embedding is the one of the evaluation whose linear probes score best
+on the validation split (mean over targets), as the experiment folders choose; the test split
+chooses nothing. Beside them, the same probes on B_W (raw weights), B_s (the 2021 layer
+statistics), B_s with boosted trees and the hyperparameters alone, and a control row per encoder
+at its random initialisation (what training adds). Boosted trees on the best encoder's embedding
+are reported too (the issue's stretch goal).
+
+Writes ``docs/representation_quality.md`` and ``.csv`` (val and test, mean and spread over seeds);
+``--zoo NAME`` runs one zoo and merges it into the existing table, so the parts can run apart.
+
+    python bench/representation_quality.py                       # every offline zoo, 3 seeds
+    python bench/representation_quality.py --zoo tetris_seed     # one zoo, merged into the table
+    python bench/representation_quality.py --smoke               # seconds: tiny zoo, tiny budget
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from weightspace.atomic import write_text
+from weightspace.data.dataset import ZooDataset
+from weightspace.downstream import LayerStatistics, evaluate
+from weightspace.downstream.evaluate import ProbeWarning
+from weightspace.downstream.features import Hyperparameters, RawWeights
+from weightspace.representation import ExperimentConfig, Learner, embed, fit, probe_scores
+from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
+from weightspace.zoo.generate import generate
+from weightspace.zoo.presets import get_preset
+from weightspace.zoo.store import Zoo
+
+ROOT = Path(__file__).resolve().parent.parent
+# zoo -> the checkpoints its experiment folder probes (11_tetris_seed, 12_tetris_hyp, 20_digits_seed)
+ZOOS = {"tetris_seed": (0, 5, 10, 15, 20, 25), "tetris_hyp": (0, 5, 10, 15, 20, 25), "digits_seed": (0, 4, 8, 12, 16, 20)}
+TARGETS = ("test_acc", "ggap", "training_iteration")
+
+
+@dataclass
+class Encoder:
+    """One row group of the table: a learner configuration and its training budget."""
+
+    name: str
+    config: ExperimentConfig
+    epochs: int  # training epochs over the zoo's training split
+    evaluations: int  # embeddings probed on validation during training (the best one is kept)
+
+
+ENCODERS = (
+    Encoder("2021 transformer (cpu schedule)", cpu_schedule(config_2021("tetris_seed")[0]), epochs=60, evaluations=12),
+    Encoder("neuron_set", config_neuron_set(), epochs=8, evaluations=4),
+)
+
+
+def smoke_encoders() -> tuple[Encoder, ...]:
+    out = []
+    for e in ENCODERS:
+        config = copy.deepcopy(e.config)
+        config.train = replace(config.train, batch_size=16)
+        if config.encoder.name == "neuron_set":
+            config.encoder = replace(config.encoder, set_width=16)
+        else:
+            config.encoder = replace(config.encoder, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8)
+        out.append(Encoder(e.name, config, epochs=1, evaluations=1))
+    return tuple(out)
+
+
+def load_zoo(name: str, datasets: Path, smoke: bool) -> Zoo:
+    """The zoo from ``datasets/<name>``, generated from its preset when missing (offline presets only)."""
+    path = datasets / (f"{name}_smoke" if smoke else name)
+    if (path / "zoo.json").is_file():
+        return Zoo.load(path)
+    spec = get_preset(name, smoke=smoke)
+    if smoke:
+        spec = replace(spec, seeds=4 if spec.grid else 40, shard_size=64)
+    return generate(spec, path, progress=not smoke)
+
+
+def splits_of(zoo: Zoo, epochs: tuple[int, ...] | None) -> dict[str, ZooDataset]:
+    return {s: ZooDataset(zoo, s, epochs=epochs) for s in ("train", "val", "test")}
+
+
+def scores(table: pd.DataFrame) -> pd.DataFrame:
+    """R² (or accuracy) rows of a probe table: feature_set, probe, target, split, value."""
+    table = table[table.metric.isin(["r2", "accuracy"])]
+    return table[["feature_set", "probe", "target", "split", "value"]]
+
+
+def baselines(data: dict[str, ZooDataset]) -> pd.DataFrame:
+    weights = np.concatenate([d.weights.numpy() for d in data.values()])
+    samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
+    hyper = data["train"].hyperparameters
+    features = {"B_W": RawWeights(), "B_s": LayerStatistics(data["train"].layout)}
+    pairs = [("B_W", "linear"), ("B_s", "linear"), ("B_s", "gbt")]
+    if hyper:
+        features["hyperparameters"] = Hyperparameters(hyper)
+        pairs.append(("hyperparameters", "linear"))
+    table = evaluate(weights, samples, feature_sets=features, probes=["linear", "gbt"], targets=list(TARGETS),
+                     pairs=pairs, splits=samples["split"].to_numpy(), hyperparameters=hyper)
+    return scores(table)
+
+
+def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """(embedding at random init, embedding of the best validation evaluation, training minutes)."""
+    config = copy.deepcopy(encoder.config)
+    config.train = replace(config.train, seed=seed, device="cpu")
+    learner = Learner(config, data["train"].layout)
+    if hasattr(learner.model, "fit_input_scale"):  # the control sees the same standardisation as training
+        learner.model.fit_input_scale(data["train"].weights)
+    every = torch.cat([d.weights for d in data.values()])
+    control = embed(learner.model, every).numpy()
+    probe = probe_scores(list(TARGETS))
+    best, best_score, seconds = None, -np.inf, 0.0
+    per_eval = max(1, encoder.epochs // encoder.evaluations)
+    for _ in range(encoder.evaluations):
+        start = time.perf_counter()
+        fit(config, data["train"], learner=learner, epochs=per_eval, evaluate_every=0, progress=False)
+        seconds += time.perf_counter() - start
+        score = probe(learner.model, data).get("probe_mean_val", -np.inf)
+        if score > best_score:
+            best, best_score = embed(learner.model, every).numpy(), score
+    return control, best, seconds / 60
+
+
+def embedding_scores(name: str, z: np.ndarray, data: dict[str, ZooDataset], probes=("linear",)) -> pd.DataFrame:
+    samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
+    table = evaluate(z, samples, feature_sets={name: z}, probes=list(probes), targets=list(TARGETS),
+                     splits=samples["split"].to_numpy(), hyperparameters=data["train"].hyperparameters)
+    return scores(table)
+
+
+def run_zoo(name: str, datasets: Path, encoders, seeds: int, smoke: bool) -> pd.DataFrame:
+    zoo = load_zoo(name, datasets, smoke)
+    data = splits_of(zoo, None if smoke else ZOOS[name])
+    rows = [baselines(data).assign(seed=0, minutes=0.0, encoder="baselines")]
+    for encoder in encoders:
+        for seed in range(seeds):
+            control, trained, minutes = train_encoder(encoder, data, seed)
+            print(f"  {name}: {encoder.name}, seed {seed}: {minutes:.1f} min", file=sys.stderr, flush=True)
+            rows.append(embedding_scores(f"{encoder.name}, random init", control, data)
+                        .assign(seed=seed, minutes=0.0, encoder=encoder.name))
+            probes = ("linear", "gbt") if encoder.name == "neuron_set" else ("linear",)
+            rows.append(embedding_scores(encoder.name, trained, data, probes)
+                        .assign(seed=seed, minutes=minutes, encoder=encoder.name))
+    return pd.concat(rows, ignore_index=True).assign(zoo=name)
+
+
+def summarize(raw: pd.DataFrame) -> pd.DataFrame:
+    """Mean and spread (max - min over seeds) per zoo, feature set, probe, target and split."""
+    keys = ["zoo", "encoder", "feature_set", "probe", "target", "split"]
+    agg = raw.groupby(keys, sort=False).agg(mean=("value", "mean"), spread=("value", lambda v: v.max() - v.min()),
+                                            seeds=("value", "size"), minutes=("minutes", "mean"))
+    return agg.reset_index()
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    lines = ["# Representation quality", "",
+             "Generated by `bench/representation_quality.py`. Linear probes (ridge, alpha chosen on validation) "
+             "unless the probe column says `gbt` (boosted trees). Cells: test R² (mean ± spread over training "
+             "seeds, spread = max - min), and in brackets the validation R² that every choice was made on.", ""]
+    for zoo, part in summary.groupby("zoo", sort=False):
+        lines += [f"## {zoo}", ""] + [f"    {c}" for c in part.command.dropna().unique()] + ["",
+                  "| features | probe | " + " | ".join(TARGETS) + " | train min |", "|---|---|" + "---:|" * (len(TARGETS) + 1)]
+        for (fs, probe), rows in part.groupby(["feature_set", "probe"], sort=False):
+            cells = []
+            for target in TARGETS:
+                test = rows[(rows.target == target) & (rows.split == "test")]
+                val = rows[(rows.target == target) & (rows.split == "val")]
+                if test.empty:
+                    cells.append("-")
+                    continue
+                t, v = test.iloc[0], val.iloc[0]
+                spread = f" ± {t.spread:.3f}" if t.seeds > 1 else ""
+                cells.append(f"{t['mean']:.3f}{spread} ({v['mean']:.3f})")
+            minutes = rows.minutes.iloc[0]
+            lines.append(f"| {fs} | {probe} | " + " | ".join(cells) + f" | {minutes:.1f} |" if minutes else
+                         f"| {fs} | {probe} | " + " | ".join(cells) + " | - |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zoo", action="append", choices=list(ZOOS), help="run only this zoo (repeatable)")
+    parser.add_argument("--seeds", type=int, default=3, help="training seeds per encoder (>= 3 for the table)")
+    parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "representation_quality", help="table path stem")
+    parser.add_argument("--encoders", nargs="+", choices=[e.name for e in ENCODERS], default=None,
+                        help="run only these encoders (default: all); their rows replace the old ones")
+    parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
+    args = parser.parse_args(sys.argv[1:])
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    zoos = args.zoo or list(ZOOS)
+    encoders = [e for e in (smoke_encoders() if args.smoke else ENCODERS) if e.name in (args.encoders or [e.name])]
+    csv = args.out.with_suffix(".csv")
+    old = pd.read_csv(csv) if csv.exists() and not args.smoke else pd.DataFrame()
+    commands = {(z, e): c for z, e, c in old[["zoo", "encoder", "command"]].drop_duplicates().values} if len(old) else {}
+    parts = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProbeWarning)
+        for name in zoos:
+            start = time.perf_counter()
+            part = summarize(run_zoo(name, args.datasets, encoders, args.seeds, args.smoke))
+            command = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
+                       f"{' --smoke' if args.smoke else ''} --encoders "
+                       + " ".join(f"'{e.name}'" for e in encoders)
+                       + f"  # {(time.perf_counter() - start) / 60:.0f} min")
+            for encoder in ["baselines", *(e.name for e in encoders)]:
+                commands[(name, encoder)] = command
+            parts.append(part)
+    new = pd.concat(parts, ignore_index=True)
+    if len(old):  # keep the rows of zoos and encoders not run now
+        old = old[~(old.zoo.isin(zoos) & old.encoder.isin(["baselines", *(e.name for e in encoders)]))]
+    table = pd.concat([old, new], ignore_index=True)
+    table["command"] = [commands.get((z, e), "") for z, e in zip(table.zoo, table.encoder)]
+    write_text(csv, table.to_csv(index=False))
+    write_text(args.out.with_suffix(".md"), markdown(table))
+    print(markdown(table[table.zoo.isin(zoos)]))
+    print(f"wrote {csv} and {args.out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The permutation-invariant neuron_set encoder: invariance, what it can read out, its inputs and errors."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from weightspace import WeightLayout, create_zoo_model, list_zoo_models
+from weightspace.downstream import evaluate
+from weightspace.downstream.features import RawWeights
+from weightspace.representation import EncoderConfig, create_autoencoder
+from weightspace.representation.neuron_set import NeuronSetEncoder
+
+EPS32 = torch.finfo(torch.float32).eps
+
+
+def random_permutation_index(layout: WeightLayout, generator: torch.Generator) -> torch.Tensor:
+    """A gather that permutes every hidden layer's neurons at random (function-preserving)."""
+    perms = {spec.name: torch.randperm(spec.n_out, generator=generator) for spec in layout.layers[:-1]}
+    return layout.permutation_index(perms)
+
+
+class DeepMLP(nn.Sequential):
+    def __init__(self):
+        super().__init__(nn.Linear(6, 7), nn.Tanh(), nn.Linear(7, 5), nn.Tanh(), nn.Linear(5, 3))
+
+
+@pytest.mark.parametrize("arch", [*list_zoo_models(), "deep_mlp"])
+def test_embedding_is_invariant_to_hidden_permutations(arch):
+    net = DeepMLP() if arch == "deep_mlp" else create_zoo_model(arch)
+    layout = WeightLayout.from_module(net)
+    gen = torch.Generator().manual_seed(0)
+    model = NeuronSetEncoder(layout, width=32, generator=gen).eval()
+    x = torch.randn(4, layout.num_params, generator=gen)
+    model.fit_input_scale(x)
+    permuted = x[:, random_permutation_index(layout, gen)]
+    assert not torch.equal(permuted, x)
+    with torch.no_grad():
+        z, zp = model.encode(x), model.encode(permuted)
+    # the same numbers are pooled in another order: means over n neurons may differ by about n * eps
+    # times the largest pooled magnitude; maxima and minima are exact
+    n = max(spec.n_out for spec in layout.layers)
+    torch.testing.assert_close(zp, z, rtol=0, atol=4 * n * EPS32 * float(z.abs().max()))
+    targets = model.invariant_targets(x)
+    torch.testing.assert_close(model.invariant_targets(permuted), targets,
+                               rtol=0, atol=4 * n * EPS32 * float(targets.abs().max()))
+
+
+def test_a_linear_probe_reads_a_layers_largest_weight():
+    """Training progress shows in order statistics: the encoder + ridge recovers max |w|, raw weights cannot."""
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    gen = torch.Generator().manual_seed(1)
+    n = 600
+    x = torch.randn(n, layout.num_params, generator=gen) * 0.3
+    first = layout.layers[0].weight_slice
+    # one entry of the first layer grows by a model-specific amount at a random place
+    spike = torch.rand(n, generator=gen) * 2
+    where = torch.randint(first.start, first.stop, (n,), generator=gen)
+    x[torch.arange(n), where] += spike * torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    target = x[:, first].abs().amax(1).numpy()
+    samples = pd.DataFrame({"model_id": np.arange(n), "epoch": 0, "largest_w": target, "diverged": False})
+    model = NeuronSetEncoder(layout, width=64, generator=torch.Generator().manual_seed(0)).eval()
+    model.fit_input_scale(x)
+    with torch.no_grad():
+        z = model.encode(x).numpy()
+    table = evaluate(x.numpy(), samples, feature_sets={"neuron_set": z, "B_W": RawWeights()},
+                     targets=["largest_w"])
+    r2 = table[(table.split == "test") & (table.metric == "r2")].set_index("feature_set").value
+    assert r2["neuron_set"] > 0.9 and r2["B_W"] < 0.2, r2.to_dict()
+
+
+def test_input_scale_is_fitted_from_training_rows_and_kept_in_the_state():
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    model = NeuronSetEncoder(layout, width=8)
+    x = torch.randn(50, layout.num_params) * 3 + 1
+    model.fit_input_scale(x)
+    tokens = model.tokens[0](x).reshape(-1, model.tokens[0].token_dim)
+    standardised = (tokens - model.shift_0) / model.scale_0
+    torch.testing.assert_close(standardised.mean(0), torch.zeros_like(standardised[0]), rtol=0, atol=1e-4)
+    torch.testing.assert_close(standardised.std(0, unbiased=False), torch.ones_like(standardised[0]), rtol=0, atol=1e-4)
+    clone = NeuronSetEncoder(layout, width=8)
+    clone.load_state_dict(model.state_dict())
+    assert bool(clone.scale_fitted) and torch.equal(clone.scale_0, model.scale_0)
+
+
+def test_a_network_without_hidden_layers_is_refused_with_the_choices():
+    layout = WeightLayout.from_module(nn.Sequential(nn.Linear(4, 3)))
+    with pytest.raises(ValueError, match="no hidden|only 1 layer.*transformer_neuron"):
+        create_autoencoder(EncoderConfig(name="neuron_set", latent_dim=0), layout)
+    with pytest.raises(ValueError, match="set_width"):
+        EncoderConfig(name="neuron_set", set_width=0)
+
+
+def test_quality_benchmark_smoke_writes_the_table(tmp_path):
+    """`bench/representation_quality.py --smoke`: every encoder, its random-init control and the baselines."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "representation_quality.py"
+    out = tmp_path / "quality"
+    subprocess.run([sys.executable, str(script), "--smoke", "--zoo", "tetris_seed", "--seeds", "1",
+                    "--datasets", str(tmp_path / "zoos"), "--out", str(out)], check=True, capture_output=True)
+    table = pd.read_csv(out.with_suffix(".csv"))
+    names = set(table.feature_set)
+    assert {"B_W", "B_s", "neuron_set", "neuron_set, random init"} <= names
+    assert any(n.startswith("2021") and "random init" not in n for n in names)
+    assert set(table.split) == {"train", "val", "test"} and table["mean"].notna().any()
+    assert "| neuron_set | linear |" in out.with_suffix(".md").read_text()
