@@ -1,6 +1,7 @@
 """The research arbiter: learned representations against the baselines, on every offline zoo.
 
-For each zoo (the checkpoints its experiment folder probes) and each encoder in `ENCODERS`, the
+For each zoo and each encoder in `ENCODER_VARIANTS`, taken exactly as the zoo's experiment folder
+runs it (its default learner and its ``--variant 2021``, their schedules and checkpoints), the
 encoder is trained self-supervised (no model property is seen) for its stated budget with
 `--seeds` training seeds, and linear probes (ridge, alpha chosen on validation) are fitted on
 its embedding. Each seed's embedding is the one of the evaluation whose linear probes score best
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import sys
 import time
 import warnings
@@ -38,15 +40,14 @@ from weightspace.downstream import LayerStatistics, evaluate
 from weightspace.downstream.evaluate import ProbeWarning
 from weightspace.downstream.features import Hyperparameters, RawWeights
 from weightspace.representation import ExperimentConfig, Learner, embed, fit, probe_scores
-from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
+from weightspace.experiment import Experiment
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo
 
 ROOT = Path(__file__).resolve().parent.parent
-# zoo -> the checkpoints its experiment folder probes (11_tetris_seed, 12_tetris_hyp, 20_digits_seed)
-ZOOS = {"tetris_seed": (0, 5, 10, 15, 20, 25), "tetris_hyp": (0, 5, 10, 15, 20, 25), "digits_seed": (0, 4, 8, 12, 16, 20)}
-TARGETS = ("test_acc", "ggap", "training_iteration")
+FOLDERS = {"tetris_seed": "11_tetris_seed", "tetris_hyp": "12_tetris_hyp", "digits_seed": "20_digits_seed"}
+ZOOS = list(FOLDERS)
 
 
 @dataclass
@@ -59,15 +60,35 @@ class Encoder:
     evaluations: int  # embeddings probed on validation during training (the best one is kept)
 
 
-ENCODERS = (
-    Encoder("2021 transformer (cpu schedule)", cpu_schedule(config_2021("tetris_seed")[0]), epochs=60, evaluations=12),
-    Encoder("neuron_set", config_neuron_set(), epochs=8, evaluations=4),
-)
+# table name -> the experiment folders' variant (None: the folder's default learner)
+ENCODER_VARIANTS = {"2021 transformer (cpu schedule)": "2021", "neuron_set": None}
 
 
-def smoke_encoders() -> tuple[Encoder, ...]:
+def folder_experiment(zoo: str) -> Experiment:
+    """The `Experiment` of the zoo's folder (its checkpoints, default learner and variants)."""
+    path = ROOT / FOLDERS[zoo] / "experiment.py"
+    spec = importlib.util.spec_from_file_location(f"experiment_{FOLDERS[zoo]}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.EXPERIMENT
+
+
+def encoders_of(zoo: str) -> list[Encoder]:
+    """The encoders of the table, exactly as the zoo's experiment folder runs them."""
     out = []
-    for e in ENCODERS:
+    for name, variant in ENCODER_VARIANTS.items():
+        experiment = folder_experiment(zoo)
+        if variant is not None:
+            experiment = experiment.variant(variant)
+        rep = experiment.representation
+        out.append(Encoder(name, rep, epochs=experiment.iterations * rep.train.epochs_per_step,
+                           evaluations=experiment.iterations))
+    return out
+
+
+def smoke_encoders(zoo: str) -> list[Encoder]:
+    out = []
+    for e in encoders_of(zoo):
         config = copy.deepcopy(e.config)
         config.train = replace(config.train, batch_size=16)
         if config.encoder.name == "neuron_set":
@@ -75,7 +96,7 @@ def smoke_encoders() -> tuple[Encoder, ...]:
         else:
             config.encoder = replace(config.encoder, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8)
         out.append(Encoder(e.name, config, epochs=1, evaluations=1))
-    return tuple(out)
+    return out
 
 
 def load_zoo(name: str, datasets: Path, smoke: bool) -> Zoo:
@@ -99,7 +120,7 @@ def scores(table: pd.DataFrame) -> pd.DataFrame:
     return table[["feature_set", "probe", "target", "split", "value"]]
 
 
-def baselines(data: dict[str, ZooDataset]) -> pd.DataFrame:
+def baselines(data: dict[str, ZooDataset], targets: list[str] | None) -> pd.DataFrame:
     weights = np.concatenate([d.weights.numpy() for d in data.values()])
     samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
     hyper = data["train"].hyperparameters
@@ -108,12 +129,13 @@ def baselines(data: dict[str, ZooDataset]) -> pd.DataFrame:
     if hyper:
         features["hyperparameters"] = Hyperparameters(hyper)
         pairs.append(("hyperparameters", "linear"))
-    table = evaluate(weights, samples, feature_sets=features, probes=["linear", "gbt"], targets=list(TARGETS),
+    table = evaluate(weights, samples, feature_sets=features, probes=["linear", "gbt"], targets=targets,
                      pairs=pairs, splits=samples["split"].to_numpy(), hyperparameters=hyper)
     return scores(table)
 
 
-def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int,
+                  targets: list[str] | None) -> tuple[np.ndarray, np.ndarray, float]:
     """(embedding at random init, embedding of the best validation evaluation, training minutes)."""
     config = copy.deepcopy(encoder.config)
     config.train = replace(config.train, seed=seed, device="cpu")
@@ -122,7 +144,7 @@ def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int) -> t
         learner.model.fit_input_scale(data["train"].weights)
     every = torch.cat([d.weights for d in data.values()])
     control = embed(learner.model, every).numpy()
-    probe = probe_scores(list(TARGETS))
+    probe = probe_scores(targets)
     best, best_score, seconds = None, -np.inf, 0.0
     per_eval = max(1, encoder.epochs // encoder.evaluations)
     for _ in range(encoder.evaluations):
@@ -135,25 +157,28 @@ def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int) -> t
     return control, best, seconds / 60
 
 
-def embedding_scores(name: str, z: np.ndarray, data: dict[str, ZooDataset], probes=("linear",)) -> pd.DataFrame:
+def embedding_scores(name: str, z: np.ndarray, data: dict[str, ZooDataset], targets: list[str] | None,
+                     probes=("linear",)) -> pd.DataFrame:
     samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
-    table = evaluate(z, samples, feature_sets={name: z}, probes=list(probes), targets=list(TARGETS),
+    table = evaluate(z, samples, feature_sets={name: z}, probes=list(probes), targets=targets,
                      splits=samples["split"].to_numpy(), hyperparameters=data["train"].hyperparameters)
     return scores(table)
 
 
 def run_zoo(name: str, datasets: Path, encoders, seeds: int, smoke: bool) -> pd.DataFrame:
     zoo = load_zoo(name, datasets, smoke)
-    data = splits_of(zoo, None if smoke else ZOOS[name])
-    rows = [baselines(data).assign(seed=0, minutes=0.0, encoder="baselines")]
+    experiment = folder_experiment(name)
+    data = splits_of(zoo, None if smoke else experiment.zoo_epochs)
+    targets = None if experiment.targets is None else list(experiment.targets)  # None: the folder's defaults
+    rows = [baselines(data, targets).assign(seed=0, minutes=0.0, encoder="baselines")]
     for encoder in encoders:
         for seed in range(seeds):
-            control, trained, minutes = train_encoder(encoder, data, seed)
+            control, trained, minutes = train_encoder(encoder, data, seed, targets)
             print(f"  {name}: {encoder.name}, seed {seed}: {minutes:.1f} min", file=sys.stderr, flush=True)
-            rows.append(embedding_scores(f"{encoder.name}, random init", control, data)
+            rows.append(embedding_scores(f"{encoder.name}, random init", control, data, targets)
                         .assign(seed=seed, minutes=0.0, encoder=encoder.name))
             probes = ("linear", "gbt") if encoder.name == "neuron_set" else ("linear",)
-            rows.append(embedding_scores(encoder.name, trained, data, probes)
+            rows.append(embedding_scores(encoder.name, trained, data, targets, probes)
                         .assign(seed=seed, minutes=minutes, encoder=encoder.name))
     return pd.concat(rows, ignore_index=True).assign(zoo=name)
 
@@ -172,11 +197,12 @@ def markdown(summary: pd.DataFrame) -> str:
              "unless the probe column says `gbt` (boosted trees). Cells: test R² (mean ± spread over training "
              "seeds, spread = max - min), and in brackets the validation R² that every choice was made on.", ""]
     for zoo, part in summary.groupby("zoo", sort=False):
+        targets = list(dict.fromkeys(part.target))
         lines += [f"## {zoo}", ""] + [f"    {c}" for c in part.command.dropna().unique()] + ["",
-                  "| features | probe | " + " | ".join(TARGETS) + " | train min |", "|---|---|" + "---:|" * (len(TARGETS) + 1)]
+                  "| features | probe | " + " | ".join(targets) + " | train min |", "|---|---|" + "---:|" * (len(targets) + 1)]
         for (fs, probe), rows in part.groupby(["feature_set", "probe"], sort=False):
             cells = []
-            for target in TARGETS:
+            for target in targets:
                 test = rows[(rows.target == target) & (rows.split == "test")]
                 val = rows[(rows.target == target) & (rows.split == "val")]
                 if test.empty:
@@ -198,39 +224,43 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per encoder (>= 3 for the table)")
     parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "representation_quality", help="table path stem")
-    parser.add_argument("--encoders", nargs="+", choices=[e.name for e in ENCODERS], default=None,
+    parser.add_argument("--encoders", nargs="+", choices=list(ENCODER_VARIANTS), default=None,
                         help="run only these encoders (default: all); their rows replace the old ones")
     parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
     args = parser.parse_args(sys.argv[1:])
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
     zoos = args.zoo or list(ZOOS)
-    encoders = [e for e in (smoke_encoders() if args.smoke else ENCODERS) if e.name in (args.encoders or [e.name])]
+    chosen = args.encoders or list(ENCODER_VARIANTS)
     csv = args.out.with_suffix(".csv")
-    old = pd.read_csv(csv) if csv.exists() and not args.smoke else pd.DataFrame()
-    commands = {(z, e): c for z, e, c in old[["zoo", "encoder", "command"]].drop_duplicates().values} if len(old) else {}
-    parts = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProbeWarning)
         for name in zoos:
+            encoders = [e for e in (smoke_encoders(name) if args.smoke else encoders_of(name)) if e.name in chosen]
             start = time.perf_counter()
             part = summarize(run_zoo(name, args.datasets, encoders, args.seeds, args.smoke))
-            command = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
-                       f"{' --smoke' if args.smoke else ''} --encoders "
-                       + " ".join(f"'{e.name}'" for e in encoders)
-                       + f"  # {(time.perf_counter() - start) / 60:.0f} min")
-            for encoder in ["baselines", *(e.name for e in encoders)]:
-                commands[(name, encoder)] = command
-            parts.append(part)
-    new = pd.concat(parts, ignore_index=True)
-    if len(old):  # keep the rows of zoos and encoders not run now
-        old = old[~(old.zoo.isin(zoos) & old.encoder.isin(["baselines", *(e.name for e in encoders)]))]
-    table = pd.concat([old, new], ignore_index=True)
-    table["command"] = [commands.get((z, e), "") for z, e in zip(table.zoo, table.encoder)]
-    write_text(csv, table.to_csv(index=False))
-    write_text(args.out.with_suffix(".md"), markdown(table))
-    print(markdown(table[table.zoo.isin(zoos)]))
+            part["command"] = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
+                               f"{' --smoke' if args.smoke else ''} --encoders " + " ".join(f"'{e}'" for e in chosen)
+                               + f"  # {(time.perf_counter() - start) / 60:.0f} min")
+            table = merge(csv, part, name, ["baselines", *chosen])
+            print(markdown(table[table.zoo == name]), flush=True)
     print(f"wrote {csv} and {args.out.with_suffix('.md')}")
+
+
+def merge(csv: Path, part: pd.DataFrame, zoo: str, encoders: list[str]) -> pd.DataFrame:
+    """Write `part` into the table at `csv` (and its .md), replacing the rows of `zoo` x `encoders`.
+
+    The table is read just before writing, so that runs of other zoos or encoders at the same time keep
+    their rows (two runs of the same zoo and encoder: the later one wins)."""
+    old = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=part.columns)
+    old = old[~((old.zoo == zoo) & old.encoder.isin(encoders))]
+    table = pd.concat([old, part], ignore_index=True)
+    rank = {"baselines": -1} | {name: i for i, name in enumerate(ENCODER_VARIANTS)}
+    table = table.sort_values(["zoo", "encoder"], key=lambda c: c.map(ZOOS.index) if c.name == "zoo"
+                              else c.map(rank), kind="stable").reset_index(drop=True)
+    write_text(csv, table.to_csv(index=False))
+    write_text(csv.with_suffix(".md"), markdown(table))
+    return table
 
 
 if __name__ == "__main__":

@@ -44,9 +44,24 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     assert "test_acc" in report and ".png" in report and f"from iteration {best} of 2" in report
     recorded = json.loads((out / "experiment.json").read_text())
     assert recorded["zoo"]["source"].startswith("generated smoke zoo")
+    assert f"Learner: {recorded['learner']}" in report  # the report names the learner it ran
     assert recorded["config"]["representation"]["train"]["precision"] == "bf16"
     trial = json.loads(next((out / "tune").glob("*/params.json")).read_text())
     assert trial["train"]["precision"] == "bf16"  # --precision reached the trainable
+
+
+def test_the_2021_variant_runs_into_its_own_folder_and_unknown_variants_are_named(tmp_path):
+    folder = ROOT / "11_tetris_seed"
+    script = next(folder.glob("simclr_ae_*.py"))
+    bad = run(script, "--smoke-test", "--variant", "2012", "--output-dir", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "no variant '2012'" in bad.stderr and "'2021'" in bad.stderr
+    assert not (tmp_path / "x").exists()
+    rep = run(script, "--smoke-test", "--variant", "2021", "--output-dir", str(tmp_path / "v"), "--device", "cpu")
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    recorded = json.loads((tmp_path / "v" / "experiment.json").read_text())
+    assert recorded["learner"] == "2021" and recorded["name"] == "tetris_seed_2021_smoke"
+    assert recorded["config"]["representation"]["encoder"]["name"] == "transformer_neuron"
+    assert "Learner: 2021" in (tmp_path / "v" / "report.md").read_text()
 
 
 ABLATIONS = ROOT / "01_ablation_studies"

@@ -108,3 +108,21 @@ def test_quality_benchmark_smoke_writes_the_table(tmp_path):
     assert any(n.startswith("2021") and "random init" not in n for n in names)
     assert set(table.split) == {"train", "val", "test"} and table["mean"].notna().any()
     assert "| neuron_set | linear |" in out.with_suffix(".md").read_text()
+
+
+def test_an_encoder_that_cannot_take_the_zoo_stops_before_training(tmp_path, monkeypatch):
+    from weightspace.experiment import Experiment, train_representation
+    from weightspace.representation.presets import config_neuron_set
+    from weightspace.zoo.store import Zoo
+
+    layout = WeightLayout.from_module(nn.Sequential(nn.Linear(4, 3)))
+    zoo = Zoo(np.zeros((4, layout.num_params), np.float32),
+              pd.DataFrame({"model_id": range(4), "epoch": 0, "diverged": False}), layout, {"name": "flat"}, tmp_path)
+
+    def never(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr("weightspace.tune.run_tuner", never)
+    experiment = Experiment(name="flat", preset="tetris_seed", representation=config_neuron_set(), iterations=1)
+    with pytest.raises(ValueError, match="only 1 layer.*transformer_neuron or mlp"):
+        train_representation(experiment, zoo, tmp_path / "out")

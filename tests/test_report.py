@@ -183,3 +183,18 @@ def test_umap_projection(experiment, tmp_path):
     pytest.importorskip("umap")
     text = build_report(copy_of(experiment, tmp_path), umap=True).read_text()
     assert "UMAP of the embeddings" in text and "PCA" not in text
+
+
+def test_outcome_sentence_counts_the_targets_the_representation_wins():
+    from weightspace.report_tables import outcome_sentence
+
+    rows = []
+    for fs, probe, values in (("embedding", "linear", (0.5, 0.2)), ("stats", "linear", (0.3, 0.4)),
+                              ("stats", "gbt", (0.6, 0.1))):
+        for target, value in zip(("test_acc", "training_iteration"), values):
+            rows.append({"feature_set": fs, "probe": probe, "target": target, "task": "regression", "split": "test",
+                         "metric": "r2", "value": value})
+    sentence = outcome_sentence(pd.DataFrame(rows))
+    assert "beats B_s on 1 of 2 (test_acc)" in sentence
+    assert "B_s + boosted trees on 1 of 2 (training_iteration)" in sentence
+    assert outcome_sentence(pd.DataFrame(rows[2:])) == ""  # no representation rows: no sentence

@@ -25,6 +25,7 @@ from typing import Mapping
 
 import numpy as np
 import pandas as pd
+import torch
 
 from weightspace.ablation import resolve_search_space, shrink_search_space
 from weightspace.atomic import atomic_file, write_json
@@ -33,6 +34,15 @@ from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
 from weightspace.representation.probing import SELECT_METRIC
 from weightspace.zoo.store import Zoo
+
+
+@dataclass
+class Variant:
+    """Another learner an experiment folder can run instead of its default (``--variant NAME``)."""
+
+    representation: ExperimentConfig  # the learner
+    iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
+    notes: str = ""  # what it is and what it gives up
 
 
 @dataclass
@@ -56,15 +66,32 @@ class Experiment:
     select: str = SELECT_METRIC
     notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
+    learner: str = ""  # the name of the learner the report shows, e.g. "neuron_set" or "2021 transformer"
+    variants: dict[str, Variant] = field(default_factory=dict)  # other learners, run with --variant NAME
 
     def __post_init__(self) -> None:
         if names_test_split(self.select):
             raise ValueError(f"Experiment.select {self.select!r} is a test-split metric, and nothing may be chosen "
                              f"on the test split; use {SELECT_METRIC!r}, another validation metric, or 'last'")
 
+    def variant(self, name: str) -> "Experiment":
+        """The same experiment with the learner of variant `name`, writing into ``<name>_<variant>``.
+
+        Raises:
+            ValueError: the folder has no such variant (the message lists them).
+        """
+        if name not in self.variants:
+            raise ValueError(f"experiment {self.name!r} has no variant {name!r}; "
+                             f"choose one of {sorted(self.variants) or 'none (it has only its default learner)'}")
+        v = self.variants[name]
+        return replace(self, name=f"{self.name}_{name}", representation=copy.deepcopy(v.representation),
+                       iterations=v.iterations, notes=v.notes, learner=name, variants={})
+
     def smoke(self) -> "Experiment":
         """The same experiment shrunk to seconds: a tiny zoo, a tiny learner, two iterations."""
         rep = copy.deepcopy(self.smoke_representation or SMOKE_REPRESENTATION)
+        if self.representation.encoder.name == "neuron_set":  # keep the encoder kind, at a tiny width
+            rep.encoder = replace(self.representation.encoder, set_width=16)
         rep.loss = copy.deepcopy(self.representation.loss)
         rep.augment = copy.deepcopy(self.representation.augment)
         return replace(self, name=f"{self.name}_smoke", representation=rep, iterations=2, zoo_epochs=None,
@@ -196,9 +223,12 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     from weightspace.downstream.evaluate import evaluate, write_csv, write_results_json
     from weightspace.representation.learner import Learner, embed
     from weightspace.representation.probing import probe_scores
+    from weightspace.representation.registry import create_autoencoder
     from weightspace.tune import CHECKPOINT_FILE, run_tuner
 
     out = Path(out_dir).resolve()
+    # an encoder that cannot take this zoo's layout stops here, with its message, not inside a ray trial
+    create_autoencoder(experiment.representation.encoder, zoo.layout, generator=torch.Generator().manual_seed(0))
     config = copy.deepcopy(experiment.representation)
     config.data.path = str(Path(zoo.path).resolve())
     config.data.epochs = experiment.zoo_epochs
@@ -281,6 +311,7 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
     data = {
         "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.outputs`)
         "name": experiment.name,
+        "learner": experiment.learner or experiment.representation.encoder.name,
         "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,
                 "epochs_used": list(experiment.zoo_epochs) if experiment.zoo_epochs else zoo.epochs},
         "config": {"representation": config_to_dict(experiment.representation), "iterations": experiment.iterations,

@@ -17,8 +17,8 @@ from weightspace.atomic import write_json
 from weightspace.cli_errors import report_error
 from weightspace.cluster import DEFAULT_TIMEOUT_S, connect_ray
 from weightspace.devices import resolve_device
-from weightspace.experiment import (Experiment, Timer, compute_baselines, find_zoo, train_representation,
-                                    write_experiment_json)
+from weightspace.experiment import (Experiment, Timer, compute_baselines, experiment_split, find_zoo,
+                                    train_representation, write_experiment_json)
 from weightspace.outputs import EXPERIMENT_FORMAT, OutputExistsError, check_replaceable, output_lock
 from weightspace.representation.config import PRECISIONS
 
@@ -45,6 +45,9 @@ def parse_args(step: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true", help="replace finished results in --output-dir")
     parser.add_argument("--download", action="store_true", help="download task data (MNIST, ...) when a zoo must be generated")
     parser.add_argument("--no-report", action="store_true", help="skip report.md and its figures")
+    parser.add_argument("--variant", default=None,
+                        help="run another learner of this folder instead of its default (e.g. 2021: the 2021 "
+                             "transformer); results go to <experiment name>_<variant>")
     return parser.parse_args(argv)
 
 
@@ -54,6 +57,11 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
         raise ValueError(f"step must be one of {STEPS}, got {step!r}")
     args = parse_args(step, argv)
     folder = Path(script).resolve().parent
+    if args.variant is not None:
+        try:
+            experiment = experiment.variant(args.variant)
+        except ValueError as err:
+            return report_error(err)
     if args.smoke_test:
         experiment = experiment.smoke()
     if args.precision is not None:
@@ -75,9 +83,10 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
                                    scratch=out / "zoo")
         print(f"zoo: {source}")
         timings = {"zoo_s": round(t_zoo.seconds, 1)}
+        split = experiment_split(experiment, zoo)  # drawn once: the baselines, the encoder and its probes share it
         if step == "baselines" or not (grid or (out / "baseline_performance.json").exists()):
             with Timer() as t:
-                table = compute_baselines(experiment, zoo, out)
+                table = compute_baselines(experiment, zoo, out, model_split=split)
             timings["baselines_s"] = round(t.seconds, 1)
             from weightspace.downstream.evaluate import format_table
 
@@ -88,7 +97,7 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
                 cpus, gpus = _resources(args, experiment)
                 train_representation(experiment, zoo, out, resume=args.resume, cpus_per_trial=cpus,
                                      gpus_per_trial=gpus, device=args.device,
-                                     verbose=0 if args.smoke_test else 1)
+                                     verbose=0 if args.smoke_test else 1, model_split=split)
             timings["representation_s"] = round(t.seconds, 1)
         write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings)
         if grid and step == "representation":

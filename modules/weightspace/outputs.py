@@ -37,6 +37,8 @@ ZOO_FORMAT = "weightspace-zoo"  # zoo.json "format" (weightspace.zoo.store.FORMA
 EXPORT_FORMAT = "weightspace-raytune-export"  # weightspace.json of `zoo export --to raytune`
 WORK_FORMAT = "weightspace-zoo-work"  # spec.json of a generation's .<out>.partial work folder
 EXPERIMENT_FORMAT = "weightspace-experiment"  # experiment.json of an experiment's output folder
+EXTRACTION_FORMAT = "weightspace-extraction"  # EXTRACTION_MARKER of a folder unpacked from an archive
+EXTRACTION_MARKER = ".weightspace-extracted.json"  # written last into a complete extraction: archive name, SHA-256
 _SHOWN = 5  # entries named when a folder is refused
 _STALE = r"\.{name}\.(tmp|old)-[0-9a-f]{{8}}"  # names atomic.py gives temporary and replaced folders
 
@@ -71,6 +73,8 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
     "experiment": ("an experiment's output folder (experiment.json)",
                    lambda p: _json_object(p / "experiment.json").get("format") == EXPERIMENT_FORMAT
                    or {"name", "config"} <= set(_json_object(p / "experiment.json"))),
+    "extraction": (f"a folder weightspace extracted from an archive ({EXTRACTION_MARKER})",
+                   lambda p: _json_object(p / EXTRACTION_MARKER).get("format") == EXTRACTION_FORMAT),
     "ray.tune run": ("a ray.tune run of weightspace (tuner.pkl or experiment_config.json)",
                      lambda p: (p / "tuner.pkl").is_file()
                      or {"config", "iterations"} <= set(_json_object(p / "experiment_config.json"))),

@@ -20,7 +20,7 @@ import pandas as pd
 from weightspace import report_plots
 from weightspace.atomic import write_text
 from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, derive_targets, score
-from weightspace.report_tables import results_markdown
+from weightspace.report_tables import outcome_sentence, results_markdown
 
 REPORT = "report.md"
 FIGURES = {"umap_accuracy": "umap_accuracy.png", "umap_epoch": "umap_epoch.png",
@@ -64,13 +64,16 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
     zoo = meta.get("zoo") if isinstance(meta.get("zoo"), dict) else {}
     lines = [f"# Experiment report: {name}", ""]
     lines.append(f"Zoo: {zoo.get('source') or 'source not recorded'}" + (f" (`{zoo['path']}`)" if zoo.get("path") else ""))
+    if meta.get("learner"):
+        lines += ["", f"Learner: {meta['learner']}"]
     if not meta:
         lines += ["", "_experiment.json is missing or unreadable: the name, zoo, configuration and timings are not "
                   "recorded._"]
     lines += ["", "## How to read this", "", HOW_TO_READ, "", "## Results (test split)", ""]
     lines += [f"_{n}_" for n in table_notes] + ([""] if table_notes else [])
     if table is not None:
-        lines += [results_markdown(table), ""]
+        outcome = outcome_sentence(table)
+        lines += ([outcome, ""] if outcome else []) + [results_markdown(table), ""]
     lines += ["## Embedding", ""]
     if embeddings is None:
         lines += [f"_Skipped the embedding figures: {why_no_embeddings}._", ""]

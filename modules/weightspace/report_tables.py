@@ -101,3 +101,29 @@ def _cell(cell, best: float | None, notes: dict[str, int], name_probe: bool) -> 
     shown = round(value, 3) + 0.0  # + 0.0: no "-0.000"
     text = f"**{shown:.3f}**" if best is not None and shown == best else f"{shown:.3f}"
     return text + (f" ({probe})" if name_probe else "")
+
+
+def outcome_sentence(table: pd.DataFrame, split: str = "test") -> str:
+    """One sentence: on how many regression targets the representation's linear probe beats B_s
+    (linear) and B_s + boosted trees on `split`, naming them; "" when the table lacks the rows."""
+    table = table.assign(value=pd.to_numeric(table["value"], errors="coerce"))
+    rows = table[(table["split"] == split) & (table["metric"] == "r2") & (table["task"] == REGRESSION)]
+
+    def scores(fs: str, probe: str) -> pd.Series:
+        part = rows[(rows["feature_set"] == fs) & (rows["probe"] == probe)]
+        return part.groupby("target", sort=False)["value"].first()
+
+    rep = scores("embedding", "linear").dropna()
+    if rep.empty:
+        return ""
+    parts = []
+    for label, other in (("B_s", scores("stats", "linear")), ("B_s + boosted trees", scores("stats", "gbt"))):
+        common = [t for t in rep.index if t in other.index and np.isfinite(other[t])]
+        if not common:
+            continue
+        won = [t for t in common if rep[t] > other[t]]
+        parts.append(f"{label} on {len(won)} of {len(common)}" + (f" ({', '.join(won)})" if won else ""))
+    if not parts:
+        return ""
+    return (f"On the {split} split the representation's linear probe beats " + " and ".join(parts)
+            + " regression targets (R², one training run; bench/representation_quality.py has means over seeds).")

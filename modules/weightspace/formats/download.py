@@ -15,6 +15,11 @@ beside it (``<file>.sha256``) and in the zoo's provenance. A file already on
 disk is checked again before it is reused (against that SHA-256 and, for
 Zenodo, the record); a download of ours that fails is deleted and fetched
 again, a file placed by hand is refused and left in place.
+
+A Small CNN Zoo archive is unpacked into ``<root>/raw/<name>`` beside its
+target and renamed into place when complete, with a marker naming the archive
+and its SHA-256; a folder there is replaced only when it carries that marker
+(or is empty), anything else is refused before the download.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import urllib.error
 import uuid
@@ -37,7 +41,7 @@ from typing import Any, Iterator
 
 from weightspace.atomic import write_text
 from weightspace.outputs import check_replaceable
-from weightspace.zoo.downloads import ChecksumError, DownloadError, fetch_url, read_url, safe_extract_tar
+from weightspace.zoo.downloads import ChecksumError, DownloadError, extract_tar, fetch_url, read_url
 from weightspace.zoo.store import Zoo
 
 ZENODO_RECORD = "5645138"
@@ -269,15 +273,13 @@ def _zenodo_published(file: str, *, offline_ok: bool = False) -> Published | Non
     return published
 
 
-def _extract(archive: Path, dest: Path) -> Path:
-    """Unpack an archive safely (no absolute paths, links or devices) and find the dataset folder in it."""
-    tmp = dest.with_name(f".{dest.name}.part-{uuid.uuid4().hex[:8]}")
-    try:
-        safe_extract_tar(archive, tmp)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.replace(tmp, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _extract(archive: Path, dest: Path, sha256: str) -> Path:
+    """Unpack an archive safely (no absolute paths, links or devices) as the folder `dest` and find the dataset in it.
+
+    `dest` is replaced only when it is missing, empty or an earlier extraction of weightspace (its marker);
+    anything else raises `OutputError` naming what it holds.
+    """
+    extract_tar(archive, dest, sha256=sha256)
     hits = sorted({p.parent for pattern in ("weights.npy", "all_weights.npy") for p in dest.rglob(pattern)})
     if len(hits) != 1:
         raise ValueError(f"'{archive}' holds {len(hits)} folders with weights.npy/all_weights.npy, expected 1")
@@ -290,7 +292,8 @@ def download(name: str, root: str | os.PathLike = "datasets", *, overwrite: bool
     Raises:
         ValueError: unknown name, or a file that does not convert.
         FileExistsError: ``<root>/<name>`` exists and `overwrite` is False.
-        OutputError: ``<root>/<name>`` is not a zoo (nor an empty folder), or cannot be written.
+        OutputError: ``<root>/<name>`` is not a zoo (nor an empty folder), ``<root>/raw/<name>`` (where an
+            archive is unpacked) holds something weightspace did not extract, or either cannot be written.
         DownloadError: the file could not be fetched, or its archive is corrupt.
         ChecksumError: the file (downloaded now, or on disk) is not the published one; a download is deleted.
     """
@@ -301,13 +304,16 @@ def download(name: str, root: str | os.PathLike = "datasets", *, overwrite: bool
     root = Path(root)
     out = root / name
     check_replaceable(out, accept=("zoo",), overwrite=overwrite)  # refuse before downloading
+    unpacked = root / "raw" / name
+    if name in SMALLCNNZOO_DATASETS:
+        check_replaceable(unpacked, accept=("extraction",))
     raw = root / "raw" / file
     sha, how, ours = _verified_raw(name, url, alternative, raw)
     provenance = {"url": url, "sha256": sha, "checksum": how}
     if name in ZENODO_DATASETS:
         return convert_zenodo_2021(raw, out, overwrite=overwrite, name=name, provenance=provenance)
     try:
-        folder = _extract(raw, root / "raw" / name)
+        folder = _extract(raw, unpacked, sha)
     except DownloadError as err:  # a corrupt archive: unusable, so a download of ours goes
         if not ours:
             raise

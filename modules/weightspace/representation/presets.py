@@ -51,7 +51,7 @@ def config_2021(name: str) -> tuple[ExperimentConfig, int]:
     return config, iterations
 
 
-def config_neuron_set(*, gamma: float = 0.5, width: int = 512) -> ExperimentConfig:
+def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> ExperimentConfig:
     """The permutation-invariant learner that replaces the 2021 transformer as the folders' default.
 
     `neuron_set` encoder (per-neuron tanh MLP of `width` features pooled by mean / max / min over each

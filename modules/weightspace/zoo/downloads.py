@@ -4,11 +4,14 @@ Files are fetched with :mod:`urllib` in chunks (with a tqdm progress bar) to a
 temporary name in the target directory, checked against the size the server
 announced and a known MD5, and only then renamed into place. A file with a
 wrong checksum or a short transfer is deleted and reported, never used.
-Mirrors are tried in order.
+Mirrors are tried in order. Archives are unpacked beside their target and
+renamed into place when complete, marked as weightspace's extraction; an
+existing folder is replaced only when it carries that mark (or is empty).
 """
 
 from __future__ import annotations
 
+import filecmp
 import hashlib
 import http.client
 import lzma
@@ -20,13 +23,17 @@ import urllib.error
 import urllib.request
 import warnings
 import zlib
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from weightspace.errors import WeightspaceError
+from weightspace.atomic import atomic_directory, fsync_tree, replace_dir, write_json
+from weightspace.errors import OutputError, WeightspaceError
+from weightspace.outputs import (EXTRACTION_FORMAT, EXTRACTION_MARKER, check_replaceable, clean_stale,
+                                 output_errors, output_lock)
 
 __all__ = [
     "ChecksumError",
@@ -36,12 +43,14 @@ __all__ = [
     "Resource",
     "download_resource",
     "ensure_files",
+    "extract_tar",
     "fetch_url",
     "manual_hint",
     "md5_file",
     "missing_files_error",
     "read_url",
     "safe_extract_tar",
+    "sha256_file",
     "verify_file",
     "verify_known",
 ]
@@ -121,6 +130,15 @@ KNOWN_MD5["cifar10"].update({
 def md5_file(path: str | os.PathLike) -> str:
     """Return the hex MD5 digest of a file, read in chunks."""
     digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Return the hex SHA-256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(_CHUNK):
             digest.update(chunk)
@@ -289,35 +307,16 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise DownloadError(f"refusing to extract tar member {name!r}: not a regular file or directory")
 
 
-def safe_extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
-    """Extract a tar archive into ``dest``, refusing unsafe members.
+_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python's own checks, where it has them
 
-    Members with absolute paths, ``..`` components, links or device files make
-    the whole extraction fail before anything is written. The archive is unpacked
-    into a temporary directory inside ``dest`` and its top-level entries are then
-    moved into place (replacing existing entries of the same name).
 
-    Raises:
-        DownloadError: on an unsafe member or an unreadable archive.
-    """
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
+@contextmanager
+def _reading(archive: str | os.PathLike) -> Iterator[None]:
+    """Turn the errors of a corrupt or truncated `archive` raised in the block into a `DownloadError` naming it."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member)
-            staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
-            try:
-                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-                tar.extractall(staging, members=members, **extra)
-                for entry in staging.iterdir():
-                    final = dest / entry.name
-                    if final.is_dir() and not final.is_symlink():
-                        shutil.rmtree(final)
-                    os.replace(entry, final)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
+        yield
+    except WeightspaceError:
+        raise
     except OSError as exc:
         if exc.errno is not None:  # the disk, not the archive: a full or read-only destination
             raise
@@ -325,3 +324,102 @@ def safe_extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> Non
     except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error) as exc:
         raise DownloadError(f"cannot extract {archive}: the archive is corrupt or truncated "
                             f"({type(exc).__name__}: {exc})") from exc
+
+
+def _safe_members(tar: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    members = tar.getmembers()
+    for member in members:
+        _check_member(member)
+    return members
+
+
+def _mark(folder: Path, archive: str | os.PathLike, sha256: str | None) -> None:
+    """Write `EXTRACTION_MARKER` into the complete extraction `folder`, naming its archive and the archive's SHA-256."""
+    write_json(folder / EXTRACTION_MARKER, {"format": EXTRACTION_FORMAT, "archive": Path(archive).name,
+                                            "sha256": sha256 or sha256_file(archive)})
+
+
+def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike, *, sha256: str | None = None) -> Path:
+    """Extract a tar archive as the whole folder ``dest``, replacing only an earlier extraction of weightspace.
+
+    The archive is unpacked into a temporary folder beside ``dest`` under its
+    output lock, marked with `EXTRACTION_MARKER` (the archive's name and
+    SHA-256) and renamed into place only when complete. ``dest`` may be missing,
+    an empty folder or a folder with that marker; anything else is refused
+    before the archive is read. Unsafe members are refused as by `safe_extract_tar`.
+
+    Args:
+        sha256: the archive's SHA-256 when already known (else it is computed).
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        OutputError: ``dest`` holds something weightspace did not extract (a few entries are named),
+            another run is writing it, or the disk refuses the write.
+        DownloadError: on an unsafe member or an unreadable archive (nothing is left behind).
+    """
+    dest = Path(dest)
+    with atomic_directory(dest, overwrite=True, accept=("extraction",)) as tmp:
+        with _reading(archive), tarfile.open(archive, "r:*") as tar:
+            tar.extractall(tmp, members=_safe_members(tar), **_FILTER)
+        _mark(tmp, archive, sha256)
+    return dest
+
+
+def _check_in_place(staged: Path, final: Path, archive: str | os.PathLike) -> None:
+    """Refuse unless the entry `final` in the way of `staged` is missing, ours to replace, or (a file) the same bytes."""
+    if staged.is_dir():
+        check_replaceable(final, accept=("extraction",))
+    elif os.path.lexists(final) and not (final.is_file() and not final.is_symlink()
+                                         and filecmp.cmp(staged, final, shallow=False)):
+        raise OutputError(f"refusing to replace '{final}' with the file of the same name in {archive}: it is not "
+                          "what the archive holds, so weightspace did not extract it; move it away yourself")
+
+
+def safe_extract_tar(archive: str | os.PathLike, dest: str | os.PathLike) -> None:
+    """Extract a tar archive's top-level entries into the folder ``dest``, refusing unsafe members.
+
+    Members with absolute paths, ``..`` components, links or device files make
+    the whole extraction fail before anything is written. The archive is unpacked
+    into a temporary folder inside ``dest``; each top-level folder is marked with
+    `EXTRACTION_MARKER` and renamed into place under its output lock. An entry
+    already there is replaced only when weightspace extracted it (its marker) or
+    it is an empty folder; a file only when it holds the same bytes. Anything
+    else is refused before anything is moved (a folder, before the archive is unpacked).
+
+    Raises:
+        DownloadError: on an unsafe member or an unreadable archive.
+        OutputError: an entry in the way is not weightspace's to replace (it is named), or the disk refuses the write.
+    """
+    dest = Path(dest)
+    with output_errors(dest):
+        dest.mkdir(parents=True, exist_ok=True)
+    with _reading(archive), tarfile.open(archive, "r:*") as tar:
+        members = _safe_members(tar)
+        for top in sorted({PurePosixPath(m.name.replace("\\", "/")).parts[:1] for m in members} - {()}):
+            if (dest / top[0]).is_dir():  # refuse before unpacking what could not be moved into place
+                check_replaceable(dest / top[0], accept=("extraction",))
+        with output_errors(dest):
+            staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
+        try:
+            with output_errors(dest), ExitStack() as locks:
+                tar.extractall(staging, members=members, **_FILTER)
+                entries = sorted(staging.iterdir())
+                digest = sha256_file(archive) if any(entry.is_dir() for entry in entries) else None
+                for entry in entries:
+                    if entry.is_dir():
+                        _mark(entry, archive, digest)
+                        fsync_tree(entry)
+                    locks.enter_context(output_lock(dest / entry.name))
+                    clean_stale(dest / entry.name)
+                for entry in entries:  # every check before the first move: all of it lands, or none
+                    _check_in_place(entry, dest / entry.name, archive)
+                for entry in entries:
+                    final = dest / entry.name
+                    if entry.is_dir():
+                        replace_dir(entry, final, accept=("extraction",))
+                    elif not os.path.lexists(final):
+                        os.replace(entry, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
