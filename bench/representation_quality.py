@@ -117,7 +117,7 @@ def splits_of(zoo: Zoo, epochs: tuple[int, ...] | None) -> dict[str, ZooDataset]
 def scores(table: pd.DataFrame) -> pd.DataFrame:
     """R² (or accuracy) rows of a probe table: feature_set, probe, target, split, value."""
     table = table[table.metric.isin(["r2", "accuracy"])]
-    return table[["feature_set", "probe", "target", "split", "value"]]
+    return table[["feature_set", "probe", "target", "metric", "split", "value"]]
 
 
 def baselines(data: dict[str, ZooDataset], targets: list[str] | None) -> pd.DataFrame:
@@ -185,7 +185,7 @@ def run_zoo(name: str, datasets: Path, encoders, seeds: int, smoke: bool) -> pd.
 
 def summarize(raw: pd.DataFrame) -> pd.DataFrame:
     """Mean and spread (max - min over seeds) per zoo, feature set, probe, target and split."""
-    keys = ["zoo", "encoder", "feature_set", "probe", "target", "split"]
+    keys = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split"]
     agg = raw.groupby(keys, sort=False).agg(mean=("value", "mean"), spread=("value", lambda v: v.max() - v.min()),
                                             seeds=("value", "size"), minutes=("minutes", "mean"))
     return agg.reset_index()
@@ -216,6 +216,39 @@ def markdown(summary: pd.DataFrame) -> str:
                          f"| {fs} | {probe} | " + " | ".join(cells) + " | - |")
         lines.append("")
     return "\n".join(lines)
+
+
+def goal_lines(summary: pd.DataFrame, encoder: str = "neuron_set") -> list[str]:
+    """Issue 13's goal, per zoo: where `encoder`'s linear probe beats B_s (linear), B_s + boosted trees, and
+    (stretch) where boosted trees on it beat B_s + boosted trees; met where the mean clears the baseline by
+    more than the seeds' spread. Only regression targets (R²) count."""
+    test = summary[(summary.split == "test")]
+    lines = []
+    for zoo, part in test.groupby("zoo", sort=False):
+        def cell(fs, probe):
+            rows = part[(part.feature_set == fs) & (part.probe == probe)]
+            return {r.target: (r["mean"], r.spread if r.seeds > 1 else 0.0) for _, r in rows.iterrows()}
+
+        rep, rep_gbt, bs, bs_gbt = cell(encoder, "linear"), cell(encoder, "gbt"), cell("B_s", "linear"), cell("B_s", "gbt")
+        regression = [t for t in rep if t in bs and (part[part.target == t].metric == "r2").all()]
+        if not rep:
+            continue
+
+        def verdict(ours, theirs, targets, *, near=False):
+            out = []
+            for t in targets:
+                if t not in ours or t not in theirs:
+                    continue
+                (m, spread), (b, _) = ours[t], theirs[t]
+                met = m - b > spread or (near and b > 0.98 and b - m <= 0.01)
+                out.append(f"{t} {'met' if met else 'missed'} ({m:.3f} vs {b:.3f}"
+                           + (f", short by {b - m:.3f}" if not met and b > m else "") + ")")
+            return "; ".join(out) or "-"
+
+        lines.append(f"- **{zoo}**: beats B_s: {verdict(rep, bs, regression)}. Beats B_s + boosted trees on accuracy "
+                     f"and epoch: {verdict(rep, bs_gbt, ['test_acc', 'training_iteration'], near=True)}. Stretch, "
+                     f"boosted trees on the embedding: {verdict(rep_gbt, bs_gbt, regression)}.")
+    return lines
 
 
 def main() -> None:
@@ -259,7 +292,7 @@ def merge(csv: Path, part: pd.DataFrame, zoo: str, encoders: list[str]) -> pd.Da
     table = table.sort_values(["zoo", "encoder"], key=lambda c: c.map(ZOOS.index) if c.name == "zoo"
                               else c.map(rank), kind="stable").reset_index(drop=True)
     write_text(csv, table.to_csv(index=False))
-    write_text(csv.with_suffix(".md"), markdown(table))
+    write_text(csv.with_suffix(".md"), markdown(table) + "\n## Goal (issue 13)\n\n" + "\n".join(goal_lines(table)) + "\n")
     return table
 
 
