@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from test_formats import unterthiner_models, write_unterthiner
-from test_loaders import SMALLCNN, FakeServer
+from test_loaders import SMALLCNN, FakeServer, serve_small_cnn_zoo
 from weightspace.cli import main
 from weightspace.errors import OutputError
 from weightspace.formats import download
@@ -28,15 +28,7 @@ from weightspace.zoo.downloads import DownloadError
 @pytest.fixture
 def small_cnn_server(tmp_path, monkeypatch):
     """A fake storage.googleapis.com serving a one-model ``mnist.tar.xz``; returns (server, rows)."""
-    rows, meta = unterthiner_models(1)
-    src = write_unterthiner(tmp_path / "build" / "mnist", rows, meta)
-    with tarfile.open(tmp_path / "mnist.tar.xz", "w:xz") as tar:
-        tar.add(src, arcname="mnist")
-    body = (tmp_path / "mnist.tar.xz").read_bytes()
-    md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
-    server = FakeServer({SMALLCNN: (body, {"x-goog-hash": f"crc32c=AAAAAA==, md5={md5}"})})
-    monkeypatch.setattr(urllib.request, "urlopen", server)
-    return server, rows
+    return serve_small_cnn_zoo(tmp_path, monkeypatch)
 
 
 def _tar(path, files: dict):

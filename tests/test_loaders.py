@@ -357,7 +357,8 @@ def test_a_bad_small_cnn_zoo_download_is_refused_and_deleted(tmp_path, monkeypat
     assert not any(p.is_file() for p in (tmp_path / "datasets" / "raw").rglob("*"))
 
 
-def test_a_small_cnn_zoo_archive_is_checked_against_its_recorded_sha256(tmp_path, monkeypatch):
+def serve_small_cnn_zoo(tmp_path, monkeypatch) -> tuple["FakeServer", list]:
+    """A fake storage.googleapis.com serving a one-model ``mnist.tar.xz`` with its MD5 header: (server, rows)."""
     rows, meta = unterthiner_models(1)
     src = write_unterthiner(tmp_path / "build" / "mnist", rows, meta)
     with tarfile.open(tmp_path / "mnist.tar.xz", "w:xz") as tar:
@@ -366,8 +367,14 @@ def test_a_small_cnn_zoo_archive_is_checked_against_its_recorded_sha256(tmp_path
     md5 = base64.b64encode(hashlib.md5(body).digest()).decode()
     server = FakeServer({SMALLCNN: (body, {"x-goog-hash": f"crc32c=AAAAAA==, md5={md5}"})})
     monkeypatch.setattr(urllib.request, "urlopen", server)
+    return server, rows
+
+
+def test_a_small_cnn_zoo_archive_is_checked_against_its_recorded_sha256(tmp_path, monkeypatch):
+    server, rows = serve_small_cnn_zoo(tmp_path, monkeypatch)
     download("unterthiner_mnist", tmp_path / "datasets")
     raw = tmp_path / "datasets" / "raw" / "mnist.tar.xz"
+    body = (tmp_path / "mnist.tar.xz").read_bytes()
     raw.write_bytes(body + b"\x00")
     with pytest.warns(UserWarning, match="SHA-256 .* was expected; it was deleted and is fetched again"):
         zoo = download("unterthiner_mnist", tmp_path / "datasets", overwrite=True)
