@@ -5,8 +5,6 @@ task data unpacks ``cifar-10-batches-py/`` beside its archive. Both replace a
 folder only when it is empty or carries weightspace's extraction marker.
 """
 
-import base64
-import hashlib
 import io
 import json
 import tarfile
