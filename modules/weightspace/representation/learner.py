@@ -162,8 +162,8 @@ class Learner:
         if n < bs:
             raise ValueError(f"the {dataset.split} split holds {n} samples, fewer than one batch "
                              f"(TrainConfig.batch_size={bs}); lower batch_size or use a larger zoo")
-        if self.step == 0 and hasattr(self.model, "fit_input_scale"):  # zoo-level input standardisation
-            self.model.fit_input_scale(dataset.weights)
+        if self.step == 0 and hasattr(self.model, "fit_input_scale") and not bool(self.model.scale_fitted):
+            self.model.fit_input_scale(dataset.weights)  # zoo-level input standardisation, once per run
         order = torch.randperm(n, generator=self.generator)
         sums: dict[str, float] = {}
         steps = n // bs
