@@ -24,15 +24,19 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.util
+import multiprocessing
+import os
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
 from weightspace.atomic import write_text
 from weightspace.data.dataset import ZooDataset
@@ -40,6 +44,7 @@ from weightspace.downstream import LayerStatistics, evaluate
 from weightspace.downstream.evaluate import ProbeWarning
 from weightspace.downstream.features import Hyperparameters, RawWeights
 from weightspace.representation import ExperimentConfig, Learner, embed, fit, probe_scores
+from weightspace.devices import resolve_device
 from weightspace.experiment import Experiment
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
@@ -134,11 +139,11 @@ def baselines(data: dict[str, ZooDataset], targets: list[str] | None) -> pd.Data
     return scores(table)
 
 
-def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int,
-                  targets: list[str] | None) -> tuple[np.ndarray, np.ndarray, float]:
+def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targets: list[str] | None,
+                  device: str = "cpu") -> tuple[np.ndarray, np.ndarray, float]:
     """(embedding at random init, embedding of the best validation evaluation, training minutes)."""
     config = copy.deepcopy(encoder.config)
-    config.train = replace(config.train, seed=seed, device="cpu")
+    config.train = replace(config.train, seed=seed, device=device)
     learner = Learner(config, data["train"].layout)
     if hasattr(learner.model, "fit_input_scale"):  # the control sees the same standardisation as training
         learner.model.fit_input_scale(data["train"].weights)
@@ -165,21 +170,47 @@ def embedding_scores(name: str, z: np.ndarray, data: dict[str, ZooDataset], targ
     return scores(table)
 
 
-def run_zoo(name: str, datasets: Path, encoders, seeds: int, smoke: bool) -> pd.DataFrame:
+def zoo_data(name: str, datasets: Path, smoke: bool) -> tuple[dict[str, ZooDataset], list[str] | None]:
+    """The zoo's splits at its folder's checkpoints, and the folder's targets (None: the defaults)."""
     zoo = load_zoo(name, datasets, smoke)
     experiment = folder_experiment(name)
     data = splits_of(zoo, None if smoke else experiment.zoo_epochs)
-    targets = None if experiment.targets is None else list(experiment.targets)  # None: the folder's defaults
+    return data, None if experiment.targets is None else list(experiment.targets)
+
+
+def encoder_rows(name: str, encoder: Encoder, seed: int, data: dict[str, ZooDataset], targets: list[str] | None,
+                 device: str) -> pd.DataFrame:
+    """One training seed of one encoder: its control row (random init) and its trained rows."""
+    control, trained, minutes = train_encoder(encoder, data, seed, targets, device)
+    print(f"  {name}: {encoder.name}, seed {seed}: {minutes:.1f} min", file=sys.stderr, flush=True)
+    probes = ("linear", "gbt") if encoder.name == "neuron_set" else ("linear",)
+    return pd.concat([embedding_scores(f"{encoder.name}, random init", control, data, targets)
+                      .assign(seed=seed, minutes=0.0, encoder=encoder.name),
+                      embedding_scores(encoder.name, trained, data, targets, probes)
+                      .assign(seed=seed, minutes=minutes, encoder=encoder.name)], ignore_index=True)
+
+
+def _job(name: str, datasets: Path, smoke: bool, encoder: Encoder, seed: int, device: str, threads: int) -> pd.DataFrame:
+    """`encoder_rows` in a worker process: the zoo is opened there (cheap; no arrays travel)."""
+    torch.set_num_threads(threads)
+    warnings.simplefilter("ignore", ProbeWarning)
+    with threadpool_limits(threads):
+        data, targets = zoo_data(name, datasets, smoke)
+        return encoder_rows(name, encoder, seed, data, targets, device)
+
+
+def run_zoo(name: str, datasets: Path, encoders, seeds: int, smoke: bool, *, device: str = "cpu",
+            jobs: int = 1, threads: int | None = None) -> pd.DataFrame:
+    """Every row of one zoo: baselines, then each encoder x seed (`jobs` of them at a time, in processes)."""
+    data, targets = zoo_data(name, datasets, smoke)
     rows = [baselines(data, targets).assign(seed=0, minutes=0.0, encoder="baselines")]
-    for encoder in encoders:
-        for seed in range(seeds):
-            control, trained, minutes = train_encoder(encoder, data, seed, targets)
-            print(f"  {name}: {encoder.name}, seed {seed}: {minutes:.1f} min", file=sys.stderr, flush=True)
-            rows.append(embedding_scores(f"{encoder.name}, random init", control, data, targets)
-                        .assign(seed=seed, minutes=0.0, encoder=encoder.name))
-            probes = ("linear", "gbt") if encoder.name == "neuron_set" else ("linear",)
-            rows.append(embedding_scores(encoder.name, trained, data, targets, probes)
-                        .assign(seed=seed, minutes=minutes, encoder=encoder.name))
+    work = [(encoder, seed) for encoder in encoders for seed in range(seeds)]
+    if jobs <= 1:
+        rows += [encoder_rows(name, encoder, seed, data, targets, device) for encoder, seed in work]
+    else:
+        threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            rows += list(pool.map(_job, *zip(*[(name, datasets, smoke, e, seed, device, threads) for e, seed in work])))
     return pd.concat(rows, ignore_index=True).assign(zoo=name)
 
 
@@ -260,9 +291,16 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", choices=list(ENCODER_VARIANTS), default=None,
                         help="run only these encoders (default: all); their rows replace the old ones")
     parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
+    parser.add_argument("--device", default="cpu", help="where encoders train (cpu, cuda); probes run on the CPU")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="encoder x seed trainings at a time, each in its own process")
+    parser.add_argument("--threads", type=int, default=None, help="threads per --jobs process (default: cores / jobs)")
     args = parser.parse_args(sys.argv[1:])
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
+    if args.jobs < 1:
+        parser.error("--jobs must be >= 1")
+    device = str(resolve_device(args.device))
     zoos = args.zoo or list(ZOOS)
     chosen = args.encoders or list(ENCODER_VARIANTS)
     csv = args.out.with_suffix(".csv")
@@ -271,13 +309,22 @@ def main() -> None:
         for name in zoos:
             encoders = [e for e in (smoke_encoders(name) if args.smoke else encoders_of(name)) if e.name in chosen]
             start = time.perf_counter()
-            part = summarize(run_zoo(name, args.datasets, encoders, args.seeds, args.smoke))
+            part = summarize(run_zoo(name, args.datasets, encoders, args.seeds, args.smoke, device=device,
+                                     jobs=args.jobs, threads=args.threads))
             part["command"] = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
                                f"{' --smoke' if args.smoke else ''} --encoders " + " ".join(f"'{e}'" for e in chosen)
-                               + f"  # {(time.perf_counter() - start) / 60:.0f} min")
+                               + (f" --device {device}" if device != "cpu" else "")
+                               + (f" --jobs {args.jobs}" if args.jobs > 1 else "")
+                               + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}")
             table = merge(csv, part, name, ["baselines", *chosen])
             print(markdown(table[table.zoo == name]), flush=True)
     print(f"wrote {csv} and {args.out.with_suffix('.md')}")
+
+
+def machine(device: str) -> str:
+    """Where the numbers were made, for the table's command lines: cores, and the GPU if one trained."""
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.startswith("cuda") else ""
+    return f"{os.cpu_count()} cores{gpu}"
 
 
 def merge(csv: Path, part: pd.DataFrame, zoo: str, encoders: list[str]) -> pd.DataFrame:

@@ -92,8 +92,10 @@ def test_a_network_without_hidden_layers_is_refused_with_the_choices():
         EncoderConfig(name="neuron_set", set_width=0)
 
 
-def test_quality_benchmark_smoke_writes_the_table(tmp_path):
-    """`bench/representation_quality.py --smoke`: every encoder, its random-init control and the baselines."""
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
+    """`bench/representation_quality.py --smoke`: every encoder, its random-init control and the baselines,
+    trained in this process or in worker processes (``--jobs``)."""
     import subprocess
     import sys
     from pathlib import Path
@@ -101,7 +103,8 @@ def test_quality_benchmark_smoke_writes_the_table(tmp_path):
     script = Path(__file__).resolve().parent.parent / "bench" / "representation_quality.py"
     out = tmp_path / "quality"
     subprocess.run([sys.executable, str(script), "--smoke", "--zoo", "tetris_seed", "--seeds", "1",
-                    "--datasets", str(tmp_path / "zoos"), "--out", str(out)], check=True, capture_output=True)
+                    "--datasets", str(tmp_path / "zoos"), "--out", str(out), "--jobs", str(jobs)],
+                   check=True, capture_output=True)
     table = pd.read_csv(out.with_suffix(".csv"))
     names = set(table.feature_set)
     assert {"B_W", "B_s", "neuron_set", "neuron_set, random init"} <= names
