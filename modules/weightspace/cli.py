@@ -8,6 +8,7 @@ imports ray.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -39,9 +40,11 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     presets = zsub.add_parser("presets", help="list the zoo presets")
     presets.set_defaults(func=_zoo_presets)
 
-    conv = zsub.add_parser("convert", help="convert an external zoo (2021 Zenodo file, Small CNN Zoo, ray.tune folder)")
-    conv.add_argument("--from", dest="source_format", required=True, choices=["zenodo2021", "unterthiner", "raytune"])
-    conv.add_argument("src", type=Path, help="the .pt file (zenodo2021) or folder (unterthiner, raytune)")
+    conv = zsub.add_parser("convert", help="convert an external zoo (2021 Zenodo file, Small CNN Zoo, ray.tune folder, "
+                                           "folder of checkpoints)")
+    conv.add_argument("--from", dest="source_format", required=True,
+                      choices=["zenodo2021", "unterthiner", "raytune", "checkpoints"])
+    conv.add_argument("src", type=Path, help="the .pt file (zenodo2021) or folder (unterthiner, raytune, checkpoints)")
     conv.add_argument("--out", required=True, type=Path, help="zoo directory to write")
     conv.add_argument("--overwrite", action="store_true", help="replace an existing zoo at --out")
     conv.add_argument("--index-dict", type=Path, default=None, help="2021 index_dict.json (zenodo2021, raytune)")
@@ -49,12 +52,23 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     conv.add_argument("--param-order", default=None, choices=["bias-kernel", "kernel-bias"],
                       help="unterthiner without layout.csv: per layer, which comes first in a row "
                            "(the released archives: bias-kernel)")
+    conv.add_argument("--csv", type=Path, default=None,
+                      help="checkpoints: the CSV listing file, model_id, epoch, ... (default SRC/checkpoints.csv)")
+    conv.add_argument("--skip-bad", action="store_true",
+                      help="checkpoints: skip (and name) unreadable, mismatched and unlisted files instead of refusing")
+    conv.add_argument("--architecture", default=None,
+                      help="checkpoints: registered architecture giving the layout (default: the first checkpoint's)")
+    conv.add_argument("--arch-kwargs", type=_json_object, default=None,
+                      help='checkpoints: the architecture\'s arguments as JSON, e.g. \'{"hidden": [8]}\'')
+    conv.add_argument("--hyperparameters", type=_names, default=None,
+                      help="checkpoints: comma-separated CSV columns that are hyperparameters (default: the text ones)")
     conv.set_defaults(func=_zoo_convert)
 
     export = zsub.add_parser("export", help="write a zoo in an external layout")
-    export.add_argument("--to", dest="target_format", required=True, choices=["raytune"])
+    export.add_argument("--to", dest="target_format", required=True, choices=["raytune", "checkpoints"])
     export.add_argument("zoo", type=Path)
-    export.add_argument("dst", type=Path)
+    export.add_argument("dst", type=Path, nargs="?", help="the folder to write (or --out)")
+    export.add_argument("--out", type=Path, default=None, help="the folder to write (or DST)")
     export.add_argument("--overwrite", action="store_true", help="replace an existing folder at DST")
     export.set_defaults(func=_zoo_export)
 
@@ -85,6 +99,22 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
     return value
+
+
+def _json_object(text: str) -> dict:
+    """An argparse type: a JSON object such as '{"hidden": [8]}'."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"""expected a JSON object such as '{{"hidden": [8]}}', got {text!r}""")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    """An argparse type: comma-separated names."""
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _zoo_info(args: argparse.Namespace) -> int:
@@ -123,22 +153,32 @@ def _zoo_convert(args: argparse.Namespace) -> int:
 
     kwargs = {"name": args.name}
     if args.index_dict is not None:
-        if args.source_format == "unterthiner":
-            raise ValueError("--index-dict does not apply to --from unterthiner (its layout.csv describes the layout)")
+        if args.source_format in ("unterthiner", "checkpoints"):
+            raise ValueError(f"--index-dict does not apply to --from {args.source_format} (its files describe the layout)")
         kwargs["index_dict"] = args.index_dict
     if args.param_order is not None:
         if args.source_format != "unterthiner":
             raise ValueError(f"--param-order applies only to --from unterthiner, not --from {args.source_format}")
         kwargs["param_order"] = args.param_order
+    checkpoint_options = {"csv": args.csv, "skip_bad": args.skip_bad or None, "architecture": args.architecture,
+                          "arch_kwargs": args.arch_kwargs, "hyperparameters": args.hyperparameters}
+    given = {k: v for k, v in checkpoint_options.items() if v is not None}
+    if given and args.source_format != "checkpoints":
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise ValueError(f"{flags} apply only to --from checkpoints, not --from {args.source_format}")
+    kwargs.update(given)
     zoo = convert(args.source_format, args.src, args.out, overwrite=args.overwrite, **kwargs)
     print(zoo.summary())
     return 0
 
 
 def _zoo_export(args: argparse.Namespace) -> int:
-    from weightspace.formats import export_raytune
+    from weightspace.formats import export_checkpoints, export_raytune
 
-    print(f"wrote {export_raytune(args.zoo, args.dst, overwrite=args.overwrite)}")
+    if (args.dst is None) == (args.out is None):
+        raise ValueError("give the folder to write once: as DST or as --out DIR")
+    export = {"raytune": export_raytune, "checkpoints": export_checkpoints}[args.target_format]
+    print(f"wrote {export(args.zoo, args.out or args.dst, overwrite=args.overwrite)}")
     return 0
 
 

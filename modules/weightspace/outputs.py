@@ -35,6 +35,7 @@ except ImportError:  # Windows: no advisory locks; runs are not serialised there
 
 ZOO_FORMAT = "weightspace-zoo"  # zoo.json "format" (weightspace.zoo.store.FORMAT)
 EXPORT_FORMAT = "weightspace-raytune-export"  # weightspace.json of `zoo export --to raytune`
+CHECKPOINTS_EXPORT_FORMAT = "weightspace-checkpoints-export"  # weightspace.json of `zoo export --to checkpoints`
 WORK_FORMAT = "weightspace-zoo-work"  # spec.json of a generation's .<out>.partial work folder
 EXPERIMENT_FORMAT = "weightspace-experiment"  # experiment.json of an experiment's output folder
 EXTRACTION_FORMAT = "weightspace-extraction"  # EXTRACTION_MARKER of a folder unpacked from an archive
@@ -67,6 +68,8 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
             lambda p: _json_object(p / "zoo.json").get("format") == ZOO_FORMAT),
     "raytune export": ("a folder written by `weightspace zoo export --to raytune` (weightspace.json)",
                        lambda p: _json_object(p / "weightspace.json").get("format") == EXPORT_FORMAT),
+    "checkpoints export": ("a folder written by `weightspace zoo export --to checkpoints` (weightspace.json)",
+                           lambda p: _json_object(p / "weightspace.json").get("format") == CHECKPOINTS_EXPORT_FORMAT),
     "zoo work folder": ("the work folder of `weightspace zoo generate` (spec.json)",
                         lambda p: _json_object(p / "spec.json").get("format") == WORK_FORMAT
                         or {"fingerprint", "spec"} <= set(_json_object(p / "spec.json")) or _only_temporaries(p)),

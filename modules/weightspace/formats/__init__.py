@@ -5,6 +5,8 @@
 - ``unterthiner``: the Small CNN Zoo npy/csv files (`convert_unterthiner`),
   TensorFlow layout converted to torch, streamed;
 - ``raytune``: ray.tune experiment folders (`convert_raytune`, `export_raytune`);
+- ``checkpoints``: a folder of ``.pt`` / ``.safetensors`` state dicts listed in a CSV
+  (`convert_checkpoints`, `export_checkpoints`), loaded tensors-only;
 - `download`: fetch the public files and convert them.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable
 
+from weightspace.formats.checkpoints import convert_checkpoints, export_checkpoints, import_checkpoints
 from weightspace.formats.download import DownloadError, download, list_downloads
 from weightspace.formats.legacy_pickle import LegacyPickleError, load_legacy_pickle
 from weightspace.formats.raytune_dirs import convert_raytune, export_raytune, import_raytune
@@ -25,6 +28,7 @@ CONVERTERS: dict[str, Callable[..., Zoo]] = {
     "zenodo2021": convert_zenodo_2021,
     "unterthiner": convert_unterthiner,
     "raytune": convert_raytune,
+    "checkpoints": convert_checkpoints,
 }
 
 
@@ -44,7 +48,8 @@ def convert(source_format: str, src: str | os.PathLike, out: str | os.PathLike, 
 
 
 __all__ = [
-    "CONVERTERS", "DownloadError", "LegacyPickleError", "convert", "convert_raytune", "convert_unterthiner",
-    "convert_zenodo_2021", "download", "export_raytune", "import_raytune", "list_downloads", "load_legacy_pickle",
+    "CONVERTERS", "DownloadError", "LegacyPickleError", "convert", "convert_checkpoints", "convert_raytune",
+    "convert_unterthiner", "convert_zenodo_2021", "download", "export_checkpoints", "export_raytune",
+    "import_checkpoints", "import_raytune", "list_downloads", "load_legacy_pickle",
     "read_zenodo_2021", "tf_to_torch", "torch_to_tf",
 ]
