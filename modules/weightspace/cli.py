@@ -23,10 +23,13 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     info.add_argument("path", type=Path)
     info.set_defaults(func=_zoo_info)
 
-    gen = zsub.add_parser("generate", help="train a zoo from a preset (resumable)")
-    gen.add_argument("--preset", required=True, help="preset name; see `weightspace zoo presets`")
+    gen = zsub.add_parser("generate", help="train a zoo from a preset or a spec file (resumable)")
+    what = gen.add_mutually_exclusive_group(required=True)
+    what.add_argument("--preset", help="preset name; see `weightspace zoo presets`")
+    what.add_argument("--spec", type=Path, help="a zoo spec file (.json or .toml); "
+                                                "`weightspace zoo presets --show NAME` prints one to start from")
     gen.add_argument("--out", required=True, type=Path, help="zoo directory to write")
-    gen.add_argument("--smoke", action="store_true", help="shrink the preset to a run of seconds")
+    gen.add_argument("--smoke", action="store_true", help="shrink the preset to a run of seconds (--preset only)")
     gen.add_argument("--overwrite", action="store_true", help="replace a different zoo found at --out")
     gen.add_argument("--workers", type=_count, default=0, help="run shards as N ray tasks (0: in-process)")
     gen.add_argument("--ray-address", default=None, help="address of a running ray cluster")
@@ -37,7 +40,11 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--download", action="store_true", help="download task data (MNIST etc.) if missing")
     gen.set_defaults(func=_zoo_generate)
 
-    presets = zsub.add_parser("presets", help="list the zoo presets")
+    presets = zsub.add_parser("presets", help="list the zoo presets, or print one as a spec file (--show)")
+    presets.add_argument("--show", metavar="NAME", default=None,
+                         help="print preset NAME as a spec file to edit and pass to `zoo generate --spec`")
+    presets.add_argument("--format", choices=["json", "toml"], default="json", help="the spec file's format (--show)")
+    presets.add_argument("--smoke", action="store_true", help="--show the preset shrunk to a run of seconds")
     presets.set_defaults(func=_zoo_presets)
 
     conv = zsub.add_parser("convert", help="convert an external zoo (2021 Zenodo file, Small CNN Zoo, ray.tune folder, "
@@ -129,8 +136,12 @@ def _zoo_generate(args: argparse.Namespace) -> int:
     from weightspace.devices import resolve_device
     from weightspace.zoo.generate import generate
     from weightspace.zoo.presets import get_preset
+    from weightspace.zoo.spec_file import load_spec_file
 
-    spec = get_preset(args.preset, smoke=args.smoke)
+    if args.spec is not None and args.smoke:
+        raise ValueError("--smoke shrinks a preset; for a spec file, shrink it there (fewer seeds and epochs) or "
+                         "start from `weightspace zoo presets --show NAME --smoke`")
+    spec = get_preset(args.preset, smoke=args.smoke) if args.spec is None else load_spec_file(args.spec)
     device = str(resolve_device(args.device))  # checked before any work starts
     if args.ray_address:
         connect_ray(args.ray_address, timeout_s=args.ray_timeout, log_to_driver=False)
@@ -142,9 +153,15 @@ def _zoo_generate(args: argparse.Namespace) -> int:
 
 
 def _zoo_presets(args: argparse.Namespace) -> int:
-    from weightspace.zoo.presets import describe_presets
+    from weightspace.zoo.presets import describe_presets, get_preset
+    from weightspace.zoo.spec_file import dump_spec
 
-    print(describe_presets())
+    if args.show is None:
+        if args.smoke or args.format != "json":
+            raise ValueError("--smoke and --format apply to --show NAME")
+        print(describe_presets())
+        return 0
+    print(dump_spec(get_preset(args.show, smoke=args.smoke), args.format), end="")
     return 0
 
 
@@ -256,12 +273,70 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a pipeline run, shared by `weightspace run` and the experiment scripts
+    (`weightspace.experiment_cli`)."""
+    from weightspace.representation.config import PRECISIONS
+
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="training precision of the representation (default: the learner's config; "
+                             "bf16 is several times faster than fp32 on recent GPUs); --resume keeps the "
+                             "precision the run started with")
+    parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
+    parser.add_argument("--ray-timeout", type=_seconds, default=DEFAULT_RAY_TIMEOUT_S,
+                        help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace finished results in the output folder")
+    parser.add_argument("--no-report", action="store_true", help="skip report.md and its figures")
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="baselines, representation and report for any zoo (no experiment folder needed)")
+    run.add_argument("zoo", type=Path, help="zoo directory (generated, converted or downloaded)")
+    run.add_argument("--out", dest="output_dir", required=True, type=Path,
+                     help="folder for baseline_performance.json, results.json, report.md, ...")
+    run.add_argument("--learner", choices=["neuron_set", "2021"], default="neuron_set",
+                     help="neuron_set (the experiment folders' default) or 2021 (the 2021 transformer, CPU schedule)")
+    run.add_argument("--epochs", type=_epochs, default=None,
+                     help="checkpoints to use: 'all' or comma-separated epochs (default: all of a zoo with at most "
+                          "6 epochs, else 6 evenly spaced ones, the first and the last included)")
+    run.add_argument("--smoke", dest="smoke_test", action="store_true",
+                     help="a tiny learner for two iterations, on every checkpoint: seconds, to check the set-up")
+    add_run_options(run)
+    run.set_defaults(func=_run)
+
+
+def _epochs(text: str) -> tuple[int, ...] | str:
+    """An argparse type: 'all' or comma-separated epochs."""
+    if text.strip() == "all":
+        return "all"
+    try:
+        epochs = tuple(sorted({int(e) for e in _names(text)}))
+    except ValueError:
+        epochs = ()
+    if not epochs or min(epochs) < 0:
+        raise argparse.ArgumentTypeError(f"expected 'all' or epochs such as 0,5,10, got {text!r}")
+    return epochs
+
+
+def _run(args: argparse.Namespace) -> int:
+    from weightspace.experiment import zoo_experiment
+    from weightspace.experiment_cli import load_given_zoo, run_experiment
+
+    experiment = zoo_experiment(load_given_zoo(args.zoo), epochs=args.epochs)
+    args.datasets, args.download = None, False
+    args.variant = None if args.learner == "neuron_set" else args.learner
+    return run_experiment(experiment, "representation", args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weightspace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     _add_zoo(sub)
     _add_baselines(sub)
     _add_report(sub)
+    _add_run(sub)
     return parser
 
 

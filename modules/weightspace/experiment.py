@@ -111,6 +111,47 @@ SMOKE_REPRESENTATION = ExperimentConfig(
 )
 
 
+RUN_EPOCHS = 6  # checkpoints per model `zoo_experiment` uses by default, as the experiment folders
+
+
+def zoo_experiment(zoo: Zoo, *, epochs: tuple[int, ...] | str | None = None) -> Experiment:
+    """The experiment `weightspace run` runs on a zoo that has no experiment folder of its own.
+
+    Named after the zoo, default targets (accuracies, ggap, epoch, varied hyperparameters). The learner
+    is the folders' default, `neuron_set` (4 iterations x 2 epochs); variant "2021" is the 2021
+    transformer in its Tetris size on the CPU schedule of 11_tetris_seed (12 iterations x 5 epochs).
+
+    Args:
+        epochs: the checkpoints used by baselines and representation: "all", explicit epochs, or None:
+            all of a zoo with at most `RUN_EPOCHS` epochs, else `RUN_EPOCHS` evenly spaced ones, the
+            first and the last included (0, 5, ..., 25 of 0..25, as 11_tetris_seed).
+
+    Raises:
+        ValueError: an epoch the zoo has no checkpoints of.
+    """
+    from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
+
+    held = zoo.epochs
+    if epochs == "all" or (epochs is None and len(held) <= RUN_EPOCHS):
+        chosen = None
+    elif epochs is None:
+        chosen = tuple(held[i] for i in np.linspace(0, len(held) - 1, RUN_EPOCHS).round().astype(int))
+    else:
+        missing = sorted(set(epochs) - set(held))
+        if missing:
+            raise ValueError(f"zoo '{zoo.path}' has no checkpoints at epochs {missing}; it holds epochs {held}")
+        chosen = tuple(sorted(epochs))
+    used = f"epochs {', '.join(map(str, chosen))}" if chosen else f"all {len(held)} checkpoints"
+    return Experiment(
+        name=zoo.name, preset="", representation=config_neuron_set(), iterations=4, zoo_epochs=chosen,
+        learner="neuron_set", notes=f"`weightspace run` on zoo {zoo.name}: the experiment folders' default learner "
+                                    f"(neuron_set, 4 x 2 epochs at batch 200, lr 1e-3) on {used} per model.",
+        variants={"2021": Variant(cpu_schedule(config_2021("tetris_seed")[0]), iterations=12,
+                                  notes=f"`weightspace run --learner 2021` on zoo {zoo.name}: the 2021 transformer "
+                                        "of the Tetris folders (d 256, 2 blocks, 4 heads, latent 50) on a CPU "
+                                        f"schedule (12 x 5 epochs at batch 100, lr 5e-4, bf16) on {used} per model.")})
+
+
 # ------------------------------------------------------------------ the zoo
 def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool = False, download: bool = False,
              scratch: str | os.PathLike | None = None) -> tuple[Zoo, str]:

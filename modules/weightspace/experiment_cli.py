@@ -3,6 +3,8 @@
 Like `weightspace.cli`, this is an edge: it parses argv and starts ray; the
 pipeline itself lives in `weightspace.experiment`. Each script is two lines:
 import its folder's `Experiment` and call ``run_script(EXPERIMENT, step, __file__)``.
+`weightspace run ZOO` builds an `Experiment` for a zoo (`weightspace.experiment.zoo_experiment`)
+and runs it through the same `run_experiment`.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from weightspace.atomic import write_json
+from weightspace.cli import add_run_options
 from weightspace.cli_errors import report_error
-from weightspace.cluster import DEFAULT_TIMEOUT_S, connect_ray
+from weightspace.cluster import connect_ray
 from weightspace.devices import resolve_device
 from weightspace.experiment import (Experiment, Timer, compute_baselines, experiment_split, find_zoo,
                                     train_representation, write_experiment_json)
 from weightspace.outputs import EXPERIMENT_FORMAT, OutputExistsError, check_replaceable, output_lock
-from weightspace.representation.config import PRECISIONS
+from weightspace.zoo.store import Zoo
 
 STEPS = ("baselines", "representation")
 
@@ -33,21 +36,14 @@ def parse_args(step: str, argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where results go (default: <folder>/<experiment name>)")
     parser.add_argument("--datasets", type=Path, default=None, help="zoo and task-data folder (default: <repo>/datasets)")
-    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="training precision of the representation (default: the folder's config; "
-                             "bf16 is several times faster than fp32 on recent GPUs); --resume keeps the "
-                             "precision the run started with")
-    parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
-    parser.add_argument("--ray-timeout", type=float, default=DEFAULT_TIMEOUT_S,
-                        help=f"seconds to wait for --ray-address to answer (default {DEFAULT_TIMEOUT_S})")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace finished results in --output-dir")
+    parser.add_argument("--zoo", type=Path, default=None,
+                        help="run on this zoo folder instead of looking one up by name in --datasets "
+                             "(with --smoke-test only the learner shrinks)")
     parser.add_argument("--download", action="store_true", help="download task data (MNIST, ...) when a zoo must be generated")
-    parser.add_argument("--no-report", action="store_true", help="skip report.md and its figures")
     parser.add_argument("--variant", default=None,
                         help="run another learner of this folder instead of its default (e.g. 2021: the 2021 "
                              "transformer); results go to <experiment name>_<variant>")
+    add_run_options(parser)
     return parser.parse_args(argv)
 
 
@@ -55,8 +51,25 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
     """Run one step of an experiment folder from the command line; returns the exit status."""
     if step not in STEPS:
         raise ValueError(f"step must be one of {STEPS}, got {step!r}")
-    args = parse_args(step, argv)
-    folder = Path(script).resolve().parent
+    return run_experiment(experiment, step, parse_args(step, argv), folder=Path(script).resolve().parent)
+
+
+def load_given_zoo(path: str | os.PathLike) -> Zoo:
+    """The zoo at `path` (``--zoo``, ``weightspace run ZOO``), refusing a folder that is not one."""
+    path = Path(path).resolve()
+    if path.is_dir() and not (path / "zoo.json").is_file():
+        raise FileNotFoundError(f"'{path}' is not a zoo folder (it has no zoo.json); give a folder written by "
+                                "`weightspace zoo generate`, `zoo convert` or `zoo download`")
+    return Zoo.load(path)
+
+
+def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, *, folder: Path | None = None) -> int:
+    """Run one step with parsed options (`parse_args`'s, or `weightspace run`'s); returns the exit status.
+
+    `folder` is the experiment folder: results go to ``<folder>/<name>`` unless ``args.output_dir``
+    says otherwise, and zoos are looked up in ``<folder>/../datasets`` unless ``args.datasets`` or
+    ``args.zoo`` says otherwise.
+    """
     if args.variant is not None:
         try:
             experiment = experiment.variant(args.variant)
@@ -67,11 +80,12 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
     if args.precision is not None:
         experiment = experiment.with_precision(args.precision)
     out = (args.output_dir or folder / experiment.name).resolve()
-    datasets = (args.datasets or folder.parent / "datasets").resolve()
+    datasets = (args.datasets or (folder or out).parent / "datasets").resolve()
     grid = bool(experiment.search_space)  # an ablation: trials.csv and the folder's summary, no baselines or report
     lock = ExitStack()
     try:
         resolve_device(args.device)  # a wrong --device fails here, not in every trial
+        given = load_given_zoo(args.zoo) if args.zoo is not None else None  # before anything is written
         if step == "representation" and args.ray_address:
             _start_ray(args)  # a dead cluster fails before the zoo and the baselines are computed
         lock.enter_context(output_lock(out))  # one run per output folder at a time
@@ -79,8 +93,11 @@ def run_script(experiment: Experiment, step: str, script: str | os.PathLike, arg
         out.mkdir(parents=True, exist_ok=True)
         _mark_output_dir(out, experiment)
         with Timer() as t_zoo:
-            zoo, source = find_zoo(experiment, datasets, smoke=args.smoke_test, download=args.download,
-                                   scratch=out / "zoo")
+            if given is not None:
+                zoo, source = given, f"given zoo '{given.path}'"
+            else:
+                zoo, source = find_zoo(experiment, datasets, smoke=args.smoke_test, download=args.download,
+                                       scratch=out / "zoo")
         print(f"zoo: {source}")
         timings = {"zoo_s": round(t_zoo.seconds, 1)}
         split = experiment_split(experiment, zoo)  # drawn once: the baselines, the encoder and its probes share it
@@ -123,7 +140,8 @@ def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: b
     marker = out / ("baseline_performance.json" if step == "baselines" else "trials.csv" if grid else "results.json")
     if marker.exists() and not args.overwrite:
         raise OutputExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
-                                "(--resume continues only an unfinished run) or --output-dir to write elsewhere")
+                                "(--resume continues only an unfinished run) or choose another output folder "
+                                "(--output-dir; `weightspace run`: --out)")
     if step == "representation" and (out / "tune").exists() and not (args.resume or args.overwrite):
         raise FileExistsError(f"'{out / 'tune'}' holds an unfinished run; pass --resume to continue it or "
                               "--overwrite to start over")

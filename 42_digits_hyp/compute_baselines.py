@@ -1,0 +1,10 @@
+"""Baselines (raw weights, weight statistics, boosted trees, hyperparameters) on the digits Small CNN Zoo."""
+
+import sys
+
+from experiment import EXPERIMENT
+
+from weightspace.experiment_cli import run_script
+
+if __name__ == "__main__":
+    sys.exit(run_script(EXPERIMENT, "baselines", __file__))
