@@ -2,7 +2,8 @@
 
 Prints, on this machine's CPU:
   1. the measured fp32 matmul peak (GFLOP/s);
-  2. the wall time of the full `tetris_seed` preset (target <= 60 s on 2 cores);
+  2. the wall time of whole presets (`--presets`; targets on 2 cores: tetris_seed <= 60 s,
+     digits_hyp <= 600 s);
   3. for tetris_mlp (batch 32) and cnn_s (batch 10, the Model Zoos setting, and batch 64):
      images*models/s of the population trainer over population sizes and layouts, of the
      plain loop (one process, all threads) and of the loop in one single-thread process per core
@@ -13,6 +14,7 @@ Same models (seeds), same data order, same synthetic data for every contender.
 
     python bench/bench_zoo.py            # full run, a few minutes
     python bench/bench_zoo.py --quick    # fewer steps and sizes
+    python bench/bench_zoo.py --presets digits_hyp --only-presets   # the Small CNN Zoo miniature, ~10 min
 """
 
 from __future__ import annotations
@@ -87,7 +89,12 @@ def loop_rates(config: PopulationConfig, n_models: int, x, y, cores: int) -> tup
     return plain, per_core
 
 
-def tetris_preset_seconds() -> float:
+# preset -> the most seconds its whole generation may take on 2 CPU cores
+PRESET_TARGETS = {"tetris_seed": 60.0, "digits_hyp": 600.0}
+
+
+def preset_seconds(name: str) -> float:
+    """Wall time of generating the preset `name` on the CPU, evaluation and writing included."""
     import tempfile
 
     from weightspace.zoo.generate import generate
@@ -95,19 +102,30 @@ def tetris_preset_seconds() -> float:
 
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        generate(get_preset("tetris_seed"), os.path.join(tmp, "z"), progress=False)
+        generate(get_preset(name), os.path.join(tmp, "z"), device="cpu", progress=False)
         return time.perf_counter() - t
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--presets", nargs="+", default=["tetris_seed"], choices=list(PRESET_TARGETS),
+                        help="presets whose whole generation is timed (digits_hyp: about 10 minutes)")
+    parser.add_argument("--only-presets", action="store_true", help="time the presets and stop")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     peak = matmul_peak()
     print(f"machine: {cores} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"fp32 matmul peak: {peak:.1f} GFLOP/s")
-    print(f"tetris_seed preset (1000 models x 25 epochs, evaluation and writing included): {tetris_preset_seconds():.1f} s")
+    from weightspace.zoo.presets import get_preset
+
+    for name in args.presets:
+        spec = get_preset(name)
+        seconds = preset_seconds(name)
+        print(f"{name} preset ({len(spec.models())} models x {spec.epochs} epochs, evaluation and writing included): "
+              f"{seconds:.1f} s (target <= {PRESET_TARGETS[name]:.0f} s on 2 cores)", flush=True)
+    if args.only_presets:
+        return
 
     cases = [
         ("tetris_mlp", 32, 320, [1000] if args.quick else [250, 1000], 16 if args.quick else 40, 50.0),

@@ -44,6 +44,8 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     assert "test_acc" in report and ".png" in report and f"from iteration {best} of 2" in report
     recorded = json.loads((out / "experiment.json").read_text())
     assert recorded["zoo"]["source"].startswith("generated smoke zoo")
+    for target in recorded["config"]["targets"] or ():  # a folder naming its targets gets a score for each
+        assert f"{target}_test" in results, f"{folder.name}: no test score for {target}"
     assert f"Learner: {recorded['learner']}" in report  # the report names the learner it ran
     assert recorded["config"]["representation"]["train"]["precision"] == "bf16"
     trial = json.loads(next((out / "tune").glob("*/params.json")).read_text())

@@ -299,7 +299,7 @@ def _assemble(spec: ZooSpec, shards: list[Shard], work: Path, task, fingerprint:
     from weightspace.layout import WeightLayout
 
     layout = WeightLayout.from_module(init_member(config, members[0]))
-    varied = [k for k in GRID_KEYS if len(spec.grid.get(k, ())) > 1]
+    varied = spec.varied
     info = {
         "name": spec.name,
         "fingerprint": fingerprint,

@@ -46,7 +46,7 @@ def supports_grouped(template: nn.Module) -> bool:
 
 
 def grouped_forward(template: nn.Sequential, params: dict[str, torch.Tensor], x: torch.Tensor, *,
-                    shared_input: bool = False) -> torch.Tensor:
+                    shared_input: bool = False, dropout: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of every model: ``(N, B, classes)``.
 
     Args:
@@ -54,6 +54,8 @@ def grouped_forward(template: nn.Sequential, params: dict[str, torch.Tensor], x:
         params: stacked parameters ``(N, *shape)`` by parameter name.
         x: ``(N, B, C, H, W)`` one batch per model, or ``(B, C, H, W)`` shared by all
             models when `shared_input`.
+        dropout: ``(N,)`` rates, one per model, that the template's dropout layers use instead of
+            their own while it is training; None: theirs.
     """
     n = next(iter(params.values())).shape[0]
     if shared_input:
@@ -87,8 +89,19 @@ def grouped_forward(template: nn.Sequential, params: dict[str, torch.Tensor], x:
             h = h.mean(dim=(-2, -1)) if isinstance(m, GlobalAvgPool2d) else h
             h = h.reshape(h.shape[0], n, -1).transpose(0, 1) if per_model else h.reshape(h.shape[0], -1)
             flat = True
+        elif isinstance(m, nn.Dropout) and dropout is not None:
+            h = _per_model_dropout(h, dropout, n, flat) if template.training else h
         else:  # activations, pooling, padding, dropout: layout-agnostic
             h = m(h)
     if not per_model:
         raise ValueError("a network without parameters has no per-model output")
     return h
+
+
+def _per_model_dropout(h: torch.Tensor, rate: torch.Tensor, n: int, flat: bool) -> torch.Tensor:
+    """Inverted dropout with model n's elements dropped at ``rate[n]``: `nn.Dropout`'s rule per model.
+
+    `h` is ``(N, B, F)`` when `flat`, else ``(B, N*C, H, W)`` with model n's channels contiguous."""
+    rate = rate.view(n, 1, 1) if flat else rate.repeat_interleave(h.shape[1] // n).view(1, -1, 1, 1)
+    keep = torch.rand_like(h) >= rate
+    return h * keep / (1 - rate)

@@ -28,6 +28,9 @@ from weightspace.zoo.architectures import create_zoo_model
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# a weight beyond this has exploded: no zoo network trained at a sane rate gets near it (Adam moves a weight
+# by at most about lr per step), and such a model only reaches NaN a few steps later
+EXPLODED = 1e3
 LAYOUTS = ("grouped", "vmap")
 
 
@@ -41,6 +44,7 @@ class Member:
     weight_decay: float = 0.0
     init: str = "kaiming_uniform"
     init_std: float | None = None
+    dropout: float | None = None  # this model's own dropout rate; None: the network's (PopulationConfig)
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,17 @@ class Population:
         self.state: dict[str, dict[str, torch.Tensor]] = {}
         self.step_count = 0
         self.diverged = torch.zeros(n, dtype=torch.bool)
+        # per-model dropout rates (the network's dropout layers then drop each model at its own rate)
+        self.dropout = None
+        if any(m.dropout is not None for m in self.members):
+            if any(m.dropout is None for m in self.members):
+                raise ValueError("either every member of a population brings its own dropout rate or none does")
+            if self.layout_name != "grouped":
+                raise ValueError(f"per-model dropout rates need the grouped layout, which {config.architecture} "
+                                 "cannot use; give the population one dropout rate")
+            self.dropout = torch.tensor([m.dropout for m in self.members], dtype=dtype, device=self.device)
         if self.layout_name == "grouped":
-            self._train_logits = lambda params, x: grouped_forward(self.template, params, x)
+            self._train_logits = lambda params, x: grouped_forward(self.template, params, x, dropout=self.dropout)
             self._eval_logits = lambda params, x: grouped_forward(self.template, params, x, shared_input=True)
         else:
             self._train_logits = vmap(self._forward, in_dims=(0, 0), randomness="different")
@@ -237,9 +250,11 @@ class Population:
         return (loss / len(x)).cpu(), (correct / len(x)).cpu()
 
     def check_divergence(self) -> torch.Tensor:
-        """Flag (for good) models whose weights hold NaN or inf; returns the ``(N,)`` flags."""
-        finite = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in self.params.values()]).all(0)
-        self.diverged |= ~finite.cpu()
+        """Flag (for good) models whose weights hold NaN or inf or have exploded beyond `EXPLODED`;
+        returns the ``(N,)`` flags."""
+        ok = torch.stack([(torch.isfinite(p.detach()) & (p.detach().abs() <= EXPLODED)).flatten(1).all(1)
+                          for p in self.params.values()]).all(0)
+        self.diverged |= ~ok.cpu()
         return self.diverged.clone()
 
 

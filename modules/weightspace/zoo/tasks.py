@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import downloads, task_files
 
@@ -156,15 +157,22 @@ def _load_tetris(*, placement: str = "fixed", n_train: int = 200, n_test: int = 
 
 
 # --------------------------------------------------------------------------- digits
-def _load_digits(*, test_fraction: float = 0.25, seed: int = 0) -> TaskData:
-    """scikit-learn's bundled 8x8 digits, scaled by 1/16, stratified split."""
+def _load_digits(*, test_fraction: float = 0.25, seed: int = 0, size: int = 8) -> TaskData:
+    """scikit-learn's bundled 8x8 digits, scaled by 1/16, stratified split.
+
+    ``size`` > 8 resizes the images bilinearly (corners aligned) to ``size x size``, so that a network
+    built for MNIST's geometry sees it (28: the Small CNN Zoo's 28 -> 13 -> 6 -> 2)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     if not 0.0 < float(test_fraction) < 1.0:
         raise ValueError(f"digits: test_fraction must be in (0, 1), got {test_fraction!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        raise ValueError(f"digits: size must be an integer >= 8 (the images are 8x8), got {size!r}")
     bunch = load_digits()
     x = torch.from_numpy(bunch.images.astype(np.float32) / 16.0).unsqueeze(1)
+    if size != 8:
+        x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=True).clamp_(0.0, 1.0)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     idx_tr, idx_te = train_test_split(np.arange(len(y)), test_size=float(test_fraction),
                                       random_state=seed, stratify=bunch.target)
@@ -314,7 +322,7 @@ def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool
             fashion_mnist, svhn and cifar10. Ignored by tetris/digits/synthetic.
         **options: Task options:
             tetris: placement ("fixed" | "all"), n_train, n_test, flip_prob, seed;
-            digits: test_fraction, seed;
+            digits: test_fraction, seed, size (images resized to size x size, default 8);
             synthetic: shape (C, H, W), num_classes, n_train, n_test, seed;
             mnist, fashion_mnist: verify;
             svhn, cifar10: grayscale, verify.
