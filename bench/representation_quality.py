@@ -51,7 +51,8 @@ from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = {"tetris_seed": "11_tetris_seed", "tetris_hyp": "12_tetris_hyp", "digits_seed": "20_digits_seed"}
+FOLDERS = {"tetris_seed": "11_tetris_seed", "tetris_hyp": "12_tetris_hyp", "digits_seed": "20_digits_seed",
+           "digits_hyp": "42_digits_hyp"}
 ZOOS = list(FOLDERS)
 
 

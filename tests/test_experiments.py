@@ -167,3 +167,20 @@ def test_failed_download_names_the_alternatives(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="unreachable") as info:
         find_zoo(_mnist_experiment(), tmp_path, download=True)
     assert str(tmp_path / "21_mnist_seed") in str(info.value) and "tetris_seed" in str(info.value)
+
+
+def test_a_selection_metric_no_checkpoint_reported_stops_the_run():
+    """No silent fallback to the last checkpoint: a broken evaluation must not pass for a chosen embedding."""
+    from types import SimpleNamespace
+
+    from weightspace.experiment import selected_checkpoint
+
+    result = SimpleNamespace(checkpoint="last", metrics={"training_iteration": 2},
+                             best_checkpoints=[("c1", {"training_iteration": 1, "loss_val": 0.5}),
+                                               ("c2", {"training_iteration": 2, "loss_val": 0.4})])
+    with pytest.raises(RuntimeError, match="probe_mean_val.*loss_val"):
+        selected_checkpoint(result, "probe_mean_val")
+    assert selected_checkpoint(result, "last") == ("last", 2, "last")
+    scored = SimpleNamespace(**{**vars(result), "best_checkpoints": [("c1", {"training_iteration": 1, "probe_mean_val": 0.7}),
+                                                                       ("c2", {"training_iteration": 2, "probe_mean_val": 0.6})]})
+    assert selected_checkpoint(scored, "probe_mean_val") == ("c1", 1, "probe_mean_val")

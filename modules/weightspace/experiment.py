@@ -172,7 +172,8 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
     if smoke:
         spec = get_preset(experiment.preset, smoke=True)
         # enough models for a few batches per split, trained in few populations (shards) to keep it seconds
-        spec = replace(spec, seeds=4 if spec.grid else 30, shard_size=32)
+        spec = replace(spec, seeds=1, samples=30, shard_size=32) if spec.sample else \
+            replace(spec, seeds=4 if spec.grid else 30, shard_size=32)
         stand_in = ""
         if missing_task_files(spec.task, datasets):
             options = synthetic_options(spec.task, n_train=128, n_test=64, **spec.task_options)
@@ -314,7 +315,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
 def selected_checkpoint(result, select: str):
     """``(checkpoint, training_iteration, how)`` of a trial's result chosen by `select` (see `Experiment.select`).
 
-    "last" (or a metric no checkpoint reported, with a warning) gives the final checkpoint; a metric
+    "last" gives the final checkpoint; a metric that no checkpoint reported is an error; a metric
     name gives the checkpoint where it is highest (the later one on ties). `how` is the rule applied:
     `select`, or "last".
     """
@@ -322,9 +323,11 @@ def selected_checkpoint(result, select: str):
     if select == "last":
         return last
     scored = [(c, m) for c, m in (result.best_checkpoints or []) if np.isfinite(m.get(select, np.nan))]
-    if not scored:
-        print(f"no checkpoint reported {select!r}: using the last one", file=sys.stderr)
-        return last
+    if not scored:  # choosing the last one silently would hide a broken evaluation
+        reported = sorted({k for _, m in (result.best_checkpoints or []) for k in m})
+        raise RuntimeError(f"no checkpoint reported the selection metric {select!r}, so none can be chosen by it; "
+                           f"the checkpoints reported {reported or 'nothing'}. Check the probes' evaluation, or set "
+                           "Experiment.select to one of those metrics or to 'last'")
     checkpoint, metrics = max(scored, key=lambda cm: (cm[1][select], cm[1].get("training_iteration", 0)))
     return checkpoint, metrics.get("training_iteration"), select
 

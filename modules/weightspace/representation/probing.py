@@ -42,17 +42,14 @@ def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = (
             logistic grid (a selection signal, not the reported score).
 
     Returns:
-        ``evaluate_fn(model, datasets) -> dict``; it returns {} with a warning if
-        ``weightspace.downstream`` cannot be imported.
+        ``evaluate_fn(model, datasets) -> dict``.
     """
     def evaluate_fn(model: nn.Module, datasets: Mapping[str, ZooDataset]) -> dict[str, float]:
-        try:
-            from weightspace.downstream import Embedding, ProbeWarning, evaluate
-            from weightspace.downstream.probes import ProbeConfig
-            from weightspace.downstream.targets import PRIMARY_METRIC
-        except ImportError as err:
-            warnings.warn(f"no probe scores: weightspace.downstream could not be imported ({err})", RuntimeWarning)
-            return {}
+        # downstream sits above representation: imported here, when the scores are asked for; a failure
+        # stops the run (no silent fallback: checkpoint selection needs these scores)
+        from weightspace.downstream import Embedding, ProbeWarning, evaluate
+        from weightspace.downstream.probes import ProbeConfig
+        from weightspace.downstream.targets import PRIMARY_METRIC
         parts = [d for d in datasets.values() if len(d)]
         if not parts:
             return {}

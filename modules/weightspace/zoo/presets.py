@@ -118,7 +118,10 @@ _register(ZooSpec(
           "uniform), optimizer, learning rate, l2 (weight decay), dropout and train fraction. The ranges are "
           "narrower than theirs (lr 1e-3..3e-2, init_std 1e-2..0.5, l2 up to 1e-3), because with 6 epochs "
           "instead of 86 their low ends leave most models at chance; batch 8 gives 6 epochs enough steps. "
-          "Checkpoints at epochs 0, 1, 2, 3, 4 and 6. MEASURED_NOTE",
+          "Checkpoints at epochs 0, 1, 2, 3, 4 and 6. Measured: 594 s on 2 quiet CPU cores (bench/bench_zoo.py), 74 s "
+          "on an H200; final test accuracy 0.07 to 0.94 (median 0.11, 75th percentile 0.53, 90th 0.72; 47% of the "
+          "models above 0.15), none diverged. Adam's models train best (median 0.48); RMSprop, which shares SGD's "
+          "momentum 0.9 here (Keras' RMSprop has none), mostly stays at chance (median 0.10).",
 ))
 
 
