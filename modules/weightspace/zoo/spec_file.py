@@ -22,7 +22,6 @@ import inspect
 import json
 import math
 import os
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 
@@ -99,12 +98,21 @@ def _parse(path: Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise SpecFileError(f"'{path}' is not UTF-8 text: {err}") from err
-    try:
-        data = json.loads(text) if kind == "json" else tomllib.loads(text)
-    except json.JSONDecodeError as err:
-        raise SpecFileError(f"'{path}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from err
-    except tomllib.TOMLDecodeError as err:  # its message ends "(at line L, column C)"
-        raise SpecFileError(f"'{path}' is not valid TOML: {err}") from err
+    if kind == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecFileError(f"'{path}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from err
+    else:
+        try:
+            import tomllib  # the standard library's from Python 3.11; the package supports 3.10
+        except ImportError:
+            raise SpecFileError(f"reading the TOML file '{path}' needs Python 3.11 or newer (tomllib); "
+                                "write the spec as JSON (`weightspace zoo presets --show NAME` prints JSON)") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as err:  # its message ends "(at line L, column C)"
+            raise SpecFileError(f"'{path}' is not valid TOML: {err}") from err
     if not isinstance(data, dict):
         raise SpecFileError(f"'{path}' holds a JSON {type(data).__name__}, not an object of spec keys")
     return data
