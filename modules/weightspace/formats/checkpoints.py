@@ -45,7 +45,7 @@ from weightspace.errors import InputError
 from weightspace.layout import LayerSpec, WeightLayout
 from weightspace.outputs import CHECKPOINTS_EXPORT_FORMAT, check_replaceable
 from weightspace.zoo.architectures import create_zoo_model
-from weightspace.zoo.store import _EXACT_FLOATS, Zoo
+from weightspace.zoo.store import EXACT_FLOATS, Zoo
 
 CSV = "checkpoints.csv"
 META = "weightspace.json"  # written by `export_checkpoints`: layout, column dtypes, hyperparameters, metrics
@@ -223,7 +223,7 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
                                 "and any properties (test_acc, lr, ...); name another with --csv (csv= in Python)")
     dtypes = {k: v for k, v in (dtypes or {}).items() if k not in REQUIRED}
     try:
-        table = pd.read_csv(path, dtype={**dtypes, "file": str}, **_EXACT_FLOATS)
+        table = pd.read_csv(path, dtype={**dtypes, "file": str}, **EXACT_FLOATS)
     except (ValueError, TypeError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise InputError(f"'{path}' could not be read as CSV ({type(err).__name__}: {_first_line(err)})") from err
     missing = [c for c in REQUIRED if c not in table.columns]

@@ -9,6 +9,7 @@ dropout is on (the 2021 code's module indices shifted with dropout, bug B6).
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from typing import Callable, Sequence
 
@@ -204,6 +205,17 @@ DEFAULT_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {
 def list_zoo_models() -> list[str]:
     """Names accepted by `create_zoo_model`."""
     return sorted(_REGISTRY)
+
+
+def zoo_model_arguments(name: str) -> list[str]:
+    """The architecture arguments of `name` other than its hyperparameters (activation, dropout).
+
+    Raises:
+        ValueError: unknown name (the message lists the architectures).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown zoo architecture {name!r}; choose one of {list_zoo_models()}")
+    return [p for p in inspect.signature(_REGISTRY[name]).parameters if p not in ("activation", "dropout")]
 
 
 def create_zoo_model(name: str, *, init: str | None = None, init_std: float | None = None,

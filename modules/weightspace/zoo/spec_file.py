@@ -18,7 +18,6 @@ options, the architecture's arguments) and names the file and the key in every e
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -119,11 +118,11 @@ def _parse(path: Path) -> dict:
 
 
 def _check_task(path: Path, task: str, options: dict) -> None:
-    from weightspace.zoo.tasks import _TASKS, _task_options, list_tasks
+    from weightspace.zoo.tasks import list_tasks, task_options
 
     if task not in list_tasks():
         raise SpecFileError(f"'{path}': task {task!r} is not one of {list_tasks()}")
-    valid = _task_options(_TASKS[task][0])
+    valid = task_options(task)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise SpecFileError(f"'{path}': task_options {unknown} are not options of task {task!r}; "
@@ -131,14 +130,14 @@ def _check_task(path: Path, task: str, options: dict) -> None:
 
 
 def _check_architecture(path: Path, architecture: str, kwargs: dict) -> None:
-    from weightspace.zoo.architectures import _REGISTRY, list_zoo_models
+    from weightspace.zoo.architectures import list_zoo_models, zoo_model_arguments
 
     if architecture not in list_zoo_models():
         raise SpecFileError(f"'{path}': architecture {architecture!r} is not one of {list_zoo_models()}")
     hyper = sorted({"activation", "dropout"} & set(kwargs))
     if hyper:
         raise SpecFileError(f"'{path}': arch_kwargs {hyper} are hyperparameters; put them in fixed, grid or sample")
-    valid = [p for p in inspect.signature(_REGISTRY[architecture]).parameters if p not in ("activation", "dropout")]
+    valid = zoo_model_arguments(architecture)
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise SpecFileError(f"'{path}': arch_kwargs {unknown} are not arguments of architecture {architecture!r}; "

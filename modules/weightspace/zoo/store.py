@@ -36,7 +36,7 @@ VERSION = 1
 FILES = ("weights.npy", "samples.csv", "layout.json", "zoo.json")
 REQUIRED_COLUMNS = ("model_id", "epoch")
 # pandas < 3 parses floats approximately unless asked; pandas 3 round-trips by default
-_EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+EXACT_FLOATS = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 class ZooFormatError(InputError):
@@ -130,7 +130,7 @@ class Zoo:
             raise ZooFormatError(f"'{path / 'zoo.json'}': column_dtypes must map column names to dtype names such as "
                                  f"'float64', got {str(dtypes)[:120]}; fix or delete the entry")
         try:
-            samples = pd.read_csv(path / "samples.csv", dtype=dtypes or None, **_EXACT_FLOATS)
+            samples = pd.read_csv(path / "samples.csv", dtype=dtypes or None, **EXACT_FLOATS)
         except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise ZooFormatError(f"'{path / 'samples.csv'}' could not be read with the column_dtypes of zoo.json: "
                                  f"{err}") from err

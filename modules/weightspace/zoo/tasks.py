@@ -28,7 +28,7 @@ from torch import nn
 
 from . import downloads, task_files
 
-__all__ = ["TaskData", "list_tasks", "load_task", "missing_task_files", "synthetic_options"]
+__all__ = ["TaskData", "list_tasks", "load_task", "missing_task_files", "synthetic_options", "task_options"]
 
 
 @dataclass(frozen=True)
@@ -305,8 +305,15 @@ def list_tasks() -> list[str]:
     return sorted(_TASKS)
 
 
-def _task_options(loader: Callable[..., TaskData]) -> dict[str, Any]:
-    params = inspect.signature(loader).parameters.values()
+def task_options(name: str) -> dict[str, Any]:
+    """The options task `name` takes, with their defaults.
+
+    Raises:
+        ValueError: unknown task name (the message lists valid names).
+    """
+    if name not in _TASKS:
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+    params = inspect.signature(_TASKS[name][0]).parameters.values()
     return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
@@ -337,10 +344,8 @@ def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool
         FileNotFoundError: files missing and ``download=False``; says which files go where.
         weightspace.zoo.downloads.DownloadError: download failed (ChecksumError on MD5 mismatch).
     """
-    if name not in _TASKS:
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+    valid = task_options(name)
     loader, reads_files = _TASKS[name]
-    valid = _task_options(loader)
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise TypeError(f"unknown option(s) {', '.join(unknown)} for task {name!r}; "
