@@ -105,6 +105,24 @@ def test_logistic_picks_C_on_validation():
     assert probe.score(X[320:], y[320:]) > 0.9
 
 
+def test_boosting_threads_follow_data_size_and_outer_limit_and_leave_the_model_unchanged():
+    from threadpoolctl import threadpool_limits
+
+    from weightspace.downstream.probes import THREADED_CELLS, boosting_threads
+    assert boosting_threads((100, 14)) == 1  # small data: one thread, whatever the machine has
+    with threadpool_limits(1, user_api="openmp"):
+        assert boosting_threads((THREADED_CELLS, 2)) == 1  # an outer limit holds
+    with threadpool_limits(2, user_api="openmp"):
+        assert boosting_threads((THREADED_CELLS, 2)) == 2
+    X, y = linear_data(n=2000, d=300, noise=1.0)
+    X_val, y_val = linear_data(n=400, d=300, noise=1.0, seed=1)
+    assert X.size >= THREADED_CELLS
+    fits = [BoostedTreesRegressorProbe(max_iter=40, random_state=0, n_threads=n).fit(X, y, X_val, y_val)
+            for n in (1, 2, None)]
+    assert [f.threads_ for f in fits[:2]] == [1, 2]
+    # the thread count changes how histograms are scheduled, not what they sum: the same trees
+    for f in fits[1:]:
+        np.testing.assert_array_equal(f.predict(X_val), fits[0].predict(X_val))
 @parametrize_with_checks([
     RidgeProbe(),
     LogisticProbe(Cs=(1.0,), random_state=0),  # one C: the checks exercise the API, not the search

@@ -26,7 +26,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 from weightspace.data.splits import has_repeats, model_folds, model_holdout
 
@@ -41,6 +41,9 @@ _CV_NEW_ATTRIBUTES = ({"use_legacy_attributes": False}
                       if "use_legacy_attributes" in LogisticRegressionCV().get_params() else {})
 _FLOATS = [np.float64, np.float32]
 _PREDICT_CHUNK = 4096  # rows per chunk when predicting
+# boosting on fewer cells (rows x features) than this runs on one thread: thread start-up would dominate
+# (measured: 8400 x 14 no faster on 2 threads, 8400 x 64 1.3x, 8400 x 3928 1.8x, bitwise the same model)
+THREADED_CELLS = 2 ** 19
 
 
 @dataclass
@@ -54,7 +57,7 @@ class ProbeConfig:
     gbt_learning_rate: float = 0.1  # shrinkage of each tree
     gbt_max_leaf_nodes: int = 31  # leaves per tree
     gbt_patience: int = 20  # rounds without validation improvement before boosting stops
-    gbt_threads: int | None = 1  # OpenMP threads of boosting; None: all cores
+    gbt_threads: int | None = None  # OpenMP threads of boosting; None: `boosting_threads` decides
     random_state: int = 0  # seeds boosting and the fallback CV folds
 
     def __post_init__(self) -> None:
@@ -324,6 +327,15 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         return self._apply("decision_function", X)
 
 
+def boosting_threads(shape: tuple[int, int]) -> int:
+    """OpenMP threads for boosting on data of this shape: 1 below `THREADED_CELLS` cells, else the current
+    OpenMP limit of the process (its cores, or less under `threadpool_limits` or OMP_NUM_THREADS)."""
+    if shape[0] * shape[1] < THREADED_CELLS:
+        return 1
+    limits = [lib["num_threads"] for lib in ThreadpoolController().select(user_api="openmp").info()]
+    return max(1, min(limits, default=1))
+
+
 class _BoostedTrees(BaseEstimator):
     """Histogram gradient boosting with early stopping on the validation split when given.
 
@@ -331,15 +343,17 @@ class _BoostedTrees(BaseEstimator):
     there are at least 1000 training rows, and runs all `max_iter` rounds otherwise;
     when `groups` gives a model several rows, the hold-out is 10 % of the models
     (all rounds if that would leave a class out of training).
-    Boosting runs on `n_threads` OpenMP threads, 1 by default: on probe-sized data
-    thread start-up dominates, and on a shared machine spinning threads made
-    fits 5-30x slower than one thread in our measurements.
-    Fitted attributes: ``model_`` (the sklearn HistGradientBoosting model), ``n_iter_``.
+    Boosting runs on `n_threads` OpenMP threads; None (the default) leaves it to
+    `boosting_threads`: one thread on small data, where thread start-up dominates,
+    the process's OpenMP limit on large data. The fitted model does not depend on
+    the thread count. On a shared, busy machine pass 1: spinning threads made fits
+    5-30x slower than one thread in our measurements.
+    Fitted attributes: ``model_`` (the sklearn HistGradientBoosting model), ``n_iter_``, ``threads_``.
     """
 
     def __init__(self, *, max_iter: int = 1000, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
                  min_samples_leaf: int = 20, l2_regularization: float = 0.0, patience: int = 20,
-                 random_state: int | None = None, n_threads: int | None = 1):
+                 random_state: int | None = None, n_threads: int | None = None):
         self.max_iter = max_iter  # boosting rounds at most
         self.learning_rate = learning_rate  # shrinkage
         self.max_leaf_nodes = max_leaf_nodes  # leaves per tree
@@ -347,7 +361,7 @@ class _BoostedTrees(BaseEstimator):
         self.l2_regularization = l2_regularization  # L2 on leaf values
         self.patience = patience  # rounds without validation improvement before stopping
         self.random_state = random_state  # seeds binning subsamples and the internal hold-out
-        self.n_threads = n_threads  # OpenMP threads while fitting and predicting; None: all cores
+        self.n_threads = n_threads  # OpenMP threads while fitting and predicting; None: boosting_threads(X)
 
     def _fit(self, model_cls, X, y, X_val, y_val, groups=None):
         X, y = validate_data(self, X, y, dtype=_FLOATS)
@@ -364,7 +378,8 @@ class _BoostedTrees(BaseEstimator):
                           min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
                           early_stopping=early, n_iter_no_change=self.patience,
                           validation_fraction=None if val else 0.1, random_state=self.random_state)
-        with threadpool_limits(self.n_threads, user_api="openmp"):
+        self.threads_ = self.n_threads or boosting_threads(X.shape)
+        with threadpool_limits(self.threads_, user_api="openmp"):
             if val:
                 model.fit(X, y, X_val=validate_data(self, X_val, reset=False, dtype=_FLOATS), y_val=np.asarray(y_val))
             else:
@@ -375,7 +390,7 @@ class _BoostedTrees(BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self)
-        with threadpool_limits(self.n_threads, user_api="openmp"):
+        with threadpool_limits(self.threads_, user_api="openmp"):
             return self.model_.predict(validate_data(self, X, reset=False, dtype=_FLOATS))
 
 
@@ -403,5 +418,5 @@ class BoostedTreesClassifierProbe(ClassifierMixin, _BoostedTrees):
 
     def predict_proba(self, X) -> np.ndarray:
         check_is_fitted(self)
-        with threadpool_limits(self.n_threads, user_api="openmp"):
+        with threadpool_limits(self.threads_, user_api="openmp"):
             return self.model_.predict_proba(validate_data(self, X, reset=False, dtype=_FLOATS))
