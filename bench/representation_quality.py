@@ -17,6 +17,8 @@ Writes ``docs/representation_quality.md`` and ``.csv`` (val and test, mean and s
     python bench/representation_quality.py                       # every offline zoo, 3 seeds
     python bench/representation_quality.py --zoo tetris_seed     # one zoo, merged into the table
     python bench/representation_quality.py --smoke               # seconds: tiny zoo, tiny budget
+    python bench/representation_quality.py --zoo digits_hyp --raw rows.csv   # every finished part kept
+    python bench/representation_quality.py --zoo digits_hyp --from-raw rows.csv  # merge them (cut runs too)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import os
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -201,18 +203,53 @@ def _job(name: str, datasets: Path, smoke: bool, encoder: Encoder, seed: int, de
 
 
 def run_zoo(name: str, datasets: Path, encoders, seeds: int, smoke: bool, *, device: str = "cpu",
-            jobs: int = 1, threads: int | None = None) -> pd.DataFrame:
-    """Every row of one zoo: baselines, then each encoder x seed (`jobs` of them at a time, in processes)."""
+            jobs: int = 1, threads: int | None = None, raw: Path | None = None, command: str = "") -> pd.DataFrame:
+    """Every row of one zoo: baselines, then each encoder x seed (`jobs` of them at a time, in processes).
+
+    With `raw`, each part's rows are appended to that CSV as soon as the part is done, so that a run cut
+    short keeps what it finished (`--from-raw` builds the table from them); `command` goes with them."""
+    start = time.perf_counter()
+
+    def done(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.assign(zoo=name)
+        if raw is not None:
+            rows = rows.assign(elapsed_min=(time.perf_counter() - start) / 60, command=command)
+            append_rows(raw, rows)
+        return rows
+
     data, targets = zoo_data(name, datasets, smoke)
-    rows = [baselines(data, targets).assign(seed=0, minutes=0.0, encoder="baselines")]
+    rows = [done(baselines(data, targets).assign(seed=0, minutes=0.0, encoder="baselines"))]
     work = [(encoder, seed) for encoder in encoders for seed in range(seeds)]
     if jobs <= 1:
-        rows += [encoder_rows(name, encoder, seed, data, targets, device) for encoder, seed in work]
+        rows += [done(encoder_rows(name, encoder, seed, data, targets, device)) for encoder, seed in work]
     else:
         threads = threads or max(1, (os.cpu_count() or 1) // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-            rows += list(pool.map(_job, *zip(*[(name, datasets, smoke, e, seed, device, threads) for e, seed in work])))
-    return pd.concat(rows, ignore_index=True).assign(zoo=name)
+            futures = [pool.submit(_job, name, datasets, smoke, e, seed, device, threads) for e, seed in work]
+            rows += [done(f.result()) for f in as_completed(futures)]
+    return pd.concat(rows, ignore_index=True)
+
+
+def append_rows(path: Path, rows: pd.DataFrame) -> None:
+    """Append `rows` to the CSV at `path` (header on the first write); one write per call."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = not path.exists() or path.stat().st_size == 0
+    with open(path, "a") as f:
+        f.write(rows.to_csv(index=False, header=header))
+
+
+def part_from_raw(path: Path, zoo: str, encoders: list[str]) -> pd.DataFrame:
+    """The table part of `zoo` from the rows a ``--raw`` run appended: baselines and the seeds it finished."""
+    raw = pd.read_csv(path)
+    raw = raw[(raw.zoo == zoo) & raw.encoder.isin(["baselines", *encoders])]
+    if not (raw.encoder == "baselines").any():
+        raise SystemExit(f"{path} holds no finished baselines of {zoo!r}: nothing to merge")
+    part = summarize(raw.drop(columns=["elapsed_min", "command"]))
+    seeds = raw[raw.encoder != "baselines"].groupby("encoder").seed.nunique()
+    finished = ", ".join(f"{e}: {n} seed(s)" for e, n in seeds.items()) or "no encoder"
+    part["command"] = (f"{raw.command.iloc[0].split('  # on ')[0]}  # {raw.elapsed_min.max():.0f} min on "
+                       f"{raw.command.iloc[0].split('  # on ')[-1]}; merged with --from-raw ({finished} finished)")
+    return part
 
 
 def summarize(raw: pd.DataFrame) -> pd.DataFrame:
@@ -296,6 +333,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1,
                         help="encoder x seed trainings at a time, each in its own process")
     parser.add_argument("--threads", type=int, default=None, help="threads per --jobs process (default: cores / jobs)")
+    parser.add_argument("--raw", type=Path, default=None,
+                        help="also append every finished part's rows (baselines, each encoder x seed) to this CSV")
+    parser.add_argument("--from-raw", type=Path, default=None,
+                        help="train nothing: build the --zoo parts of the table from a --raw CSV (of a run that "
+                             "may have been cut short: whatever seeds it finished)")
     args = parser.parse_args(sys.argv[1:])
     if args.seeds < 1:
         parser.error("--seeds must be >= 1")
@@ -308,16 +350,21 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProbeWarning)
         for name in zoos:
-            encoders = [e for e in (smoke_encoders(name) if args.smoke else encoders_of(name)) if e.name in chosen]
-            start = time.perf_counter()
-            part = summarize(run_zoo(name, args.datasets, encoders, args.seeds, args.smoke, device=device,
-                                     jobs=args.jobs, threads=args.threads))
-            part["command"] = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
-                               f"{' --smoke' if args.smoke else ''} --encoders " + " ".join(f"'{e}'" for e in chosen)
-                               + (f" --device {device}" if device != "cpu" else "")
-                               + (f" --jobs {args.jobs}" if args.jobs > 1 else "")
-                               + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}")
-            table = merge(csv, part, name, ["baselines", *chosen])
+            if args.from_raw is not None:
+                part = part_from_raw(args.from_raw, name, chosen)
+            else:
+                encoders = [e for e in (smoke_encoders(name) if args.smoke else encoders_of(name)) if e.name in chosen]
+                command = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
+                           f"{' --smoke' if args.smoke else ''} --encoders " + " ".join(f"'{e}'" for e in chosen)
+                           + (f" --device {device}" if device != "cpu" else "")
+                           + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
+                start = time.perf_counter()
+                rows = run_zoo(name, args.datasets, encoders, args.seeds, args.smoke, device=device, jobs=args.jobs,
+                               threads=args.threads, raw=args.raw, command=f"{command}  # on {machine(device)}")
+                part = summarize(rows)
+                part["command"] = command + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}"
+            replaced = list(part.encoder.unique()) if args.from_raw is not None else ["baselines", *chosen]
+            table = merge(csv, part, name, replaced)
             print(markdown(table[table.zoo == name]), flush=True)
     print(f"wrote {csv} and {args.out.with_suffix('.md')}")
 

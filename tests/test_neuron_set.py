@@ -101,11 +101,19 @@ def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
     from pathlib import Path
 
     script = Path(__file__).resolve().parent.parent / "bench" / "representation_quality.py"
-    out = tmp_path / "quality"
+    out, raw = tmp_path / "quality", tmp_path / "rows.csv"
     subprocess.run([sys.executable, str(script), "--smoke", "--zoo", "tetris_seed", "--seeds", "1",
-                    "--datasets", str(tmp_path / "zoos"), "--out", str(out), "--jobs", str(jobs)],
+                    "--datasets", str(tmp_path / "zoos"), "--out", str(out), "--jobs", str(jobs), "--raw", str(raw)],
                    check=True, capture_output=True)
     table = pd.read_csv(out.with_suffix(".csv"))
+    # the rows kept part by part give the same table again, without training
+    subprocess.run([sys.executable, str(script), "--zoo", "tetris_seed", "--from-raw", str(raw),
+                    "--out", str(tmp_path / "merged")], check=True, capture_output=True)
+    merged = pd.read_csv(tmp_path / "merged.csv")
+    keys = ["encoder", "feature_set", "probe", "target", "metric", "split"]
+    pd.testing.assert_frame_equal(merged.drop(columns="command").sort_values(keys).reset_index(drop=True),
+                                  table.drop(columns="command").sort_values(keys).reset_index(drop=True))
+    assert "--from-raw" in merged.command.iloc[0]
     names = set(table.feature_set)
     assert {"B_W", "B_s", "neuron_set", "neuron_set, random init"} <= names
     assert any(n.startswith("2021") and "random init" not in n for n in names)
