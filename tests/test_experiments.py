@@ -109,10 +109,10 @@ def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
 
 
 def test_ablation_grid_variants_are_completed_shrunk_and_named():
-    from weightspace.ablation import grid_axes, resolve_search_space, shrink_search_space
-    from weightspace.representation.config import ExperimentConfig, config_to_dict
+    from weightspace.pipeline.ablation import grid_axes, resolve_search_space, shrink_search_space
+    from weightspace.representation.config import LearnerConfig, config_to_dict
 
-    base = config_to_dict(ExperimentConfig())
+    base = config_to_dict(LearnerConfig())
     space = {"encoder": {"grid_search": [{"name": "mlp", "compression_token": False}, {"name": "transformer_weight"}]},
              "loss": {"gamma": {"grid_search": [1.0, 0.5, 0.0]}},
              "augment": {"permute": {"grid_search": [True, False]}}}
@@ -134,15 +134,15 @@ def test_ablation_grid_variants_are_completed_shrunk_and_named():
 
 
 def _mnist_experiment():
-    from weightspace.experiment import Experiment
-    from weightspace.representation.config import ExperimentConfig
+    from weightspace.pipeline.experiment import Experiment
+    from weightspace.representation.config import LearnerConfig
 
     return Experiment(name="mnist_seed", preset="mnist_seed", zenodo="21_mnist_seed",
-                      representation=ExperimentConfig(), iterations=1)
+                      representation=LearnerConfig(), iterations=1)
 
 
 def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
-    from weightspace.experiment import find_zoo
+    from weightspace.pipeline.experiment import find_zoo
 
     with pytest.raises(FileNotFoundError) as info:
         find_zoo(_mnist_experiment(), tmp_path)
@@ -157,7 +157,7 @@ def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
 def test_failed_download_names_the_alternatives(tmp_path, monkeypatch):
     import urllib.error
 
-    from weightspace.experiment import find_zoo
+    from weightspace.pipeline.experiment import find_zoo
     from weightspace.zoo import downloads
 
     def offline(url, dest, **kwargs):
@@ -173,7 +173,7 @@ def test_a_selection_metric_no_checkpoint_reported_stops_the_run():
     """No silent fallback to the last checkpoint: a broken evaluation must not pass for a chosen embedding."""
     from types import SimpleNamespace
 
-    from weightspace.experiment import selected_checkpoint
+    from weightspace.pipeline.experiment import selected_checkpoint
 
     result = SimpleNamespace(checkpoint="last", metrics={"training_iteration": 2},
                              best_checkpoints=[("c1", {"training_iteration": 1, "loss_val": 0.5}),

@@ -18,7 +18,7 @@ from test_loaders import SMALLCNN, FakeServer, serve_small_cnn_zoo
 from weightspace.cli import main
 from weightspace.errors import OutputError
 from weightspace.formats import download
-from weightspace.outputs import EXTRACTION_MARKER
+from weightspace.io.outputs import EXTRACTION_MARKER
 from weightspace.zoo import downloads
 from weightspace.zoo.downloads import DownloadError
 

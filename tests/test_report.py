@@ -12,9 +12,10 @@ import pytest
 from weightspace.cli import main
 from weightspace.data.splits import split_column
 from weightspace.downstream.baselines import run_baselines
-from weightspace.downstream.evaluate import COLUMNS, evaluate, write_csv
-from weightspace.report import FIGURES, build_report
-from weightspace.report_tables import results_markdown
+from weightspace.downstream.evaluate import COLUMNS, evaluate
+from weightspace.io.atomic import write_csv
+from weightspace.report.markdown import FIGURES, build_report
+from weightspace.report.tables import results_markdown
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 
@@ -186,7 +187,7 @@ def test_umap_projection(experiment, tmp_path):
 
 
 def test_outcome_sentence_counts_the_targets_the_representation_wins():
-    from weightspace.report_tables import outcome_sentence
+    from weightspace.report.tables import outcome_sentence
 
     rows = []
     for fs, probe, values in (("embedding", "linear", (0.5, 0.2)), ("stats", "linear", (0.3, 0.4)),

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from weightspace.cluster import DEFAULT_TIMEOUT_S as DEFAULT_RAY_TIMEOUT_S
+from weightspace.pipeline.cluster import DEFAULT_TIMEOUT_S as DEFAULT_RAY_TIMEOUT_S
 
 
 def _add_zoo(sub: argparse._SubParsersAction) -> None:
@@ -132,7 +132,7 @@ def _zoo_info(args: argparse.Namespace) -> int:
 
 
 def _zoo_generate(args: argparse.Namespace) -> int:
-    from weightspace.cluster import connect_ray
+    from weightspace.pipeline.cluster import connect_ray
     from weightspace.devices import resolve_device
     from weightspace.zoo.generate import generate
     from weightspace.zoo.presets import get_preset
@@ -267,7 +267,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from weightspace.report import build_report
+    from weightspace.report.markdown import build_report
 
     print(f"wrote {build_report(args.dir, umap=args.umap)}")
     return 0
@@ -275,7 +275,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options of a pipeline run, shared by `weightspace run` and the experiment scripts
-    (`weightspace.experiment_cli`)."""
+    (`weightspace.pipeline.cli`)."""
     from weightspace.representation.config import PRECISIONS
 
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda or cuda:N")
@@ -321,8 +321,8 @@ def _epochs(text: str) -> tuple[int, ...] | str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from weightspace.experiment import zoo_experiment
-    from weightspace.experiment_cli import load_given_zoo, run_experiment
+    from weightspace.pipeline.experiment import zoo_experiment
+    from weightspace.pipeline.cli import load_given_zoo, run_experiment
 
     experiment = zoo_experiment(load_given_zoo(args.zoo), epochs=args.epochs)
     args.datasets, args.download = None, False

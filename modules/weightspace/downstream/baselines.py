@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from weightspace.atomic import write_json
+from weightspace.io.atomic import write_json
 from weightspace.data.splits import DEFAULT_FRACTIONS, ModelSplit
-from weightspace.downstream.evaluate import evaluate, write_baseline_json, write_csv
+from weightspace.downstream.evaluate import evaluate, write_baseline_json
+from weightspace.io.atomic import write_csv
 from weightspace.downstream.features import (PRESETS, Hyperparameters, KernelPCAFeatures, LayerStatistics,
                                              RawWeights, UMAPFeatures)
 from weightspace.downstream.probes import ProbeConfig

@@ -22,7 +22,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 
-from weightspace.atomic import atomic_file, write_json
+from weightspace.io.atomic import write_csv, write_json
 from weightspace.data.splits import DEFAULT_FRACTIONS, SPLITS, ModelSplit, has_repeats
 from weightspace.downstream.features import release_pages
 from weightspace.downstream.probes import ProbeConfig, make_probe
@@ -265,13 +265,6 @@ def _nan_rows(fs, probe, t: Target, note: str) -> list[dict]:
 def _fail(fs, probe, targets: list[Target], note: str) -> list[dict]:
     warnings.warn(f"{fs}/{probe}/{', '.join(t.name for t in targets)}: {note}", ProbeWarning, stacklevel=4)
     return [r for t in targets for r in _nan_rows(fs, probe, t, note)]
-
-
-def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write `table` to `path` atomically (a temporary file beside it, then `os.replace`)."""
-    with atomic_file(path) as tmp:
-        table.to_csv(tmp, index=False)
-    return Path(path)
 
 
 # ------------------------------------------------------------------ 2021 JSON files

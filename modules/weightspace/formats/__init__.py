@@ -21,7 +21,7 @@ from weightspace.formats.legacy_pickle import LegacyPickleError, load_legacy_pic
 from weightspace.formats.raytune_dirs import convert_raytune, export_raytune, import_raytune
 from weightspace.formats.unterthiner import convert_unterthiner, tf_to_torch, torch_to_tf
 from weightspace.formats.zenodo_2021 import convert_zenodo_2021, read_zenodo_2021
-from weightspace.outputs import output_errors, output_lock
+from weightspace.io.outputs import output_errors, output_lock
 from weightspace.zoo.store import Zoo
 
 CONVERTERS: dict[str, Callable[..., Zoo]] = {

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from weightspace.atomic import write_text
-from weightspace.outputs import check_replaceable
+from weightspace.io.atomic import write_text
+from weightspace.io.outputs import check_replaceable
 from weightspace.zoo.downloads import ChecksumError, DownloadError, extract_tar, fetch_url, read_url
 from weightspace.zoo.store import Zoo
 

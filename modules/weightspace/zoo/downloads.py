@@ -30,9 +30,9 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from weightspace.atomic import atomic_directory, fsync_tree, replace_dir, write_json
+from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, write_json
 from weightspace.errors import OutputError, WeightspaceError
-from weightspace.outputs import (EXTRACTION_FORMAT, EXTRACTION_MARKER, check_replaceable, clean_stale,
+from weightspace.io.outputs import (EXTRACTION_FORMAT, EXTRACTION_MARKER, check_replaceable, clean_stale,
                                  output_errors, output_lock)
 
 __all__ = [

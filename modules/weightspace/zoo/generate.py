@@ -10,7 +10,7 @@ the missing shards; since each shard is a deterministic function of the spec
 and the shard plan, the assembled zoo is the one an uninterrupted run writes.
 Changing the shard plan (``shard_size``) of unfinished work is refused.
 
-A run holds the output lock of `out` (`weightspace.outputs`); it replaces
+A run holds the output lock of `out` (`weightspace.io.outputs`); it replaces
 `out` only when that is a zoo, and removes what interrupted runs left beside
 it (saying so).
 """
@@ -31,9 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from weightspace.devices import resolve_device
-from weightspace.atomic import atomic_file, write_json
+from weightspace.io.atomic import atomic_file, write_json
 from weightspace.errors import WeightspaceError
-from weightspace.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
+from weightspace.io.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
                                  output_lock, remove)
 from weightspace.zoo.population import cpu_population_size, train_population
 from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec

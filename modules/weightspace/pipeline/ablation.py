@@ -1,6 +1,6 @@
 """Ablation studies: ray.tune grids of config variants, and one summary table over their trials.
 
-A search space (see `weightspace.tune.run_tuner`) holds ``{"grid_search": [...]}``
+A search space (see `weightspace.pipeline.tune.run_tuner`) holds ``{"grid_search": [...]}``
 entries at config keys. Two conveniences for ablations live here:
 
 - **variants**: a grid at a config *section* (``encoder``, ``loss``, ...) whose values
@@ -225,7 +225,7 @@ def write_ablation_summary(root: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"no ablation folder at '{root}'; run an ablation script first")
     dirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / "trials.csv").is_file())
     table = ablation_summary(dirs)
-    from weightspace.downstream.evaluate import write_csv
+    from weightspace.io.atomic import write_csv
 
     write_csv(table, root / "summary.csv")
     path = root / "summary.md"

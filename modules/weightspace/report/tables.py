@@ -1,4 +1,4 @@
-"""The results tables of the experiment report (`weightspace.report`): markdown from the tidy probe tables."""
+"""The results tables of the experiment report (`weightspace.report.markdown`): markdown from the tidy probe tables."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ write into ``<folder>/<name>/``:
 - ``experiment.json`` (the resolved config, zoo source and timings), ``report.md`` + PNGs.
 
 ray is imported lazily inside `train_representation`; this module never calls
-``ray.init`` (the script edge, `weightspace.experiment_cli`, does).
+``ray.init`` (the script edge, `weightspace.pipeline.cli`, does).
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from weightspace.ablation import resolve_search_space, shrink_search_space
-from weightspace.atomic import atomic_file, write_json
-from weightspace.outputs import EXPERIMENT_FORMAT
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
+from weightspace.io.atomic import atomic_file, write_json
+from weightspace.io.outputs import EXPERIMENT_FORMAT
+from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
+from weightspace.representation.config import EncoderConfig, HeadConfig, LearnerConfig, TrainConfig, config_to_dict
 from weightspace.representation.probing import SELECT_METRIC
 from weightspace.zoo.store import Zoo
 
@@ -40,7 +40,7 @@ from weightspace.zoo.store import Zoo
 class Variant:
     """Another learner an experiment folder can run instead of its default (``--variant NAME``)."""
 
-    representation: ExperimentConfig  # the learner
+    representation: LearnerConfig  # the learner
     iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
     notes: str = ""  # what it is and what it gives up
 
@@ -51,15 +51,15 @@ class Experiment:
 
     name: str  # output subfolder and tune experiment name, e.g. "tetris_seed"
     preset: str  # zoo preset generated when datasets/ holds no zoo for this experiment
-    representation: ExperimentConfig  # the learner; data.path is filled in from the zoo found
+    representation: LearnerConfig  # the learner; data.path is filled in from the zoo found
     iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
     zenodo: str | None = None  # name of the converted 2021 dataset in datasets/, e.g. "11_tetris_seed"
     external: tuple[str, ...] = ()  # other converted external zoos in datasets/, tried after zenodo
     zoo_epochs: tuple[int, ...] | None = None  # checkpoints used by baselines and representation; None: all
     targets: tuple[str, ...] | None = None  # probe targets; None: accuracies, ggap, epoch, varied hyperparameters
     baseline_extras: bool = False  # the 2021 Tetris extras (kernel PCA, UMAP) among the baselines
-    search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.ablation)
-    smoke_representation: ExperimentConfig | None = None  # the learner of --smoke-test runs
+    search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.pipeline.ablation)
+    smoke_representation: LearnerConfig | None = None  # the learner of --smoke-test runs
     # which checkpoint gives the embedding: "probe_mean_val" (the iteration whose linear probes score
     # best on the validation split, averaged over targets; the test split plays no part), any other
     # reported metric where higher is better, or "last"
@@ -104,7 +104,7 @@ class Experiment:
         return replace(self, representation=rep)
 
 
-SMOKE_REPRESENTATION = ExperimentConfig(
+SMOKE_REPRESENTATION = LearnerConfig(
     encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=8),
     head=HeadConfig(layers=2, hidden=16, out_dim=8),
     train=TrainConfig(batch_size=16, epochs_per_step=1),
@@ -262,11 +262,12 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     Returns:
         the tidy results table (feature set "embedding", linear and boosted-tree probes).
     """
-    from weightspace.downstream.evaluate import evaluate, write_csv, write_results_json
+    from weightspace.downstream.evaluate import evaluate, write_results_json
+    from weightspace.io.atomic import write_csv
+    from weightspace.pipeline.tune import CHECKPOINT_FILE, run_tuner
     from weightspace.representation.learner import Learner, embed
     from weightspace.representation.probing import probe_scores
     from weightspace.representation.registry import create_autoencoder
-    from weightspace.tune import CHECKPOINT_FILE, run_tuner
 
     out = Path(out_dir).resolve()
     # an encoder that cannot take this zoo's layout stops here, with its message, not inside a ray trial
@@ -340,7 +341,7 @@ def summarize_trials(grid, out: Path) -> pd.DataFrame:
         rows.append({**{k: v for k, v in flat.items() if not isinstance(v, (list, dict))},
                      **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}})
     table = pd.DataFrame(rows)
-    from weightspace.downstream.evaluate import write_csv
+    from weightspace.io.atomic import write_csv
 
     write_csv(table, out / "trials.csv")
     return table
@@ -353,7 +354,7 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
     path = out / "experiment.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     data = {
-        "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.outputs`)
+        "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.io.outputs`)
         "name": experiment.name,
         "learner": experiment.learner or experiment.representation.encoder.name,
         "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,

@@ -1,6 +1,6 @@
 """The experiment report: ``report.md`` and its PNG figures, built from an experiment folder's files.
 
-Reads what the experiment runner (`weightspace.experiment`) writes: the tidy
+Reads what the experiment runner (`weightspace.pipeline.experiment`) writes: the tidy
 tables ``baselines.csv`` and ``results.csv`` (`downstream.evaluate`),
 ``embeddings.npy`` with ``embedding_samples.csv``, ``history.csv`` and
 ``experiment.json``. Every input is optional: whatever is missing or unreadable
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from weightspace import report_plots
-from weightspace.atomic import write_text
 from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, derive_targets, score
-from weightspace.report_tables import outcome_sentence, results_markdown
+from weightspace.io.atomic import write_text
+from weightspace.report import plots as report_plots
+from weightspace.report.tables import outcome_sentence, results_markdown
 
 REPORT = "report.md"
 FIGURES = {"umap_accuracy": "umap_accuracy.png", "umap_epoch": "umap_epoch.png",

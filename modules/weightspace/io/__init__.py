@@ -1,0 +1,5 @@
+"""Reading and writing safely: atomic files and folders, what an output may replace and its lock, the
+restricted unpickler of untrusted files, and downloads with checksums.
+
+Every other room writes through here, so that no reader ever sees half a file.
+"""
