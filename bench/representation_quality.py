@@ -115,7 +115,7 @@ def load_zoo(name: str, datasets: Path, smoke: bool) -> Zoo:
     spec = get_preset(name, smoke=smoke)
     if smoke:
         spec = replace(spec, seeds=4 if spec.grid else 40, shard_size=64)
-    return generate(spec, path, progress=not smoke)
+    return generate(spec, path, progress=not smoke, data_root=datasets)
 
 
 def splits_of(zoo: Zoo, epochs: tuple[int, ...] | None) -> dict[str, ZooDataset]:

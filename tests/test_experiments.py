@@ -36,6 +36,8 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert {"test_acc_train", "test_acc_val", "test_acc_test", "rsq_test"} <= set(results)
     assert (out / "embeddings.npy").exists() and (out / "history.csv").exists()
+    for name in ("baseline_predictions.csv.gz", "predictions.csv.gz", "embedding_2d.csv"):
+        assert (out / name).exists(), name  # the report draws from these, not from the zoo
     history = pd.read_csv(out / "history.csv")  # the embedding comes from the best iteration on val (latest on ties)
     score = history["probe_mean_val"]
     best = int(history.loc[score == score.max(), "training_iteration"].max())
@@ -158,12 +160,12 @@ def test_failed_download_names_the_alternatives(tmp_path, monkeypatch):
     import urllib.error
 
     from weightspace.pipeline.experiment import find_zoo
-    from weightspace.zoo import downloads
+    from weightspace.io import download as io_download
 
     def offline(url, dest, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(downloads, "fetch_url", offline)
+    monkeypatch.setattr(io_download, "fetch_url", offline)
     with pytest.raises(FileNotFoundError, match="unreachable") as info:
         find_zoo(_mnist_experiment(), tmp_path, download=True)
     assert str(tmp_path / "21_mnist_seed") in str(info.value) and "tetris_seed" in str(info.value)
