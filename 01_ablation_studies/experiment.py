@@ -6,7 +6,7 @@ with the grid's fields changed. Results go to ``ablations/<ablation>/trials.csv`
 refreshes the one table ``ablations/summary.md`` (+ ``summary.csv``); ``summarize.py`` rebuilds it.
 
 Grids, as implemented (a grid value that is a dict is a variant of that config section,
-completed from the base learner; see ``weightspace.ablation``):
+completed from the base learner; see ``weightspace.pipeline.ablation``):
 
 - architecture, 5 trials: MLP AE; weight tokens with / without compression token; neuron
   tokens with / without. 2021 ran encoder x token = 6, two of them the same MLP AE (it has no
@@ -19,7 +19,7 @@ completed from the base learner; see ``weightspace.ablation``):
 
 from ray import tune
 
-from weightspace.experiment import Experiment
+from weightspace.pipeline.experiment import Experiment
 from weightspace.representation.presets import config_2021, cpu_schedule
 
 NOTES = (

@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from weightspace.ablation import write_ablation_summary
+from weightspace.pipeline.ablation import write_ablation_summary
 
 if __name__ == "__main__":
     root = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent / "ablations"

@@ -6,7 +6,7 @@ split across the offline zoos by bench/representation_quality.py. `--variant 202
 transformer instead, on a CPU schedule; see NOTES_2021.
 """
 
-from weightspace.experiment import Experiment, Variant
+from weightspace.pipeline.experiment import Experiment, Variant
 from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
 
 NOTES = (

@@ -6,7 +6,7 @@ the Tetris-SEED transformer with a wider feed-forward layer (ff 900), on the CPU
 11_tetris_seed; see NOTES_2021.
 """
 
-from weightspace.experiment import Experiment, Variant
+from weightspace.pipeline.experiment import Experiment, Variant
 from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
 
 NOTES = (

@@ -6,7 +6,7 @@ validation across the offline zoos by bench/representation_quality.py). `--varia
 2021 Tetris-SEED transformer with a latent of 500 on the CPU schedule of 11_tetris_seed.
 """
 
-from weightspace.experiment import Experiment, Variant
+from weightspace.pipeline.experiment import Experiment, Variant
 from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
 
 NOTES = (

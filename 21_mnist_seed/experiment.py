@@ -6,7 +6,7 @@ epochs on every checkpoint. The zoo is the converted 2021 dataset when datasets/
 it, else the mnist_seed preset (MNIST itself is fetched with --download). See NOTES.
 """
 
-from weightspace.experiment import Experiment
+from weightspace.pipeline.experiment import Experiment
 from weightspace.representation.presets import config_2021
 
 NOTES = (

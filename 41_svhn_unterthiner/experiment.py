@@ -7,7 +7,7 @@ Zoo datasets/unterthiner_svhn (`weightspace zoo download unterthiner_svhn`), the
 datasets/svhn_unterthiner, else the svhn_unterthiner preset is generated (a GPU job). See NOTES.
 """
 
-from weightspace.experiment import Experiment
+from weightspace.pipeline.experiment import Experiment
 from weightspace.representation.presets import config_2021
 
 NOTES = (

@@ -8,7 +8,7 @@ winner, bench/representation_quality.py); `--variant 2021` runs the 41_svhn_unte
 on a CPU schedule. See NOTES and NOTES_2021.
 """
 
-from weightspace.experiment import Experiment, Variant
+from weightspace.pipeline.experiment import Experiment, Variant
 from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
 
 # the ten properties of the 2021 main table, named as a generated zoo names them

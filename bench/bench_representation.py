@@ -33,7 +33,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from weightspace import WeightLayout, create_zoo_model
-from weightspace.representation import EncoderConfig, ExperimentConfig, HeadConfig, Learner, LossConfig, TrainConfig
+from weightspace.representation import EncoderConfig, LearnerConfig, HeadConfig, Learner, LossConfig, TrainConfig
 
 CONFIGS = {
     "tetris": dict(arch="tetris_mlp", encoder=EncoderConfig(d_model=256, n_heads=4, n_blocks=2, d_ff=512, latent_dim=50),
@@ -73,7 +73,7 @@ def bench(name: str, precision: str, device: torch.device, steps: int, warmup: i
     batch = batch or spec["batch"]
     layout = WeightLayout.from_module(create_zoo_model(spec["arch"]))
     encoder = dataclasses.replace(spec["encoder"], attn_dropout=attn_dropout)
-    config = ExperimentConfig(encoder=encoder, head=spec["head"], loss=LossConfig(gamma=spec["gamma"]),
+    config = LearnerConfig(encoder=encoder, head=spec["head"], loss=LossConfig(gamma=spec["gamma"]),
                               train=TrainConfig(batch_size=batch, precision=precision, device=str(device)))
     learner = Learner(config, layout)
     x = torch.randn(batch, layout.num_params, generator=torch.Generator().manual_seed(0)) * 0.3

@@ -27,7 +27,7 @@ import numpy as np
 
 from weightspace.downstream import LayerStatistics, evaluate
 from weightspace.downstream.evaluate import ProbeWarning
-from weightspace.experiment import select_epochs
+from weightspace.pipeline.experiment import select_epochs
 from weightspace.zoo.store import Zoo
 
 ROOT = Path(__file__).resolve().parent.parent

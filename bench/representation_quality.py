@@ -40,14 +40,14 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from weightspace.atomic import write_text
+from weightspace.io.atomic import write_text
 from weightspace.data.dataset import ZooDataset
 from weightspace.downstream import LayerStatistics, evaluate
 from weightspace.downstream.evaluate import ProbeWarning
 from weightspace.downstream.features import Hyperparameters, RawWeights
-from weightspace.representation import ExperimentConfig, Learner, embed, fit, probe_scores
+from weightspace.representation import LearnerConfig, Learner, embed, fit, probe_scores
 from weightspace.devices import resolve_device
-from weightspace.experiment import Experiment
+from weightspace.pipeline.experiment import Experiment
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo
@@ -63,7 +63,7 @@ class Encoder:
     """One row group of the table: a learner configuration and its training budget."""
 
     name: str
-    config: ExperimentConfig
+    config: LearnerConfig
     epochs: int  # training epochs over the zoo's training split
     evaluations: int  # embeddings probed on validation during training (the best one is kept)
 
@@ -115,7 +115,7 @@ def load_zoo(name: str, datasets: Path, smoke: bool) -> Zoo:
     spec = get_preset(name, smoke=smoke)
     if smoke:
         spec = replace(spec, seeds=4 if spec.grid else 40, shard_size=64)
-    return generate(spec, path, progress=not smoke)
+    return generate(spec, path, progress=not smoke, data_root=datasets)
 
 
 def splits_of(zoo: Zoo, epochs: tuple[int, ...] | None) -> dict[str, ZooDataset]:

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from weightspace import create_zoo_model, list_zoo_models
-from weightspace.zoo.architectures import ACTIVATIONS, DEFAULT_INPUT_SHAPES, INITS
+from weightspace.activations import ACTIVATIONS
+from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, INITS
 
 
 @pytest.mark.parametrize("name", list_zoo_models())

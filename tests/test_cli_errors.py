@@ -10,7 +10,8 @@ import time
 import pytest
 import torch
 
-from weightspace import cli, experiment_cli
+from weightspace import cli
+from weightspace.pipeline import cli as experiment_cli
 from weightspace.errors import InputError, OutputError
 
 SMOKE = ["zoo", "generate", "--preset", "tetris_seed", "--smoke"]
@@ -46,15 +47,15 @@ def no_generate(monkeypatch):
 @pytest.fixture
 def experiment(tmp_path, monkeypatch):
     """(experiment, script path) for `run_script`; reaching `find_zoo` fails the test unless a test replaces it."""
-    from weightspace.experiment import Experiment
-    from weightspace.representation.config import ExperimentConfig
+    from weightspace.pipeline.experiment import Experiment
+    from weightspace.representation.config import LearnerConfig
 
     def unreachable(*args, **kwargs):
         raise AssertionError("find_zoo() was reached; the option should have been refused up front")
 
     monkeypatch.setattr(experiment_cli, "find_zoo", unreachable)
     exp = Experiment(name="tetris_seed", preset="tetris_seed", zenodo="11_tetris_seed",
-                     representation=ExperimentConfig(), iterations=1)
+                     representation=LearnerConfig(), iterations=1)
     return exp, tmp_path / "simclr_ae_tetris_seed.py"
 
 
@@ -132,7 +133,7 @@ def test_a_dead_ray_address_fails_fast_in_the_experiment_scripts(experiment, tmp
 
 def test_a_port_that_does_not_answer_as_ray_gives_up_after_the_timeout():
     script = ("import sys, time\n"
-              "from weightspace.cluster import connect_ray\n"
+              "from weightspace.pipeline.cluster import connect_ray\n"
               "from weightspace.errors import ClusterError\n"
               "start = time.monotonic()\n"
               "try:\n"

@@ -259,6 +259,49 @@ def test_evaluate_small_zoo_excludes_diverged_and_leaves_global_rng_alone():
     assert table.query("task == 'regression' and note == ''")["value"].notna().all()
 
 
+def test_predictions_identify_each_sample_and_reproduce_the_scores(tmp_path):
+    from weightspace.downstream.evaluate import PREDICTION_COLUMNS
+    from weightspace.downstream.targets import score
+
+    zoo = make_zoo(models=20)
+    table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)}, probes=("linear", "gbt"),
+                     targets=["test_acc", "training_iteration", "activation"], config=ProbeConfig(gbt_max_iter=20),
+                     out_predictions=tmp_path / "predictions.csv.gz")
+    predictions = pd.read_csv(tmp_path / "predictions.csv.gz")
+    assert list(predictions.columns) == PREDICTION_COLUMNS
+    samples = zoo.samples.loc[predictions["row"]]
+    np.testing.assert_array_equal(samples["model_id"], predictions["model_id"])
+    np.testing.assert_array_equal(samples["epoch"], predictions["epoch"])
+    assert not samples["diverged"].any()  # diverged samples are neither fitted nor predicted
+    labels = predictions[predictions["target"] == "activation"]
+    assert set(labels["prediction"]) <= {"tanh", "relu"}  # classification: class labels
+    np.testing.assert_array_equal(labels["truth"], zoo.samples["activation"].to_numpy()[labels["row"]])
+    for r in table.itertuples():
+        part = predictions[(predictions["feature_set"] == r.feature_set) & (predictions["probe"] == r.probe)
+                           & (predictions["target"] == r.target) & (predictions["split"] == r.split)]
+        assert len(part) == r.n
+        truth, predicted = part["truth"].to_numpy(), part["prediction"].to_numpy()
+        if r.task == "regression":
+            truth, predicted = truth.astype(float), predicted.astype(float)
+        assert score(r.task, truth, predicted)[r.metric] == pytest.approx(r.value, rel=1e-9, abs=1e-12, nan_ok=True)
+
+
+def test_score_is_sklearn_r2_and_nan_where_undefined():
+    from sklearn.metrics import r2_score
+
+    from weightspace.downstream.targets import score
+
+    rng = np.random.default_rng(0)
+    y, pred = rng.normal(size=50), rng.normal(size=50)
+    assert score("regression", y, pred)["r2"] == pytest.approx(r2_score(y, pred))
+    assert score("regression", y, y)["kendall_tau"] == pytest.approx(1.0)
+    for truth, guess in ((np.ones(5), np.ones(5)), (np.ones(5), pred[:5]), (y[:1], pred[:1]),
+                         (y[:5], np.r_[pred[:4], np.nan])):
+        assert np.isnan(list(score("regression", truth, guess).values())).all()  # sklearn: 1.0, 0.0 or raises
+    assert score("classification", np.array(["a", "b"]), np.array(["a", "a"])) == {"accuracy": 0.5}
+    assert np.isnan(score("classification", np.array([]), np.array([]))["accuracy"])
+
+
 def test_json_files_have_2021_keys(tmp_path):
     zoo = make_zoo(models=30)
     table = run_baselines(zoo, tmp_path, BaselineConfig())
@@ -268,6 +311,7 @@ def test_json_files_have_2021_keys(tmp_path):
         for target in ("test_acc", "training_iteration", "ggap"):
             assert {f"{target}_{s}" for s in SPLIT_KEYS} <= set(data[key])
     assert (tmp_path / "baselines.csv").is_file() and (tmp_path / "baselines_config.json").is_file()
+    assert (tmp_path / "baseline_predictions.csv.gz").is_file()
     write_results_json(table.assign(feature_set=table["feature_set"].replace("stats", "embedding")),
                        tmp_path / "results.json", extra={"loss_test": 0.5})
     flat = json.loads((tmp_path / "results.json").read_text())

@@ -36,6 +36,8 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert {"test_acc_train", "test_acc_val", "test_acc_test", "rsq_test"} <= set(results)
     assert (out / "embeddings.npy").exists() and (out / "history.csv").exists()
+    for name in ("baseline_predictions.csv.gz", "predictions.csv.gz", "embedding_2d.csv"):
+        assert (out / name).exists(), name  # the report draws from these, not from the zoo
     history = pd.read_csv(out / "history.csv")  # the embedding comes from the best iteration on val (latest on ties)
     score = history["probe_mean_val"]
     best = int(history.loc[score == score.max(), "training_iteration"].max())
@@ -109,10 +111,10 @@ def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
 
 
 def test_ablation_grid_variants_are_completed_shrunk_and_named():
-    from weightspace.ablation import grid_axes, resolve_search_space, shrink_search_space
-    from weightspace.representation.config import ExperimentConfig, config_to_dict
+    from weightspace.pipeline.ablation import grid_axes, resolve_search_space, shrink_search_space
+    from weightspace.representation.config import LearnerConfig, config_to_dict
 
-    base = config_to_dict(ExperimentConfig())
+    base = config_to_dict(LearnerConfig())
     space = {"encoder": {"grid_search": [{"name": "mlp", "compression_token": False}, {"name": "transformer_weight"}]},
              "loss": {"gamma": {"grid_search": [1.0, 0.5, 0.0]}},
              "augment": {"permute": {"grid_search": [True, False]}}}
@@ -134,15 +136,15 @@ def test_ablation_grid_variants_are_completed_shrunk_and_named():
 
 
 def _mnist_experiment():
-    from weightspace.experiment import Experiment
-    from weightspace.representation.config import ExperimentConfig
+    from weightspace.pipeline.experiment import Experiment
+    from weightspace.representation.config import LearnerConfig
 
     return Experiment(name="mnist_seed", preset="mnist_seed", zenodo="21_mnist_seed",
-                      representation=ExperimentConfig(), iterations=1)
+                      representation=LearnerConfig(), iterations=1)
 
 
 def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
-    from weightspace.experiment import find_zoo
+    from weightspace.pipeline.experiment import find_zoo
 
     with pytest.raises(FileNotFoundError) as info:
         find_zoo(_mnist_experiment(), tmp_path)
@@ -157,13 +159,13 @@ def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
 def test_failed_download_names_the_alternatives(tmp_path, monkeypatch):
     import urllib.error
 
-    from weightspace.experiment import find_zoo
-    from weightspace.zoo import downloads
+    from weightspace.pipeline.experiment import find_zoo
+    from weightspace.io import download as io_download
 
     def offline(url, dest, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(downloads, "fetch_url", offline)
+    monkeypatch.setattr(io_download, "fetch_url", offline)
     with pytest.raises(FileNotFoundError, match="unreachable") as info:
         find_zoo(_mnist_experiment(), tmp_path, download=True)
     assert str(tmp_path / "21_mnist_seed") in str(info.value) and "tetris_seed" in str(info.value)
@@ -173,7 +175,7 @@ def test_a_selection_metric_no_checkpoint_reported_stops_the_run():
     """No silent fallback to the last checkpoint: a broken evaluation must not pass for a chosen embedding."""
     from types import SimpleNamespace
 
-    from weightspace.experiment import selected_checkpoint
+    from weightspace.pipeline.experiment import selected_checkpoint
 
     result = SimpleNamespace(checkpoint="last", metrics={"training_iteration": 2},
                              best_checkpoints=[("c1", {"training_iteration": 1, "loss_val": 0.5}),

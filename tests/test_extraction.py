@@ -18,9 +18,9 @@ from test_loaders import SMALLCNN, FakeServer, serve_small_cnn_zoo
 from weightspace.cli import main
 from weightspace.errors import OutputError
 from weightspace.formats import download
-from weightspace.outputs import EXTRACTION_MARKER
-from weightspace.zoo import downloads
-from weightspace.zoo.downloads import DownloadError
+from weightspace.io.outputs import EXTRACTION_MARKER
+from weightspace.io import download as io_download
+from weightspace.io.download import DownloadError
 
 
 @pytest.fixture
@@ -76,12 +76,12 @@ def test_an_extraction_that_weightspace_wrote_is_marked_and_replaced(tmp_path, s
 
 def test_a_corrupt_archive_leaves_the_earlier_extraction_whole(tmp_path):
     dest = tmp_path / "raw" / "x"
-    downloads.extract_tar(_tar(tmp_path / "good.tar.gz", {"a/w.npy": b"old"}), dest)
+    io_download.extract_tar(_tar(tmp_path / "good.tar.gz", {"a/w.npy": b"old"}), dest)
     bad = tmp_path / "bad.tar.gz"
     good = _tar(tmp_path / "new.tar.gz", {"a/w.npy": b"new" * 1000}).read_bytes()
     bad.write_bytes(good[: len(good) // 2])
     with pytest.raises(DownloadError, match="corrupt"):
-        downloads.extract_tar(bad, dest)
+        io_download.extract_tar(bad, dest)
     assert (dest / "a" / "w.npy").read_bytes() == b"old"
     assert sorted(p.name for p in dest.parent.iterdir()) == ["x"]  # no temporary folder, no lock left
 
@@ -92,18 +92,18 @@ def test_safe_extract_tar_keeps_a_users_folder_of_the_same_name(tmp_path):
     (dest / "cifar-10-batches-py").mkdir(parents=True)
     (dest / "cifar-10-batches-py" / "notes.txt").write_text("mine")
     with pytest.raises(OutputError, match=r"refusing to replace .*cifar-10-batches-py.*notes\.txt"):
-        downloads.safe_extract_tar(archive, dest)
+        io_download.safe_extract_tar(archive, dest)
     assert [p.name for p in (dest / "cifar-10-batches-py").iterdir()] == ["notes.txt"]
     assert sorted(p.name for p in dest.iterdir()) == ["cifar-10-batches-py"]  # no staging folder, no lock left
 
 
 def test_safe_extract_tar_replaces_its_own_extraction_and_keeps_a_users_file(tmp_path):
     dest = tmp_path / "cifar10"
-    downloads.safe_extract_tar(_tar(tmp_path / "one.tar.gz", {"d/x": b"1", "top.txt": b"same"}), dest)
+    io_download.safe_extract_tar(_tar(tmp_path / "one.tar.gz", {"d/x": b"1", "top.txt": b"same"}), dest)
     assert json.loads((dest / "d" / EXTRACTION_MARKER).read_text())["archive"] == "one.tar.gz"
-    downloads.safe_extract_tar(_tar(tmp_path / "two.tar.gz", {"d/y": b"2", "top.txt": b"same"}), dest)
+    io_download.safe_extract_tar(_tar(tmp_path / "two.tar.gz", {"d/y": b"2", "top.txt": b"same"}), dest)
     assert sorted(p.name for p in (dest / "d").iterdir()) == [EXTRACTION_MARKER, "y"]
     (dest / "top.txt").write_text("edited by hand")
     with pytest.raises(OutputError, match=r"top\.txt"):
-        downloads.safe_extract_tar(_tar(tmp_path / "three.tar.gz", {"d/z": b"3", "top.txt": b"same"}), dest)
+        io_download.safe_extract_tar(_tar(tmp_path / "three.tar.gz", {"d/z": b"3", "top.txt": b"same"}), dest)
     assert (dest / "top.txt").read_text() == "edited by hand" and (dest / "d" / "y").exists()  # none of it moved

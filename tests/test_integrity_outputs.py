@@ -9,10 +9,10 @@ import pathlib
 import numpy as np
 import pytest
 
-from weightspace.atomic import append_text
+from weightspace.io.atomic import append_text
 from weightspace.cli import main
 from weightspace.errors import OutputError
-from weightspace.outputs import clean_stale, lock_path, output_lock
+from weightspace.io.outputs import clean_stale, lock_path, output_lock
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo
@@ -75,11 +75,11 @@ def test_overwrite_replaces_a_zoo_and_an_empty_folder(tmp_path):
 
 
 def test_experiment_refuses_a_foreign_output_dir_and_resume_of_a_finished_run(tmp_path, capsys):
-    from weightspace.experiment import Experiment
-    from weightspace.experiment_cli import _refuse_overwrite, run_script
-    from weightspace.representation.config import ExperimentConfig
+    from weightspace.pipeline.experiment import Experiment
+    from weightspace.pipeline.cli import _refuse_overwrite, run_script
+    from weightspace.representation.config import LearnerConfig
 
-    experiment = Experiment(name="t", preset="tetris_seed", representation=ExperimentConfig(), iterations=1)
+    experiment = Experiment(name="t", preset="tetris_seed", representation=LearnerConfig(), iterations=1)
     out = user_folder(tmp_path / "DIR")
     for flags in ([], ["--overwrite"]):
         code = run_script(experiment, "baselines", tmp_path / "script.py",

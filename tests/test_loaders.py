@@ -24,10 +24,11 @@ from test_formats import save_legacy, simclr_split, unterthiner_models, write_un
 from weightspace.cli import main
 from weightspace.errors import InputError, WeightspaceError
 from weightspace.formats import download, legacy_pickle, read_zenodo_2021
-from weightspace.formats.download import ZENODO_RECORD_URL, ZENODO_URL
 from weightspace.formats.legacy_pickle import ALLOWED_GLOBALS, LegacyPickleError, load_legacy_pickle
-from weightspace.zoo import downloads, task_files
-from weightspace.zoo.downloads import ChecksumError, DownloadError
+from weightspace.formats.published_zoos import ZENODO_RECORD_URL, ZENODO_URL
+from weightspace.io import download as io_download
+from weightspace.io.download import ChecksumError, DownloadError
+from weightspace.zoo import task_files
 
 
 # ------------------------------------------------------------ pickle opcodes
@@ -248,7 +249,7 @@ def test_a_corrupt_tar_xz_is_a_download_error(tmp_path):
         with tarfile.open(archive, "r:*") as tar:
             tar.getmembers()
     with pytest.raises(DownloadError, match="mnist.tar.xz.*corrupt"):
-        downloads.safe_extract_tar(archive, tmp_path / "out")
+        io_download.safe_extract_tar(archive, tmp_path / "out")
 
 
 # ------------------------------------------------------------------ downloads
@@ -386,7 +387,7 @@ def test_zoo_generate_download_without_a_network_is_one_line(tmp_path, monkeypat
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(downloads, "fetch_url", offline)
+    monkeypatch.setattr(io_download, "fetch_url", offline)
     code = main(["zoo", "generate", "--preset", "mnist_seed", "--smoke", "--out", str(tmp_path / "zoo"),
                  "--data-root", str(tmp_path / "data"), "--download", "--device", "cpu"])
     err = capsys.readouterr().err

@@ -122,7 +122,7 @@ def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
 
 
 def test_an_encoder_that_cannot_take_the_zoo_stops_before_training(tmp_path, monkeypatch):
-    from weightspace.experiment import Experiment, train_representation
+    from weightspace.pipeline.experiment import Experiment, train_representation
     from weightspace.representation.presets import config_neuron_set
     from weightspace.zoo.store import Zoo
 
@@ -133,7 +133,7 @@ def test_an_encoder_that_cannot_take_the_zoo_stops_before_training(tmp_path, mon
     def never(*args, **kwargs):
         raise AssertionError("training started")
 
-    monkeypatch.setattr("weightspace.tune.run_tuner", never)
+    monkeypatch.setattr("weightspace.pipeline.tune.run_tuner", never)
     experiment = Experiment(name="flat", preset="tetris_seed", representation=config_neuron_set(), iterations=1)
     with pytest.raises(ValueError, match="only 1 layer.*transformer_neuron or mlp"):
         train_representation(experiment, zoo, tmp_path / "out")

@@ -136,13 +136,13 @@ def test_an_experiment_script_runs_on_the_zoo_given_by_zoo(own_zoo, tmp_path):
 
 
 def test_zoo_that_is_not_a_zoo_folder_is_refused_before_anything_is_written(tmp_path, capsys):
-    from weightspace.experiment import Experiment
-    from weightspace.experiment_cli import run_script
-    from weightspace.representation.config import ExperimentConfig
+    from weightspace.pipeline.experiment import Experiment
+    from weightspace.pipeline.cli import run_script
+    from weightspace.representation.config import LearnerConfig
 
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "notes.md").write_text("mine")
-    experiment = Experiment(name="t", preset="tetris_seed", representation=ExperimentConfig(), iterations=1)
+    experiment = Experiment(name="t", preset="tetris_seed", representation=LearnerConfig(), iterations=1)
     code = run_script(experiment, "baselines", tmp_path / "script.py",
                       ["--smoke-test", "--zoo", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out")])
     line = _one_error_line(capsys)
@@ -177,7 +177,7 @@ def test_weightspace_run_refuses_a_folder_it_did_not_write(own_zoo, tmp_path, ca
 
 
 def test_run_experiment_uses_six_spread_checkpoints_or_the_ones_asked_for():
-    from weightspace.experiment import zoo_experiment
+    from weightspace.pipeline.experiment import zoo_experiment
 
     def zoo(epochs):
         return SimpleNamespace(name="z", path="/z", epochs=list(epochs))

@@ -1,9 +1,11 @@
 """The experiment report: the table shows every target and baseline, figures are written and linked,
-and missing or broken inputs give a line in the report instead of a crash."""
+the report is drawn from the folder's files alone (no zoo, nothing fitted), and missing or broken
+inputs give a line in the report instead of a crash."""
 
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,9 +14,11 @@ import pytest
 from weightspace.cli import main
 from weightspace.data.splits import split_column
 from weightspace.downstream.baselines import run_baselines
-from weightspace.downstream.evaluate import COLUMNS, evaluate, write_csv
-from weightspace.report import FIGURES, build_report
-from weightspace.report_tables import results_markdown
+from weightspace.downstream.evaluate import COLUMNS, evaluate
+from weightspace.io.atomic import write_csv
+from weightspace.pipeline.projection import COLUMNS as PROJECTION_COLUMNS, project_embedding
+from weightspace.report.markdown import FIGURES, build_report
+from weightspace.report.tables import results_markdown
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 
@@ -23,7 +27,8 @@ TARGETS = ("test_acc", "train_acc", "ggap", "training_iteration")
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
-    """A complete experiment folder on a smoke zoo: baselines, random embeddings, results, history, json."""
+    """A complete experiment folder on a smoke zoo: baselines, random embeddings and their 2-D projection,
+    results, predictions, history, json; the zoo is deleted once they are written."""
     root = tmp_path_factory.mktemp("report")
     zoo = generate(get_preset("tetris_seed", smoke=True), root / "zoo", progress=False)
     out = root / "exp"
@@ -34,10 +39,11 @@ def experiment(tmp_path_factory):
         samples["split"] = split_column(samples["model_id"].to_numpy(), (0.5, 0.25, 0.25), 42)
         Z = np.random.default_rng(0).normal(size=(len(samples), 8)).astype(np.float32)  # (S, latent)
         table = evaluate(Z, zoo.samples, feature_sets={"embedding": Z}, probes=("linear", "gbt"),
-                         splits=samples["split"].to_numpy())
+                         splits=samples["split"].to_numpy(), out_predictions=out / "predictions.csv.gz")
     write_csv(table, out / "results.csv")
     np.save(out / "embeddings.npy", Z)
     write_csv(samples, out / "embedding_samples.csv")
+    write_csv(project_embedding(Z, umap=False)[0], out / "embedding_2d.csv")
     it = np.arange(1, 6)
     history = pd.DataFrame({"training_iteration": it, "loss_train": 3.0 / it, "loss_val": 3.2 / it,
                             "loss_contrast_train": 2.0 / it, "loss_val_recon": 0.5 / it,  # both spellings
@@ -48,6 +54,7 @@ def experiment(tmp_path_factory):
             "config": {"iterations": 2, "representation": {"encoder": {"latent_dim": 8}}},
             "timings": {"baselines": 1.5, "representation": 400.0}, "notes": "a test"}
     (out / "experiment.json").write_text(json.dumps(meta))
+    shutil.rmtree(zoo.path)  # the report is drawn from the folder alone
     return out
 
 
@@ -162,11 +169,54 @@ def test_mismatched_embeddings_and_broken_files_are_reported(experiment, tmp_pat
     assert "| test_acc | R² |" in text  # the baselines still make a table
 
 
-def test_unloadable_zoo_plots_only_the_representation(experiment, tmp_path):
+def test_report_without_the_zoo_draws_every_figure_and_table_and_fits_nothing(experiment, tmp_path, monkeypatch):
+    from weightspace.downstream import probes
+    from weightspace.zoo.store import Zoo
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the report must only read the experiment folder's files")
+
+    for owner, name in ((Zoo, "load"), (probes.RidgeProbe, "fit"), (probes.BoostedTreesRegressorProbe, "fit")):
+        monkeypatch.setattr(owner, name, refuse)
     out = copy_of(experiment, tmp_path)
-    meta = json.loads((out / "experiment.json").read_text())
-    meta["zoo"]["path"] = str(tmp_path / "gone")
-    (out / "experiment.json").write_text(json.dumps(meta))
+    assert not Path(json.loads((out / "experiment.json").read_text())["zoo"]["path"]).exists()
+    text = build_report(out, umap=False).read_text()
+    assert figure_links(text) == set(FIGURES.values())
+    assert "Representation, linear probe and B_s + boosted trees" in text and "Not plotted" not in text
+    assert "| test_acc | R² |" in text and "| embedding / gbt |" in text
+    assert "Skipped" not in text
+
+
+def test_saved_predictions_reproduce_the_scores_of_the_tables(experiment):
+    from weightspace.downstream.targets import score
+
+    for table_name, predictions_name in (("results.csv", "predictions.csv.gz"),
+                                         ("baselines.csv", "baseline_predictions.csv.gz")):
+        table = pd.read_csv(experiment / table_name)
+        predictions = pd.read_csv(experiment / predictions_name)
+        scored = table[(table["metric"] == "r2") & table["value"].notna()]
+        assert len(scored)
+        for r in scored.itertuples():
+            part = predictions[(predictions["feature_set"] == r.feature_set) & (predictions["probe"] == r.probe)
+                               & (predictions["target"] == r.target) & (predictions["split"] == r.split)]
+            assert len(part) == r.n
+            assert score("regression", part["truth"].to_numpy(float), part["prediction"].to_numpy(float))["r2"] \
+                == pytest.approx(r.value, rel=1e-9, abs=1e-12)
+
+
+def test_projection_covers_the_finite_rows_and_says_why_it_has_no_umap():
+    Z = np.random.default_rng(0).normal(size=(40, 4))
+    Z[3] = np.nan
+    coords, why = project_embedding(Z, umap=False, max_rows=30)
+    assert list(coords.columns) == PROJECTION_COLUMNS and set(coords["method"]) == {"PCA"}
+    assert len(coords) == 30 and 3 not in set(coords["row"]) and coords["row"].is_monotonic_increasing
+    assert why == "UMAP was not asked for"
+    empty, why = project_embedding(Z[:2], umap=True)
+    assert empty.empty and "only 2 embeddings are finite" in why
+
+
+def test_missing_baseline_predictions_plot_only_the_representation(experiment, tmp_path):
+    out = copy_of(experiment, tmp_path, drop=("baseline_predictions.csv.gz",))
     text = build_report(out, umap=False).read_text()
     assert FIGURES["pred_vs_true"] in figure_links(text)
     assert "Not plotted: B_s + boosted trees" in text and "is not there" in text
@@ -181,12 +231,26 @@ def test_history_without_known_columns_skips_the_curves(experiment, tmp_path):
 
 def test_umap_projection(experiment, tmp_path):
     pytest.importorskip("umap")
-    text = build_report(copy_of(experiment, tmp_path), umap=True).read_text()
+    out = copy_of(experiment, tmp_path)
+    coords, _ = project_embedding(np.load(out / "embeddings.npy"), umap=True)  # what the pipeline saves
+    write_csv(coords, out / "embedding_2d.csv")
+    text = build_report(out, umap=True).read_text()
     assert "UMAP of the embeddings" in text and "PCA" not in text
 
 
+def test_report_without_a_saved_umap_draws_the_pca_and_says_why(experiment, tmp_path):
+    out = copy_of(experiment, tmp_path)
+    (out / "results.json").write_text(json.dumps({"projection_note": "umap-learn is not installed"}))
+    text = build_report(out, umap=True).read_text()
+    assert "PCA because the run saved no UMAP projection (umap-learn is not installed)" in text
+    (out / "embedding_2d.csv").unlink()
+    text = build_report(out, umap=True).read_text()
+    assert "Skipped the 2-D projection: there is no embedding_2d.csv" in text
+    assert figure_links(text) == {FIGURES["pred_vs_true"], FIGURES["curves"]}
+
+
 def test_outcome_sentence_counts_the_targets_the_representation_wins():
-    from weightspace.report_tables import outcome_sentence
+    from weightspace.report.tables import outcome_sentence
 
     rows = []
     for fs, probe, values in (("embedding", "linear", (0.5, 0.2)), ("stats", "linear", (0.3, 0.4)),

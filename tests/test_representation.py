@@ -15,7 +15,7 @@ from weightspace.data.dataset import DataConfig, ZooDataset
 from weightspace.representation import (
     AugmentConfig,
     EncoderConfig,
-    ExperimentConfig,
+    LearnerConfig,
     GammaLoss,
     HeadConfig,
     Learner,
@@ -62,8 +62,8 @@ def tiny_zoo(name: str = "tetris_mlp", models: int = 10, epochs: tuple = (0, 1),
     return Zoo(torch.stack(vectors).numpy(), pd.DataFrame(rows), layout, {"name": "tiny"})
 
 
-def small_config(name: str = "transformer_neuron", **train) -> ExperimentConfig:
-    return ExperimentConfig(
+def small_config(name: str = "transformer_neuron", **train) -> LearnerConfig:
+    return LearnerConfig(
         encoder=EncoderConfig(name=name, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8, dropout=0.1,
                               attn_dropout=0.1, mlp_hidden_layers=2, set_width=16),
         head=HeadConfig(layers=1, hidden=16, out_dim=8),
@@ -217,9 +217,9 @@ def test_config_dict_round_trip_rejects_unknown_keys():
     config = small_config()
     data = config_to_dict(config)
     assert data["encoder"]["d_model"] == 16 and not any("::" in k for k in data)
-    assert config_from_dict(ExperimentConfig, data) == config
+    assert config_from_dict(LearnerConfig, data) == config
     with pytest.raises(ValueError, match="no field.*d_modle"):
-        config_from_dict(ExperimentConfig, {"encoder": {"d_modle": 3}})
+        config_from_dict(LearnerConfig, {"encoder": {"d_modle": 3}})
 
 
 def test_learner_does_not_import_ray():
@@ -247,7 +247,7 @@ def test_zoo_dataset_splits_by_model_and_filters():
 # ---------------------------------------------------------------- learner
 def test_tiny_autoencoder_overfits_a_handful_of_samples():
     train = ZooDataset(tiny_zoo(models=8, epochs=(0,)), "train", fractions=(1, 0, 0))
-    config = ExperimentConfig(
+    config = LearnerConfig(
         encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=16, dropout=0.0, attn_dropout=0.0),
         head=HeadConfig(1, 16, 8), loss=LossConfig(gamma=0.05), augment=AugmentConfig(permute=False, erase_p=0.0),
         train=TrainConfig(batch_size=8, lr=3e-3, scheduler="none", device="cpu"))
@@ -326,7 +326,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 # ------------------------------------------------------------------- tune
 def test_tune_run_killed_after_first_checkpoint_resumes_and_finishes(tmp_path):
     ray = pytest.importorskip("ray")
-    from weightspace.tune import WeightspaceTrainable, merge_search_space, run_tuner
+    from weightspace.pipeline.tune import WeightspaceTrainable, merge_search_space, run_tuner
 
     tiny_zoo(models=12).save(tmp_path / "zoo")
     config = small_config(epochs_per_step=1)

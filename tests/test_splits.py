@@ -11,7 +11,7 @@ from weightspace import WeightLayout, create_zoo_model
 from weightspace.cli import main
 from weightspace.data.splits import split_models
 from weightspace.downstream.baselines import run_baselines
-from weightspace.experiment import SMOKE_REPRESENTATION, Experiment, compute_baselines, train_representation
+from weightspace.pipeline.experiment import SMOKE_REPRESENTATION, Experiment, compute_baselines, train_representation
 from weightspace.zoo.store import Zoo
 
 
@@ -33,7 +33,7 @@ def drop_rows(zoo: Zoo, drop: np.ndarray) -> Zoo:
 
 # ------------------------------------------------------- the pipeline of an experiment
 def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder_training(tmp_path, monkeypatch):
-    import weightspace.tune
+    import weightspace.pipeline.tune
     from weightspace.representation.config import config_to_dict
 
     full = make_zoo()
@@ -49,11 +49,11 @@ def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder
     rep = copy.deepcopy(SMOKE_REPRESENTATION)
     rep.train.device = "cpu"
     experiment = Experiment(name="toy", preset="tetris_seed", representation=rep, iterations=1, zoo_epochs=(1,),
-                            targets=("test_acc",), select="last")
+                            targets=("test_acc",), select="last", umap_projection=False)  # PCA: no umap start-up
     encoder = {}
 
     def run_tuner(config, *, storage_path, **kwargs):  # one trial of the real trainable, without ray
-        trial = object.__new__(weightspace.tune.WeightspaceTrainable)
+        trial = object.__new__(weightspace.pipeline.tune.WeightspaceTrainable)
         trial.setup(config_to_dict(config), **{k: kwargs[k] for k in ("model_split",) if k in kwargs})
         encoder.update({s: set(d.properties["model_id"]) for s, d in trial.datasets.items()})
         checkpoint = tmp_path / "checkpoint"
@@ -63,8 +63,8 @@ def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder
                                 checkpoint=SimpleNamespace(path=str(checkpoint)), metrics={"training_iteration": 1},
                                 best_checkpoints=[])]
 
-    monkeypatch.setattr(weightspace.tune, "run_tuner", run_tuner)
-    monkeypatch.setattr(weightspace.tune.ray, "get_runtime_context",
+    monkeypatch.setattr(weightspace.pipeline.tune, "run_tuner", run_tuner)
+    monkeypatch.setattr(weightspace.pipeline.tune.ray, "get_runtime_context",
                         lambda: SimpleNamespace(get_assigned_resources=dict))
     train_representation(experiment, zoo, tmp_path / "out")
     probed = pd.read_csv(tmp_path / "out" / "embedding_samples.csv")
@@ -146,7 +146,7 @@ def test_logistic_without_validation_counts_models_per_class():
 
 def test_nothing_is_chosen_on_the_test_split(tmp_path):
     from weightspace.data.dataset import DataConfig
-    from weightspace.tune import run_tuner
+    from weightspace.pipeline.tune import run_tuner
 
     rep = copy.deepcopy(SMOKE_REPRESENTATION)
     rep.data = DataConfig(path=str(tmp_path / "zoo"), fractions=(0.8, 0.0, 0.2))

@@ -18,7 +18,8 @@ import torch
 from scipy.io import savemat
 
 from weightspace.errors import InputError
-from weightspace.zoo import downloads, task_files, tasks
+from weightspace.io import download as io_download
+from weightspace.zoo import task_files, task_sources, tasks
 from weightspace.zoo.tasks import TaskData, list_tasks, load_task
 
 
@@ -26,7 +27,7 @@ from weightspace.zoo.tasks import TaskData, list_tasks, load_task
 def _no_network(monkeypatch):
     def refuse(url, dest, **kwargs):
         raise AssertionError(f"tests must not touch the network (tried {url})")
-    monkeypatch.setattr(downloads, "fetch_url", refuse)
+    monkeypatch.setattr(io_download, "fetch_url", refuse)
 
 
 # ----------------------------------------------------------------------------- registry
@@ -333,8 +334,8 @@ def test_checksum_mismatch_deletes_file(tmp_path, monkeypatch):
         with open(dest, "wb") as fh:
             fh.write(b"not the real file")
 
-    monkeypatch.setattr(downloads, "fetch_url", wrong_bytes)
-    with pytest.raises(downloads.ChecksumError, match="train-images-idx3-ubyte.gz.*checksum mismatch"):
+    monkeypatch.setattr(io_download, "fetch_url", wrong_bytes)
+    with pytest.raises(io_download.ChecksumError, match="train-images-idx3-ubyte.gz.*checksum mismatch"):
         load_task("mnist", root=tmp_path, download=True)
     assert len(calls) == 2  # both MNIST mirrors tried
     assert list((tmp_path / "mnist").iterdir()) == []  # nothing kept, no .part leftovers
@@ -344,10 +345,10 @@ def test_network_unreachable_names_files(tmp_path, monkeypatch):
     def offline(url, dest, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(downloads, "fetch_url", offline)
-    with pytest.raises(downloads.DownloadError, match="unreachable") as info:
+    monkeypatch.setattr(io_download, "fetch_url", offline)
+    with pytest.raises(io_download.DownloadError, match="unreachable") as info:
         load_task("svhn", root=tmp_path, download=True)
-    assert not isinstance(info.value, downloads.ChecksumError)
+    assert not isinstance(info.value, io_download.ChecksumError)
     assert "train_32x32.mat" in str(info.value) and "test_32x32.mat" in str(info.value)
     assert str(tmp_path / "svhn") in str(info.value)
 
@@ -355,7 +356,7 @@ def test_network_unreachable_names_files(tmp_path, monkeypatch):
 def test_download_falls_back_to_next_mirror(tmp_path, monkeypatch):
     payload = b"payload bytes"
     urls = ("http://a/f.bin", "http://b/f.bin")
-    resource = downloads.Resource("f.bin", hashlib.md5(payload).hexdigest(), urls)
+    resource = io_download.Resource("f.bin", hashlib.md5(payload).hexdigest(), urls)
 
     def fetch(url, dest, **kwargs):
         if "//a/" in url:
@@ -363,8 +364,8 @@ def test_download_falls_back_to_next_mirror(tmp_path, monkeypatch):
         with open(dest, "wb") as fh:
             fh.write(payload)
 
-    monkeypatch.setattr(downloads, "fetch_url", fetch)
-    path = downloads.download_resource(resource, tmp_path / "d")
+    monkeypatch.setattr(io_download, "fetch_url", fetch)
+    path = io_download.download_resource(resource, tmp_path / "d")
     assert path.read_bytes() == payload and sorted(p.name for p in (tmp_path / "d").iterdir()) == ["f.bin"]
 
 
@@ -376,9 +377,9 @@ def test_cifar_download_and_extract(tmp_path, monkeypatch):
         tar.add(source / "cifar-10-batches-py", arcname="cifar-10-batches-py")
     archive = buffer.getvalue()
     md5 = hashlib.md5(archive).hexdigest()
-    resource = downloads.Resource("cifar-10-python.tar.gz", md5, ("http://x/c.tgz",))
-    monkeypatch.setitem(downloads.RESOURCES, "cifar10", (resource,))
-    monkeypatch.setattr(downloads, "fetch_url", lambda url, dest, **kw: Path(dest).write_bytes(archive))
+    resource = io_download.Resource("cifar-10-python.tar.gz", md5, ("http://x/c.tgz",))
+    monkeypatch.setitem(task_sources.RESOURCES, "cifar10", (resource,))
+    monkeypatch.setattr(io_download, "fetch_url", lambda url, dest, **kw: Path(dest).write_bytes(archive))
     data = load_task("cifar10", root=tmp_path / "root", download=True)
     assert data.y_test.tolist() == batches["test_batch"][1]
 
@@ -398,8 +399,8 @@ def test_safe_extract_rejects_unsafe_paths(tmp_path, member):
         tar.addfile(info, io.BytesIO(b"hi"))
 
     dest = tmp_path / "out" / "deep"
-    with pytest.raises(downloads.DownloadError, match="unsafe path"):
-        downloads.safe_extract_tar(_tar_with(tmp_path, add), dest)
+    with pytest.raises(io_download.DownloadError, match="unsafe path"):
+        io_download.safe_extract_tar(_tar_with(tmp_path, add), dest)
     assert not (tmp_path / "out" / "escape.txt").exists() and list(dest.iterdir()) == []
 
 
@@ -409,14 +410,14 @@ def test_safe_extract_rejects_links(tmp_path):
         info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(info)
 
-    with pytest.raises(downloads.DownloadError, match="not a regular file"):
-        downloads.safe_extract_tar(_tar_with(tmp_path, add), tmp_path / "out")
+    with pytest.raises(io_download.DownloadError, match="not a regular file"):
+        io_download.safe_extract_tar(_tar_with(tmp_path, add), tmp_path / "out")
 
 
 def test_verify_on_disk(tmp_path):
     _write_mnist(tmp_path / "mnist", np.random.default_rng(7))
     load_task("mnist", root=tmp_path)  # synthetic files: no verification by default
-    with pytest.raises(downloads.ChecksumError, match="train-images-idx3-ubyte.gz"):
+    with pytest.raises(io_download.ChecksumError, match="train-images-idx3-ubyte.gz"):
         load_task("mnist", root=tmp_path, verify=True)
     assert (tmp_path / "mnist" / "train-images-idx3-ubyte.gz").exists()  # user files are not deleted
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from weightspace.cluster import DEFAULT_TIMEOUT_S as DEFAULT_RAY_TIMEOUT_S
+from weightspace.io.data_root import DATA_ENV
+from weightspace.pipeline.cluster import DEFAULT_TIMEOUT_S as DEFAULT_RAY_TIMEOUT_S
 
 
 def _add_zoo(sub: argparse._SubParsersAction) -> None:
@@ -36,7 +38,8 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--ray-timeout", type=_seconds, default=DEFAULT_RAY_TIMEOUT_S,
                      help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")
     gen.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: cuda when available)")
-    gen.add_argument("--data-root", type=Path, default=Path("datasets"), help="where task data lives")
+    gen.add_argument("--data-root", type=Path, default=None,
+                     help=f"where task data lives (default: ${DATA_ENV}, else ./datasets)")
     gen.add_argument("--download", action="store_true", help="download task data (MNIST etc.) if missing")
     gen.set_defaults(func=_zoo_generate)
 
@@ -81,9 +84,18 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
 
     down = zsub.add_parser("download", help="fetch a public zoo (2021 Zenodo, Small CNN Zoo) and convert it")
     down.add_argument("name", help="dataset name, e.g. 21_mnist_seed or unterthiner_mnist; `list` lists them")
-    down.add_argument("--root", type=Path, default=Path("datasets"), help="where raw files and zoos go")
+    down.add_argument("--root", type=Path, default=None,
+                      help=f"where raw files and zoos go (default: ${DATA_ENV}, else ./datasets)")
     down.add_argument("--overwrite", action="store_true", help="replace an existing zoo at ROOT/NAME")
     down.set_defaults(func=_zoo_download)
+
+
+def _data_root(given: Path | None) -> Path:
+    """The data folder of a command: the option's, else ``$WEIGHTSPACE_DATA``, else ``./datasets``.
+
+    The command line is the caller, so it may choose the current directory; the library never does.
+    """
+    return given if given is not None else Path(os.environ.get(DATA_ENV) or "datasets")
 
 
 def _count(text: str) -> int:
@@ -132,7 +144,7 @@ def _zoo_info(args: argparse.Namespace) -> int:
 
 
 def _zoo_generate(args: argparse.Namespace) -> int:
-    from weightspace.cluster import connect_ray
+    from weightspace.pipeline.cluster import connect_ray
     from weightspace.devices import resolve_device
     from weightspace.zoo.generate import generate
     from weightspace.zoo.presets import get_preset
@@ -146,7 +158,7 @@ def _zoo_generate(args: argparse.Namespace) -> int:
     if args.ray_address:
         connect_ray(args.ray_address, timeout_s=args.ray_timeout, log_to_driver=False)
     zoo = generate(spec, args.out, overwrite=args.overwrite, workers=args.workers,
-                   ray_address=args.ray_address, device=device, data_root=args.data_root,
+                   ray_address=args.ray_address, device=device, data_root=_data_root(args.data_root),
                    download=args.download)
     print(zoo.summary())
     return 0
@@ -209,13 +221,14 @@ def _zoo_download(args: argparse.Namespace) -> int:
         print("task data (images the zoo presets train on):\n  " + "\n  ".join(data_tasks))
         return 0
 
+    root = _data_root(args.root)
     try:
         if args.name in data_tasks:
-            task = load_task(args.name, root=args.root, download=True)
+            task = load_task(args.name, root=root, download=True)
             print(f"{args.name}: {len(task.x_train)} train / {len(task.x_test)} test images "
-                  f"of shape {task.input_shape} in '{Path(args.root) / args.name}'")
+                  f"of shape {task.input_shape} in '{root / args.name}'")
             return 0
-        zoo = download(args.name, args.root, overwrite=args.overwrite)
+        zoo = download(args.name, root, overwrite=args.overwrite)
     except DownloadError as err:
         print(f"weightspace: download failed: {err}", file=sys.stderr)
         return 3
@@ -267,7 +280,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from weightspace.report import build_report
+    from weightspace.report.markdown import build_report
 
     print(f"wrote {build_report(args.dir, umap=args.umap)}")
     return 0
@@ -275,7 +288,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options of a pipeline run, shared by `weightspace run` and the experiment scripts
-    (`weightspace.experiment_cli`)."""
+    (`weightspace.pipeline.cli`)."""
     from weightspace.representation.config import PRECISIONS
 
     parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda or cuda:N")
@@ -321,8 +334,8 @@ def _epochs(text: str) -> tuple[int, ...] | str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from weightspace.experiment import zoo_experiment
-    from weightspace.experiment_cli import load_given_zoo, run_experiment
+    from weightspace.pipeline.experiment import zoo_experiment
+    from weightspace.pipeline.cli import load_given_zoo, run_experiment
 
     experiment = zoo_experiment(load_given_zoo(args.zoo), epochs=args.epochs)
     args.datasets, args.download = None, False

@@ -20,8 +20,8 @@ from typing import Mapping, Sequence
 import torch
 from torch import nn
 
-from weightspace.atomic import write_json
 from weightspace.errors import InputError
+from weightspace.io.atomic import write_json
 from weightspace.layout_check import check_permutations, refuse_normalization
 
 KINDS = ("linear", "conv2d")

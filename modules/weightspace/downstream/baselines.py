@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from weightspace.atomic import write_json
 from weightspace.data.splits import DEFAULT_FRACTIONS, ModelSplit
-from weightspace.downstream.evaluate import evaluate, write_baseline_json, write_csv
+from weightspace.downstream.evaluate import evaluate, write_baseline_json
+from weightspace.io.atomic import write_csv, write_json
 from weightspace.downstream.features import (PRESETS, Hyperparameters, KernelPCAFeatures, LayerStatistics,
                                              RawWeights, UMAPFeatures)
 from weightspace.downstream.probes import ProbeConfig
@@ -27,7 +27,8 @@ from weightspace.errors import InputError
 from weightspace.zoo.store import Zoo
 
 KPCA_KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
-FILES = {"table": "baselines.csv", "json": "baseline_performance.json", "config": "baselines_config.json"}
+FILES = {"table": "baselines.csv", "predictions": "baseline_predictions.csv.gz", "json": "baseline_performance.json",
+         "config": "baselines_config.json"}
 
 
 @dataclass
@@ -77,11 +78,13 @@ def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[
 
 def run_baselines(zoo: Zoo, out_dir: str | os.PathLike, config: BaselineConfig | None = None, *,
                   split: ModelSplit | None = None) -> pd.DataFrame:
-    """Run the baseline suite on `zoo` and write the table, the 2021 JSON file and the config to `out_dir`.
+    """Run the baseline suite on `zoo` and write the tables, the 2021 JSON file and the config to `out_dir`.
 
-    Writes ``baselines.csv`` (the tidy table), ``baseline_performance.json``
-    (2021 shape plus new keys) and ``baselines_config.json`` (the resolved
-    `BaselineConfig`). Diverged samples are excluded.
+    Writes ``baselines.csv`` (the tidy table), ``baseline_predictions.csv.gz``
+    (every probe's prediction of every sample, `evaluate.PREDICTION_COLUMNS`),
+    ``baseline_performance.json`` (2021 shape plus new keys) and
+    ``baselines_config.json`` (the resolved `BaselineConfig`). Diverged samples
+    are excluded.
 
     Args:
         zoo: the zoo, or a selection of its rows (then pass the whole zoo's `split`).
@@ -106,7 +109,8 @@ def run_baselines(zoo: Zoo, out_dir: str | os.PathLike, config: BaselineConfig |
     out = Path(out_dir)
     feature_sets, pairs = baseline_feature_sets(zoo, config)
     table = evaluate(zoo, feature_sets=feature_sets, probes=("linear", "gbt"), pairs=pairs,
-                     targets=config.targets, splits=split, config=config.probe)
+                     targets=config.targets, splits=split, config=config.probe,
+                     out_predictions=out / FILES["predictions"])
     write_csv(table, out / FILES["table"])
     write_baseline_json(table, out / FILES["json"])
     write_json(out / FILES["config"], {"zoo": str(zoo.path or zoo.name), **asdict(config)})

@@ -3,6 +3,8 @@
 The table has one row per (feature_set, probe, target, split, metric) with the
 columns `COLUMNS`: ``value`` is the score, ``param`` the regularization the
 probe chose, ``n`` the rows scored, ``note`` what went wrong or was dropped.
+On request the predictions of every fitted probe are written too, one row per
+(feature set, probe, target, sample) with the columns `PREDICTION_COLUMNS`.
 Bad input never stops the evaluation: a missing or constant target, a class
 seen only outside training, non-finite features or targets, an empty split
 each give a `ProbeWarning` and a note (and NaN values where nothing could be
@@ -19,10 +21,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import tabulate  # noqa: F401 - DataFrame.to_markdown (format_table) imports it lazily; a missing one fails at import
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 
-from weightspace.atomic import atomic_file, write_json
+from weightspace.io.atomic import write_csv, write_json
 from weightspace.data.splits import DEFAULT_FRACTIONS, SPLITS, ModelSplit, has_repeats
 from weightspace.downstream.features import release_pages
 from weightspace.downstream.probes import ProbeConfig, make_probe
@@ -30,6 +33,8 @@ from weightspace.downstream.targets import CLASSIFICATION, METRICS, REGRESSION, 
 from weightspace.zoo.store import Zoo
 
 COLUMNS = ["feature_set", "probe", "target", "task", "split", "metric", "value", "param", "n", "note"]
+# ``row``: the sample's row in the samples table evaluated; ``epoch`` only where that table has one
+PREDICTION_COLUMNS = ["feature_set", "probe", "target", "split", "row", "model_id", "epoch", "truth", "prediction"]
 _GATHER_BYTES = 256 * 2**20  # rows of a memory map gathered at once when some rows are excluded
 
 
@@ -42,7 +47,8 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
              targets: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
              splits: Sequence[str] | ModelSplit | None = None, split_seed: int = 42,
              fractions: Sequence[float] = DEFAULT_FRACTIONS, hyperparameters: Sequence[str] = (),
-             config: ProbeConfig | None = None, out_csv: str | os.PathLike | None = None) -> pd.DataFrame:
+             config: ProbeConfig | None = None, out_csv: str | os.PathLike | None = None,
+             out_predictions: str | os.PathLike | None = None) -> pd.DataFrame:
     """Fit every probe on every feature set for every target and score it on train, val and test.
 
     Args:
@@ -61,6 +67,9 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
         hyperparameters: hyperparameter columns when `source` is an array.
         config: settings of the named probes.
         out_csv: where to write the table (atomically), if given.
+        out_predictions: where to write the predictions of every fitted probe on every usable
+            sample of every split (columns `PREDICTION_COLUMNS`; atomically, gzip-compressed when
+            the name ends in ``.gz``), if given. Classification predictions are class labels.
 
     Returns:
         The tidy table (columns `COLUMNS`). Rows of ``diverged`` samples are
@@ -89,6 +98,7 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
         if t.note:
             warnings.warn(t.note, ProbeWarning, stacklevel=2)
     rows: list[dict] = []
+    predictions: list[pd.DataFrame] | None = [] if out_predictions is not None else None
     for fs_name, extractor in feature_sets.items():
         todo = [p for p in probes if pairs is None or (fs_name, p) in pairs]
         if not todo:
@@ -104,17 +114,37 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
         inputs = set(getattr(extractor, "columns", None) or ())
         for probe_name in todo:
             rows += _probe_targets(fs_name, probe_name, probes[probe_name], X, finite, split, groups, target_list,
-                                   inputs)
-    table = pd.DataFrame(rows, columns=COLUMNS)
-    # order: (feature set, probe) as run, then targets as requested, then train/val/test
-    keys = pd.DataFrame({"pair": table.groupby(["feature_set", "probe"], sort=False).ngroup(),
-                         "target": table["target"].map({t.name: i for i, t in enumerate(target_list)}),
-                         "split": table["split"].map({s: i for i, s in enumerate(SPLITS)})})
-    table = table.iloc[np.lexsort((keys["split"], keys["target"], keys["pair"]))].reset_index(drop=True)
+                                   inputs, predictions)
+    table = _ordered(pd.DataFrame(rows, columns=COLUMNS), target_list)
     table.attrs.update(samples=int(len(samples)), excluded_diverged=int((~keep).sum()))
     if out_csv is not None:
         write_csv(table, out_csv)
+    if out_predictions is not None:
+        write_csv(_prediction_table(predictions, kept, np.flatnonzero(keep), target_list), out_predictions)
     return table
+
+
+def _ordered(table: pd.DataFrame, targets: list[Target]) -> pd.DataFrame:
+    """Rows by (feature set, probe) as run, then targets as requested, then train/val/test (stable within)."""
+    keys = pd.DataFrame({"pair": table.groupby(["feature_set", "probe"], sort=False).ngroup(),
+                         "target": table["target"].map({t.name: i for i, t in enumerate(targets)}),
+                         "split": table["split"].map({s: i for i, s in enumerate(SPLITS)})})
+    return table.iloc[np.lexsort((keys["split"], keys["target"], keys["pair"]))].reset_index(drop=True)
+
+
+def _prediction_table(parts: list[pd.DataFrame], kept: pd.DataFrame, rows: np.ndarray,
+                      targets: list[Target]) -> pd.DataFrame:
+    """`PREDICTION_COLUMNS` from the parts of `_fit_and_score`, whose ``kept`` indexes the kept samples."""
+    columns = [c for c in PREDICTION_COLUMNS if c != "epoch" or "epoch" in kept]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(parts, ignore_index=True)
+    at = table.pop("kept").to_numpy()
+    table["row"] = rows[at]
+    table["model_id"] = kept["model_id"].to_numpy()[at]
+    if "epoch" in kept:
+        table["epoch"] = kept["epoch"].to_numpy()[at]
+    return _ordered(table, targets)[columns]
 
 
 def _splits(samples: pd.DataFrame, splits, fractions, seed: int) -> np.ndarray:
@@ -159,7 +189,7 @@ def _features(extractor, weights, samples: pd.DataFrame, keep: np.ndarray, split
 
 
 def _probe_targets(fs_name, probe_name, factory, X, finite, split, groups, targets: list[Target],
-                   inputs: set) -> list[dict]:
+                   inputs: set, predictions: list | None) -> list[dict]:
     rows: list[dict] = []
     joint: list[Target] = []
     multi = get_tags(factory(REGRESSION)).target_tags.multi_output
@@ -172,13 +202,15 @@ def _probe_targets(fs_name, probe_name, factory, X, finite, split, groups, targe
         elif multi and t.task == REGRESSION and t.valid[finite].all():
             joint.append(t)  # share one fit (one decomposition) with the other complete targets
         else:
-            rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, [t])
+            rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, [t], predictions)
     if joint:
-        rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, joint)
+        rows += _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, joint, predictions)
     return rows
 
 
-def _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, targets: list[Target]) -> list[dict]:
+def _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, targets: list[Target],
+                   predictions: list | None = None) -> list[dict]:
+    """Score rows of one fit of `targets` (several: a multi-output fit); its predictions go to `predictions`."""
     task = targets[0].task
     usable = finite & np.logical_and.reduce([t.valid for t in targets])
     notes = []
@@ -207,7 +239,8 @@ def _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, targe
             ok = [t for t in targets if t.name not in flat]
             out = _fail(fs_name, probe_name, [t for t in targets if t.name in flat],
                         "; ".join(notes + ["the target is constant in the training split"]))
-            return out + (_fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, ok) if ok else [])
+            return out + (_fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, ok, predictions)
+                          if ok else [])
     notes += [f"split {s!r} is empty" + ("; hyperparameters chosen without it on held-out models (ridge: "
                                           "leave-one-out or k-fold by model, logistic: k-fold by model, trees: "
                                           "hold-out by model)" if s == "val" else "") for s in empty]
@@ -242,6 +275,10 @@ def _fit_and_score(fs_name, probe_name, factory, X, finite, split, groups, targe
         for j, t in enumerate(targets):
             for metric, value in score(task, Y[idx[s], j], pred[:, j]).items():
                 rows.append(_row(fs_name, probe_name, t, s, metric, value, _param(estimator, j), len(idx[s]), note))
+            if predictions is not None and len(idx[s]):
+                predictions.append(pd.DataFrame({"feature_set": fs_name, "probe": probe_name, "target": t.name,
+                                                 "split": s, "kept": idx[s], "truth": Y[idx[s], j],
+                                                 "prediction": pred[:, j]}))
     return rows
 
 
@@ -265,13 +302,6 @@ def _nan_rows(fs, probe, t: Target, note: str) -> list[dict]:
 def _fail(fs, probe, targets: list[Target], note: str) -> list[dict]:
     warnings.warn(f"{fs}/{probe}/{', '.join(t.name for t in targets)}: {note}", ProbeWarning, stacklevel=4)
     return [r for t in targets for r in _nan_rows(fs, probe, t, note)]
-
-
-def write_csv(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write `table` to `path` atomically (a temporary file beside it, then `os.replace`)."""
-    with atomic_file(path) as tmp:
-        table.to_csv(tmp, index=False)
-    return Path(path)
 
 
 # ------------------------------------------------------------------ 2021 JSON files
@@ -312,7 +342,8 @@ def _write_json(data: dict, path: str | os.PathLike) -> Path:
 
 
 def format_table(table: pd.DataFrame, split: str = "test") -> str:
-    """Targets x (feature set / probe) on one split: R² for regression, accuracy for classification."""
+    """A Markdown table of targets x (feature set / probe) on one split: R² for regression, accuracy for
+    classification, "-" where nothing was scored."""
     part = table[(table["split"] == split)
                  & (table["metric"] == table["task"].map({REGRESSION: "r2", CLASSIFICATION: "accuracy"}))]
     if part.empty:
@@ -321,5 +352,6 @@ def format_table(table: pd.DataFrame, split: str = "test") -> str:
                        row=part["target"] + " (" + part["metric"].str.replace("r2", "R²") + ")")
     order = list(dict.fromkeys(part["column"]))
     grid = part.pivot_table(index="row", columns="column", values="value", aggfunc="first", dropna=False, sort=False)
-    grid = grid.reindex(columns=order)
-    return f"{split} split\n" + grid.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-")
+    grid = grid.reindex(columns=order).rename_axis(index="target")
+    cells = grid.astype(object).where(grid.notna(), None)  # None: tabulate writes `missingval`, NaN it writes "nan"
+    return f"{split} split\n" + cells.to_markdown(floatfmt=".3f", missingval="-")

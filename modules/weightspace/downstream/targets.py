@@ -24,6 +24,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
+from sklearn.metrics import r2_score
 
 REGRESSION, CLASSIFICATION = "regression", "classification"
 METRICS = {REGRESSION: ("r2", "kendall_tau"), CLASSIFICATION: ("accuracy",)}
@@ -124,14 +125,15 @@ def score(task: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
     """R² and Kendall τ (regression) or accuracy (classification); NaN where undefined.
 
     R² uses the mean of the rows scored (sklearn's `r2_score`); it is NaN for
-    fewer than two rows or a constant truth, and so is τ.
+    fewer than two rows, a constant truth or a non-finite prediction, and so is τ
+    (where sklearn would give 0 or 1 for a constant truth, or raise).
     """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if task == CLASSIFICATION:
         return {"accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else np.nan}
-    if len(y_true) < 2 or np.all(y_true == y_true[0]):
+    if len(y_true) < 2 or np.all(y_true == y_true[0]) or not np.isfinite(y_pred).all():
         return {"r2": np.nan, "kendall_tau": np.nan}
-    r2 = 1.0 - np.sum((y_true - y_pred) ** 2) / np.sum((y_true - y_true.mean()) ** 2)
+    r2 = r2_score(y_true, y_pred)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant predictions: tau is NaN, which is the answer
         tau = kendalltau(y_true, y_pred).statistic

@@ -7,7 +7,7 @@
 - ``raytune``: ray.tune experiment folders (`convert_raytune`, `export_raytune`);
 - ``checkpoints``: a folder of ``.pt`` / ``.safetensors`` state dicts listed in a CSV
   (`convert_checkpoints`, `export_checkpoints`), loaded tensors-only;
-- `download`: fetch the public files and convert them.
+- `download` (`published_zoos`): fetch the published zoos' files and convert them.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import os
 from typing import Any, Callable
 
 from weightspace.formats.checkpoints import convert_checkpoints, export_checkpoints, import_checkpoints
-from weightspace.formats.download import DownloadError, download, list_downloads
+from weightspace.formats.published_zoos import DownloadError, download, list_downloads
 from weightspace.formats.legacy_pickle import LegacyPickleError, load_legacy_pickle
 from weightspace.formats.raytune_dirs import convert_raytune, export_raytune, import_raytune
 from weightspace.formats.unterthiner import convert_unterthiner, tf_to_torch, torch_to_tf
 from weightspace.formats.zenodo_2021 import convert_zenodo_2021, read_zenodo_2021
-from weightspace.outputs import output_errors, output_lock
+from weightspace.io.outputs import output_errors, output_lock
 from weightspace.zoo.store import Zoo
 
 CONVERTERS: dict[str, Callable[..., Zoo]] = {

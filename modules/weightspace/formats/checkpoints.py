@@ -40,10 +40,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from weightspace.atomic import atomic_directory
 from weightspace.errors import InputError
+from weightspace.io.atomic import atomic_directory
+from weightspace.io.outputs import CHECKPOINTS_EXPORT_FORMAT, check_replaceable
 from weightspace.layout import LayerSpec, WeightLayout
-from weightspace.outputs import CHECKPOINTS_EXPORT_FORMAT, check_replaceable
 from weightspace.zoo.architectures import create_zoo_model
 from weightspace.zoo.store import EXACT_FLOATS, Zoo
 

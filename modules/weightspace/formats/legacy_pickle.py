@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from weightspace.errors import InputError
-from weightspace.restricted_pickle import RestrictedUnpickler
+from weightspace.io.restricted_pickle import RestrictedUnpickler
 
 
 class LegacyPickleError(InputError):
@@ -257,7 +257,7 @@ for _name, _st in _STORAGE_TYPES.items():
     _ALLOWED[("torch", _name)] = _st
 _ALLOWED.update({tuple(p.rsplit(".", 1)): cls for p, cls in {**STAND_INS, **_INDEX_CLASSES}.items()})
 
-# numpy's globals are the unpickler's own checked stand-ins (weightspace.restricted_pickle)
+# numpy's globals are the unpickler's own checked stand-ins (weightspace.io.restricted_pickle)
 _NUMPY_GLOBALS = [("numpy", "ndarray"), ("numpy", "dtype"), *((m, n) for m in ("numpy.core.multiarray",
                   "numpy._core.multiarray") for n in ("_reconstruct", "scalar"))]
 ALLOWED_GLOBALS: tuple[str, ...] = tuple(sorted(f"{m}.{n}" for m, n in [*_ALLOWED, *_NUMPY_GLOBALS]))

@@ -35,8 +35,8 @@ import torch
 from weightspace.formats import legacy
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
-from weightspace.atomic import atomic_directory
-from weightspace.outputs import check_replaceable
+from weightspace.io.atomic import atomic_directory
+from weightspace.io.outputs import check_replaceable
 from weightspace.zoo.store import Zoo
 
 META = "weightspace.json"

@@ -27,7 +27,7 @@ import pandas as pd
 from weightspace.formats import legacy, unterthiner
 from weightspace.formats.legacy_pickle import (LegacyFrame, LegacyObject, LegacyPickleError, LegacySeries,
                                                frame_to_pandas, load_legacy_pickle, series_values)
-from weightspace.outputs import check_replaceable
+from weightspace.io.outputs import check_replaceable
 from weightspace.zoo.store import Zoo, ZooWriter
 
 SPLITS = {"trainset": "train", "valset": "val", "testset": "test"}

@@ -3,7 +3,7 @@
 from weightspace.representation.config import (
     AugmentConfig,
     EncoderConfig,
-    ExperimentConfig,
+    LearnerConfig,
     HeadConfig,
     LossConfig,
     TrainConfig,
@@ -17,7 +17,7 @@ from weightspace.representation.probing import probe_scores
 from weightspace.representation.registry import create_autoencoder, list_autoencoders
 
 __all__ = [
-    "AugmentConfig", "EncoderConfig", "ExperimentConfig", "HeadConfig", "LossConfig", "TrainConfig",
+    "AugmentConfig", "EncoderConfig", "LearnerConfig", "HeadConfig", "LossConfig", "TrainConfig",
     "config_from_dict", "config_to_dict", "ProjectionHead", "Learner", "NonFiniteLossError", "embed", "fit",
     "reconstruction_r2", "GammaLoss", "NTXentLoss", "PositiveContrastLoss", "ReconstructionLoss",
     "create_autoencoder", "list_autoencoders", "probe_scores",

@@ -1,6 +1,6 @@
 """Typed configuration of the representation learner, one dataclass per component.
 
-Every config validates itself in ``__post_init__``. `ExperimentConfig` bundles
+Every config validates itself in ``__post_init__``. `LearnerConfig` bundles
 them; `config_to_dict` / `config_from_dict` are the one place where configs
 become plain nested dicts (the ray.tune ``param_space``) and come back, with
 unknown keys rejected.
@@ -16,9 +16,8 @@ from typing import Any, TypeVar
 from weightspace.data.augment import Compose, GaussianNoise, PermuteNeurons, RandomErasing, Transform
 from weightspace.data.dataset import DataConfig
 from weightspace.layout import WeightLayout
-from weightspace.zoo.architectures import ACTIVATIONS
+from weightspace.activations import ACTIVATIONS
 
-AUTOENCODERS = ("transformer_neuron", "transformer_weight", "mlp", "neuron_set")
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("plateau", "cosine", "none")
 
@@ -32,7 +31,7 @@ def _check(ok: bool, message: str) -> None:
 class EncoderConfig:
     """The autoencoder: which variant and its sizes."""
 
-    name: str = "transformer_neuron"  # one of AUTOENCODERS (see create_autoencoder)
+    name: str = "transformer_neuron"  # a registered autoencoder (registry.list_autoencoders)
     d_model: int = 256  # token embedding width
     n_heads: int = 4  # attention heads; must divide d_model
     n_blocks: int = 2  # transformer blocks in the encoder, and again in the decoder
@@ -51,7 +50,10 @@ class EncoderConfig:
     set_skip: bool = True  # "neuron_set": the embedding also holds the pooled standardised tokens
 
     def __post_init__(self) -> None:
-        _check(self.name in AUTOENCODERS, f"EncoderConfig.name {self.name!r} is unknown; choose one of {AUTOENCODERS}")
+        from weightspace.representation.registry import list_autoencoders  # the registry imports this module
+
+        names = list_autoencoders()
+        _check(self.name in names, f"EncoderConfig.name {self.name!r} is unknown; choose one of {names}")
         for key in ("d_model", "n_heads", "n_blocks", "d_ff", "latent_dim", "set_width", "set_phi_layers"):
             if key == "latent_dim" and self.name == "neuron_set":
                 _check(self.latent_dim >= 0, "EncoderConfig.latent_dim must be >= 0 (0: the pooled features)")
@@ -176,7 +178,7 @@ class TrainConfig:
 
 
 @dataclass
-class ExperimentConfig:
+class LearnerConfig:
     """Everything one representation-learning run needs."""
 
     data: DataConfig = field(default_factory=DataConfig)

@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from weightspace.atomic import append_text, atomic_file, write_json
 from weightspace.data.dataset import ZooDataset
+from weightspace.io.atomic import append_text, atomic_file, write_json
 from weightspace.layout import WeightLayout
-from weightspace.representation.config import ExperimentConfig, config_to_dict
+from weightspace.representation.config import LearnerConfig, config_to_dict
 from weightspace.representation.heads import ProjectionHead
 from weightspace.representation.losses import build_loss
 from weightspace.representation.registry import create_autoencoder
@@ -79,7 +79,7 @@ class Learner:
         device: overrides ``config.train.device``.
     """
 
-    def __init__(self, config: ExperimentConfig, layout: WeightLayout, *, device: str | torch.device | None = None):
+    def __init__(self, config: LearnerConfig, layout: WeightLayout, *, device: str | torch.device | None = None):
         self.config, self.layout = config, layout
         tc = config.train
         self.device = torch.device(device) if device is not None else resolve_device(tc.device)
@@ -296,7 +296,7 @@ def reconstruction_r2(model: nn.Module, weights: torch.Tensor | np.ndarray, *, b
     return 1.0 - sse / sst if sst > 0 else float("nan")
 
 
-def fit(config: ExperimentConfig, train: ZooDataset, *, val: ZooDataset | None = None, test: ZooDataset | None = None,
+def fit(config: LearnerConfig, train: ZooDataset, *, val: ZooDataset | None = None, test: ZooDataset | None = None,
         epochs: int | None = None, learner: Learner | None = None, out_dir: str | os.PathLike | None = None,
         evaluate_every: int = 1, evaluate_fn: EvaluateFn | None = None, progress: bool = True) -> Learner:
     """Train for `epochs` (default ``config.train.epochs``) and return the `Learner`.

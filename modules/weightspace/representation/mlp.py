@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from weightspace.activations import make_activation
 from weightspace.representation.init import init_parameters
-from weightspace.zoo.architectures import make_activation
 
 
 def mlp_widths(d_in: int, d_out: int, hidden_layers: int) -> list[int]:

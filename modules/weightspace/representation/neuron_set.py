@@ -25,10 +25,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from weightspace.activations import make_activation
 from weightspace.layout import LayerSpec, WeightLayout
 from weightspace.representation.init import init_parameters
 from weightspace.representation.mlp import mlp_stack
-from weightspace.zoo.architectures import make_activation
 
 POOLS = ("mean", "max", "min")
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)

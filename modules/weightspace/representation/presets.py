@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 
-from weightspace.representation.config import (AugmentConfig, EncoderConfig, ExperimentConfig, HeadConfig,
+from weightspace.representation.config import (AugmentConfig, EncoderConfig, LearnerConfig, HeadConfig,
                                                LossConfig, TrainConfig)
 
 # name: (d_model, n_blocks, n_heads, d_ff, latent, head (layers, hidden, out), gamma, contrast, iterations)
@@ -31,7 +31,7 @@ def list_configs_2021() -> list[str]:
     return sorted(_TABLE_2021)
 
 
-def config_2021(name: str) -> tuple[ExperimentConfig, int]:
+def config_2021(name: str) -> tuple[LearnerConfig, int]:
     """The 2021 configuration of experiment `name` and its number of ray.tune iterations (x 10 epochs).
 
     Raises:
@@ -40,7 +40,7 @@ def config_2021(name: str) -> tuple[ExperimentConfig, int]:
     if name not in _TABLE_2021:
         raise ValueError(f"no 2021 configuration named {name!r}; known: {list_configs_2021()}")
     d, blocks, heads, ff, latent, (h_layers, h_hidden, h_out), gamma, contrast, iterations = _TABLE_2021[name]
-    config = ExperimentConfig(
+    config = LearnerConfig(
         encoder=EncoderConfig(name="transformer_neuron", d_model=d, n_heads=heads, n_blocks=blocks, d_ff=ff,
                               latent_dim=latent, dropout=0.1, compression_token=True),
         head=HeadConfig(layers=h_layers, hidden=h_hidden, out_dim=h_out),
@@ -51,7 +51,7 @@ def config_2021(name: str) -> tuple[ExperimentConfig, int]:
     return config, iterations
 
 
-def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> ExperimentConfig:
+def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> LearnerConfig:
     """The permutation-invariant learner that replaces the 2021 transformer as the folders' default.
 
     `neuron_set` encoder (per-neuron tanh MLP of `width` features pooled by mean / max / min over each
@@ -60,7 +60,7 @@ def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> ExperimentCon
     lr 1e-3, batch 200, fp32 (its matrix products are too small for bf16 to pay on a CPU). Permutation
     views are off: they cannot change this encoder's output.
     """
-    return ExperimentConfig(
+    return LearnerConfig(
         encoder=EncoderConfig(name="neuron_set", set_width=width, latent_dim=0, activation="tanh"),
         head=HeadConfig(layers=2, hidden=256, out_dim=64),
         loss=LossConfig(gamma=gamma, temperature=0.1),
@@ -69,8 +69,8 @@ def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> ExperimentCon
     )
 
 
-def cpu_schedule(config: ExperimentConfig, *, batch_size: int = 100, lr: float = 5e-4, epochs_per_step: int = 5,
-                 precision: str = "bf16") -> ExperimentConfig:
+def cpu_schedule(config: LearnerConfig, *, batch_size: int = 100, lr: float = 5e-4, epochs_per_step: int = 5,
+                 precision: str = "bf16") -> LearnerConfig:
     """A copy of `config` with a schedule that fits a few CPU minutes: smaller batches, a larger
     learning rate (more and larger steps in the same time) and bf16 autocast (about twice the
     fp32 throughput on CPU). The model and the loss stay as they are."""

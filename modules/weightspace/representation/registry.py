@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from weightspace.layout import WeightLayout
-from weightspace.representation.config import AUTOENCODERS, EncoderConfig
+from weightspace.representation.config import EncoderConfig
 from weightspace.representation.mlp import MLPAutoencoder
 from weightspace.representation.neuron_set import NeuronSetEncoder
 from weightspace.representation.tokens import neuron_token_groups, weight_token_groups
@@ -57,7 +57,6 @@ _REGISTRY: dict[str, Callable[[EncoderConfig, WeightLayout, torch.Generator | No
     "mlp": _mlp,
     "neuron_set": _neuron_set,
 }
-assert tuple(_REGISTRY) == AUTOENCODERS
 
 
 def list_autoencoders() -> list[str]:

@@ -16,15 +16,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU,
-    "leakyrelu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "elu": nn.ELU,
-}
+from weightspace.activations import make_activation
 
 INITS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     # uniform/normal follow the 2021 zoos: U[0, 1) and N(0, 1) unless std is given
@@ -35,13 +27,6 @@ INITS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "kaiming_uniform": nn.init.kaiming_uniform_,
     "kaiming_normal": nn.init.kaiming_normal_,
 }
-
-
-def make_activation(name: str) -> nn.Module:
-    """An activation module by name; raises ValueError listing the valid names."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
 
 
 def init_weights(model: nn.Module, init: str, *, std: float | None = None, bias: float = 0.01,

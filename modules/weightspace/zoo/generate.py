@@ -10,7 +10,7 @@ the missing shards; since each shard is a deterministic function of the spec
 and the shard plan, the assembled zoo is the one an uninterrupted run writes.
 Changing the shard plan (``shard_size``) of unfinished work is refused.
 
-A run holds the output lock of `out` (`weightspace.outputs`); it replaces
+A run holds the output lock of `out` (`weightspace.io.outputs`); it replaces
 `out` only when that is a zoo, and removes what interrupted runs left beside
 it (saying so).
 """
@@ -31,9 +31,9 @@ import torch
 from tqdm.auto import tqdm
 
 from weightspace.devices import resolve_device
-from weightspace.atomic import atomic_file, write_json
+from weightspace.io.atomic import atomic_file, write_json
 from weightspace.errors import WeightspaceError
-from weightspace.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
+from weightspace.io.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
                                  output_lock, remove)
 from weightspace.zoo.population import cpu_population_size, train_population
 from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec
@@ -49,7 +49,7 @@ class ShardFailed(WeightspaceError, RuntimeError):
 
 
 def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, workers: int = 0,
-             ray_address: str | None = None, device: str | None = None, data_root: str | os.PathLike = "datasets",
+             ray_address: str | None = None, device: str | None = None, data_root: str | os.PathLike | None = None,
              download: bool = False, progress: bool = True) -> Zoo:
     """Train (or finish training) the zoo described by `spec` into the directory `out`.
 
@@ -57,6 +57,8 @@ def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, 
         workers: 0 trains shards in this process; N > 0 runs them as ray tasks on N local CPUs
             (or on the cluster at `ray_address`), one CPU (and a GPU fraction, where GPUs exist) each.
         device: "cpu" or "cuda"; default cuda when available (in-process runs).
+        data_root: The folder holding the task's files (``<data_root>/mnist/``, ...); None:
+            ``$WEIGHTSPACE_DATA``. Tasks that read no files (tetris, digits, synthetic) need none.
 
     Raises:
         FileExistsError: `out` (or its work folder) holds a different zoo (or shard plan) and `overwrite`
@@ -71,7 +73,7 @@ def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, 
 
 
 def _generate(spec: ZooSpec, out: Path, *, overwrite: bool, workers: int, ray_address: str | None,
-              device: str | None, data_root: str | os.PathLike, download: bool, progress: bool) -> Zoo:
+              device: str | None, data_root: str | os.PathLike | None, download: bool, progress: bool) -> Zoo:
     """`generate` under the output lock of `out`."""
     fingerprint, generation = spec.fingerprint(), generation_fingerprint(spec)
     work = out.parent / f".{out.name}.partial"

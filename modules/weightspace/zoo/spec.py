@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from weightspace.zoo.architectures import ACTIVATIONS, INITS, list_zoo_models
+from weightspace.activations import ACTIVATIONS
+from weightspace.zoo.architectures import INITS, list_zoo_models
 from weightspace.zoo.population import OPTIMIZERS, Member, PopulationConfig
 
 # hyperparameters a grid may vary; the structural ones split the zoo into populations

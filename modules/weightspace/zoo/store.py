@@ -10,7 +10,7 @@
 A zoo is written into a hidden temporary directory beside its destination and
 renamed into place when complete, so a reader never sees half a zoo; the
 destination is replaced only when it is a zoo (or an empty folder), under its
-output lock (`weightspace.outputs`).
+output lock (`weightspace.io.outputs`).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from weightspace.atomic import atomic_directory, fsync_tree, replace_dir, write_json
+from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, write_json
 from weightspace.errors import InputError
 from weightspace.layout import WeightLayout
-from weightspace.outputs import ZOO_FORMAT, check_replaceable, clean_stale, output_errors, output_lock
+from weightspace.io.outputs import ZOO_FORMAT, check_replaceable, clean_stale, output_errors, output_lock
 
 FORMAT = ZOO_FORMAT  # "weightspace-zoo"
 VERSION = 1

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from weightspace.errors import InputError
-from weightspace.restricted_pickle import RestrictedUnpickler
+from weightspace.io.restricted_pickle import RestrictedUnpickler
 
 
 # --------------------------------------------------------------------------- IDX (MNIST)

@@ -1,9 +1,10 @@
 """Image classification tasks that zoo models are trained on.
 
 Every task returns a :class:`TaskData` holding float32 NCHW images scaled to
-``[0, 1]`` and int64 labels. ``tetris``, ``digits`` and ``synthetic`` need no files;
-``mnist``, ``fashion_mnist``, ``svhn`` and ``cifar10`` read the standard distribution
-files from ``<root>/<task>/`` and can fetch them with ``download=True``.
+``[0, 1]`` and int64 labels. ``tetris``, ``digits`` and ``synthetic`` need no files
+(and no root); ``mnist``, ``fashion_mnist``, ``svhn`` and ``cifar10`` read the standard
+distribution files from ``<root>/<task>/`` and can fetch them with ``download=True``
+(`weightspace.zoo.task_sources`); `root` is the caller's folder, else ``$WEIGHTSPACE_DATA``.
 ``synthetic`` exists for offline smoke tests: it stands in for a file-based task
 whose files are absent (see :func:`missing_task_files`, :func:`synthetic_options`).
 
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import downloads, task_files
+from weightspace.io.data_root import data_root
+from weightspace.zoo import task_files, task_sources
 
 __all__ = ["TaskData", "list_tasks", "load_task", "missing_task_files", "synthetic_options", "task_options"]
 
@@ -224,8 +226,8 @@ def _load_idx_task(task: str, root: Path, download: bool, *, verify: bool = Fals
     paths = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
     missing = [stem + ".gz" for stem, p in paths.items() if p is None]
     present = [p for p in paths.values() if p is not None]
-    downloads.ensure_files(task, directory, [s + "[.gz]" for s in task_files.IDX_STEMS], missing, present,
-                           download, verify)
+    task_sources.ensure_files(task, directory, [s + "[.gz]" for s in task_files.IDX_STEMS], missing, present,
+                              download, verify)
     paths = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
 
     def split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -251,7 +253,7 @@ def _load_svhn(root: Path, download: bool, *, grayscale: bool = False, verify: b
     directory = root / "svhn"
     missing = [name for name in task_files.SVHN_FILES if not (directory / name).is_file()]
     present = [directory / name for name in task_files.SVHN_FILES if name not in missing]
-    downloads.ensure_files("svhn", directory, list(task_files.SVHN_FILES), missing, present, download, verify)
+    task_sources.ensure_files("svhn", directory, list(task_files.SVHN_FILES), missing, present, download, verify)
     x_tr, y_tr = task_files.read_svhn(directory / task_files.SVHN_FILES[0], grayscale)
     x_te, y_te = task_files.read_svhn(directory / task_files.SVHN_FILES[1], grayscale)
     return TaskData("svhn", x_tr, y_tr, x_te, y_te, num_classes=10)
@@ -260,23 +262,8 @@ def _load_svhn(root: Path, download: bool, *, grayscale: bool = False, verify: b
 # --------------------------------------------------------------------------- CIFAR-10
 def _load_cifar10(root: Path, download: bool, *, grayscale: bool = False, verify: bool = False) -> TaskData:
     """CIFAR-10 from the python batches in ``<root>/cifar10/cifar-10-batches-py/``."""
-    directory = root / "cifar10"
-    batch_dir = directory / task_files.CIFAR_DIR
-    missing = [name for name in task_files.CIFAR_FILES if not (batch_dir / name).is_file()]
-    if missing and not download:
-        raise downloads.missing_files_error("cifar10", batch_dir, list(task_files.CIFAR_FILES), missing)
-    if missing:
-        (resource,) = downloads.RESOURCES["cifar10"]
-        archive = directory / resource.filename
-        hint = (f"To install by hand, place {resource.filename} in {directory.resolve()} "
-                f"or its extracted {task_files.CIFAR_DIR}/ folder ({', '.join(task_files.CIFAR_FILES)}) there")
-        if archive.is_file():
-            downloads.verify_file(archive, resource.md5)
-        else:
-            downloads.download_resource(resource, directory, hint=hint)
-        downloads.safe_extract_tar(archive, directory)
-    elif verify:
-        downloads.verify_known("cifar10", [batch_dir / name for name in task_files.CIFAR_FILES])
+    task_sources.ensure_cifar10(root / "cifar10", download, verify)
+    batch_dir = root / "cifar10" / task_files.CIFAR_DIR
     parts = [task_files.read_cifar_batch(batch_dir / name) for name in task_files.CIFAR_FILES]
     x_tr = task_files.to_float(np.concatenate([p[0] for p in parts[:5]]), grayscale)
     y_tr = torch.from_numpy(np.concatenate([p[1] for p in parts[:5]]))
@@ -317,14 +304,15 @@ def task_options(name: str) -> dict[str, Any]:
     return {p.name: p.default for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
-def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool = False,
+def load_task(name: str, *, root: str | os.PathLike | None = None, download: bool = False,
               **options: Any) -> TaskData:
     """Load a classification task as tensors.
 
     Args:
         name: One of :func:`list_tasks`.
         root: Directory holding one sub-directory per file-based task
-            (``<root>/mnist/``, ``<root>/svhn/``, ...). Ignored by tetris/digits/synthetic.
+            (``<root>/mnist/``, ``<root>/svhn/``, ...); None: ``$WEIGHTSPACE_DATA``.
+            Not needed by tetris/digits/synthetic.
         download: Fetch missing files (with MD5 verification) for mnist,
             fashion_mnist, svhn and cifar10. Ignored by tetris/digits/synthetic.
         **options: Task options:
@@ -339,10 +327,11 @@ def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool
         The task's train/test tensors.
 
     Raises:
-        ValueError: unknown task name (the message lists valid names) or bad option value.
+        ValueError: unknown task name (the message lists valid names), bad option value, or a
+            file-based task without `root` or ``$WEIGHTSPACE_DATA``.
         TypeError: unknown option for the task (the message lists valid options).
         FileNotFoundError: files missing and ``download=False``; says which files go where.
-        weightspace.zoo.downloads.DownloadError: download failed (ChecksumError on MD5 mismatch).
+        weightspace.io.download.DownloadError: download failed (ChecksumError on MD5 mismatch).
     """
     valid = task_options(name)
     loader, reads_files = _TASKS[name]
@@ -351,15 +340,21 @@ def load_task(name: str, *, root: str | os.PathLike = "datasets", download: bool
         raise TypeError(f"unknown option(s) {', '.join(unknown)} for task {name!r}; "
                         f"valid options: {', '.join(f'{k}={v!r}' for k, v in valid.items())}")
     if reads_files:
-        return loader(Path(root), bool(download), **options)
+        return loader(data_root(root, needed_by=f"task {name!r}"), bool(download), **options)
     return loader(**options)
 
 
-def missing_task_files(name: str, root: str | os.PathLike = "datasets") -> list[Path]:
-    """Files that ``load_task(name, root=root)`` needs and does not find; empty for tasks that need none."""
+def missing_task_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """Files that ``load_task(name, root=root)`` needs and does not find; empty for tasks that need none.
+
+    Raises:
+        ValueError: unknown task, or a file-based task without `root` or ``$WEIGHTSPACE_DATA``.
+    """
     if name not in _TASKS:
         raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
-    directory = Path(root) / name
+    if not _TASKS[name][1]:
+        return []
+    directory = data_root(root, needed_by=f"task {name!r}") / name
     if name in ("mnist", "fashion_mnist"):
         return [directory / (stem + ".gz") for stem in task_files.IDX_STEMS if task_files.find_idx(directory, stem) is None]
     if name == "svhn":

@@ -4,7 +4,7 @@ Everything is first written under a hidden temporary name beside the target
 and renamed into place with `os.replace` when complete, so a reader (or a run
 resumed after a crash) never mistakes half a file for a finished one. Files are
 synced to disk before the rename and the folder after it, so a finished write
-survives a power cut. A folder is replaced only when `weightspace.outputs`
+survives a power cut. A folder is replaced only when `weightspace.io.outputs`
 recognises it as ours, under its output lock.
 """
 
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from weightspace.outputs import check_replaceable, clean_stale, output_errors, output_lock
+from weightspace.io.outputs import check_replaceable, clean_stale, output_errors, output_lock
 
 
 def _temporary(path: Path) -> Path:
@@ -54,7 +54,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False,
     write of `path` are cleaned first.
 
     Args:
-        accept: the kinds of `weightspace.outputs.KINDS` that `path` may be when replaced
+        accept: the kinds of `weightspace.io.outputs.KINDS` that `path` may be when replaced
             (an empty folder always may).
 
     Raises:
@@ -120,6 +120,13 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data, *, allow_nan: bool = True) -> Path:
     """Write `data` as indented JSON to `path` atomically; values JSON cannot hold are written with str()."""
     return write_text(path, json.dumps(data, indent=1, allow_nan=allow_nan, default=str) + "\n")
+
+
+def write_csv(table, path: str | os.PathLike) -> Path:
+    """Write a pandas DataFrame to `path` as CSV without its index, atomically."""
+    with atomic_file(path) as tmp:
+        table.to_csv(tmp, index=False)
+    return Path(path)
 
 
 def append_text(path: str | os.PathLike, text: str) -> Path:

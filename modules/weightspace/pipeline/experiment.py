@@ -3,13 +3,20 @@
 An `Experiment` is the one config object of an experiment folder. Its steps
 write into ``<folder>/<name>/``:
 
-- ``baselines.csv``, ``baseline_performance.json``   (`compute_baselines`)
-- ``tune/`` (ray.tune storage), ``history.csv``, ``embeddings.npy``,
-  ``embedding_samples.csv``, ``results.csv``, ``results.json``  (`train_representation`)
-- ``experiment.json`` (the resolved config, zoo source and timings), ``report.md`` + PNGs.
+- ``baselines.csv``, ``baseline_predictions.csv.gz``, ``baseline_performance.json``   (`compute_baselines`)
+- ``tune/`` (ray.tune storage), ``history.csv``, ``embeddings.npy``, ``embedding_samples.csv``,
+  ``embedding_2d.csv`` (its PCA / UMAP projection), ``results.csv``, ``predictions.csv.gz``,
+  ``results.json``  (`train_representation`)
+- ``experiment.json`` (the resolved config, zoo source and timings), ``report.md`` + PNGs
+  (`weightspace.report`, drawn from these files alone).
+
+The ``*predictions.csv.gz`` tables hold every probe's prediction of every sample
+(`downstream.evaluate.PREDICTION_COLUMNS`), at full precision so that they reproduce
+the scores; gzip matters at a million rows (a 12 000-sample zoo, 10 targets, 8 probes:
+68 MiB as CSV, 19 MiB gzipped).
 
 ray is imported lazily inside `train_representation`; this module never calls
-``ray.init`` (the script edge, `weightspace.experiment_cli`, does).
+``ray.init`` (the script edge, `weightspace.pipeline.cli`, does).
 """
 
 from __future__ import annotations
@@ -27,11 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from weightspace.ablation import resolve_search_space, shrink_search_space
-from weightspace.atomic import atomic_file, write_json
-from weightspace.outputs import EXPERIMENT_FORMAT
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.representation.config import EncoderConfig, ExperimentConfig, HeadConfig, TrainConfig, config_to_dict
+from weightspace.io.atomic import atomic_file, write_json
+from weightspace.io.outputs import EXPERIMENT_FORMAT
+from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
+from weightspace.representation.config import EncoderConfig, HeadConfig, LearnerConfig, TrainConfig, config_to_dict
 from weightspace.representation.probing import SELECT_METRIC
 from weightspace.zoo.store import Zoo
 
@@ -40,7 +47,7 @@ from weightspace.zoo.store import Zoo
 class Variant:
     """Another learner an experiment folder can run instead of its default (``--variant NAME``)."""
 
-    representation: ExperimentConfig  # the learner
+    representation: LearnerConfig  # the learner
     iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
     notes: str = ""  # what it is and what it gives up
 
@@ -51,15 +58,15 @@ class Experiment:
 
     name: str  # output subfolder and tune experiment name, e.g. "tetris_seed"
     preset: str  # zoo preset generated when datasets/ holds no zoo for this experiment
-    representation: ExperimentConfig  # the learner; data.path is filled in from the zoo found
+    representation: LearnerConfig  # the learner; data.path is filled in from the zoo found
     iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
     zenodo: str | None = None  # name of the converted 2021 dataset in datasets/, e.g. "11_tetris_seed"
     external: tuple[str, ...] = ()  # other converted external zoos in datasets/, tried after zenodo
     zoo_epochs: tuple[int, ...] | None = None  # checkpoints used by baselines and representation; None: all
     targets: tuple[str, ...] | None = None  # probe targets; None: accuracies, ggap, epoch, varied hyperparameters
     baseline_extras: bool = False  # the 2021 Tetris extras (kernel PCA, UMAP) among the baselines
-    search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.ablation)
-    smoke_representation: ExperimentConfig | None = None  # the learner of --smoke-test runs
+    search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.pipeline.ablation)
+    smoke_representation: LearnerConfig | None = None  # the learner of --smoke-test runs
     # which checkpoint gives the embedding: "probe_mean_val" (the iteration whose linear probes score
     # best on the validation split, averaged over targets; the test split plays no part), any other
     # reported metric where higher is better, or "last"
@@ -68,6 +75,7 @@ class Experiment:
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
     learner: str = ""  # the name of the learner the report shows, e.g. "neuron_set" or "2021 transformer"
     variants: dict[str, Variant] = field(default_factory=dict)  # other learners, run with --variant NAME
+    umap_projection: bool = True  # save a UMAP projection of the embedding for the report (PCA is always saved)
 
     def __post_init__(self) -> None:
         if names_test_split(self.select):
@@ -95,7 +103,8 @@ class Experiment:
         rep.loss = copy.deepcopy(self.representation.loss)
         rep.augment = copy.deepcopy(self.representation.augment)
         return replace(self, name=f"{self.name}_smoke", representation=rep, iterations=2, zoo_epochs=None,
-                       baseline_extras=False, search_space=shrink_search_space(self.search_space))
+                       baseline_extras=False, search_space=shrink_search_space(self.search_space),
+                       umap_projection=False)
 
     def with_precision(self, precision: str) -> "Experiment":
         """The same experiment training its representation in `precision` ("fp32", "bf16" or "fp16")."""
@@ -104,7 +113,7 @@ class Experiment:
         return replace(self, representation=rep)
 
 
-SMOKE_REPRESENTATION = ExperimentConfig(
+SMOKE_REPRESENTATION = LearnerConfig(
     encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=8),
     head=HeadConfig(layers=2, hidden=16, out_dim=8),
     train=TrainConfig(batch_size=16, epochs_per_step=1),
@@ -163,7 +172,7 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
     `download`). Smoke runs generate a tiny zoo in `scratch`, never download, and train on
     the ``synthetic`` task instead when the preset's task files are not in `datasets`.
     """
-    from weightspace.zoo.downloads import DownloadError
+    from weightspace.io.download import DownloadError
     from weightspace.zoo.generate import generate
     from weightspace.zoo.presets import get_preset
     from weightspace.zoo.tasks import missing_task_files, synthetic_options
@@ -254,7 +263,7 @@ def compute_baselines(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLi
 def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike, *, resume: bool = True,
                          cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, device: str = "auto",
                          verbose: int = 1, model_split: ModelSplit | None = None) -> pd.DataFrame:
-    """Train the representation with ray.tune, then embed the zoo and probe the embedding.
+    """Train the representation with ray.tune, then embed the zoo, project it to 2-D and probe it.
 
     One split by model (`model_split`, default `experiment_split`) serves the encoder's training,
     the probes during training and the final probes of the embedding.
@@ -262,11 +271,12 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     Returns:
         the tidy results table (feature set "embedding", linear and boosted-tree probes).
     """
-    from weightspace.downstream.evaluate import evaluate, write_csv, write_results_json
-    from weightspace.representation.learner import Learner, embed
+    from weightspace.downstream.evaluate import write_results_json
+    from weightspace.io.atomic import write_csv
+    from weightspace.pipeline.tune import CHECKPOINT_FILE, run_tuner
+    from weightspace.representation.learner import Learner
     from weightspace.representation.probing import probe_scores
     from weightspace.representation.registry import create_autoencoder
-    from weightspace.tune import CHECKPOINT_FILE, run_tuner
 
     out = Path(out_dir).resolve()
     # an encoder that cannot take this zoo's layout stops here, with its message, not inside a ray trial
@@ -293,23 +303,48 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     write_csv(history, out / "history.csv")
     checkpoint, iteration, selected_by = selected_checkpoint(result, experiment.select)
     learner = Learner(config, zoo.layout, device="cpu").load(Path(checkpoint.path) / CHECKPOINT_FILE)
-    data = select_epochs(zoo, experiment.zoo_epochs)
-    weights = np.array(data.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
-    z = embed(learner.model, weights, batch_size=config.train.eval_batch_size).numpy()
-    samples = data.samples.copy()
-    samples["split"] = split.column(samples["model_id"].to_numpy())
-    with atomic_file(out / "embeddings.npy") as tmp:
-        np.save(tmp, z.astype(np.float32), allow_pickle=False)
-    write_csv(samples, out / "embedding_samples.csv")
-    table = evaluate(z, data.samples, feature_sets={"embedding": z}, probes=("linear", "gbt"), targets=targets,
-                     splits=samples["split"].to_numpy(), hyperparameters=data.hyperparameters)
-    write_csv(table, out / "results.csv")
+    table, no_umap = _embed_and_probe(learner.model, select_epochs(zoo, experiment.zoo_epochs), split, out,
+                                      targets=targets, umap=experiment.umap_projection,
+                                      batch_size=config.train.eval_batch_size)
     chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else history.iloc[-1]
     extra = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
              if k in chosen and pd.notna(chosen[k])}
     extra |= {"selected_iteration": int(chosen["training_iteration"]), "selected_by": selected_by}
+    if no_umap:
+        extra["projection_note"] = no_umap  # why embedding_2d.csv holds no UMAP projection
     write_results_json(table, out / "results.json", extra=extra)
     return table
+
+
+def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, umap: bool,
+                     batch_size: int) -> tuple[pd.DataFrame, str]:
+    """Embed `zoo`, project the embedding to 2-D, probe it, and write all of it to `out`.
+
+    Writes ``embeddings.npy``, ``embedding_samples.csv`` (with each sample's split), ``embedding_2d.csv``,
+    ``predictions.csv.gz`` and ``results.csv``.
+
+    Returns:
+        The results table, and why ``embedding_2d.csv`` holds no UMAP projection ("" when it does).
+    """
+    from weightspace.downstream.evaluate import evaluate
+    from weightspace.io.atomic import write_csv
+    from weightspace.pipeline.projection import project_embedding
+    from weightspace.representation.learner import embed
+
+    weights = np.array(zoo.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
+    z = embed(model, weights, batch_size=batch_size).numpy()  # (S, latent)
+    samples = zoo.samples.copy()
+    samples["split"] = split.column(samples["model_id"].to_numpy())
+    with atomic_file(out / "embeddings.npy") as tmp:
+        np.save(tmp, z.astype(np.float32), allow_pickle=False)
+    write_csv(samples, out / "embedding_samples.csv")
+    projection, no_umap = project_embedding(z, umap=umap)
+    write_csv(projection, out / "embedding_2d.csv")
+    table = evaluate(z, zoo.samples, feature_sets={"embedding": z}, probes=("linear", "gbt"), targets=targets,
+                     splits=samples["split"].to_numpy(), hyperparameters=zoo.hyperparameters,
+                     out_predictions=out / "predictions.csv.gz")
+    write_csv(table, out / "results.csv")
+    return table, no_umap
 
 
 def selected_checkpoint(result, select: str):
@@ -333,15 +368,16 @@ def selected_checkpoint(result, select: str):
 
 
 def summarize_trials(grid, out: Path) -> pd.DataFrame:
-    """One row per trial of a grid search: its config values and its last reported metrics."""
-    rows = []
-    for result in grid:
-        flat = pd.json_normalize(result.config, sep=".").iloc[0].to_dict()
-        rows.append({**{k: v for k, v in flat.items() if not isinstance(v, (list, dict))},
-                     **{k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}})
-    table = pd.DataFrame(rows)
-    from weightspace.downstream.evaluate import write_csv
+    """Write ``trials.csv``: one row per trial of a grid search, its config values (dotted keys such as
+    ``encoder.name``; lists left out) and its last reported numeric metrics."""
+    from weightspace.io.atomic import write_csv
 
+    trials = grid.get_dataframe()  # last reported metrics and "config/<section>/<field>" columns
+    config = [c for c in trials if c.startswith("config/")]
+    settings = trials[config].rename(columns=lambda c: c.removeprefix("config/").replace("/", "."))
+    settings = settings.loc[:, [not settings[c].map(lambda v: isinstance(v, (list, dict))).any() for c in settings]]
+    metrics = trials.drop(columns=config).select_dtypes(include=["number", "bool"])
+    table = pd.concat([settings, metrics], axis=1)
     write_csv(table, out / "trials.csv")
     return table
 
@@ -353,7 +389,7 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
     path = out / "experiment.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     data = {
-        "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.outputs`)
+        "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.io.outputs`)
         "name": experiment.name,
         "learner": experiment.learner or experiment.representation.encoder.name,
         "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,

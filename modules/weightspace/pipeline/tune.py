@@ -24,10 +24,10 @@ import ray
 import torch
 from ray import tune
 
-from weightspace.atomic import write_json
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.representation.config import ExperimentConfig, config_from_dict, config_to_dict
+from weightspace.io.atomic import write_json
+from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn, Learner
 from weightspace.representation.probing import probe_scores
 from weightspace.zoo.store import Zoo
@@ -43,22 +43,22 @@ class WeightspaceTrainable(tune.Trainable):
     """
 
     def setup(self, config: dict, evaluate_fn: EvaluateFn | None = None, model_split: ModelSplit | None = None) -> None:
-        self.experiment = config_from_dict(ExperimentConfig, config)
-        if not Path(self.experiment.data.path).is_absolute():
-            raise ValueError(f"data.path {self.experiment.data.path!r} must be absolute inside a ray trial "
+        self.learner_config = config_from_dict(LearnerConfig, config)
+        if not Path(self.learner_config.data.path).is_absolute():
+            raise ValueError(f"data.path {self.learner_config.data.path!r} must be absolute inside a ray trial "
                              "(trials run in their own directory); run_tuner resolves it for you")
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         if cpus:
             torch.set_num_threads(max(1, int(cpus)))
-        self.datasets = ZooDataset.splits(self.experiment.data, model_split=model_split)
+        self.datasets = ZooDataset.splits(self.learner_config.data, model_split=model_split)
         if "train" not in self.datasets:
-            raise ValueError(f"the zoo at {self.experiment.data.path} has no training samples with {self.experiment.data}")
-        self.learner = Learner(self.experiment, self.datasets["train"].layout)
+            raise ValueError(f"the zoo at {self.learner_config.data.path} has no training samples with {self.learner_config.data}")
+        self.learner = Learner(self.learner_config, self.datasets["train"].layout)
         self.evaluate_fn = evaluate_fn
 
     def step(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
-        for _ in range(self.experiment.train.epochs_per_step):
+        for _ in range(self.learner_config.train.epochs_per_step):
             row = self.learner.train_epoch(self.datasets["train"])  # NonFiniteLossError fails the trial
         row |= self.learner.evaluate(self.datasets, loss_splits=["val", "test"])
         if self.evaluate_fn is not None:
@@ -95,7 +95,7 @@ def _is_search(value: dict) -> bool:
     return set(value) == {"grid_search"}
 
 
-def run_tuner(config: ExperimentConfig, *, name: str, storage_path: str | Path, iterations: int,
+def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, iterations: int,
               search_space: dict | None = None, num_samples: int = 1, cpus_per_trial: float = 1.0,
               gpus_per_trial: float = 0.0, checkpoint_frequency: int = 1, num_to_keep: int | None = None,
               metric: str | None = None, mode: str = "min", max_failures: int = 0,

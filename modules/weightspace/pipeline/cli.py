@@ -1,9 +1,9 @@
 """The command line of the experiment folders' scripts (``compute_baselines.py``, ``simclr_ae_<name>.py``).
 
 Like `weightspace.cli`, this is an edge: it parses argv and starts ray; the
-pipeline itself lives in `weightspace.experiment`. Each script is two lines:
+pipeline itself lives in `weightspace.pipeline.experiment`. Each script is two lines:
 import its folder's `Experiment` and call ``run_script(EXPERIMENT, step, __file__)``.
-`weightspace run ZOO` builds an `Experiment` for a zoo (`weightspace.experiment.zoo_experiment`)
+`weightspace run ZOO` builds an `Experiment` for a zoo (`weightspace.pipeline.experiment.zoo_experiment`)
 and runs it through the same `run_experiment`.
 """
 
@@ -15,14 +15,21 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from weightspace.atomic import write_json
 from weightspace.cli import add_run_options
 from weightspace.cli_errors import report_error
-from weightspace.cluster import connect_ray
 from weightspace.devices import resolve_device
-from weightspace.experiment import (Experiment, Timer, compute_baselines, experiment_split, find_zoo,
-                                    train_representation, write_experiment_json)
-from weightspace.outputs import EXPERIMENT_FORMAT, OutputExistsError, check_replaceable, output_lock
+from weightspace.io.atomic import write_json
+from weightspace.io.outputs import EXPERIMENT_FORMAT, OutputExistsError, check_replaceable, output_lock
+from weightspace.pipeline.cluster import connect_ray
+from weightspace.pipeline.experiment import (
+    Experiment,
+    Timer,
+    compute_baselines,
+    experiment_split,
+    find_zoo,
+    train_representation,
+    write_experiment_json,
+)
 from weightspace.zoo.store import Zoo
 
 STEPS = ("baselines", "representation")
@@ -118,7 +125,7 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
             timings["representation_s"] = round(t.seconds, 1)
         write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings)
         if grid and step == "representation":
-            from weightspace.ablation import write_ablation_summary
+            from weightspace.pipeline.ablation import write_ablation_summary
 
             print(f"summary of the grids in '{out.parent}': {write_ablation_summary(out.parent)}")
         elif not args.no_report:
@@ -184,7 +191,7 @@ def _resources(args: argparse.Namespace, experiment: Experiment) -> tuple[float,
 
 def _report(out: Path, *, smoke: bool) -> None:
     try:
-        from weightspace.report import build_report
+        from weightspace.report.markdown import build_report
     except ImportError:
         return
     path = build_report(out, umap=not smoke)

@@ -1,4 +1,4 @@
-"""Fetch the public external zoos and convert them into ``<root>/<name>``.
+"""The published zoos (2021 Zenodo files, Small CNN Zoo archives): fetch them and convert them into ``<root>/<name>``.
 
 - 2021 datasets: Zenodo record 5645138, files ``dataset_<XX>_<name>.pt``
   (whether the Unterthiner-based 41-44 files are on the record is unverified;
@@ -19,7 +19,8 @@ again, a file placed by hand is refused and left in place.
 A Small CNN Zoo archive is unpacked into ``<root>/raw/<name>`` beside its
 target and renamed into place when complete, with a marker naming the archive
 and its SHA-256; a folder there is replaced only when it carries that marker
-(or is empty), anything else is refused before the download.
+(or is empty), anything else is refused before the download. ``<root>`` is the
+caller's folder, else ``$WEIGHTSPACE_DATA`` (`weightspace.io.data_root`).
 """
 
 from __future__ import annotations
@@ -39,9 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from weightspace.atomic import write_text
-from weightspace.outputs import check_replaceable
-from weightspace.zoo.downloads import ChecksumError, DownloadError, extract_tar, fetch_url, read_url
+from weightspace.io.atomic import write_text
+from weightspace.io.data_root import data_root
+from weightspace.io.download import ChecksumError, DownloadError, extract_tar, fetch_url, read_url
+from weightspace.io.outputs import check_replaceable
 from weightspace.zoo.store import Zoo
 
 ZENODO_RECORD = "5645138"
@@ -183,6 +185,8 @@ def _recorded_sha256(path: Path) -> str | None:
     return text[0].lower() if text and len(text[0]) == 64 else None
 
 
+# not pooch: it checks one known hash and renames at once, where these files are checked against the record's MD5
+# and size and the x-goog-hash only the response carries, and get their SHA-256 file before the rename
 def fetch(url: str, path: Path, *, published: Published | None = None, sha256: str | None = None,
           alternative: str | None = None, timeout: float = 60.0) -> str:
     """Download `url` to `path` (temporary name, verified, then renamed); returns the file's SHA-256.
@@ -286,11 +290,14 @@ def _extract(archive: Path, dest: Path, sha256: str) -> Path:
     return hits[0]
 
 
-def download(name: str, root: str | os.PathLike = "datasets", *, overwrite: bool = False) -> Zoo:
+def download(name: str, root: str | os.PathLike | None = None, *, overwrite: bool = False) -> Zoo:
     """Fetch dataset `name` into ``<root>/raw`` and convert it into the zoo ``<root>/<name>``.
 
+    Args:
+        root: The data folder; None: ``$WEIGHTSPACE_DATA``.
+
     Raises:
-        ValueError: unknown name, or a file that does not convert.
+        ValueError: unknown name, a file that does not convert, or no `root` nor ``$WEIGHTSPACE_DATA``.
         FileExistsError: ``<root>/<name>`` exists and `overwrite` is False.
         OutputError: ``<root>/<name>`` is not a zoo (nor an empty folder), ``<root>/raw/<name>`` (where an
             archive is unpacked) holds something weightspace did not extract, or either cannot be written.
@@ -301,7 +308,7 @@ def download(name: str, root: str | os.PathLike = "datasets", *, overwrite: bool
     from weightspace.formats.zenodo_2021 import convert_zenodo_2021
 
     file, url, alternative = _source(name)
-    root = Path(root)
+    root = data_root(root, needed_by=f"zoo {name!r}")
     out = root / name
     check_replaceable(out, accept=("zoo",), overwrite=overwrite)  # refuse before downloading
     unpacked = root / "raw" / name

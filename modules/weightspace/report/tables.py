@@ -1,4 +1,4 @@
-"""The results tables of the experiment report (`weightspace.report`): markdown from the tidy probe tables."""
+"""The results tables of the experiment report (`weightspace.report.markdown`): markdown from the tidy probe tables."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ COLUMNS = (("B_W", "raw", ("linear",)), ("B_s", "stats", ("linear",)), ("B_s + G
            ("Hyperparameters", "hyper", ("linear", "gbt")), ("Representation", "embedding", ("linear",)))
 METRIC_LABELS = {"r2": "R²", "kendall_tau": "Kendall τ", "accuracy": "accuracy"}
 MISSING = "\u2014"
+# Rows are written by hand, not with DataFrame.to_markdown: tabulate pads every cell to its column's width,
+# and these rows are read and searched as written ("| test_acc | R² | 0.412 | ..."); cells also carry bold
+# markers, probe names and footnote marks that are text, not numbers tabulate could align.
 
 
 def results_markdown(table: pd.DataFrame, split: str = "test") -> str:

@@ -1,12 +1,15 @@
-"""Download, checksum and archive helpers for the file-based zoo tasks.
+"""Downloads and archives: fetching with checksums, mirrors tried in order, and safe tar extraction.
 
-Files are fetched with :mod:`urllib` in chunks (with a tqdm progress bar) to a
-temporary name in the target directory, checked against the size the server
-announced and a known MD5, and only then renamed into place. A file with a
-wrong checksum or a short transfer is deleted and reported, never used.
-Mirrors are tried in order. Archives are unpacked beside their target and
-renamed into place when complete, marked as weightspace's extraction; an
-existing folder is replaced only when it carries that mark (or is empty).
+`fetch_url` streams a URL over urllib (a timeout, a tqdm progress bar, the
+transfer checked against the ``Content-Length`` the server announced);
+`read_url` reads a small document, at most a given size. `download_resource`
+fetches a file of known MD5 with pooch, its mirrors tried in order: pooch
+writes to a temporary name beside the target, checks the MD5 and only then
+renames it into place, so a wrong or short download is deleted and never used.
+Archives are unpacked beside their target and renamed into place when complete,
+marked as weightspace's extraction; an existing folder is replaced only when it
+carries that mark (or is empty). The catalogues of what to fetch live with their
+users: `weightspace.zoo.task_sources` (task data), `weightspace.formats.published_zoos`.
 """
 
 from __future__ import annotations
@@ -14,14 +17,15 @@ from __future__ import annotations
 import filecmp
 import hashlib
 import http.client
+import logging
 import lzma
 import os
+import re
 import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-import warnings
 import zlib
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -30,29 +34,23 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
-from weightspace.atomic import atomic_directory, fsync_tree, replace_dir, write_json
 from weightspace.errors import OutputError, WeightspaceError
-from weightspace.outputs import (EXTRACTION_FORMAT, EXTRACTION_MARKER, check_replaceable, clean_stale,
-                                 output_errors, output_lock)
+from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, write_json
+from weightspace.io.outputs import (EXTRACTION_FORMAT, EXTRACTION_MARKER, check_replaceable, clean_stale,
+                                    output_errors, output_lock)
 
 __all__ = [
     "ChecksumError",
     "DownloadError",
-    "KNOWN_MD5",
-    "RESOURCES",
     "Resource",
     "download_resource",
-    "ensure_files",
     "extract_tar",
     "fetch_url",
-    "manual_hint",
     "md5_file",
-    "missing_files_error",
     "read_url",
     "safe_extract_tar",
     "sha256_file",
     "verify_file",
-    "verify_known",
 ]
 
 _CHUNK = 1 << 20
@@ -81,50 +79,6 @@ class Resource:
     filename: str
     md5: str
     urls: tuple[str, ...]
-
-
-def _mirrored(mirrors: tuple[str, ...], files: dict[str, str]) -> tuple[Resource, ...]:
-    return tuple(Resource(name, md5, tuple(m + name for m in mirrors)) for name, md5 in files.items())
-
-
-_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-_FASHION_MIRRORS = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
-_SVHN_MIRRORS = ("http://ufldl.stanford.edu/housenumbers/",)
-
-#: Files fetched by ``download=True``, per task.
-RESOURCES: dict[str, tuple[Resource, ...]] = {
-    "mnist": _mirrored(_MNIST_MIRRORS, {
-        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
-        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
-        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
-        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
-    }),
-    "fashion_mnist": _mirrored(_FASHION_MIRRORS, {
-        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
-    }),
-    "svhn": _mirrored(_SVHN_MIRRORS, {
-        "train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
-        "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
-    }),
-    "cifar10": (Resource("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a",
-                         ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",)),),
-}
-
-#: Known MD5s of files as read from disk (``verify=True``), per task and file name.
-KNOWN_MD5: dict[str, dict[str, str]] = {
-    task: {r.filename: r.md5 for r in res} for task, res in RESOURCES.items()
-}
-KNOWN_MD5["cifar10"].update({
-    "data_batch_1": "c99cafc152244af753f735de768cd75f",
-    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
-    "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
-    "test_batch": "40351d587109b95175f43aff81a1287e",
-})
 
 
 def md5_file(path: str | os.PathLike) -> str:
@@ -157,26 +111,6 @@ def verify_file(path: str | os.PathLike, md5: str) -> None:
                             "the file is corrupt or not the published one - delete it and fetch it again")
 
 
-def verify_known(task: str, paths: list[Path]) -> None:
-    """Check files on disk whose MD5 is known for ``task``; warn about the others.
-
-    Raises:
-        ChecksumError: on the first mismatching file (which is left in place).
-    """
-    known = KNOWN_MD5[task]
-    for path in paths:
-        if path.name in known:
-            verify_file(path, known[path.name])
-        else:
-            warnings.warn(f"no known checksum for {path}; not verified", stacklevel=3)
-
-
-def manual_hint(task: str, directory: Path) -> str:
-    """One sentence telling where to place ``task``'s files by hand."""
-    names = ", ".join(r.filename for r in RESOURCES[task])
-    return f"To install by hand, place {names} in {directory.resolve()}"
-
-
 def fetch_url(url: str, dest: str | os.PathLike, *, desc: str | None = None, timeout: float = 60.0) -> Any:
     """Stream ``url`` into the file ``dest`` in chunks, showing a tqdm progress bar; returns the response headers.
 
@@ -199,6 +133,7 @@ def fetch_url(url: str, dest: str | os.PathLike, *, desc: str | None = None, tim
         return response.headers
 
 
+# pooch cannot cap what it keeps of a response (it streams to a file), so a small document is read here
 def read_url(url: str, *, timeout: float = 60.0, limit: int = 16 << 20) -> bytes:
     """The body of ``url`` (a small document such as a record's metadata), at most `limit` bytes.
 
@@ -215,17 +150,61 @@ def read_url(url: str, *, timeout: float = 60.0, limit: int = 16 << 20) -> bytes
     return body
 
 
-def download_resource(resource: Resource, directory: str | os.PathLike, *, hint: str = "") -> Path:
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Hold `logger` at WARNING in the block: the progress bar already names the file pooch would announce."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _retrieve(url: str, resource: Resource, directory: Path, timeout: float) -> None:
+    """Fetch `url` as ``directory/resource.filename`` with pooch: a temporary name, the MD5 checked, then renamed.
+
+    pooch fetches through `fetch_url`, not its requests-based HTTPDownloader: every download
+    keeps one HTTP stack with its timeout, progress bar and ``Content-Length`` check.
+
+    Raises:
+        ChecksumError: the bytes are not the published file (pooch deleted them).
+        urllib.error.URLError, OSError, ValueError, http.client.HTTPException, DownloadError: as `fetch_url`.
+    """
+    import pooch
+
+    transferred = False
+
+    def downloader(url: str, output_file: str, _pooch: Any, check_only: bool = False) -> None:
+        nonlocal transferred
+        fetch_url(url, output_file, desc=resource.filename, timeout=timeout)
+        transferred = True
+
+    try:
+        with _quiet(pooch.get_logger()):
+            pooch.retrieve(url, f"md5:{resource.md5}", fname=resource.filename, path=directory,
+                           downloader=downloader)
+    except ValueError as exc:
+        if not transferred:  # urllib refuses a malformed URL with a ValueError, before any transfer
+            raise
+        got = re.search(r"but got (\w+)", str(exc))  # pooch's message names the digest it found
+        raise ChecksumError(f"checksum mismatch (expected MD5 {resource.md5}, got {got[1] if got else 'another'}); "
+                            "the download was deleted") from None
+
+
+def download_resource(resource: Resource, directory: str | os.PathLike, *, hint: str = "",
+                      timeout: float = 60.0) -> Path:
     """Download one resource into ``directory``, trying its mirrors in order.
 
-    The data goes to a temporary file next to the target, is checked against
-    ``resource.md5`` and renamed into place only when it matches; a mismatching
-    download is deleted and the next mirror is tried.
+    Each mirror's bytes go to a temporary file next to the target, are checked
+    against ``resource.md5`` and renamed into place only when they match; a
+    mismatching download is deleted and the next mirror is tried.
 
     Args:
         resource: What to fetch and its checksum.
         directory: Target directory (created if missing).
         hint: Extra sentence appended to error messages (e.g. where to put files by hand).
+        timeout: Seconds to wait for each server to answer.
 
     Returns:
         The path of the verified file.
@@ -236,68 +215,26 @@ def download_resource(resource: Resource, directory: str | os.PathLike, *, hint:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / resource.filename
     failures: list[str] = []
     bad_checksum = False
     for url in resource.urls:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{resource.filename}.", suffix=".part", dir=directory)
-        os.close(fd)
-        tmp = Path(tmp_name)
         try:
-            fetch_url(url, tmp, desc=resource.filename)
-            actual = md5_file(tmp)
-            if actual != resource.md5:
-                bad_checksum = True
-                failures.append(f"{url}: checksum mismatch (expected MD5 {resource.md5}, got {actual}); "
-                                "the download was deleted")
-                continue
-            os.replace(tmp, target)
-            return target
+            _retrieve(url, resource, directory, timeout)
+            return directory / resource.filename
+        except ChecksumError as exc:
+            bad_checksum = True
+            failures.append(f"{url}: {exc}")
+        except PermissionError:  # the target folder, not the network
+            raise
         except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException, DownloadError) as exc:
             failures.append(f"{url}: {getattr(exc, 'reason', None) or exc}")  # URLError, timeouts: OSError
-        finally:
-            tmp.unlink(missing_ok=True)
     kind = ChecksumError if bad_checksum else DownloadError
     reason = "" if bad_checksum else " (is the network unreachable?)"
     raise kind(f"could not download {resource.filename}{reason}: " + "; ".join(failures)
                + (f". {hint}" if hint else ""))
 
 
-def missing_files_error(task: str, directory: Path, needed: list[str],
-                        missing: list[str]) -> FileNotFoundError:
-    """The error for a task whose files are absent: what to place where, and how to fetch it."""
-    return FileNotFoundError(
-        f"task {task!r} needs these files in {directory.resolve()}: {', '.join(needed)} "
-        f"(missing: {', '.join(missing)}). Place them there, or pass download=True to load_task "
-        f"(or run `weightspace zoo download {task}`) to fetch them.")
-
-
-def ensure_files(task: str, directory: Path, needed: list[str], missing: list[str], present: list[Path],
-                 download: bool, verify: bool) -> None:
-    """Make a task's files available in ``directory``.
-
-    Args:
-        task: Key of :data:`RESOURCES`.
-        directory: The task's directory.
-        needed: File names shown in the "missing files" message.
-        missing: Names (as in :data:`RESOURCES`) that are not on disk.
-        present: Files already on disk (checked when ``verify``).
-        download: Fetch the missing files instead of raising.
-        verify: Check ``present`` against :data:`KNOWN_MD5`.
-
-    Raises:
-        FileNotFoundError: files missing and ``download`` is False.
-        DownloadError, ChecksumError: as :func:`download_resource` / :func:`verify_file`.
-    """
-    if missing and not download:
-        raise missing_files_error(task, directory, needed, missing)
-    for resource in RESOURCES[task]:
-        if resource.filename in missing:
-            download_resource(resource, directory, hint=manual_hint(task, directory))
-    if verify:
-        verify_known(task, present)
-
-
+# pooch's Untar checks no member paths before Python 3.12 and unpacks in place, so extraction stays here
 def _check_member(member: tarfile.TarInfo) -> None:
     name = member.name
     parts = PurePosixPath(name.replace("\\", "/")).parts

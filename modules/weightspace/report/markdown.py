@@ -1,32 +1,34 @@
-"""The experiment report: ``report.md`` and its PNG figures, built from an experiment folder's files.
+"""The experiment report: ``report.md`` and its PNG figures, drawn from an experiment folder's files.
 
-Reads what the experiment runner (`weightspace.experiment`) writes: the tidy
-tables ``baselines.csv`` and ``results.csv`` (`downstream.evaluate`),
-``embeddings.npy`` with ``embedding_samples.csv``, ``history.csv`` and
-``experiment.json``. Every input is optional: whatever is missing or unreadable
-skips the parts that need it, and the report says why.
+Reads what the experiment runner (`weightspace.pipeline.experiment`) writes: the tidy
+tables ``baselines.csv`` and ``results.csv`` and the probes' predictions
+``baseline_predictions.csv.gz`` and ``predictions.csv.gz`` (`downstream.evaluate`),
+``embeddings.npy`` with ``embedding_samples.csv`` and its 2-D projection
+``embedding_2d.csv``, ``history.csv``, ``results.json`` and ``experiment.json``. It
+fits nothing and never opens the zoo. Every input is optional: whatever is missing
+or unreadable skips the parts that need it, and the report says why.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from weightspace import report_plots
-from weightspace.atomic import write_text
-from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, derive_targets, score
-from weightspace.report_tables import outcome_sentence, results_markdown
+from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, score
+from weightspace.io.atomic import write_text
+from weightspace.report import plots as report_plots
+from weightspace.report.tables import outcome_sentence, results_markdown
 
 REPORT = "report.md"
 FIGURES = {"umap_accuracy": "umap_accuracy.png", "umap_epoch": "umap_epoch.png",
            "pred_vs_true": "pred_vs_true_accuracy.png", "curves": "training_curves.png"}
-MAX_PROJECTED = 5000  # rows of the embedding projected to 2-D (a fixed random subsample beyond)
-SEED = 0  # seeds the subsample, UMAP and the boosted trees
+# the panels of the predicted-vs-true figure: (title, predictions file, feature set, probe, the step writing it)
+PRED_VS_TRUE = (("Representation, linear probe", "predictions.csv.gz", "embedding", "linear", "representation"),
+                ("B_s + boosted trees", "baseline_predictions.csv.gz", "stats", "gbt", "baselines"))
 
 HOW_TO_READ = (
     "Each cell is a probe's score on the **test split** (models never seen while fitting the probe or the "
@@ -45,7 +47,7 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
 
     Args:
         experiment_dir: an experiment folder (see the module docstring for the files read).
-        umap: project the embeddings with UMAP; False (or umap-learn missing) uses PCA.
+        umap: draw the saved UMAP projection of the embeddings; False, or none saved: the saved PCA one.
 
     Returns:
         The path of ``report.md``.
@@ -59,7 +61,7 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
                                 "(it writes baselines.csv, results.csv, embeddings.npy, history.csv, experiment.json)")
     meta = _read_json(out / "experiment.json")
     table, table_notes = _read_tables(out)
-    samples, embeddings, why_no_embeddings = _read_embeddings(out)
+    samples, why_no_embeddings = _read_embedding_samples(out)
     name = str(meta.get("name") or out.resolve().name)
     zoo = meta.get("zoo") if isinstance(meta.get("zoo"), dict) else {}
     lines = [f"# Experiment report: {name}", ""]
@@ -75,11 +77,11 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
         outcome = outcome_sentence(table)
         lines += ([outcome, ""] if outcome else []) + [results_markdown(table), ""]
     lines += ["## Embedding", ""]
-    if embeddings is None:
+    if samples is None:
         lines += [f"_Skipped the embedding figures: {why_no_embeddings}._", ""]
     else:
-        lines += _projection_figures(out, embeddings, samples, umap)
-        lines += _pred_vs_true_figure(out, embeddings, samples, meta)
+        lines += _projection_figures(out, samples, umap)
+        lines += _pred_vs_true_figure(out)
     lines += ["## Training", ""] + _curves_figure(out, table) + _selection_line(out, meta)
     config = meta.get("config")
     if config is not None:
@@ -96,15 +98,30 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
 
 
 # ------------------------------------------------------------------ figures
-def _projection_figures(out: Path, Z: np.ndarray, samples: pd.DataFrame, umap: bool) -> list[str]:
-    rng = np.random.default_rng(SEED)
-    rows = np.flatnonzero(np.isfinite(Z).all(axis=1))
-    if len(rows) < 3:
-        return [f"_Skipped the 2-D projection: only {len(rows)} embeddings are finite._", ""]
-    if len(rows) > MAX_PROJECTED:
-        rows = np.sort(rng.choice(rows, MAX_PROJECTED, replace=False))
-    xy, method, why = _project(np.asarray(Z[rows], dtype=np.float64), umap)
-    sub = f"{len(rows)} of {len(Z)} samples" if len(rows) < len(Z) else f"all {len(Z)} samples"
+def _projection_figures(out: Path, samples: pd.DataFrame, umap: bool) -> list[str]:
+    """The saved 2-D projection (``embedding_2d.csv``) coloured by test accuracy and by epoch."""
+    coords = _read_csv(out / "embedding_2d.csv")
+    if isinstance(coords, str):
+        return [f"_Skipped the 2-D projection: {coords}._", ""]
+    if missing := [c for c in ("row", "method", "x", "y") if c not in coords]:
+        return [f"_Skipped the 2-D projection: embedding_2d.csv lacks the columns {missing}._", ""]
+    note = str(_read_json(out / "results.json").get("projection_note") or "")
+    method = "UMAP" if umap and (coords["method"] == "UMAP").any() else "PCA"
+    part = coords[coords["method"] == method]
+    if part.empty:
+        return ["_Skipped the 2-D projection: embedding_2d.csv holds no projection"
+                + (f" ({note})" if note else "") + "._", ""]
+    rows = pd.to_numeric(part["row"], errors="coerce").to_numpy()
+    if not np.isin(rows, np.arange(len(samples))).all():
+        return [f"_Skipped the 2-D projection: embedding_2d.csv names rows that embedding_samples.csv "
+                f"({len(samples)} rows) does not have._", ""]
+    rows = rows.astype(np.int64)
+    xy = part[["x", "y"]].to_numpy(dtype=np.float64)  # (n, 2)
+    why = ""
+    if method == "PCA":
+        why = ("; PCA because the report was built without UMAP (--no-umap)" if not umap else
+               "; PCA because the run saved no UMAP projection" + (f" ({note})" if note else ""))
+    sub = f"{len(rows)} of {len(samples)} samples" if len(rows) < len(samples) else f"all {len(samples)} samples"
     lines = []
     for key, name, what in (("umap_accuracy", "test_acc", "test accuracy"), ("umap_epoch", "epoch", "epoch")):
         column = next((c for c in SOURCES.get(name, (name,)) if c in samples), None)
@@ -119,96 +136,44 @@ def _projection_figures(out: Path, Z: np.ndarray, samples: pd.DataFrame, umap: b
     return lines
 
 
-def _project(Z: np.ndarray, umap: bool) -> tuple[np.ndarray, str, str]:
-    """(n, 2) coordinates, the method's name, and why PCA was used instead of UMAP (or "")."""
-    why = "; PCA because the report was built without UMAP (--no-umap)"
-    if umap and len(Z) >= 5:
-        try:
-            from umap import UMAP
-        except ImportError:
-            why = "; PCA because umap-learn is not installed"
-        else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                reducer = UMAP(n_components=2, n_neighbors=min(15, len(Z) - 1), random_state=SEED, n_jobs=1)
-                return reducer.fit_transform(Z), "UMAP", ""
-    elif umap:
-        why = f"; PCA because UMAP needs more than {len(Z)} samples"
-    from sklearn.decomposition import PCA
-
-    xy = PCA(n_components=min(2, *Z.shape), random_state=SEED).fit_transform(Z)
-    return np.pad(xy, ((0, 0), (0, 2 - xy.shape[1]))), "PCA", why
-
-
-def _pred_vs_true_figure(out: Path, Z: np.ndarray, samples: pd.DataFrame, meta: dict) -> list[str]:
-    from weightspace.downstream.probes import RidgeProbe
-
-    target = derive_targets(samples, ["test_acc"])[0]
-    if target.note:
-        return [f"_Skipped predicted vs true test accuracy: {target.note}._", ""]
-    split = samples["split"].astype(str).to_numpy() if "split" in samples else None
-    if split is None:
-        return ["_Skipped predicted vs true test accuracy: embedding_samples.csv has no split column._", ""]
-    keep = target.valid & np.isfinite(Z).all(axis=1)
-    if "diverged" in samples:
-        keep &= ~samples["diverged"].fillna(False).astype(bool).to_numpy()
+def _pred_vs_true_figure(out: Path) -> list[str]:
+    """The saved test-split predictions of test accuracy against the truth, one panel per `PRED_VS_TRUE` entry."""
     panels, skipped = [], []
-    for title, fit in (("Representation, linear probe", lambda: (RidgeProbe(), Z, keep)),
-                       ("B_s + boosted trees", lambda: _statistics(out, samples, meta, keep))):
-        try:
-            probe, X, rows = fit()
-            panels.append(_fit_panel(title, probe, X, target.values, split, rows))
-        except (OSError, ValueError) as err:
-            skipped.append(f"{title}: {err}")
+    for title, name, feature_set, probe, step in PRED_VS_TRUE:
+        panel = _test_accuracy_predictions(out / name, feature_set, probe, step)
+        if isinstance(panel, str):
+            skipped.append(f"{title}: {panel}")
+        else:
+            panels.append((title, *panel))
     lines = []
     if panels:
         report_plots.pred_vs_true(panels, out / FIGURES["pred_vs_true"])
         lines += [f"![predicted vs true test accuracy]({FIGURES['pred_vs_true']})", "",
                   "*Predicted vs true test accuracy of the test-split models: "
-                  + " and ".join(p[0] for p in panels) + " (fitted on train, regularization chosen on val; line: y = x).*", ""]
+                  + " and ".join(p[0] for p in panels) + " (the probes of the tables above: fitted on train, "
+                  "regularization chosen on val; line: y = x).*", ""]
     return lines + [f"_Not plotted: {s.rstrip('.')}._" for s in skipped] + ([""] if skipped else [])
 
 
-def _statistics(out: Path, samples: pd.DataFrame, meta: dict, keep: np.ndarray):
-    """(boosted trees, B_s statistics aligned with `samples`, usable rows), from the zoo named in experiment.json."""
-    from weightspace.downstream.features import LayerStatistics
-    from weightspace.downstream.probes import ProbeConfig, make_probe
-    from weightspace.zoo.store import Zoo
-
-    zoo_path = (meta.get("zoo") or {}).get("path") if isinstance(meta.get("zoo"), dict) else None
-    if not zoo_path:
-        raise ValueError("experiment.json names no zoo path")
-    candidates = [Path(zoo_path)] if Path(zoo_path).is_absolute() else [out / zoo_path, Path(zoo_path)]
-    path = next((p for p in candidates if p.is_dir()), None)
-    if path is None:
-        raise FileNotFoundError(f"the zoo '{zoo_path}' named in experiment.json is not there")
-    zoo = Zoo.load(path)
-    key = ["model_id", "epoch"]
-    if all(k in samples and k in zoo.samples for k in key):
-        index = zoo.samples[key].astype(str).assign(row=np.arange(zoo.num_samples))
-        rows = samples[key].astype(str).merge(index, on=key, how="left")["row"]
-        if rows.isna().any():
-            raise ValueError(f"{int(rows.isna().sum())} embedding samples have no (model_id, epoch) in zoo '{path}'")
-        rows = rows.to_numpy(dtype=np.int64)
-    elif zoo.num_samples == len(samples):
-        rows = np.arange(len(samples))
-    else:
-        raise ValueError(f"zoo '{path}' has {zoo.num_samples} samples, the embeddings {len(samples)}; cannot align")
-    preset = _read_json(out / "baselines_config.json").get("stats_preset", "schuerholt2021")
-    stats = LayerStatistics(zoo.layout, preset=preset).fit(zoo.weights).transform(zoo.weights)[rows]
-    probe = make_probe("gbt", REGRESSION, ProbeConfig(random_state=SEED))
-    return probe, stats, keep & np.isfinite(stats).all(axis=1)
-
-
-def _fit_panel(title: str, probe, X: np.ndarray, y: np.ndarray, split: np.ndarray, keep: np.ndarray):
-    idx = {s: np.flatnonzero(keep & (split == s)) for s in ("train", "val", "test")}
-    if len(idx["train"]) < 2 or len(idx["test"]) < 2:
-        raise ValueError(f"needs at least 2 usable train and test samples, has {len(idx['train'])} and "
-                         f"{len(idx['test'])}")
-    val = {"X_val": X[idx["val"]], "y_val": y[idx["val"]]} if len(idx["val"]) else {}
-    probe.fit(X[idx["train"]], y[idx["train"]], **val)
-    pred = probe.predict(X[idx["test"]])
-    return title, y[idx["test"]], pred, score(REGRESSION, y[idx["test"]], pred)["r2"]
+def _test_accuracy_predictions(path: Path, feature_set: str, probe: str,
+                               step: str) -> tuple[np.ndarray, np.ndarray, float] | str:
+    """(truth, prediction, R²) of test accuracy on the test split from a predictions file, or why not."""
+    if not path.is_file():
+        return f"{path.name} is not there (the {step} step writes it)"
+    table = _read_csv(path)
+    if isinstance(table, str):
+        return table
+    if missing := [c for c in ("feature_set", "probe", "target", "split", "truth", "prediction") if c not in table]:
+        return f"{path.name} lacks the columns {missing}"
+    part = table[(table["feature_set"] == feature_set) & (table["probe"] == probe)
+                 & (table["target"] == "test_acc") & (table["split"] == "test")]
+    y_true = pd.to_numeric(part["truth"], errors="coerce").to_numpy(dtype=np.float64)
+    y_pred = pd.to_numeric(part["prediction"], errors="coerce").to_numpy(dtype=np.float64)
+    ok = np.isfinite(y_true) & np.isfinite(y_pred)
+    if ok.sum() < 2:
+        return (f"{path.name} holds {int(ok.sum())} test-split predictions of test_acc by {feature_set}/{probe}; "
+                "a plot needs at least 2")
+    return y_true[ok], y_pred[ok], score(REGRESSION, y_true[ok], y_pred[ok])["r2"]
 
 
 def _curves_figure(out: Path, table: pd.DataFrame | None) -> list[str]:
@@ -263,20 +228,21 @@ def _read_tables(out: Path) -> tuple[pd.DataFrame | None, list[str]]:
     return table.assign(value=pd.to_numeric(table["value"], errors="coerce")), notes
 
 
-def _read_embeddings(out: Path) -> tuple[pd.DataFrame | None, np.ndarray | None, str]:
+def _read_embedding_samples(out: Path) -> tuple[pd.DataFrame | None, str]:
+    """embedding_samples.csv when embeddings.npy has a row for each of its rows, else (None, why)."""
     if not (out / "embeddings.npy").is_file():
-        return None, None, "there is no embeddings.npy"
+        return None, "there is no embeddings.npy"
     samples = _read_csv(out / "embedding_samples.csv")
     if isinstance(samples, str):
-        return None, None, samples
+        return None, samples
     try:
-        Z = np.load(out / "embeddings.npy", allow_pickle=False)
+        Z = np.load(out / "embeddings.npy", mmap_mode="r", allow_pickle=False)  # only its shape is read
     except (ValueError, OSError, EOFError) as err:
-        return None, None, f"embeddings.npy is unreadable ({err})"
+        return None, f"embeddings.npy is unreadable ({err})"
     if Z.ndim != 2 or Z.shape[0] != len(samples):
-        return None, None, (f"embeddings.npy has shape {Z.shape}, but embedding_samples.csv has {len(samples)} rows "
-                            "(expected (rows, latent))")
-    return samples, Z, ""
+        return None, (f"embeddings.npy has shape {Z.shape}, but embedding_samples.csv has {len(samples)} rows "
+                      "(expected (rows, latent))")
+    return samples, ""
 
 
 def _read_csv(path: Path) -> pd.DataFrame | str:
@@ -284,8 +250,8 @@ def _read_csv(path: Path) -> pd.DataFrame | str:
     if not path.is_file():
         return f"there is no {path.name}"
     try:
-        return pd.read_csv(path)
-    except (ValueError, OSError, pd.errors.ParserError) as err:  # EmptyDataError is a ValueError
+        return pd.read_csv(path, low_memory=False)  # low_memory=False: one dtype per column of a large file
+    except (ValueError, OSError, EOFError, pd.errors.ParserError) as err:  # EmptyDataError is a ValueError
         return f"{path.name} is unreadable ({err})"
 
 

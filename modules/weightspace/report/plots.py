@@ -1,4 +1,4 @@
-"""The figures of the experiment report (`weightspace.report`).
+"""The figures of the experiment report (`weightspace.report.markdown`).
 
 Figures are drawn on a bare `matplotlib.figure.Figure` with an Agg canvas, so
 pyplot's global figure registry and the process's backend are never touched,
@@ -18,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from weightspace.atomic import atomic_file
+from weightspace.io.atomic import atomic_file
 
 SPLIT_COLORS = {"train": "C0", "val": "C1", "test": "C2"}
 SPLITS = tuple(SPLIT_COLORS)

@@ -1,6 +1,6 @@
 """Ablation studies: ray.tune grids of config variants, and one summary table over their trials.
 
-A search space (see `weightspace.tune.run_tuner`) holds ``{"grid_search": [...]}``
+A search space (see `weightspace.pipeline.tune.run_tuner`) holds ``{"grid_search": [...]}``
 entries at config keys. Two conveniences for ablations live here:
 
 - **variants**: a grid at a config *section* (``encoder``, ``loss``, ...) whose values
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
+
+from weightspace.io.atomic import write_csv, write_text
 
 # final test-split scores shown per trial: trials.csv column -> summary label
 SUMMARY_METRICS = {
@@ -180,6 +182,8 @@ def ablation_summary(out_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 def summary_markdown(table: pd.DataFrame) -> str:
     """Markdown of an `ablation_summary` table; per ablation, the best value of each score is bold."""
+    # rows by hand, not DataFrame.to_markdown: tabulate pads cells to the column width, and the rows are
+    # searched as written ("| architecture | ..."); bold cells are text tabulate would not align as numbers
     if table.empty:
         return "# Ablation studies\n\n_No finished grid yet._\n"
     fixed = ("ablation", "trial", "axes", "iterations", *SUMMARY_METRICS, "minutes")
@@ -225,14 +229,8 @@ def write_ablation_summary(root: str | os.PathLike) -> Path:
         raise FileNotFoundError(f"no ablation folder at '{root}'; run an ablation script first")
     dirs = sorted(d for d in root.iterdir() if d.is_dir() and (d / "trials.csv").is_file())
     table = ablation_summary(dirs)
-    from weightspace.downstream.evaluate import write_csv
-
     write_csv(table, root / "summary.csv")
-    path = root / "summary.md"
-    tmp = root / ".summary.md.tmp"
-    tmp.write_text(summary_markdown(table))
-    os.replace(tmp, path)
-    return path
+    return write_text(root / "summary.md", summary_markdown(table))
 
 
 def _finite(v: Any) -> bool:
