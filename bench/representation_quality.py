@@ -45,7 +45,8 @@ from weightspace.data.dataset import ZooDataset
 from weightspace.downstream import LayerStatistics, evaluate
 from weightspace.downstream.evaluate import ProbeWarning
 from weightspace.downstream.features import Hyperparameters, RawWeights
-from weightspace.representation import LearnerConfig, Learner, embed, fit, probe_scores
+from weightspace.downstream.probing import probe_scores
+from weightspace.representation import Learner, LearnerConfig, embed, fit
 from weightspace.devices import resolve_device
 from weightspace.pipeline.experiment import Experiment
 from weightspace.zoo.generate import generate

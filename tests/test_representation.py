@@ -12,6 +12,7 @@ import torch
 
 from weightspace import WeightLayout, create_zoo_model, list_zoo_models
 from weightspace.data.dataset import DataConfig, ZooDataset
+from weightspace.downstream.probing import probe_scores
 from weightspace.representation import (
     AugmentConfig,
     EncoderConfig,
@@ -30,7 +31,6 @@ from weightspace.representation import (
     embed,
     fit,
     list_autoencoders,
-    probe_scores,
     reconstruction_r2,
 )
 from weightspace.representation.learner import reconstruction_target

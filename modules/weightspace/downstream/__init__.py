@@ -3,23 +3,25 @@
 ``evaluate`` fits probes (`RidgeProbe`, `LogisticProbe`, boosted trees) on
 feature sets (`RawWeights`, `LayerStatistics`, `Hyperparameters`, `Embedding`,
 `KernelPCAFeatures`, `UMAPFeatures`) for targets read from a zoo's samples
-table, and returns a tidy table; ``run_baselines`` runs the standard baseline
-suite and writes ``baseline_performance.json`` in the 2021 shape.
+table, and returns a tidy table; ``probe_scores`` scores an encoder that is
+training; ``run_baselines`` runs the standard baseline suite and writes
+``baseline_performance.json`` in the 2021 shape.
 """
 
 from weightspace.downstream.baselines import BaselineConfig, run_baselines
 from weightspace.downstream.evaluate import (ProbeWarning, evaluate, format_table, json_key, results_dict,
-                                             write_baseline_json, write_csv, write_results_json)
+                                             write_baseline_json, write_results_json)
 from weightspace.downstream.features import (Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics,
                                              RawWeights, UMAPFeatures)
+from weightspace.downstream.probing import SELECT_METRIC, probe_scores
 from weightspace.downstream.probes import (BoostedTreesClassifierProbe, BoostedTreesRegressorProbe, LogisticProbe,
                                            ProbeConfig, RidgeProbe, make_probe)
 from weightspace.downstream.targets import Target, derive_targets, score
 
 __all__ = [
     "BaselineConfig", "run_baselines",
-    "ProbeWarning", "evaluate", "format_table", "json_key", "results_dict", "write_baseline_json", "write_csv",
-    "write_results_json",
+    "ProbeWarning", "evaluate", "format_table", "json_key", "results_dict", "write_baseline_json",
+    "write_results_json", "SELECT_METRIC", "probe_scores",
     "Embedding", "Hyperparameters", "KernelPCAFeatures", "LayerStatistics", "RawWeights", "UMAPFeatures",
     "BoostedTreesClassifierProbe", "BoostedTreesRegressorProbe", "LogisticProbe", "ProbeConfig", "RidgeProbe",
     "make_probe",

@@ -39,7 +39,7 @@ from weightspace.io.atomic import atomic_file, write_json
 from weightspace.io.outputs import EXPERIMENT_FORMAT
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
 from weightspace.representation.config import EncoderConfig, HeadConfig, LearnerConfig, TrainConfig, config_to_dict
-from weightspace.representation.probing import SELECT_METRIC
+from weightspace.downstream.probing import SELECT_METRIC
 from weightspace.zoo.store import Zoo
 
 
@@ -275,7 +275,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     from weightspace.io.atomic import write_csv
     from weightspace.pipeline.tune import CHECKPOINT_FILE, run_tuner
     from weightspace.representation.learner import Learner
-    from weightspace.representation.probing import probe_scores
+    from weightspace.downstream.probing import probe_scores
     from weightspace.representation.registry import create_autoencoder
 
     out = Path(out_dir).resolve()

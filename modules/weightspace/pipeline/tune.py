@@ -29,7 +29,7 @@ from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.io.atomic import write_json
 from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn, Learner
-from weightspace.representation.probing import probe_scores
+from weightspace.downstream.probing import probe_scores
 from weightspace.zoo.store import Zoo
 
 CHECKPOINT_FILE = "learner.pt"

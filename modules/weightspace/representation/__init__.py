@@ -3,8 +3,8 @@
 from weightspace.representation.config import (
     AugmentConfig,
     EncoderConfig,
-    LearnerConfig,
     HeadConfig,
+    LearnerConfig,
     LossConfig,
     TrainConfig,
     config_from_dict,
@@ -13,12 +13,11 @@ from weightspace.representation.config import (
 from weightspace.representation.heads import ProjectionHead
 from weightspace.representation.learner import Learner, NonFiniteLossError, embed, fit, reconstruction_r2
 from weightspace.representation.losses import GammaLoss, NTXentLoss, PositiveContrastLoss, ReconstructionLoss
-from weightspace.representation.probing import probe_scores
 from weightspace.representation.registry import create_autoencoder, list_autoencoders
 
 __all__ = [
     "AugmentConfig", "EncoderConfig", "LearnerConfig", "HeadConfig", "LossConfig", "TrainConfig",
     "config_from_dict", "config_to_dict", "ProjectionHead", "Learner", "NonFiniteLossError", "embed", "fit",
     "reconstruction_r2", "GammaLoss", "NTXentLoss", "PositiveContrastLoss", "ReconstructionLoss",
-    "create_autoencoder", "list_autoencoders", "probe_scores",
+    "create_autoencoder", "list_autoencoders",
 ]

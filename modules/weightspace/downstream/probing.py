@@ -1,4 +1,4 @@
-"""Probe scores of a representation while it trains: an ``evaluate_fn`` over `weightspace.downstream`.
+"""Probe scores of a representation while it trains: an ``evaluate_fn`` for `representation.fit`.
 
 `fit` and the ray.tune trainable call ``evaluate_fn(model, datasets)`` after
 each evaluation; `probe_scores` builds one that embeds every split with the
@@ -17,8 +17,11 @@ import pandas as pd
 from torch import nn
 
 from weightspace.data.dataset import ZooDataset
+from weightspace.downstream.evaluate import ProbeWarning, evaluate
+from weightspace.downstream.features import Embedding
+from weightspace.downstream.probes import ProbeConfig
+from weightspace.downstream.targets import PRIMARY_METRIC
 from weightspace.representation.learner import EvaluateFn
-
 
 # the mean over targets of the linear probes' validation scores (R² or accuracy)
 SELECT_METRIC = "probe_mean_val"
@@ -45,11 +48,6 @@ def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = (
         ``evaluate_fn(model, datasets) -> dict``.
     """
     def evaluate_fn(model: nn.Module, datasets: Mapping[str, ZooDataset]) -> dict[str, float]:
-        # downstream sits above representation: imported here, when the scores are asked for; a failure
-        # stops the run (no silent fallback: checkpoint selection needs these scores)
-        from weightspace.downstream import Embedding, ProbeWarning, evaluate
-        from weightspace.downstream.probes import ProbeConfig
-        from weightspace.downstream.targets import PRIMARY_METRIC
         parts = [d for d in datasets.values() if len(d)]
         if not parts:
             return {}
