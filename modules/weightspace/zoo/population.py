@@ -10,6 +10,9 @@ keeps its own init seed, data order and dropout noise; learning rate and
 weight decay are per-model tensors. The optimizers reproduce ``torch.optim``
 (Adam, SGD with momentum, RMSprop) element for element, so a model trained in a
 population follows the trajectory it would follow alone.
+
+Written by hand rather than taken from ``torch.optim``: its optimizers take one learning rate and
+weight decay per parameter group, not one per model along a stacked axis.
 """
 
 from __future__ import annotations
