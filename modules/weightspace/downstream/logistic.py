@@ -55,36 +55,39 @@ def fit_logistic(Z: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, coef
     coef = np.zeros((d, k)) if coef is None else np.asarray(coef, dtype=np.float64)
     intercept = np.zeros(k) if intercept is None else np.asarray(intercept, dtype=np.float64)
     lam = 1.0 / (C * n)
+    Y = (y == 1).astype(np.float64)[:, None] if k == 1 else np.eye(k)[y]
+
+    def objective(W: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, float]:
+        """(loss, gradient in W, gradient in b, largest gradient entry) of the scikit-learn objective."""
+        raw = (Z @ W.astype(Z.dtype)).astype(np.float64) + b
+        loss, residual = _loss_residual(raw, Y)
+        grad_W = (Z.T @ (residual / n).astype(Z.dtype)).astype(np.float64) + lam * W
+        grad_b = residual.sum(axis=0) / n
+        return (loss + 0.5 * lam * float(np.sum(W * W)), grad_W, grad_b,
+                max(np.abs(grad_W).max(), np.abs(grad_b).max()))
+
+    if objective(coef, intercept)[3] <= tol:  # a warm start from a neighbouring C may already solve it
+        return coef, intercept, 0
     G = gram(Z) if gram_matrix is None else gram_matrix
     curvature = max(_MIN_CURVATURE, _mean_curvature(Z @ coef.astype(Z.dtype) + intercept))
     # the jitter keeps the factorization positive definite under rounding when lam is tiny (large C)
     jitter = _JITTER * curvature * float(np.mean(np.diag(G)))
     L = cholesky(curvature * G + (lam + jitter) * np.eye(d), lower=True)
-    Y = (y == 1).astype(np.float64)[:, None] if k == 1 else np.eye(k)[y]
     largest = [np.inf]  # the largest gradient entry at the last point evaluated
 
     def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return solve_triangular(L, x[:d * k].reshape(d, k), lower=True, trans="T"), x[d * k:]
 
     def loss_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
-        W, b = unpack(x)
-        raw = (Z @ W.astype(Z.dtype)).astype(np.float64) + b
-        loss, residual = _loss_residual(raw, Y)
-        grad_W = (Z.T @ (residual / n).astype(Z.dtype)).astype(np.float64) + lam * W
-        grad_b = residual.sum(axis=0) / n
-        largest[0] = max(np.abs(grad_W).max(), np.abs(grad_b).max())
-        return loss + 0.5 * lam * float(np.sum(W * W)), np.concatenate(
-            [solve_triangular(L, grad_W, lower=True).ravel(), grad_b])
+        loss, grad_W, grad_b, largest[0] = objective(*unpack(x))
+        return loss, np.concatenate([solve_triangular(L, grad_W, lower=True).ravel(), grad_b])
 
     def converged(intermediate_result) -> None:
         if largest[0] <= tol:
             raise StopIteration
 
-    x0 = np.concatenate([(L.T @ coef).ravel(), intercept])
-    loss_and_gradient(x0)
-    if largest[0] <= tol:  # the starting point already solves it (a warm start from a neighbouring C)
-        return coef, intercept, 0
-    result = optimize.minimize(loss_and_gradient, x0, jac=True, method="L-BFGS-B", callback=converged,
+    result = optimize.minimize(loss_and_gradient, np.concatenate([(L.T @ coef).ravel(), intercept]), jac=True,
+                               method="L-BFGS-B", callback=converged,
                                options={"maxiter": max_iter, "maxls": 50, "gtol": 0.0,
                                         "ftol": 64 * np.finfo(float).eps})
     W, b = unpack(result.x)
