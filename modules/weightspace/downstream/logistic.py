@@ -94,19 +94,23 @@ def fit_logistic(Z: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, coef
     return W, b, int(result.nit)
 
 
+def _probabilities(raw: np.ndarray) -> np.ndarray:
+    """Class probabilities of raw scores (n, k): the sigmoid for one column, else the softmax."""
+    if raw.shape[1] == 1:
+        return expit(raw)
+    return np.exp(raw - logsumexp(raw, axis=1, keepdims=True))
+
+
 def _loss_residual(raw: np.ndarray, Y: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean log-loss of raw scores (n, k) and its derivative per row (probability - label)."""
     if Y.shape[1] == 1:
         loss = -np.mean(Y[:, 0] * log_expit(raw[:, 0]) + (1 - Y[:, 0]) * log_expit(-raw[:, 0]))
-        return float(loss), expit(raw) - Y
-    lse = logsumexp(raw, axis=1, keepdims=True)
-    return float(np.mean(lse[:, 0] - np.sum(raw * Y, axis=1))), np.exp(raw - lse) - Y
+    else:
+        loss = np.mean(logsumexp(raw, axis=1) - np.sum(raw * Y, axis=1))
+    return float(loss), _probabilities(raw) - Y
 
 
 def _mean_curvature(raw: np.ndarray) -> float:
     """Mean over rows and classes of p (1 - p) at the raw scores: the Gauss-Newton weight of a row."""
-    if raw.shape[1] == 1:
-        p = expit(raw)
-    else:
-        p = np.exp(raw - logsumexp(raw, axis=1, keepdims=True))
+    p = _probabilities(raw)
     return float(np.mean(p * (1 - p)))

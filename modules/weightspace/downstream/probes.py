@@ -304,7 +304,7 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
             y_val = np.asarray(y_val)
             path = self._wide_path if Z.shape[1] >= PRECONDITIONED_FEATURES else self._sklearn_path
             best = None
-            for i, (C, model) in enumerate(zip(Cs, path(Z, y, Cs, classes))):
+            for i, (C, model) in enumerate(zip(Cs, path(Z, y, Cs))):
                 self.val_scores_[i] = np.mean(model.predict(Zv) == y_val)
                 if best is None or self.val_scores_[i] > self.val_scores_[best]:
                     best, self.classifier_ = i, copy.deepcopy(model)
@@ -320,15 +320,15 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         self.n_iter_ = int(np.max(self.classifier_.n_iter_))
         return self
 
-    def _sklearn_path(self, Z, y, Cs, classes):
+    def _sklearn_path(self, Z, y, Cs):
         """The fitted model at each C, ascending, each warm-started from the last (scikit-learn's lbfgs)."""
         model = LogisticRegression(max_iter=self.max_iter, warm_start=True)
         for C in Cs:
             yield model.set_params(C=C).fit(Z, y)
 
-    def _wide_path(self, Z, y, Cs, classes):
+    def _wide_path(self, Z, y, Cs):
         """As `_sklearn_path`, solved by `logistic.fit_logistic` (the same objective and stopping rule)."""
-        index = np.searchsorted(classes, y)
+        classes, index = np.unique(y, return_inverse=True)
         G, coef, intercept = gram(Z), None, None
         for C in Cs:
             coef, intercept, n_iter = fit_logistic(Z, index, len(classes), C, coef=coef, intercept=intercept,
