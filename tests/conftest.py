@@ -12,6 +12,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "float_equivalence: compares two floating-point computations of one result; "
                    "CI runs these at 1 and 2 threads (see .ci/run)")
+    config.addinivalue_line(
+        "markers", "cluster: starts a local multi-node ray cluster and an S3 server on 127.0.0.1 (about 3 minutes)")
     threads = os.environ.get(THREADS_ENV)
     if threads is None:
         return

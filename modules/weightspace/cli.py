@@ -299,6 +299,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
     parser.add_argument("--ray-timeout", type=_seconds, default=DEFAULT_RAY_TIMEOUT_S,
                         help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")
+    parser.add_argument("--storage", default=None, metavar="URI",
+                        help="where ray.tune keeps the run's results and checkpoints: a folder or a URI that "
+                             "pyarrow understands (file://, s3://bucket/prefix, gs://...); the run goes to "
+                             "<storage>/<output folder name>. On a cluster whose nodes share no disk, give one "
+                             "that every node reaches (default: <output folder>/tune)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     parser.add_argument("--overwrite", action="store_true", help="replace finished results in the output folder")
     parser.add_argument("--no-report", action="store_true", help="skip report.md and its figures")

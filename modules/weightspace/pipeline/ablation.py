@@ -11,8 +11,8 @@ entries at config keys. Two conveniences for ablations live here:
 - **smoke grids**: `shrink_search_space` keeps two trials of any grid.
 
 A grid's results are ``<out>/trials.csv`` (one row per trial: its flattened config
-and last metrics) and ``<out>/tune/experiment_config.json`` (the param_space,
-which names the axes). `ablation_summary` reads them from several grids and
+and last metrics) and the run's ``experiment_config.json`` (the param_space,
+which names the axes; in ``<out>/tune``, or under ``--storage``). `ablation_summary` reads them from several grids and
 `write_ablation_summary` writes the one table of a folder of grids.
 
 Nothing here imports ray: ``{"grid_search": values}`` is ray's own format.
@@ -146,7 +146,7 @@ def ablation_summary(out_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
     Args:
         out_dirs: output folders of grid experiments (each with ``trials.csv`` and
-            ``tune/experiment_config.json``); a row's ``ablation`` is its folder's name.
+            ``experiment_config.json`` in their ray.tune run); a row's ``ablation`` is its folder's name.
 
     Returns:
         columns ``ablation``, ``trial``, ``axes`` (the keys its grid varies, comma separated), the
@@ -164,8 +164,7 @@ def ablation_summary(out_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
             raise FileNotFoundError(f"'{trials_csv}' is missing: '{out}' holds no finished grid; run its "
                                     "ablation script (or rerun it with --resume)")
         trials = pd.read_csv(trials_csv)
-        config_json = out / "tune" / "experiment_config.json"
-        axes = grid_axes(json.loads(config_json.read_text())["config"]) if config_json.is_file() else []
+        axes = grid_axes(_tune_config(out).get("config", {}))
         all_axes += [a for a in axes if a not in all_axes]
         part = trials.assign(ablation=out.name, trial=range(len(trials)), axes=", ".join(axes))
         if "training_iteration" in part:
@@ -178,6 +177,19 @@ def ablation_summary(out_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
         return pd.DataFrame(columns=columns)
     table = pd.concat(parts, ignore_index=True)
     return table.reindex(columns=columns)
+
+
+def _tune_config(out: Path) -> dict:
+    """The param_space record of a grid's ray.tune run ({} when it is gone): at the location its
+    experiment.json names (a folder or a ``--storage`` URI), else ``<out>/tune``."""
+    from weightspace.pipeline import storage
+
+    record = out / "experiment.json"
+    run = json.loads(record.read_text()).get("tune") if record.is_file() else None
+    try:
+        return storage.read_json(storage.join(run or out / "tune", storage.CONFIG_FILE))
+    except (OSError, ValueError):  # not there (any more)
+        return {}
 
 
 def summary_markdown(table: pd.DataFrame) -> str:

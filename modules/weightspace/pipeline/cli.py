@@ -19,7 +19,8 @@ from weightspace.cli import add_run_options
 from weightspace.cli_errors import report_error
 from weightspace.devices import resolve_device
 from weightspace.io.atomic import write_json
-from weightspace.io.outputs import EXPERIMENT_FORMAT, OutputExistsError, check_replaceable, output_lock
+from weightspace.io.outputs import EXPERIMENT_FORMAT, OutputError, OutputExistsError, check_replaceable, output_lock
+from weightspace.pipeline import storage
 from weightspace.pipeline.cluster import connect_ray
 from weightspace.pipeline.experiment import (
     Experiment,
@@ -28,6 +29,7 @@ from weightspace.pipeline.experiment import (
     experiment_split,
     find_zoo,
     train_representation,
+    tune_run,
     write_experiment_json,
 )
 from weightspace.zoo.store import Zoo
@@ -120,10 +122,11 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
                 _start_ray(args)
                 cpus, gpus = _resources(args, experiment)
                 train_representation(experiment, zoo, out, resume=args.resume, cpus_per_trial=cpus,
-                                     gpus_per_trial=gpus, device=args.device,
+                                     gpus_per_trial=gpus, device=args.device, storage=args.storage,
                                      verbose=0 if args.smoke_test else 1, model_split=split)
             timings["representation_s"] = round(t.seconds, 1)
-        write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings)
+        write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings,
+                              tune=storage.join(*tune_run(out, args.storage)) if step == "representation" else None)
         if grid and step == "representation":
             from weightspace.pipeline.ablation import write_ablation_summary
 
@@ -149,14 +152,22 @@ def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: b
         raise OutputExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
                                 "(--resume continues only an unfinished run) or choose another output folder "
                                 "(--output-dir; `weightspace run`: --out)")
-    if step == "representation" and (out / "tune").exists() and not (args.resume or args.overwrite):
-        raise FileExistsError(f"'{out / 'tune'}' holds an unfinished run; pass --resume to continue it or "
+    run = storage.join(*tune_run(out, getattr(args, "storage", None)))  # <out>/tune, or under --storage
+    if step == "representation" and storage.exists(run) and not (args.resume or args.overwrite):
+        raise FileExistsError(f"'{run}' holds an unfinished run; pass --resume to continue it or "
                               "--overwrite to start over")
-    if args.overwrite and not args.resume and os.path.lexists(out / "tune"):
-        import shutil
+    if args.overwrite and not args.resume and storage.exists(run):
+        if not storage.is_uri(run):
+            import shutil
 
-        check_replaceable(out / "tune", accept=("ray.tune run",))
-        shutil.rmtree(out / "tune")
+            check_replaceable(run, accept=("ray.tune run",))
+            shutil.rmtree(run)
+        elif storage.is_tune_run(run):
+            storage.delete(run)
+        else:
+            raise OutputError(f"refusing to replace '{run}': it is not a ray.tune run of weightspace (no "
+                              f"{storage.TUNER_FILE} or {storage.CONFIG_FILE}); choose another --storage or "
+                              "output folder")
 
 
 def _mark_output_dir(out: Path, experiment: Experiment) -> None:
@@ -173,15 +184,18 @@ def _start_ray(args: argparse.Namespace) -> None:
     if args.ray_address:
         connect_ray(args.ray_address, timeout_s=args.ray_timeout)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=not args.smoke_test)
+        # "local": a new instance here, never a cluster that `ray start` left running on this machine
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=not args.smoke_test)
 
 
 def _resources(args: argparse.Namespace, experiment: Experiment) -> tuple[float, float]:
-    """(CPUs, GPUs) per trial from what the ray cluster has: one trial takes everything, a grid shares it."""
+    """(CPUs, GPUs) per trial from what the ray cluster has: one trial takes the largest node (a trial runs
+    on one node), a grid gives each trial one CPU."""
     import ray
 
-    total = ray.cluster_resources()
-    cpus, gpus = max(1.0, total.get("CPU", 1.0)), total.get("GPU", 0.0)
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    cpus = max(1.0, max((node.get("CPU", 0.0) for node in nodes), default=1.0))
+    gpus = max((node.get("GPU", 0.0) for node in nodes), default=0.0)
     if args.device == "cpu":
         gpus = 0.0
     if experiment.search_space:

@@ -4,7 +4,9 @@ An edge helper like `weightspace.cli`: the library never calls ``ray.init``. Wit
 ``ray.init(address=...)`` on a dead address retries for more than seven minutes
 (20 attempts of 5 + 5 + 20 s). A plain TCP connection first answers the common cases
 (nothing listening, unknown host, unreachable network) at once; ray's own connection
-settings then bound the wait on something that listens but does not answer as ray.
+settings then bound the wait on something that listens but does not answer as ray. A
+cluster that refuses this process's token (or its lack of one) looks to ray like one that
+does not answer, so that message also says how to pass the token.
 """
 
 from __future__ import annotations
@@ -45,8 +47,11 @@ def connect_ray(address: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **init_kw
 
             ray.init(address=address, **init_kwargs)
     except (ConnectionError, TimeoutError) as err:
+        auth = ("; if the cluster uses token authentication (ray's default for new clusters), give this process "
+                "its token: RAY_AUTH_TOKEN=<the output of `ray get-auth-token` on the head> or RAY_AUTH_TOKEN_PATH"
+                "=<a file holding it>, with RAY_AUTH_MODE=token") if endpoint is not None else ""
         raise ClusterError(f"cannot connect to the ray cluster at '{address}' within about {timeout_s:g} s "
-                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); {hint}") from None
+                           f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); {hint}{auth}") from None
 
 
 def _endpoint(address: str) -> tuple[str, int] | None:

@@ -262,11 +262,14 @@ def compute_baselines(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLi
 # --------------------------------------------------------- representation
 def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike, *, resume: bool = True,
                          cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, device: str = "auto",
-                         verbose: int = 1, model_split: ModelSplit | None = None) -> pd.DataFrame:
+                         verbose: int = 1, model_split: ModelSplit | None = None,
+                         storage: str | None = None, trial_resources: dict[str, float] | None = None) -> pd.DataFrame:
     """Train the representation with ray.tune, then embed the zoo, project it to 2-D and probe it.
 
     One split by model (`model_split`, default `experiment_split`) serves the encoder's training,
-    the probes during training and the final probes of the embedding.
+    the probes during training and the final probes of the embedding. The ray.tune run lives where
+    `tune_run` says (``<out_dir>/tune``, or ``<storage>/<out_dir's name>`` for a folder or URI that
+    every node of a cluster reaches); trials get the zoo through ray's object store.
 
     Returns:
         the tidy results table (feature set "embedding", linear and boosted-tree probes).
@@ -287,11 +290,11 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     config.train.device = device
     targets = experiment.targets
     split = model_split or experiment_split(experiment, zoo)
-    grid = run_tuner(config, name="tune", storage_path=out, iterations=experiment.iterations,
+    storage_path, name = tune_run(out, storage)
+    grid = run_tuner(config, name=name, storage_path=storage_path, iterations=experiment.iterations,
                      search_space=resolve_search_space(experiment.search_space, config_to_dict(config)),
-                     cpus_per_trial=cpus_per_trial,
-                     gpus_per_trial=gpus_per_trial, resume=resume, verbose=verbose,
-                     evaluate_fn=probe_scores(targets),
+                     cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, trial_resources=trial_resources,
+                     resume=resume, verbose=verbose, evaluate_fn=probe_scores(targets), zoo=zoo,
                      model_split=None if "data" in (experiment.search_space or {}) else split)
     errors = [r for r in grid if r.error]
     if errors:
@@ -302,7 +305,8 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     history = result.metrics_dataframe
     write_csv(history, out / "history.csv")
     checkpoint, iteration, selected_by = selected_checkpoint(result, experiment.select)
-    learner = Learner(config, zoo.layout, device="cpu").load(Path(checkpoint.path) / CHECKPOINT_FILE)
+    with checkpoint.as_directory() as folder:  # fetched when the run lives in remote storage
+        learner = Learner(config, zoo.layout, device="cpu").load(Path(folder) / CHECKPOINT_FILE)
     table, no_umap = _embed_and_probe(learner.model, select_epochs(zoo, experiment.zoo_epochs), split, out,
                                       targets=targets, umap=experiment.umap_projection,
                                       batch_size=config.train.eval_batch_size)
@@ -314,6 +318,16 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
         extra["projection_note"] = no_umap  # why embedding_2d.csv holds no UMAP projection
     write_results_json(table, out / "results.json", extra=extra)
     return table
+
+
+def tune_run(out_dir: str | os.PathLike, storage: str | None = None) -> tuple[str, str]:
+    """(storage path, run name) of an experiment's ray.tune run: ``<out_dir>/tune`` by default, else
+    ``<storage>/<out_dir's name>`` (`storage`: a folder or a URI, see `weightspace.pipeline.storage`).
+    ``storage.join(*tune_run(...))`` is the run's location."""
+    from weightspace.pipeline import storage as storage_
+
+    out = Path(out_dir).resolve()
+    return (str(out), "tune") if storage is None else (storage_.normalize(storage), out.name)
 
 
 def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, umap: bool,
@@ -383,8 +397,9 @@ def summarize_trials(grid, out: Path) -> pd.DataFrame:
 
 
 def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *, zoo: Zoo, source: str,
-                          timings: Mapping[str, float]) -> Path:
-    """Record the resolved experiment (config, zoo source, timings) beside its results."""
+                          timings: Mapping[str, float], tune: str | None = None) -> Path:
+    """Record the resolved experiment (config, zoo source, timings, where its ray.tune run lives) beside its
+    results."""
     out = Path(out_dir)
     path = out / "experiment.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
@@ -400,6 +415,8 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
         "timings": {**previous.get("timings", {}), **dict(timings)},
         "notes": experiment.notes,
     }
+    if tune or "tune" in previous:
+        data["tune"] = tune or previous["tune"]  # the ray.tune run: results, checkpoints, what --resume reads
     return write_json(path, data)
 
 

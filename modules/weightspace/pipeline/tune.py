@@ -1,7 +1,10 @@
 """ray.tune around the representation learner: a `Trainable` and `run_tuner`.
 
 ray is imported here and nowhere else in the library (``import weightspace``
-never loads it). Configs cross the ray boundary as the nested dict of
+never loads it). Trials read no file of the driver: the zoo travels to them through ray's object
+store (`tune.with_parameters`), and results and checkpoints go to the run's storage, a local folder
+or a URI (`weightspace.pipeline.storage`), so a trial on a node that cannot see the driver's disk
+runs the same. Configs cross the ray boundary as the nested dict of
 `config_to_dict` (the ``param_space``; search spaces sit at the same nested
 keys) and are rebuilt with `config_from_dict` inside the trial, which rejects
 unknown keys. The library never calls ``ray.init``; the script does, or
@@ -17,16 +20,18 @@ and generator states, so a restored trial continues exactly where it stopped.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 import torch
 from ray import tune
 
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.io.atomic import write_json
+from weightspace.pipeline import storage
 from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn, Learner
 from weightspace.downstream.probing import probe_scores
@@ -36,21 +41,24 @@ CHECKPOINT_FILE = "learner.pt"
 
 
 class WeightspaceTrainable(tune.Trainable):
-    """One trial: a `Learner` over the splits of the zoo named in ``config["data"]["path"]``.
+    """One trial: a `Learner` over the splits of a zoo.
 
+    `zoo` is the zoo itself, handed over by `run_tuner` through ray's object store; None: the trial
+    loads the zoo named in ``config["data"]["path"]`` (which then must be readable where it runs).
     `model_split` is the zoo's split, drawn once by `run_tuner` and shared by every trial; None: drawn
     here over all rows of the zoo with ``config["data"]``'s fractions and seed.
     """
 
-    def setup(self, config: dict, evaluate_fn: EvaluateFn | None = None, model_split: ModelSplit | None = None) -> None:
+    def setup(self, config: dict, evaluate_fn: EvaluateFn | None = None, model_split: ModelSplit | None = None,
+              zoo: Zoo | None = None) -> None:
         self.learner_config = config_from_dict(LearnerConfig, config)
-        if not Path(self.learner_config.data.path).is_absolute():
+        if zoo is None and not Path(self.learner_config.data.path).is_absolute():
             raise ValueError(f"data.path {self.learner_config.data.path!r} must be absolute inside a ray trial "
                              "(trials run in their own directory); run_tuner resolves it for you")
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         if cpus:
             torch.set_num_threads(max(1, int(cpus)))
-        self.datasets = ZooDataset.splits(self.learner_config.data, model_split=model_split)
+        self.datasets = ZooDataset.splits(self.learner_config.data, zoo, model_split=model_split)
         if "train" not in self.datasets:
             raise ValueError(f"the zoo at {self.learner_config.data.path} has no training samples with {self.learner_config.data}")
         self.learner = Learner(self.learner_config, self.datasets["train"].layout)
@@ -97,21 +105,26 @@ def _is_search(value: dict) -> bool:
 
 def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, iterations: int,
               search_space: dict | None = None, num_samples: int = 1, cpus_per_trial: float = 1.0,
-              gpus_per_trial: float = 0.0, checkpoint_frequency: int = 1, num_to_keep: int | None = None,
+              gpus_per_trial: float = 0.0, trial_resources: dict[str, float] | None = None,
+              checkpoint_frequency: int = 1, num_to_keep: int | None = None,
               metric: str | None = None, mode: str = "min", max_failures: int = 0,
               evaluate_fn: EvaluateFn | None = probe_scores(), model_split: ModelSplit | None = None,
-              trainable: type[WeightspaceTrainable] = WeightspaceTrainable, resume: bool = True,
-              verbose: int = 1) -> tune.ResultGrid:
+              zoo: Zoo | None = None, trainable: type[WeightspaceTrainable] = WeightspaceTrainable,
+              resume: bool = True, verbose: int = 1) -> tune.ResultGrid:
     """Run (or continue) a tune experiment of the representation learner.
 
     Args:
         config: the base configuration; ``config.data.path`` is made absolute.
         name: experiment name; results go to ``<storage_path>/<name>``.
-        storage_path: where experiments live; made absolute.
+        storage_path: where experiments live: a local folder (made absolute) or a URI that ``pyarrow.fs``
+            understands (``file://``, ``s3://``, ``gs://``; passed to ray unchanged, query included).
+            On a cluster whose nodes share no disk it must be a location every node reaches.
         iterations: tune iterations per trial (each ``config.train.epochs_per_step`` epochs).
         search_space: nested dict of ray search objects at config keys, e.g.
             ``{"loss": {"gamma": tune.grid_search([0.0, 0.5, 1.0])}}``.
         cpus_per_trial, gpus_per_trial: resources per trial (fractions of a GPU allowed).
+        trial_resources: custom ray resources per trial, e.g. ``{"trainer": 1}`` to place trials only on
+            nodes started with ``--resources '{"trainer": N}'``.
         checkpoint_frequency: checkpoint every this many iterations (and at the end).
         metric, mode: what "best" means for checkpoints kept and ``ResultGrid.get_best_result``;
             default ``loss_val``, none without a val split (then `num_to_keep` keeps the latest
@@ -121,6 +134,9 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
         model_split: the zoo's split by model (`ModelSplit.of_zoo`), shared by every trial; None: drawn
             here, once, over all rows of the zoo with ``config.data``'s fractions and seed. Trials of a
             search space over ``data`` draw their own.
+        zoo: the zoo at ``config.data.path``, if the caller has it open; None: loaded here. Either way it
+            reaches the trials through ray's object store (once per node), never through the driver's
+            files; only a search space over ``data.path`` leaves each trial to load its own zoo.
         trainable: a `WeightspaceTrainable` subclass.
         resume: if ``<storage_path>/<name>`` holds an interrupted run, continue it with
             `Tuner.restore` (unfinished and errored trials resume from their last checkpoint).
@@ -128,7 +144,7 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
     Returns:
         the `ResultGrid`.
     """
-    storage = Path(storage_path).expanduser().resolve()
+    storage_path = storage.normalize(storage_path)
     config = copy.deepcopy(config)
     config.data.path = str(Path(config.data.path).expanduser().resolve())
     if metric is None:
@@ -136,16 +152,20 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
     elif names_test_split(metric):
         raise ValueError(f"metric {metric!r} is measured on the test split, and nothing may be chosen on it; "
                          "pass a validation metric such as 'loss_val', or give DataConfig.fractions a val share")
+    own_zoos = "path" in (search_space or {}).get("data", {})  # each trial loads the zoo its config names
+    if not own_zoos:
+        zoo = shipped(zoo if zoo is not None else Zoo.load(config.data.path))
     if "data" in (search_space or {}):
         if model_split is not None:
             raise ValueError("a search space over 'data' draws a split per trial; pass model_split=None")
     elif model_split is None:
-        model_split = ModelSplit.of_zoo(Zoo.load(config.data.path), config.data.fractions, config.data.seed)
-    wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn, model_split=model_split),
-                                  {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    experiment_dir = storage / name
-    if resume and tune.Tuner.can_restore(str(experiment_dir)):
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable=wrapped, resume_unfinished=True, resume_errored=True)
+        model_split = ModelSplit.of_zoo(zoo, config.data.fractions, config.data.seed)
+    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial, **(trial_resources or {})}
+    wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn, model_split=model_split,
+                                                       zoo=None if own_zoos else zoo), resources)
+    experiment_dir = storage.join(storage_path, name)
+    if resume and tune.Tuner.can_restore(experiment_dir):
+        tuner = tune.Tuner.restore(experiment_dir, trainable=wrapped, resume_unfinished=True, resume_errored=True)
     else:
         param_space = merge_search_space(config_to_dict(config), search_space)
         tuner = tune.Tuner(
@@ -154,7 +174,7 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
             tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
             run_config=tune.RunConfig(
                 name=name,
-                storage_path=str(storage),
+                storage_path=storage_path,
                 stop={"training_iteration": iterations},
                 checkpoint_config=tune.CheckpointConfig(
                     checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
@@ -163,6 +183,12 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
                 verbose=verbose,
             ),
         )
-        experiment_dir.mkdir(parents=True, exist_ok=True)
-        write_json(experiment_dir / "experiment_config.json", {"config": param_space, "iterations": iterations})
+        storage.write_json(storage.join(experiment_dir, storage.CONFIG_FILE),
+                           {"config": param_space, "iterations": iterations})
     return tuner.fit()
+
+
+def shipped(zoo: Zoo) -> Zoo:
+    """`zoo` as it travels to trials: its weights a plain array (a memory-mapped file's pages are copied
+    into the object store once; the trial holds no handle on the driver's file)."""
+    return dataclasses.replace(zoo, weights=np.asarray(zoo.weights))

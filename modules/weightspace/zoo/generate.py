@@ -174,7 +174,8 @@ def _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address) -> 
         if ray_address:
             ray.init(address=ray_address, log_to_driver=False)
         else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            # "local": a new instance, never a cluster that `ray start` left running on this machine
+            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     gpu_fraction = min(1.0, gpus / cpus) if gpus else 0
