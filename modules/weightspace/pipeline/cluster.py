@@ -47,7 +47,7 @@ def connect_ray(address: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **init_kw
 
             ray.init(address=address, **init_kwargs)
     except (ConnectionError, TimeoutError) as err:
-        auth = ("; if the cluster uses token authentication (ray's default for new clusters), give this process "
+        auth = ("; if the cluster uses ray's token authentication, give this process "
                 "its token: RAY_AUTH_TOKEN=<the output of `ray get-auth-token` on the head> or RAY_AUTH_TOKEN_PATH"
                 "=<a file holding it>, with RAY_AUTH_MODE=token") if endpoint is not None else ""
         raise ClusterError(f"cannot connect to the ray cluster at '{address}' within about {timeout_s:g} s "
