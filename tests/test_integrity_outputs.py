@@ -101,6 +101,30 @@ def test_experiment_refuses_a_foreign_output_dir_and_resume_of_a_finished_run(tm
     assert (done / "tune" / "keep.txt").exists()
 
 
+def test_a_run_under_a_storage_uri_is_refused_replaced_or_kept_like_a_local_one(tmp_path):
+    from weightspace.pipeline.cli import _refuse_overwrite
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "experiment.json").write_text(json.dumps({"format": "weightspace-experiment", "name": "t"}))
+    uri = f"file://{tmp_path / 'bucket'}"
+    run = tmp_path / "bucket" / "out"  # <storage>/<output folder name>
+    run.mkdir(parents=True)
+    (run / "tuner.pkl").write_bytes(b"ray's")
+    fresh = argparse.Namespace(overwrite=False, resume=False, storage=uri)
+    with pytest.raises(FileExistsError, match="--resume"):  # an unfinished run in the storage
+        _refuse_overwrite(out, "representation", fresh)
+    _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=False, resume=True, storage=uri))
+    assert (run / "tuner.pkl").exists()  # --resume keeps it
+    _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=True, resume=False, storage=uri))
+    assert not run.exists()  # --overwrite deletes it
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not a ray.tune run"):  # and only a ray.tune run
+        _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=True, resume=False, storage=uri))
+    assert (run / "keep.txt").exists()
+
+
 # ------------------------------------------------------------------- the lock
 def test_a_second_run_on_a_locked_output_refuses_and_writes_nothing(tmp_path):
     fcntl = pytest.importorskip("fcntl")
