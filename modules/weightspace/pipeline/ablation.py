@@ -11,9 +11,10 @@ entries at config keys. Two conveniences for ablations live here:
 - **smoke grids**: `shrink_search_space` keeps two trials of any grid.
 
 A grid's results are ``<out>/trials.csv`` (one row per trial: its flattened config
-and last metrics) and the run's ``experiment_config.json`` (the param_space,
-which names the axes; in ``<out>/tune``, or under ``--storage``). `ablation_summary` reads them from several grids and
-`write_ablation_summary` writes the one table of a folder of grids.
+and last metrics) and the run's ``experiment_config.json`` (the param_space, which
+names the axes; in ``<out>/tune``, or under ``--storage``). `ablation_summary` reads
+them from several grids and `write_ablation_summary` writes the one table of a
+folder of grids.
 
 Nothing here imports ray: ``{"grid_search": values}`` is ray's own format.
 """
