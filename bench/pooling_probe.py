@@ -1,0 +1,97 @@
+"""Research probe (issue 13): other poolings in `neuron_set`'s readout, judged at random initialisation.
+
+Training adds little to `neuron_set` (see the quality table): its readout carries the result. So a
+readout can be judged without training: the folder's `neuron_set` encoder is built at random
+initialisation (its input standardisation fitted on the training split, as in training), and its
+embedding is recomputed with other poolings over each hidden layer's neurons, beside the default
+mean / max / min:
+
+- ``median``, ``quartiles``, ``deciles`` (0.1 and 0.9): quantiles of the per-neuron features and of
+  the standardised tokens;
+- ``log``: the default, plus mean / max / min of log(|entry| + 1e-4) of the raw (unstandardised)
+  token entries, where the tails of the weights sit on a scale a linear probe can use.
+
+Prints the linear probes' validation R² per target and its mean, averaged over `--seeds` random
+initialisations; nothing is chosen on the test split, which it does not print.
+
+    python bench/pooling_probe.py --zoo tetris_seed --datasets DIR     # about 4 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from representation_quality import ROOT, embedding_scores, encoders_of, zoo_data
+
+from weightspace.downstream.evaluate import ProbeWarning
+from weightspace.representation import Learner
+
+VARIANTS = {"mean/max/min": (), "median": (0.5,), "quartiles": (0.25, 0.5, 0.75), "deciles": (0.1, 0.9),
+            "log": "log"}
+
+
+def pool(x: torch.Tensor, quantiles: tuple[float, ...]) -> torch.Tensor:
+    """Mean, max, min (and `quantiles`) over the neurons (dim 1) of ``(B, n, F)``."""
+    parts = [x.mean(1), x.amax(1), x.amin(1)]
+    if quantiles:
+        parts += list(torch.quantile(x.float(), torch.tensor(quantiles), dim=1))
+    return torch.cat(parts, dim=-1)
+
+
+@torch.no_grad()
+def embed_with(model, x: torch.Tensor, variant) -> torch.Tensor:
+    """`NeuronSetEncoder.encode` (latent_dim 0) with the pooling of `variant`."""
+    quantiles = () if variant == "log" else variant
+    feats = []
+    for i, (tokens, phi) in enumerate(zip(model.tokens, model.phi)):
+        raw = tokens(x)
+        tok = (raw - getattr(model, f"shift_{i}")) / getattr(model, f"scale_{i}")
+        feats.append(pool(phi(tok), quantiles))
+        if model.skip:
+            feats.append(pool(tok, quantiles))
+        if variant == "log":
+            feats.append(pool(torch.log(raw.abs() + 1e-4), ()))
+    feats.append(x[:, model.out_bias])
+    return torch.cat(feats, dim=1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zoo", required=True, help="an offline zoo of the quality table (tetris_seed, ...)")
+    parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
+    parser.add_argument("--seeds", type=int, default=2, help="random initialisations to average")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ProbeWarning)
+
+    data, targets = zoo_data(args.zoo, args.datasets, smoke=False)
+    encoder = next(e for e in encoders_of(args.zoo) if e.name == "neuron_set")
+    every = torch.cat([d.weights for d in data.values()])
+    rows = []
+    for seed in range(args.seeds):
+        config = copy.deepcopy(encoder.config)
+        config.train = replace(config.train, seed=seed, device="cpu")
+        model = Learner(config, data["train"].layout).model.eval()
+        model.fit_input_scale(data["train"].weights)
+        for name in args.variants:
+            z = torch.cat([embed_with(model, every[i:i + 500], VARIANTS[name]) for i in range(0, len(every), 500)])
+            table = embedding_scores(name, z.numpy(), data, targets)
+            table = table[table.split == "val"]
+            rows += [{"variant": name, "width": z.shape[1], "seed": seed, "target": r.target, "val": r.value}
+                     for r in table.itertuples()]
+            print(f"seed {seed}, {name} ({z.shape[1]} numbers): "
+                  + ", ".join(f"{r.target} {r.value:.3f}" for r in table.itertuples()), flush=True)
+    result = pd.DataFrame(rows).pivot_table(index="variant", columns="target", values="val", aggfunc="mean")
+    result["mean"] = result.mean(axis=1)
+    print(f"\n{args.zoo}: validation R² (accuracy for classes), mean over {args.seeds} random initialisations")
+    print(result.reindex(args.variants).round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
