@@ -4,7 +4,7 @@
 that runs a trial pulls one copy into its own store, and every trial on that node reads that copy
 without copying it again (until it cuts its split out). This measures that on a three-node
 `ray.cluster_utils.Cluster` on 127.0.0.1 (a 1-CPU head for the driver, two workers with N CPUs each,
-trials only on the workers) for a grid of zoo sizes and trial counts. Trials build their datasets as
+trials only on the workers; a fresh cluster for every row) for a grid of zoo sizes and trial counts. Trials build their datasets as
 in training and report, instead of training, their memory; so the table is the cost of delivery,
 not of learning.
 
@@ -14,7 +14,7 @@ object store lives there on one machine, so this is all stores together), and th
 the zoo's size (about the number of copies held); a trial's mean resident memory; and wall time
 (noisy: one run per row, on a machine shared with nothing else only if you make it so).
 
-    python bench/cluster_scale.py                            # 3 zoo sizes x 1, 4, 8 trials
+    python bench/cluster_scale.py                            # 3 zoo sizes x 1, 4, 8 trials: 3 min on 2 cores
     python bench/cluster_scale.py --sizes 16 --trials 1 2    # one quick row pair
 """
 
@@ -26,7 +26,9 @@ import tempfile
 import threading
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -107,14 +109,38 @@ def measure(zoo: Zoo, trials: int, root: Path, *, cpus_per_node: int) -> dict:
                          cpus_per_trial=1, trial_resources={"trainer": 1 / cpus_per_node}, resume=False, verbose=0)
         seconds = time.perf_counter() - start
     metrics = [r.metrics for r in grid if not r.error]
-    failed = [str(r.error).splitlines()[0] for r in grid if r.error]  # e.g. killed by ray's memory monitor
+    failed = [_reason(r.error) for r in grid if r.error]  # e.g. killed by ray's memory monitor
     zoo_mib = zoo.weights.nbytes / MIB
     shm_mib = (peaks.shm - peaks.shm0) / MIB
     return {"zoo MiB": round(zoo_mib, 1), "trials": trials, "nodes used": len({m["node"] for m in metrics}),
             "driver peak +MiB": round((peaks.rss - peaks.rss0) / MIB, 1),
             "object stores peak +MiB": round(shm_mib, 1), "copies": round(shm_mib / zoo_mib, 2),
             "trial RSS MiB": round(float(np.mean([m["trial_rss_mib"] for m in metrics])), 1) if metrics else None,
-            "seconds": round(seconds, 1), "failed": len(failed), "first failure": failed[0][:80] if failed else ""}
+            "seconds": round(seconds, 1), "failed": len(failed), "first failure": failed[0][:120] if failed else ""}
+
+
+def _reason(error: BaseException) -> str:
+    """The line of a trial's error that says why it failed (ray prefixes tracebacks and failure counters)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "Error" in line or "memory" in line.lower()]
+    return (named or lines or [type(error).__name__])[-1]
+
+
+@contextmanager
+def local_cluster(store_bytes: int, cpus_per_node: int) -> Iterator[None]:
+    """A head (1 CPU, the driver's node) and two workers (`cpus_per_node` CPUs and one "trainer" each) on
+    127.0.0.1, this process connected as the driver."""
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                           "object_store_memory": store_bytes})
+    try:
+        for _ in range(2):
+            nodes.add_node(num_cpus=cpus_per_node, resources={"trainer": 1}, object_store_memory=store_bytes)
+        nodes.wait_for_nodes()
+        ray.init(address=nodes.address, log_to_driver=False)
+        yield
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
 
 
 def main() -> None:
@@ -126,24 +152,16 @@ def main() -> None:
     args = parser.parse_args()
 
     store = int(max(args.sizes) * 3 * MIB) + 256 * MIB
-    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
-                                                           "object_store_memory": store})
     rows = []
-    try:
-        for _ in range(2):
-            nodes.add_node(num_cpus=args.cpus_per_node, resources={"trainer": 1}, object_store_memory=store)
-        nodes.wait_for_nodes()
-        ray.init(address=nodes.address, log_to_driver=False)
-        with tempfile.TemporaryDirectory() as tmp:
-            for mib in args.sizes:
-                zoo = synthetic_zoo(mib)
-                for trials in args.trials:
+    with tempfile.TemporaryDirectory() as tmp:
+        for mib in args.sizes:
+            zoo = synthetic_zoo(mib)
+            for trials in args.trials:
+                # a fresh cluster per row: no object of an earlier row is left in a store or mapped by the driver
+                with local_cluster(store, args.cpus_per_node):
                     rows.append(measure(zoo, trials, Path(tmp), cpus_per_node=args.cpus_per_node))
-                    print(rows[-1], flush=True)
-                del zoo
-    finally:
-        ray.shutdown()
-        nodes.shutdown()
+                print(rows[-1], flush=True)
+            del zoo
     table = pd.DataFrame(rows)
     print(table.to_markdown(index=False))
     if args.out:
