@@ -4,9 +4,9 @@
 that runs a trial pulls one copy into its own store, and every trial on that node reads that copy
 without copying it again (until it cuts its split out). This measures that on a three-node
 `ray.cluster_utils.Cluster` on 127.0.0.1 (a 1-CPU head for the driver, two workers with N CPUs each,
-trials only on the workers; a fresh cluster for every row) for a grid of zoo sizes and trial counts. Trials build their datasets as
-in training and report, instead of training, their memory; so the table is the cost of delivery,
-not of learning.
+trials only on the workers; a fresh cluster for every row) for a grid of zoo sizes and trial
+counts. Trials build their datasets as in training and report, instead of training, their memory;
+so the table is the cost of delivery, not of learning.
 
 Columns: the zoo's weights in MiB, trials, the nodes that ran them, the driver's peak resident memory
 above its level before the run, the peak of /dev/shm in use above its level before (every node's

@@ -159,7 +159,8 @@ def test_trials_on_another_node_run_without_the_drivers_zoo_folder(driver, tmp_p
     torch.set_num_threads(1)  # as the trial, which takes its one assigned CPU
     try:
         for _ in range(2):
-            expected.append(learner.train_epoch(datasets["train"]) | learner.evaluate(datasets, loss_splits=["val", "test"]))
+            row = learner.train_epoch(datasets["train"])
+            expected.append(row | learner.evaluate(datasets, loss_splits=["val", "test"]))
     finally:
         torch.set_num_threads(threads)
     history = result.metrics_dataframe

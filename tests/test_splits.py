@@ -34,6 +34,8 @@ def drop_rows(zoo: Zoo, drop: np.ndarray) -> Zoo:
 # ------------------------------------------------------- the pipeline of an experiment
 def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder_training(tmp_path, monkeypatch):
     import weightspace.pipeline.tune
+    from ray.train import Checkpoint
+
     from weightspace.representation.config import config_to_dict
 
     full = make_zoo()
@@ -54,14 +56,14 @@ def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder
 
     def run_tuner(config, *, storage_path, **kwargs):  # one trial of the real trainable, without ray
         trial = object.__new__(weightspace.pipeline.tune.WeightspaceTrainable)
-        trial.setup(config_to_dict(config), **{k: kwargs[k] for k in ("model_split",) if k in kwargs})
+        trial.setup(config_to_dict(config), **{k: kwargs[k] for k in ("model_split", "zoo") if k in kwargs})
         encoder.update({s: set(d.properties["model_id"]) for s, d in trial.datasets.items()})
         checkpoint = tmp_path / "checkpoint"
         checkpoint.mkdir()
         trial.save_checkpoint(str(checkpoint))
         return [SimpleNamespace(error=None, metrics_dataframe=pd.DataFrame({"training_iteration": [1]}),
-                                checkpoint=SimpleNamespace(path=str(checkpoint)), metrics={"training_iteration": 1},
-                                best_checkpoints=[])]
+                                checkpoint=Checkpoint.from_directory(str(checkpoint)),
+                                metrics={"training_iteration": 1}, best_checkpoints=[])]
 
     monkeypatch.setattr(weightspace.pipeline.tune, "run_tuner", run_tuner)
     monkeypatch.setattr(weightspace.pipeline.tune.ray, "get_runtime_context",
