@@ -153,10 +153,11 @@ def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: b
                                 "(--resume continues only an unfinished run) or choose another output folder "
                                 "(--output-dir; `weightspace run`: --out)")
     run = storage.join(*tune_run(out, getattr(args, "storage", None)))  # <out>/tune, or under --storage
-    if step == "representation" and storage.exists(run) and not (args.resume or args.overwrite):
+    present = storage.exists(run)  # one look: under a URI it is a request to the store
+    if step == "representation" and present and not (args.resume or args.overwrite):
         raise FileExistsError(f"'{run}' holds an unfinished run; pass --resume to continue it or "
                               "--overwrite to start over")
-    if args.overwrite and not args.resume and storage.exists(run):
+    if args.overwrite and not args.resume and present:
         if not storage.is_uri(run):
             import shutil
 

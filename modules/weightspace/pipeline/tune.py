@@ -152,8 +152,9 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
     elif names_test_split(metric):
         raise ValueError(f"metric {metric!r} is measured on the test split, and nothing may be chosen on it; "
                          "pass a validation metric such as 'loss_val', or give DataConfig.fractions a val share")
-    own_zoos = "path" in (search_space or {}).get("data", {})  # each trial loads the zoo its config names
-    if not own_zoos:
+    if "path" in (search_space or {}).get("data", {}):
+        zoo = None  # each trial loads the zoo its config names
+    else:
         zoo = shipped(zoo if zoo is not None else Zoo.load(config.data.path))
     if "data" in (search_space or {}):
         if model_split is not None:
@@ -162,7 +163,7 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
         model_split = ModelSplit.of_zoo(zoo, config.data.fractions, config.data.seed)
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial, **(trial_resources or {})}
     wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn, model_split=model_split,
-                                                       zoo=None if own_zoos else zoo), resources)
+                                                       zoo=zoo), resources)
     experiment_dir = storage.join(storage_path, name)
     if resume and tune.Tuner.can_restore(experiment_dir):
         tuner = tune.Tuner.restore(experiment_dir, trainable=wrapped, resume_unfinished=True, resume_errored=True)
