@@ -70,6 +70,64 @@ def test_a_linear_probe_reads_a_layers_largest_weight():
     assert r2["neuron_set"] > 0.9 and r2["B_W"] < 0.2, r2.to_dict()
 
 
+def test_the_code_lets_a_linear_probe_bend_a_curved_function_of_the_weights():
+    """A target that is a curved function of the weights' scale (1 / scale): the fixed code's hinges let
+    ridge follow the curve; the same encoder without the code reads it far worse."""
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    gen = torch.Generator().manual_seed(0)
+    n = 600
+    scale = torch.exp(torch.rand(n, generator=gen) * 3 - 1.5)  # per-model weight scale, e^-1.5 .. e^1.5
+    x = torch.randn(n, layout.num_params, generator=gen) * scale[:, None]
+    samples = pd.DataFrame({"model_id": np.arange(n), "epoch": 0, "inverse_scale": (1 / scale).numpy(),
+                            "diverged": False})
+    z = {}
+    for code in (True, False):
+        model = NeuronSetEncoder(layout, width=64, code=code, generator=torch.Generator().manual_seed(0)).eval()
+        model.fit_input_scale(x)  # weights only: no property of any model
+        with torch.no_grad():
+            z[code] = model.encode(x).numpy()
+    table = evaluate(x.numpy(), samples, feature_sets={"code": z[True], "no code": z[False]},
+                     targets=["inverse_scale"])
+    r2 = table[(table.split == "test") & (table.metric == "r2")].set_index("feature_set").value
+    assert r2["code"] > 0.93 and r2["code"] > r2["no code"] + 0.05, r2.to_dict()
+
+
+def test_the_code_is_fixed_and_unseen_by_training():
+    """The embedding is [learned features, standardised statistics, hinges at training quantiles]; training
+    (`forward`, the head, the decoder) reads the learned features only, and the knots are kept in the state."""
+    from weightspace.representation import Learner
+    from weightspace.representation.presets import config_neuron_set
+
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(80, layout.num_params, generator=gen) * 0.5
+    model = NeuronSetEncoder(layout, width=8, code_knots=3, generator=gen).eval()
+    model.fit_input_scale(x)
+    with torch.no_grad():
+        z, learned, stats = model.encode(x), model.learned(x), model.reconstruction_target(x)
+        hinged = torch.cat([stats] + [torch.cat([t.mean(1), t.amax(1), t.amin(1)], 1)
+                                      for t in model._standard_tokens(x)], dim=1)
+    levels = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
+    torch.testing.assert_close(model.knots, torch.quantile(hinged.double(), levels, dim=0).float(),
+                               rtol=1e-5, atol=1e-5)
+    k, f = model.knots.shape
+    assert z.shape == (80, model.trained_dim + model.num_targets + k * f) and model.latent_dim == z.shape[1]
+    torch.testing.assert_close(z[:, :model.trained_dim], learned, rtol=0, atol=0)
+    torch.testing.assert_close(z[:, model.trained_dim:model.trained_dim + model.num_targets], stats, rtol=0, atol=0)
+    hinges = z[:, model.trained_dim + model.num_targets:].reshape(80, k, f)
+    torch.testing.assert_close(hinges, torch.relu(hinged[:, None, :] - model.knots), rtol=0, atol=0)
+    # about (k - j) / (k + 1) of the training rows lie above knot j: each hinge is active on that share
+    active = (hinges > 0).double().mean(0).mean(1)
+    torch.testing.assert_close(active, 1 - levels, rtol=0, atol=2 / 80)
+    torch.testing.assert_close(model.decode(z), model.decode(learned), rtol=0, atol=0)
+    assert model(x)[0].shape == (80, model.trained_dim)
+    clone = NeuronSetEncoder(layout, width=8, code_knots=3)
+    clone.load_state_dict(model.state_dict())
+    assert torch.equal(clone.knots, model.knots)
+    learner = Learner(config_neuron_set(width=8), layout)
+    assert learner.head.net[0].in_features == learner.model.trained_dim < learner.model.latent_dim
+
+
 def test_input_scale_is_fitted_from_training_rows_and_kept_in_the_state():
     layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
     model = NeuronSetEncoder(layout, width=8)
@@ -90,6 +148,8 @@ def test_a_network_without_hidden_layers_is_refused_with_the_choices():
         create_autoencoder(EncoderConfig(name="neuron_set", latent_dim=0), layout)
     with pytest.raises(ValueError, match="set_width"):
         EncoderConfig(name="neuron_set", set_width=0)
+    with pytest.raises(ValueError, match="set_code_knots must be >= 0"):
+        EncoderConfig(name="neuron_set", set_code_knots=-1)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -171,7 +171,9 @@ def test_every_autoencoder_runs_on_every_architecture(arch, name):
         assert torch.isfinite(y).all() and torch.isfinite(z).all()
         if name != "neuron_set":
             assert y.shape == (batch, layout.num_params) and (z.abs() <= 1).all()  # tanh bottleneck
-    assert model.encode(torch.randn(2, layout.num_params)).shape == (2, 8)
+    # the embedding: z, plus neuron_set's fixed code of the weights' statistics
+    assert model.encode(torch.randn(2, layout.num_params)).shape == (2, model.latent_dim)
+    assert model.latent_dim == 8 + getattr(model, "code_dim", 0)
 
 
 def test_explicit_attention_path_matches_the_fused_kernel():

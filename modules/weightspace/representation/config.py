@@ -48,6 +48,8 @@ class EncoderConfig:
     set_phi_layers: int = 1  # "neuron_set": Linear layers of the per-neuron MLP
     set_neuron_stats: bool = True  # "neuron_set": tokens carry per-neuron summaries (largest |w|, extremes)
     set_skip: bool = True  # "neuron_set": the embedding also holds the pooled standardised tokens
+    set_code: bool = True  # "neuron_set": the embedding also holds the fixed code (statistics and their hinges)
+    set_code_knots: int = 5  # "neuron_set": hinge knots per entry of the code (0: the statistics alone)
 
     def __post_init__(self) -> None:
         from weightspace.representation.registry import list_autoencoders  # the registry imports this module
@@ -67,6 +69,7 @@ class EncoderConfig:
         _check(self.bottleneck in ("linear", "mlp"),
                f"EncoderConfig.bottleneck must be 'linear' or 'mlp', got {self.bottleneck!r}")
         _check(self.bottleneck_layers >= 0 and self.mlp_hidden_layers >= 0, "hidden layer counts must be >= 0")
+        _check(self.set_code_knots >= 0, f"EncoderConfig.set_code_knots must be >= 0, got {self.set_code_knots}")
         _check(self.activation in ACTIVATIONS,
                f"EncoderConfig.activation {self.activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
 

@@ -86,7 +86,8 @@ class Learner:
         init = torch.Generator().manual_seed(tc.seed)
         self.model = create_autoencoder(config.encoder, layout, generator=init).to(self.device)
         hc = config.head
-        self.head = ProjectionHead(self.model.latent_dim, layers=hc.layers, hidden=hc.hidden, out_dim=hc.out_dim,
+        trained = getattr(self.model, "trained_dim", self.model.latent_dim)  # neuron_set's embedding adds a fixed code
+        self.head = ProjectionHead(trained, layers=hc.layers, hidden=hc.hidden, out_dim=hc.out_dim,
                                    batch_norm=hc.batch_norm, generator=init).to(self.device)
         self.loss = build_loss(config.loss, layout).to(self.device)
         self.symmetry, self.corruption = config.augment.build(layout)

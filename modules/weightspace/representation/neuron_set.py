@@ -18,10 +18,19 @@ with a shift and scale fitted on training weights (`fit_input_scale`), as SANE d
 The decoder does not rebuild the weights (an invariant code cannot say which permutation to
 rebuild); it predicts `invariant_targets` of the input: per-layer quantiles of the weights and of
 |w|, and the pooled per-neuron summaries — a reconstruction loss that keeps the tails.
+
+The embedding that probes read (`encode`) also carries a fixed, untrained code (``code``): the
+standardised `invariant_targets` and a piecewise-linear code of them and of the pooled standardised
+tokens, ``relu(v - knot)`` at ``code_knots`` knots per entry placed at quantiles of the training
+rows (fitted with the input scale, from weights alone). Training progress and accuracy are
+monotone but curved functions of such statistics (a layer's largest |w| grows fast, then slowly);
+the code lets a linear readout bend them. Training (`forward`: the projection head and the
+decoder) sees only the learned features, so the code changes nothing the objective optimises.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -37,6 +46,11 @@ QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 def _pool(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Mean, max and min over `dim`, concatenated on the last axis."""
     return torch.cat([x.mean(dim), x.amax(dim), x.amin(dim)], dim=-1)
+
+
+def _hinges(v: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """``(B, F)`` and knots ``(k, F)`` -> ``(B, k * F)``: relu(v - knot), knot by knot."""
+    return torch.relu(v.unsqueeze(1) - knots).flatten(1)
 
 
 def _neuron_summary(values: torch.Tensor) -> torch.Tensor:
@@ -83,14 +97,16 @@ class NeuronSetEncoder(nn.Module):
         phi_layers: Linear layers in ``phi`` (each followed by `activation`).
         neuron_stats: add per-neuron summaries (largest |w|, max, min, mean square) to the tokens.
         skip: add the pooled standardised tokens themselves to the embedding.
-        latent_dim: 0 keeps the pooled features as the embedding; otherwise a Linear maps them to this width.
+        latent_dim: 0 keeps the pooled features as the learned features; otherwise a Linear maps them to this width.
+        code: append the fixed code (standardised invariant statistics and their hinges) to the embedding.
+        code_knots: knots per entry of the code's piecewise-linear part (0: the statistics alone).
         decoder_hidden: hidden width of the decoder that predicts `invariant_targets`.
         generator: draws the initial parameters.
     """
 
     def __init__(self, layout: WeightLayout, *, width: int = 512, phi_layers: int = 1, activation: str = "tanh",
-                 neuron_stats: bool = True, skip: bool = True, latent_dim: int = 0, decoder_hidden: int = 256,
-                 generator: torch.Generator | None = None):
+                 neuron_stats: bool = True, skip: bool = True, latent_dim: int = 0, code: bool = True,
+                 code_knots: int = 5, decoder_hidden: int = 256, generator: torch.Generator | None = None):
         super().__init__()
         layers = layout.layers
         if len(layers) < 2:
@@ -117,19 +133,25 @@ class NeuronSetEncoder(nn.Module):
         self.skip = skip
         pooled = sum(3 * width + (3 * t.token_dim if skip else 0) for t in self.tokens) + out_bias.numel()
         self.project = nn.Linear(pooled, latent_dim) if latent_dim else nn.Identity()
-        self.latent_dim = latent_dim or pooled
+        self.trained_dim = latent_dim or pooled  # the learned features: what the head and the decoder read
         self.layer_index = [torch.arange(s.offset, s.offset + s.size) for s in layers]
         self.num_targets = len(self.invariant_targets(torch.zeros(1, self.num_params))[0])
         self.register_buffer("target_shift", torch.zeros(self.num_targets))
         self.register_buffer("target_scale", torch.ones(self.num_targets))
-        self.decoder = mlp_stack([self.latent_dim, decoder_hidden, self.num_targets], "leakyrelu")
+        self.code, self.code_knots = code, code_knots if code else 0
+        hinged = self.num_targets + sum(3 * t.token_dim for t in self.tokens)  # statistics, pooled tokens
+        self.register_buffer("knots", torch.zeros(self.code_knots, hinged))
+        self.code_dim = (self.num_targets + self.code_knots * hinged) if code else 0
+        self.latent_dim = self.trained_dim + self.code_dim  # the embedding `encode` returns
+        self.decoder = mlp_stack([self.trained_dim, decoder_hidden, self.num_targets], "leakyrelu")
         if generator is not None:
             init_parameters(self, generator)
 
     # ------------------------------------------------------------ inputs
     @torch.no_grad()
     def fit_input_scale(self, weights: torch.Tensor, batch_size: int = 1000) -> None:
-        """Fit the per-layer, per-position shift and scale of the tokens on `weights` ``(S, D)`` (training rows)."""
+        """Fit the per-layer, per-position shift and scale of the tokens, the statistics' standardisation
+        and the code's knots on `weights` ``(S, D)`` (training rows; no property of any model is used)."""
         sums = [torch.zeros(3, t.token_dim, dtype=torch.float64) for t in self.tokens]
         sums.append(torch.zeros(3, self.num_targets, dtype=torch.float64))
         device = self.shift_0.device
@@ -146,6 +168,12 @@ class NeuronSetEncoder(nn.Module):
             std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
             getattr(self, shift).copy_(mean.float())
             getattr(self, scale).copy_(torch.where(std > 1e-8, std, torch.ones_like(std)).float())
+        if self.code_knots:  # knots at the quantiles 1/(k+1) .. k/(k+1) of each hinged entry
+            device = self.knots.device
+            rows = [self._hinged(torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32).to(device)).cpu()
+                    for start in range(0, weights.shape[0], batch_size)]
+            levels = np.arange(1, self.code_knots + 1) / (self.code_knots + 1)
+            self.knots.copy_(torch.from_numpy(np.quantile(torch.cat(rows).double().numpy(), levels, axis=0)).float())
         self.scale_fitted.fill_(True)
 
     def invariant_targets(self, x: torch.Tensor) -> torch.Tensor:
@@ -163,29 +191,49 @@ class NeuronSetEncoder(nn.Module):
             parts.append(_pool(summary, 1))
         return torch.cat(parts, dim=1)
 
+    def _standard_tokens(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each hidden layer's tokens ``(B, n, token_dim)``, standardised."""
+        return [(t(x) - getattr(self, f"shift_{i}")) / getattr(self, f"scale_{i}") for i, t in enumerate(self.tokens)]
+
+    def _hinged(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> the entries the code hinges: standardised statistics, pooled standardised tokens."""
+        return torch.cat([self.reconstruction_target(x)] + [_pool(tok, 1) for tok in self._standard_tokens(x)], dim=1)
+
     # ------------------------------------------------------------ model
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` -> ``(B, latent)``."""
+    def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.num_params:
             raise ValueError(f"expected weights of shape (B, {self.num_params}), got {tuple(x.shape)}")
+
+    def learned(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, trained_dim)``: the trained part of the embedding."""
+        self._check(x)
         feats = []
-        for i, (t, phi) in enumerate(zip(self.tokens, self.phi)):
-            tok = (t(x) - getattr(self, f"shift_{i}")) / getattr(self, f"scale_{i}")  # (B, n, token_dim)
+        for tok, phi in zip(self._standard_tokens(x), self.phi):
             feats.append(_pool(phi(tok), 1))  # (B, 3 * width)
             if self.skip:
                 feats.append(_pool(tok, 1))
         feats.append(x[:, self.out_bias])
         return self.project(torch.cat(feats, dim=1))
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, latent)``: the learned features, then (``code``) the fixed code."""
+        z = self.learned(x)
+        if not self.code:
+            return z
+        hinged = self._hinged(x)
+        return torch.cat([z, hinged[:, :self.num_targets], _hinges(hinged, self.knots)], dim=1)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``(B, latent)`` -> ``(B, n_targets)``: the predicted `invariant_targets`."""
-        return self.decoder(z)
+        """``(B, trained_dim)`` (or the whole embedding, whose learned part is read) -> ``(B, n_targets)``:
+        the predicted `invariant_targets`."""
+        return self.decoder(z[:, :self.trained_dim])
 
     def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
         """What `decode` reconstructs for the weights `x`: `invariant_targets`, standardised."""
         return (self.invariant_targets(x) - self.target_shift) / self.target_scale
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(x)
+        """Training: the learned features ``(B, trained_dim)`` and the decoded statistics."""
+        z = self.learned(x)
         return z, self.decode(z)
 

@@ -48,7 +48,7 @@ def _mlp(c: EncoderConfig, layout: WeightLayout, generator: torch.Generator | No
 def _neuron_set(c: EncoderConfig, layout: WeightLayout, generator: torch.Generator | None) -> nn.Module:
     return NeuronSetEncoder(layout, width=c.set_width, phi_layers=c.set_phi_layers, activation=c.activation,
                             neuron_stats=c.set_neuron_stats, skip=c.set_skip, latent_dim=c.latent_dim,
-                            generator=generator)
+                            code=c.set_code, code_knots=c.set_code_knots, generator=generator)
 
 
 _REGISTRY: dict[str, Callable[[EncoderConfig, WeightLayout, torch.Generator | None], nn.Module]] = {
