@@ -46,7 +46,7 @@ def pool(x: torch.Tensor, quantiles: tuple[float, ...]) -> torch.Tensor:
 
 @torch.no_grad()
 def embed_with(model, x: torch.Tensor, variant) -> torch.Tensor:
-    """`NeuronSetEncoder.encode` (latent_dim 0) with the pooling of `variant`."""
+    """`NeuronSetEncoder.encode` (latent_dim 0) with the pooling of `variant` (its fixed code unchanged)."""
     quantiles = () if variant == "log" else variant
     feats = []
     for i, (tokens, phi) in enumerate(zip(model.tokens, model.phi)):
@@ -58,6 +58,8 @@ def embed_with(model, x: torch.Tensor, variant) -> torch.Tensor:
         if variant == "log":
             feats.append(pool(torch.log(raw.abs() + 1e-4), ()))
     feats.append(x[:, model.out_bias])
+    if model.code:
+        feats.append(model.encode(x)[:, model.trained_dim:])
     return torch.cat(feats, dim=1)
 
 

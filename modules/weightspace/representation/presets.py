@@ -55,10 +55,11 @@ def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> LearnerConfig
     """The permutation-invariant learner that replaces the 2021 transformer as the folders' default.
 
     `neuron_set` encoder (per-neuron tanh MLP of `width` features pooled by mean / max / min over each
-    hidden layer, plus the pooled standardised tokens), projection head 2/256/64, NT-Xent (tau 0.1) on
-    two erased views mixed at `gamma` with the reconstruction of the invariant weight statistics; Adam at
-    lr 1e-3, batch 200, fp32 (its matrix products are too small for bf16 to pay on a CPU). Permutation
-    views are off: they cannot change this encoder's output.
+    hidden layer, plus the pooled standardised tokens; the embedding adds the fixed code of the weights'
+    statistics with 5 hinge knots), projection head 2/256/64, NT-Xent (tau 0.1) on two erased views mixed
+    at `gamma` with the reconstruction of the invariant weight statistics; Adam at lr 1e-3, batch 200, fp32
+    (its matrix products are too small for bf16 to pay on a CPU). Permutation views are off: they cannot
+    change this encoder's output.
     """
     return LearnerConfig(
         encoder=EncoderConfig(name="neuron_set", set_width=width, latent_dim=0, activation="tanh"),

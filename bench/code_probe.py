@@ -1,0 +1,126 @@
+"""Research probe (issue 13): what the fixed code in `neuron_set`'s embedding adds, judged at random init.
+
+`neuron_set`'s embedding ends in a fixed code of the weights' statistics (`NeuronSetEncoder.encode`):
+the standardised invariant statistics and hinges relu(v - knot) of them and of the pooled tokens, knots
+at quantiles of the training split. Training does not touch it, and training adds little to the rest
+(see the quality table), so codes are compared here without training: the folder's encoder at random
+initialisation (input scale fitted on the training split), its learned features followed by
+
+- ``none``: nothing (the embedding before the code);
+- ``statistics``: the standardised statistics;
+- ``hinges of statistics``: the statistics and their hinges;
+- ``default``: the encoder's own code (statistics, hinges of statistics and pooled tokens, 5 knots);
+- ``3 knots`` / ``9 knots``: the same with other knot counts;
+- ``random features``: 4096 random tanh features of the standardised learned features instead of a code;
+- ``random features of statistics``: the default, plus 2048 random relu features of the statistics;
+- ``products of statistics``: the default, plus the pairwise products of the statistics (clipped at 5);
+- ``random trees``: the default, plus the leaves of 500 random trees of depth 8 over the statistics
+  (scikit-learn's RandomTreesEmbedding: unsupervised, fitted on the training rows).
+
+Prints the linear probes' validation R² on the zoo's continuous targets and their mean, averaged over
+`--seeds` initialisations; nothing is chosen on the test split, which it does not print.
+
+    python bench/code_probe.py --zoo tetris_seed --datasets DIR     # about 2 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+from representation_quality import ROOT, embedding_scores, encoders_of, zoo_data
+from sklearn.ensemble import RandomTreesEmbedding
+
+from weightspace.downstream.evaluate import ProbeWarning
+from weightspace.downstream.targets import REGRESSION, derive_targets
+from weightspace.representation import Learner
+
+VARIANTS = ("none", "statistics", "hinges of statistics", "default", "3 knots", "9 knots", "random features",
+            "random features of statistics", "products of statistics", "random trees")
+
+
+def hinges(v: torch.Tensor, train: int, knots: int) -> torch.Tensor:
+    """relu(v - knot) at `knots` quantiles of the first `train` rows of ``(S, F)``, -> ``(S, knots * F)``."""
+    levels = torch.arange(1, knots + 1, dtype=torch.float64) / (knots + 1)
+    at = torch.quantile(v[:train].double(), levels, dim=0).float()
+    return torch.relu(v.unsqueeze(1) - at).flatten(1)
+
+
+def features(variant: str, learned, stats, pooled, train: int, seed: int) -> torch.Tensor:
+    """The embedding of `variant` from the learned features, standardised statistics and pooled tokens."""
+    default = [learned, stats, hinges(torch.cat([stats, pooled], 1), train, 5)]
+    gen = torch.Generator().manual_seed(1000 + seed)
+    if variant == "none":
+        parts = [learned]
+    elif variant == "statistics":
+        parts = [learned, stats]
+    elif variant == "hinges of statistics":
+        parts = [learned, stats, hinges(stats, train, 5)]
+    elif variant in ("3 knots", "9 knots"):
+        parts = [learned, stats, hinges(torch.cat([stats, pooled], 1), train, int(variant[0]))]
+    elif variant == "random features":
+        standard = (learned - learned[:train].mean(0)) / learned[:train].std(0).clamp_min(1e-6)
+        w = torch.randn(standard.shape[1], 4096, generator=gen) / standard.shape[1] ** 0.5
+        parts = [learned, torch.tanh(standard @ w + 0.3 * torch.randn(4096, generator=gen))]
+    elif variant == "random features of statistics":
+        w = torch.randn(stats.shape[1], 2048, generator=gen) / stats.shape[1] ** 0.5
+        parts = [*default, torch.relu(stats @ w)]
+    elif variant == "products of statistics":
+        c = stats.clamp(-5, 5)
+        i, j = torch.triu_indices(c.shape[1], c.shape[1])
+        parts = [*default, c[:, i] * c[:, j]]
+    elif variant == "random trees":
+        trees = RandomTreesEmbedding(n_estimators=500, max_depth=8, random_state=seed).fit(stats[:train].numpy())
+        parts = [*default, torch.as_tensor(trees.transform(stats.numpy()).toarray(), dtype=torch.float32)]
+    else:
+        parts = default
+    return torch.cat(parts, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zoo", required=True, help="an offline zoo of the quality table (tetris_seed, ...)")
+    parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
+    parser.add_argument("--seeds", type=int, default=1, help="random initialisations to average")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ProbeWarning)
+
+    data, targets = zoo_data(args.zoo, args.datasets, smoke=False)
+    samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
+    targets = [t.name for t in derive_targets(samples, targets, data["train"].hyperparameters)
+               if t.task == REGRESSION and not t.note]
+    encoder = next(e for e in encoders_of(args.zoo) if e.name == "neuron_set")
+    every = torch.cat([d.weights for d in data.values()])
+    train = len(data["train"].weights)
+    rows = []
+    for seed in range(args.seeds):
+        config = copy.deepcopy(encoder.config)
+        config.train = replace(config.train, seed=seed, device="cpu")
+        model = Learner(config, data["train"].layout).model.eval()
+        model.fit_input_scale(data["train"].weights)
+        with torch.no_grad():
+            batches = [every[i:i + 500] for i in range(0, len(every), 500)]
+            learned = torch.cat([model.learned(x) for x in batches])
+            hinged = torch.cat([model._hinged(x) for x in batches])
+        stats, pooled = hinged[:, :model.num_targets], hinged[:, model.num_targets:]
+        for name in args.variants:
+            z = features(name, learned, stats, pooled, train, seed)
+            table = embedding_scores(name, z.numpy(), data, targets)
+            table = table[table.split == "val"]
+            rows += [{"variant": name, "seed": seed, "target": r.target, "val": r.value} for r in table.itertuples()]
+            print(f"seed {seed}, {name} ({z.shape[1]} numbers): "
+                  + ", ".join(f"{r.target} {r.value:.3f}" for r in table.itertuples()), flush=True)
+    result = pd.DataFrame(rows).pivot_table(index="variant", columns="target", values="val", aggfunc="mean")
+    result["mean"] = result.mean(axis=1)
+    print(f"\n{args.zoo}: validation R² of the continuous targets, mean over {args.seeds} random initialisation(s)")
+    print(result.reindex(args.variants).round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
