@@ -107,7 +107,7 @@ def main() -> None:
         with torch.no_grad():
             batches = [every[i:i + 500] for i in range(0, len(every), 500)]
             learned = torch.cat([model.learned(x) for x in batches])
-            hinged = torch.cat([model._hinged(x) for x in batches])
+            hinged = torch.cat([model.code_inputs(x) for x in batches])
         stats, pooled = hinged[:, :model.num_targets], hinged[:, model.num_targets:]
         for name in args.variants:
             z = features(name, learned, stats, pooled, train, seed)

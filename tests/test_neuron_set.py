@@ -105,8 +105,10 @@ def test_the_code_is_fixed_and_unseen_by_training():
     model.fit_input_scale(x)
     with torch.no_grad():
         z, learned, stats = model.encode(x), model.learned(x), model.reconstruction_target(x)
-        hinged = torch.cat([stats] + [torch.cat([t.mean(1), t.amax(1), t.amin(1)], 1)
-                                      for t in model._standard_tokens(x)], dim=1)
+        tokens = [(t(x) - getattr(model, f"shift_{i}")) / getattr(model, f"scale_{i}")
+                  for i, t in enumerate(model.tokens)]
+        hinged = torch.cat([stats] + [torch.cat([t.mean(1), t.amax(1), t.amin(1)], 1) for t in tokens], dim=1)
+        torch.testing.assert_close(model.code_inputs(x), hinged, rtol=0, atol=0)
     levels = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
     torch.testing.assert_close(model.knots, torch.quantile(hinged.double(), levels, dim=0).float(),
                                rtol=1e-5, atol=1e-5)

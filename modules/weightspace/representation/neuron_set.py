@@ -169,9 +169,8 @@ class NeuronSetEncoder(nn.Module):
             getattr(self, shift).copy_(mean.float())
             getattr(self, scale).copy_(torch.where(std > 1e-8, std, torch.ones_like(std)).float())
         if self.code_knots:  # knots at the quantiles 1/(k+1) .. k/(k+1) of each hinged entry
-            device = self.knots.device
-            rows = [self._hinged(torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32).to(device)).cpu()
-                    for start in range(0, weights.shape[0], batch_size)]
+            rows = [self.code_inputs(torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32)
+                                     .to(device)).cpu() for start in range(0, weights.shape[0], batch_size)]
             levels = np.arange(1, self.code_knots + 1) / (self.code_knots + 1)
             self.knots.copy_(torch.from_numpy(np.quantile(torch.cat(rows).double().numpy(), levels, axis=0)).float())
         self.scale_fitted.fill_(True)
@@ -195,33 +194,43 @@ class NeuronSetEncoder(nn.Module):
         """Each hidden layer's tokens ``(B, n, token_dim)``, standardised."""
         return [(t(x) - getattr(self, f"shift_{i}")) / getattr(self, f"scale_{i}") for i, t in enumerate(self.tokens)]
 
-    def _hinged(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` -> the entries the code hinges: standardised statistics, pooled standardised tokens."""
-        return torch.cat([self.reconstruction_target(x)] + [_pool(tok, 1) for tok in self._standard_tokens(x)], dim=1)
+    def _code_inputs(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([self.reconstruction_target(x)] + [_pool(tok, 1) for tok in tokens], dim=1)
+
+    def code_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, num_targets + pooled tokens)``: the entries the code hinges, the standardised
+        statistics (`reconstruction_target`) and then each hidden layer's pooled standardised tokens."""
+        self._check(x)
+        return self._code_inputs(x, self._standard_tokens(x))
 
     # ------------------------------------------------------------ model
     def _check(self, x: torch.Tensor) -> None:
         if x.dim() != 2 or x.shape[1] != self.num_params:
             raise ValueError(f"expected weights of shape (B, {self.num_params}), got {tuple(x.shape)}")
 
-    def learned(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` -> ``(B, trained_dim)``: the trained part of the embedding."""
-        self._check(x)
+    def _learned(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
         feats = []
-        for tok, phi in zip(self._standard_tokens(x), self.phi):
+        for tok, phi in zip(tokens, self.phi):
             feats.append(_pool(phi(tok), 1))  # (B, 3 * width)
             if self.skip:
                 feats.append(_pool(tok, 1))
         feats.append(x[:, self.out_bias])
         return self.project(torch.cat(feats, dim=1))
 
+    def learned(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, trained_dim)``: the trained part of the embedding."""
+        self._check(x)
+        return self._learned(x, self._standard_tokens(x))
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` -> ``(B, latent)``: the learned features, then (``code``) the fixed code."""
-        z = self.learned(x)
+        self._check(x)
+        tokens = self._standard_tokens(x)
+        z = self._learned(x, tokens)
         if not self.code:
             return z
-        hinged = self._hinged(x)
-        return torch.cat([z, hinged[:, :self.num_targets], _hinges(hinged, self.knots)], dim=1)
+        inputs = self._code_inputs(x, tokens)
+        return torch.cat([z, inputs[:, :self.num_targets], _hinges(inputs, self.knots)], dim=1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, trained_dim)`` (or the whole embedding, whose learned part is read) -> ``(B, n_targets)``:
