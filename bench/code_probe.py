@@ -26,19 +26,17 @@ Prints the linear probes' validation R² on the zoo's continuous targets and the
 from __future__ import annotations
 
 import argparse
-import copy
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import torch
-from representation_quality import ROOT, embedding_scores, encoders_of, zoo_data
+from random_init_probes import print_summary, random_init_encoders, score_variant
+from representation_quality import ROOT, zoo_data
 from sklearn.ensemble import RandomTreesEmbedding
 
 from weightspace.downstream.evaluate import ProbeWarning
 from weightspace.downstream.targets import REGRESSION, derive_targets
-from weightspace.representation import Learner
 
 VARIANTS = ("none", "statistics", "hinges of statistics", "default", "3 knots", "9 knots", "random features",
             "random features of statistics", "products of statistics", "random trees")
@@ -95,31 +93,19 @@ def main() -> None:
     samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
     targets = [t.name for t in derive_targets(samples, targets, data["train"].hyperparameters)
                if t.task == REGRESSION and not t.note]
-    encoder = next(e for e in encoders_of(args.zoo) if e.name == "neuron_set")
     every = torch.cat([d.weights for d in data.values()])
     train = len(data["train"].weights)
     rows = []
-    for seed in range(args.seeds):
-        config = copy.deepcopy(encoder.config)
-        config.train = replace(config.train, seed=seed, device="cpu")
-        model = Learner(config, data["train"].layout).model.eval()
-        model.fit_input_scale(data["train"].weights)
+    for seed, model in random_init_encoders(args.zoo, data, args.seeds):
         with torch.no_grad():
             batches = [every[i:i + 500] for i in range(0, len(every), 500)]
             learned = torch.cat([model.learned(x) for x in batches])
             hinged = torch.cat([model.code_inputs(x) for x in batches])
         stats, pooled = hinged[:, :model.num_targets], hinged[:, model.num_targets:]
         for name in args.variants:
-            z = features(name, learned, stats, pooled, train, seed)
-            table = embedding_scores(name, z.numpy(), data, targets)
-            table = table[table.split == "val"]
-            rows += [{"variant": name, "seed": seed, "target": r.target, "val": r.value} for r in table.itertuples()]
-            print(f"seed {seed}, {name} ({z.shape[1]} numbers): "
-                  + ", ".join(f"{r.target} {r.value:.3f}" for r in table.itertuples()), flush=True)
-    result = pd.DataFrame(rows).pivot_table(index="variant", columns="target", values="val", aggfunc="mean")
-    result["mean"] = result.mean(axis=1)
-    print(f"\n{args.zoo}: validation R² of the continuous targets, mean over {args.seeds} random initialisation(s)")
-    print(result.reindex(args.variants).round(3).to_string())
+            score_variant(name, features(name, learned, stats, pooled, train, seed).numpy(), seed, data, targets, rows)
+    print_summary(rows, args.variants, f"{args.zoo}: validation R² of the continuous targets, mean over "
+                                       f"{args.seeds} random initialisation(s)")
 
 
 if __name__ == "__main__":

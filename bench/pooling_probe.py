@@ -20,17 +20,14 @@ initialisations; nothing is chosen on the test split, which it does not print.
 from __future__ import annotations
 
 import argparse
-import copy
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
-import pandas as pd
 import torch
-from representation_quality import ROOT, embedding_scores, encoders_of, zoo_data
+from random_init_probes import print_summary, random_init_encoders, score_variant
+from representation_quality import ROOT, zoo_data
 
 from weightspace.downstream.evaluate import ProbeWarning
-from weightspace.representation import Learner
 
 VARIANTS = {"mean/max/min": (), "median": (0.5,), "quartiles": (0.25, 0.5, 0.75), "deciles": (0.1, 0.9),
             "log": "log"}
@@ -73,26 +70,14 @@ def main() -> None:
     warnings.simplefilter("ignore", ProbeWarning)
 
     data, targets = zoo_data(args.zoo, args.datasets, smoke=False)
-    encoder = next(e for e in encoders_of(args.zoo) if e.name == "neuron_set")
     every = torch.cat([d.weights for d in data.values()])
     rows = []
-    for seed in range(args.seeds):
-        config = copy.deepcopy(encoder.config)
-        config.train = replace(config.train, seed=seed, device="cpu")
-        model = Learner(config, data["train"].layout).model.eval()
-        model.fit_input_scale(data["train"].weights)
+    for seed, model in random_init_encoders(args.zoo, data, args.seeds):
         for name in args.variants:
             z = torch.cat([embed_with(model, every[i:i + 500], VARIANTS[name]) for i in range(0, len(every), 500)])
-            table = embedding_scores(name, z.numpy(), data, targets)
-            table = table[table.split == "val"]
-            rows += [{"variant": name, "width": z.shape[1], "seed": seed, "target": r.target, "val": r.value}
-                     for r in table.itertuples()]
-            print(f"seed {seed}, {name} ({z.shape[1]} numbers): "
-                  + ", ".join(f"{r.target} {r.value:.3f}" for r in table.itertuples()), flush=True)
-    result = pd.DataFrame(rows).pivot_table(index="variant", columns="target", values="val", aggfunc="mean")
-    result["mean"] = result.mean(axis=1)
-    print(f"\n{args.zoo}: validation R² (accuracy for classes), mean over {args.seeds} random initialisations")
-    print(result.reindex(args.variants).round(3).to_string())
+            score_variant(name, z.numpy(), seed, data, targets, rows)
+    print_summary(rows, args.variants, f"{args.zoo}: validation R² (accuracy for classes), mean over "
+                                       f"{args.seeds} random initialisations")
 
 
 if __name__ == "__main__":
