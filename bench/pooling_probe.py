@@ -55,8 +55,7 @@ def embed_with(model, x: torch.Tensor, variant) -> torch.Tensor:
         if variant == "log":
             feats.append(pool(torch.log(raw.abs() + 1e-4), ()))
     feats.append(x[:, model.out_bias])
-    if model.code:
-        feats.append(model.encode(x)[:, model.trained_dim:])
+    feats.append(model.fixed_code(x))
     return torch.cat(feats, dim=1)
 
 

@@ -222,15 +222,22 @@ class NeuronSetEncoder(nn.Module):
         self._check(x)
         return self._learned(x, self._standard_tokens(x))
 
+    def _fixed_code(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        inputs = self._code_inputs(x, tokens)
+        return torch.cat([inputs[:, :self.num_targets], _hinges(inputs, self.knots)], dim=1)
+
+    def fixed_code(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, code_dim)``: the untrained end of the embedding, the standardised statistics
+        and the hinges of `code_inputs` (empty when ``code`` is off)."""
+        self._check(x)
+        return self._fixed_code(x, self._standard_tokens(x)) if self.code else x.new_zeros(x.shape[0], 0)
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` -> ``(B, latent)``: the learned features, then (``code``) the fixed code."""
         self._check(x)
         tokens = self._standard_tokens(x)
         z = self._learned(x, tokens)
-        if not self.code:
-            return z
-        inputs = self._code_inputs(x, tokens)
-        return torch.cat([z, inputs[:, :self.num_targets], _hinges(inputs, self.knots)], dim=1)
+        return torch.cat([z, self._fixed_code(x, tokens)], dim=1) if self.code else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, trained_dim)`` (or the whole embedding, whose learned part is read) -> ``(B, n_targets)``:
