@@ -83,7 +83,7 @@ _register(ZooSpec(
     checkpoint_epochs=(0, 1, 2, 3, 20, 40, 60, 80, 86), shard_size=128,
     notes="After the Small CNN Zoo (Unterthiner et al. 2020) on grayscale SVHN: a grid over activation, w_init, "
           "init std (used by the normal/uniform inits), dropout, l2 reg (as weight decay), learning rate, "
-          "optimizer and train fraction {0.1, 0.25, 0.5, 1.0} (2 x 4 x 2 x 3 x 2 x 2 x 3 x 4 = 4608 models; "
+          "optimizer and train fraction {0.1, 0.25, 0.5, 1.0} (2 x 4 x 2 x 3 x 2 x 2 x 3 x 4 = 2304 models; "
           "Unterthiner sampled 30k configurations at random from wider ranges). 86 epochs with their checkpoint "
           "epochs 0, 1, 2, 3, 20, 40, 60, 80, 86.",
 ))
