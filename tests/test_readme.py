@@ -152,7 +152,7 @@ def test_the_readme_shows_commands():
     assert "python 11_tetris_seed/simclr_ae_tetris_seed.py" in shown
     assert {"weightspace zoo", "weightspace run", "weightspace baselines", "weightspace report"} <= shown
     text = README.read_text()
-    assert "python -m pytest -q tests" in text and "python -m pytest -q tests -m slow" in text.replace("\n", " ")
+    assert "python -m pytest -q tests\n" in text and "python -m pytest -q tests -m slow\n" in text
 
 
 @pytest.mark.parametrize("page, words", COMMANDS, ids=[f"{p}:{' '.join(w[:4])}" for p, w in COMMANDS])
