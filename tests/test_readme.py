@@ -183,8 +183,21 @@ def test_relative_links_resolve(page):
     text = re.sub(r"`[^`\n]*`", "", text)  # inline code is not a link
     broken = []
     for target in re.findall(r"\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)", text):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I) or target.startswith("#"):
-            continue  # a URL or an anchor on the same page
-        if not (page.parent / target.split("#", 1)[0]).exists():
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.I):
+            continue  # a URL
+        if target.startswith("#"):
+            target = page.name + target
+        path, _, anchor = target.partition("#")
+        file = page.parent / path
+        if not file.exists():
             broken.append(target)
-    assert not broken, f"{rel(page)} links to missing files: {broken}"
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{target} (no such heading)")
+    assert not broken, f"{rel(page)} links to missing files or headings: {broken}"
+
+
+def anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown page."""
+    prose = fenced_blocks(page.read_text())[1]
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", prose, re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
