@@ -146,7 +146,7 @@ def _zoo_info(args: argparse.Namespace) -> int:
 def _zoo_generate(args: argparse.Namespace) -> int:
     from weightspace.pipeline.cluster import connect_ray
     from weightspace.devices import resolve_device
-    from weightspace.zoo.generate import generate
+    from weightspace.zoo.generate import check_fits, generate
     from weightspace.zoo.presets import get_preset
     from weightspace.zoo.spec_file import load_spec_file
 
@@ -155,6 +155,7 @@ def _zoo_generate(args: argparse.Namespace) -> int:
                          "start from `weightspace zoo presets --show NAME --smoke`")
     spec = get_preset(args.preset, smoke=args.smoke) if args.spec is None else load_spec_file(args.spec)
     device = str(resolve_device(args.device))  # checked before any work starts
+    check_fits(spec, args.out)  # before connecting to ray
     if args.ray_address:
         connect_ray(args.ray_address, timeout_s=args.ray_timeout, log_to_driver=False)
     zoo = generate(spec, args.out, overwrite=args.overwrite, workers=args.workers,

@@ -41,6 +41,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from weightspace.errors import InputError
+from weightspace.formats.tensor_checks import check_tensors
 from weightspace.io.atomic import atomic_directory
 from weightspace.io.outputs import CHECKPOINTS_EXPORT_FORMAT, check_replaceable
 from weightspace.layout import LayerSpec, WeightLayout
@@ -55,6 +56,9 @@ WRAPPERS = ("state_dict", "model")  # {"state_dict": {...}} and {"model": {...}}
 ORDER_KEY = "weightspace.order"  # safetensors metadata: the parameter names in layout order (JSON list)
 _NOT_PROPERTIES = {"model_id", "epoch", "diverged", "seed"}  # neither hyperparameters nor metrics
 _SHOWN = 10  # bad files named in one message
+MAX_SCANNED = 200_000  # files and folders looked at for unlisted checkpoints before the folder is refused
+MAX_WHOLE = 2**53  # largest model_id and epoch: every whole number up to it reads exactly from a CSV
+NUMERIC_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_accuracy", "ggap")  # must be numbers
 
 
 # ------------------------------------------------------------------ reading
@@ -63,7 +67,8 @@ def read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     Raises:
         InputError: the file is unreadable, holds pickled objects besides tensors
-            (nothing in it is run), or is not a flat dict of tensors.
+            (nothing in it is run), is not a flat dict of tensors, or holds a tensor that
+            `check_tensors` refuses (sparse, meta, expanded beyond its storage, huge).
     """
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -84,6 +89,7 @@ def read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not state or not _is_flat(state):
         raise InputError(f"it holds {_describe(state)}; expected a flat dict of parameter name -> tensor "
                          f"(model.state_dict()), or one inside {{'state_dict': ...}} or {{'model': ...}}")
+    check_tensors(state)  # before any tensor is copied: an expanded view would be materialised
     return dict(state)
 
 
@@ -97,6 +103,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
                          "it may be truncated or corrupt") from err
     if not state:
         raise InputError("it holds no tensors")
+    check_tensors(state)
     try:
         names = json.loads(order) if order else None  # written by `export_checkpoints`
     except ValueError:
@@ -215,7 +222,8 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
     Raises:
         FileNotFoundError: no CSV.
         InputError: a missing column, a row without a file, a file outside `src` or not there,
-            a model_id or epoch that is not a whole number, or two rows for one checkpoint or one file.
+            a model_id or epoch that is not a whole number (of at most 2**53), an accuracy or loss
+            that is not a number, or two rows for one checkpoint or one file.
     """
     path, src = Path(path), Path(src)
     if not path.is_file():
@@ -235,10 +243,16 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
     _refuse_rows(table["file"].isna(), where, "have no file", "give each row its checkpoint file")
     for column in ("model_id", "epoch"):
         values = pd.to_numeric(table[column], errors="coerce")
-        whole = values.notna() & np.isfinite(values) & (values == values.round())
+        whole = values.notna() & np.isfinite(values) & (values == values.round()) & (values.abs() <= MAX_WHOLE)
         _refuse_rows(~whole, where, f"hold {column} values that are not whole numbers "
-                     f"({table.loc[~whole, column].head(3).tolist()})", f"write each {column} as a whole number")
+                     f"({table.loc[~whole, column].head(3).tolist()})",
+                     f"write each {column} as a whole number, at most 2**53 in size")
         table[column] = values.astype(np.int64)
+    for column in [c for c in NUMERIC_METRICS if c in table]:
+        number = pd.to_numeric(table[column], errors="coerce").notna() | table[column].isna()
+        _refuse_rows(~number, where, f"hold {column} values that are not numbers "
+                     f"({table.loc[~number, column].head(3).tolist()})", f"write each {column} as a number or leave "
+                     "it empty")
     outside = table["file"].map(lambda f: Path(f).is_absolute() or ".." in Path(f).parts)
     _refuse_rows(outside, where, f"name files outside '{src}' ({table.loc[outside, 'file'].head(3).tolist()})",
                  "give paths relative to the folder, inside it")
@@ -260,10 +274,29 @@ def _refuse_rows(bad: pd.Series, where: str, what: str, fix: str) -> None:
 
 
 def _unlisted(src: Path, table: pd.DataFrame) -> list[str]:
-    """Checkpoint files under `src` that no row of `table` names."""
+    """Checkpoint files under `src` that no row of `table` names.
+
+    Raises:
+        InputError: more than `MAX_SCANNED` files and folders under `src` (it is not a checkpoint folder).
+    """
     listed = {(src / f).resolve() for f in table["file"]}
-    found = (p for p in src.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+    found, visited = [], 0
+    for folder, dirs, files in os.walk(src):
+        visited += len(dirs) + len(files)
+        if visited > MAX_SCANNED:
+            raise InputError(f"'{src}' holds more than {MAX_SCANNED:,} files and folders, far more than a checkpoint "
+                             "folder; give the folder that holds the checkpoints and their CSV")
+        found += [Path(folder, f) for f in files if Path(f).suffix in SUFFIXES]
     return sorted(p.relative_to(src).as_posix() for p in found if p.resolve() not in listed)
+
+
+def _refuse_broad_source(src: Path) -> None:
+    """Refuse the file system's root or the home folder as a checkpoint folder: both would be scanned whole."""
+    resolved = src.resolve()
+    broad = {Path(resolved.anchor): "the root of the file system", Path.home().resolve(): "your home folder"}
+    if resolved in broad:
+        raise InputError(f"'{src}' is {broad[resolved]}, not a checkpoint folder; give the folder that holds the "
+                         f"checkpoint files and their CSV (e.g. {Path.home() / 'my_zoo'})")
 
 
 def _diverged(samples: pd.DataFrame, weights: np.ndarray, where: str) -> np.ndarray:
@@ -309,6 +342,7 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"no checkpoint folder '{src}'")
+    _refuse_broad_source(src)
     csv = Path(csv) if csv is not None else src / CSV
     meta = _export_meta(src)
     table = read_table(csv, src, dtypes=meta.get("column_dtypes"))

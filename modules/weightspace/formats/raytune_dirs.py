@@ -32,7 +32,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from weightspace.errors import InputError
 from weightspace.formats import legacy
+from weightspace.formats.tensor_checks import check_tensors
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
 from weightspace.io.atomic import atomic_directory
@@ -95,6 +97,10 @@ def _load_state(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"'{path}' is not a readable tensor-only checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"'{path}' does not hold a state dict of tensors")
+    try:
+        check_tensors(state)  # before any tensor is copied: an expanded view would be materialised
+    except InputError as err:
+        raise InputError(f"'{path}': {err}") from None
     return dict(state)
 
 

@@ -6,13 +6,16 @@ An edge helper like `weightspace.cli`: the library never calls ``ray.init``. Wit
 (nothing listening, unknown host, unreachable network) at once; ray's own connection
 settings then bound the wait on something that listens but does not answer as ray. A
 cluster that refuses this process's token (or its lack of one) looks to ray like one that
-does not answer, so that message also says how to pass the token.
+does not answer, so that message also says how to pass the token. Where ray was imported before
+(`weightspace run` imports ray.tune), its settings are fixed, so a new Python process asks the
+cluster first, under the settings, and ray.init follows only when the cluster answered.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -41,17 +44,46 @@ def connect_ray(address: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **init_kw
         except OSError as err:  # refused, timed out, unknown host, unreachable network
             reason = f"no answer within {timeout_s:g} s" if isinstance(err, TimeoutError) else err.strerror or str(err)
             raise ClusterError(f"cannot reach a ray cluster at '{address}' ({reason}); {hint}") from None
+    auth = ("; if the cluster uses ray's token authentication, give this process "
+            "its token: RAY_AUTH_TOKEN=<the output of `ray get-auth-token` on the head> or RAY_AUTH_TOKEN_PATH"
+            "=<a file holding it>, with RAY_AUTH_MODE=token") if endpoint is not None else ""
     try:
+        if "ray" in sys.modules and endpoint is not None and not address.startswith("ray://"):
+            _probe_in_fresh_process(address, timeout_s)  # this process's ray has read its settings already
         with _bounded_ray_connect(timeout_s):
             import ray  # after the settings: ray reads some of them when it is imported
 
             ray.init(address=address, **init_kwargs)
     except (ConnectionError, TimeoutError) as err:
-        auth = ("; if the cluster uses ray's token authentication, give this process "
-                "its token: RAY_AUTH_TOKEN=<the output of `ray get-auth-token` on the head> or RAY_AUTH_TOKEN_PATH"
-                "=<a file holding it>, with RAY_AUTH_MODE=token") if endpoint is not None else ""
         raise ClusterError(f"cannot connect to the ray cluster at '{address}' within about {timeout_s:g} s "
                            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); {hint}{auth}") from None
+
+
+# asks the cluster's GCS for its id, giving up after argv[2] milliseconds
+_PROBE = ("import sys\nfrom ray._raylet import InnerGcsClient\n"
+          "InnerGcsClient.standalone(sys.argv[1], None, int(sys.argv[2]))\n")
+_PROBE_START_S = 15  # beyond the timeout: for the probe's Python to start and import ray's core
+
+
+def _probe_in_fresh_process(address: str, timeout_s: float) -> None:
+    """Ask the GCS at `address` for the cluster id from a new Python process, where ray's connection settings
+    still apply (this process's ray read them when it was imported, and would wait about 45 s).
+
+    Raises:
+        TimeoutError: no answer as a ray cluster within about `timeout_s` seconds.
+    """
+    with _bounded_ray_connect(timeout_s):
+        env = dict(os.environ)
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, address, str(int(timeout_s * 1000))], env=env,
+                              capture_output=True, text=True, timeout=timeout_s + _PROBE_START_S)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError("no answer as a ray cluster") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no answer as a ray cluster"])[-1]
+        if "ModuleNotFoundError" in last or "ImportError" in last:  # another ray: leave the check to ray.init
+            return
+        raise TimeoutError(last.rpartition("Error: ")[2] or last)
 
 
 def _endpoint(address: str) -> tuple[str, int] | None:

@@ -171,6 +171,8 @@ def cnn_unterthiner(channels_in: int = 1, *, activation: str = "relu", dropout: 
     return ZooNet(OrderedDict(items), legacy)
 
 
+MAX_PARAMETERS = 100_000_000  # the most parameters one zoo model may have (400 MB in float32)
+
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {
     "tetris_mlp": tetris_mlp,
     "mlp": mlp,
@@ -203,6 +205,32 @@ def zoo_model_arguments(name: str) -> list[str]:
     return [p for p in inspect.signature(_REGISTRY[name]).parameters if p not in ("activation", "dropout")]
 
 
+def count_zoo_parameters(name: str, **kwargs) -> int:
+    """The parameter count of architecture `name` built with `kwargs`, found on the meta device (nothing allocated).
+
+    Raises:
+        ValueError: unknown name, arguments the architecture refuses (a layer width that is not a
+            positive whole number, ...), or more than `MAX_PARAMETERS` parameters.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown zoo architecture {name!r}; choose one of {list_zoo_models()}")
+    shown = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    try:
+        with torch.device("meta"):
+            model = _REGISTRY[name](**kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as err:
+        fix = (f"it takes {zoo_model_arguments(name)} besides activation and dropout" if "keyword" in str(err)
+               else "layer sizes must be positive whole numbers, e.g. hidden=[8]")
+        raise ValueError(f"bad arguments for zoo architecture {name!r} ({shown}): {str(err).splitlines()[0]}; "
+                         f"{fix}") from None
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"zoo architecture {name!r} with {shown} has {count:,} parameters, more than the "
+                         f"{MAX_PARAMETERS:,} a zoo model may have ({4 * count / 1e9:.1f} GB per model in float32); "
+                         "choose smaller layers")
+    return count
+
+
 def create_zoo_model(name: str, *, init: str | None = None, init_std: float | None = None,
                      generator: torch.Generator | None = None, **kwargs) -> nn.Module:
     """Build a registered zoo architecture.
@@ -216,14 +244,10 @@ def create_zoo_model(name: str, *, init: str | None = None, init_std: float | No
         **kwargs: the architecture's own arguments (activation, dropout, ...).
 
     Raises:
-        ValueError: unknown name, activation, init, or argument.
+        ValueError: unknown name, activation, init, or argument, or more than `MAX_PARAMETERS` parameters.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown zoo architecture {name!r}; choose one of {list_zoo_models()}")
-    try:
-        model = _REGISTRY[name](**kwargs)
-    except TypeError as err:
-        raise ValueError(f"bad arguments for zoo architecture {name!r}: {err}") from err
+    count_zoo_parameters(name, **kwargs)  # on the meta device: bad or huge arguments allocate nothing
+    model = _REGISTRY[name](**kwargs)
     if init is not None:
         init_weights(model, init, std=init_std, generator=generator)
     return model

@@ -35,10 +35,13 @@ from weightspace.io.atomic import atomic_file, write_json
 from weightspace.errors import WeightspaceError
 from weightspace.io.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
                                  output_lock, remove)
+from weightspace.resources import check_disk, check_memory, format_bytes
+from weightspace.zoo.architectures import count_zoo_parameters, create_zoo_model
 from weightspace.zoo.population import cpu_population_size, train_population
 from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec
 from weightspace.zoo.store import Zoo, ZooFormatError, package_versions
 
+_ROW_BYTES, _MODEL_BYTES = 200, 1000  # memory per samples row and per listed model, besides the weights
 COLUMN_ORDER = ["model_id", "epoch", "seed", *GRID_KEYS, "train_loss", "train_acc", "test_loss", "test_acc",
                 "ggap", "diverged"]
 METRICS = ["train_loss", "train_acc", "test_loss", "test_acc", "ggap"]
@@ -66,7 +69,8 @@ def generate(spec: ZooSpec, out: str | os.PathLike, *, overwrite: bool = False, 
         OutputError: `out` is not a zoo (nor an empty folder), another run holds its lock, or the disk refuses.
         ShardFailed: a shard failed twice; the rest is committed, rerun to retry.
     """
-    out = Path(out)
+    out = Path(os.path.abspath(out))  # "." has no name for the work folder beside it; links stay links
+    check_fits(spec, out)  # before the lock, the work folder or any model list is made
     with output_errors(out), output_lock(out):
         return _generate(spec, out, overwrite=overwrite, workers=workers, ray_address=ray_address, device=device,
                          data_root=data_root, download=download, progress=progress)
@@ -91,10 +95,14 @@ def _generate(spec: ZooSpec, out: Path, *, overwrite: bool, workers: int, ray_ad
     from weightspace.zoo.tasks import load_task
 
     task = load_task(spec.task, root=data_root, download=download, **spec.task_options)  # before any work folder
-    _prepare_work_dir(work, spec, fingerprint, generation, overwrite)
     shards = spec.shards()
+    _check_takes_task(spec, shards[0], task)
+    _prepare_work_dir(work, spec, fingerprint, generation, overwrite)
     done = {p.name[len("shard-"):-len(".csv")] for p in work.glob("shard-*.csv")}
     todo = [s for s in shards if s.shard_id not in done]
+    if todo and workers > min(len(todo), os.cpu_count() or 1):  # one ray worker per shard at most, one per CPU
+        workers = max(1, min(len(todo), os.cpu_count() or 1))
+        print(f"using {workers} workers: one per shard to train, at most one per CPU", file=sys.stderr)
     total = sum(len(s.models) for s in shards) * spec.epochs
     finished = sum(len(s.models) for s in shards if s.shard_id in done) * spec.epochs
     if done:
@@ -125,6 +133,44 @@ def generation_fingerprint(spec: ZooSpec) -> str:
     plan = [[s.shard_id, [m["model_id"] for m in s.models]] for s in spec.shards()]
     content = {"fingerprint": spec.fingerprint(), "shard_size": spec.shard_size, "shards": plan}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_fits(spec: ZooSpec, out: str | os.PathLike) -> None:
+    """Refuse a zoo whose weights would not fit in this machine's memory or on the disk of `out`.
+
+    Counted from the spec alone (models x checkpoints x parameters), before any model is listed.
+
+    Raises:
+        InputError: the message gives the counts and what to lower.
+    """
+    params = count_zoo_parameters(spec.architecture, **spec.arch_kwargs)
+    models, checkpoints = spec.num_models, spec.num_checkpoints
+    weights = models * checkpoints * params * 4  # float32
+    what = (f"zoo {spec.name!r} ({models:,} models x {checkpoints:,} checkpoints x {params:,} parameters, "
+            f"{format_bytes(weights)} of weights)")
+    fix = "lower seeds, samples, the grid, epochs (or list checkpoint_epochs) or the layer sizes"
+    check_memory(weights + models * (checkpoints * _ROW_BYTES + _MODEL_BYTES), what, fix)
+    check_disk(2 * weights, out, what + ", kept twice while it is assembled", fix + ", or choose another --out")
+
+
+def _check_takes_task(spec: ZooSpec, shard: Shard, task) -> None:
+    """Refuse an architecture that cannot take the task's images or give its classes: one forward pass on meta."""
+    config, _ = shard.population(spec, channels_in=task.input_shape[0], num_classes=task.num_classes)
+    shape = (1, *task.input_shape)
+    try:
+        with torch.device("meta"):
+            logits = create_zoo_model(config.architecture, **config.arch_kwargs).eval()(torch.empty(shape))
+        problem = None if tuple(logits.shape) == (1, task.num_classes) else \
+            f"it gives {tuple(logits.shape)[1:]} outputs for {task.num_classes} classes"
+    except RuntimeError as err:
+        problem = str(err).splitlines()[0]
+    if problem is not None:
+        c, h, w = task.input_shape
+        fix = (f"set arch_kwargs in_dim to {c * h * w} and out_dim to {task.num_classes}" if spec.architecture == "mlp"
+               else f"choose an architecture built for images of shape {task.input_shape}")
+        raise ValueError(f"zoo {spec.name!r}: architecture {spec.architecture!r} {spec.arch_kwargs or ''} does not fit "
+                         f"task {spec.task!r} (images of shape {task.input_shape}, {task.num_classes} classes): "
+                         f"{problem}; {fix}")
 
 
 # ---------------------------------------------------------------- one shard

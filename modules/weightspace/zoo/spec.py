@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from weightspace.activations import ACTIVATIONS
-from weightspace.zoo.architectures import INITS, list_zoo_models
+from weightspace.zoo.architectures import INITS, count_zoo_parameters, list_zoo_models
 from weightspace.zoo.population import OPTIMIZERS, Member, PopulationConfig
 
 # hyperparameters a grid may vary; the structural ones split the zoo into populations
@@ -35,6 +35,7 @@ DEFAULT_HYPERPARAMETERS = {
     "lr": 1e-3, "weight_decay": 0.0, "init": "kaiming_uniform", "init_std": None,
 }
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform")
+MAX_SEED = 2**63 - 1  # seeds (and sample_seed) seed torch and numpy generators, which take 64-bit values
 # structural hyperparameters are shared by a population; drawn from a range, each model would train alone.
 # dropout is the exception: drawn (`sample`), it is a per-model rate in its population
 SAMPLED_PER_MODEL = ("dropout",)
@@ -43,6 +44,11 @@ _NAMES = {"activation": tuple(ACTIVATIONS), "init": tuple(INITS), "optimizer": O
 _RANGES = {"dropout": (0.0, 1.0, False, True), "momentum": (0.0, 1.0, False, True),
            "train_fraction": (0.0, 1.0, True, False), "lr": (0.0, math.inf, True, True),
            "weight_decay": (0.0, math.inf, False, True), "init_std": (0.0, math.inf, True, True)}
+
+
+def _whole(value, low: int, high: int) -> bool:
+    """Whether `value` is an int (not a bool) in [low, high]."""
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _check_value(key: str, value, where: str) -> None:
@@ -147,10 +153,43 @@ class ZooSpec:
                              f"got {len(self.sample)} distribution(s) and samples={self.samples}")
         if self.architecture not in list_zoo_models():
             raise ValueError(f"unknown zoo architecture {self.architecture!r}; choose one of {list_zoo_models()}")
-        if self.epochs < 0 or self.batch_size < 1 or self.shard_size < 1:
-            raise ValueError("epochs must be >= 0, batch_size and shard_size >= 1")
-        if self.checkpoint_epochs is not None and not all(0 <= e <= self.epochs for e in self.checkpoint_epochs):
+        self._check_counts()
+        if self.checkpoint_epochs is not None and not all(_whole(e, 0, self.epochs) for e in self.checkpoint_epochs):
             raise ValueError(f"checkpoint_epochs must lie in [0, {self.epochs}], got {self.checkpoint_epochs}")
+        if not isinstance(self.arch_kwargs, dict):
+            raise ValueError(f"arch_kwargs must be an object of architecture arguments, got {self.arch_kwargs!r}")
+        # built on the meta device: a bad or huge layer stops the spec here, not in every shard
+        count_zoo_parameters(self.architecture, **self.arch_kwargs)
+
+    def _check_counts(self) -> None:
+        """Refuse seeds, counts and sizes that are not whole numbers in range, naming the spec key and a fix."""
+        if isinstance(self.seeds, (list, tuple)):
+            if not self.seeds:
+                raise ValueError("seeds is empty; give a count such as 10 (seeds 0..9) or a list such as [0, 1, 2]")
+            bad = [s for s in self.seeds if not _whole(s, 0, MAX_SEED)]
+            if bad:
+                raise ValueError(f"seeds must be whole numbers from 0 to 2**63-1, got {bad[:3]}; "
+                                 "give a list such as [0, 1, 2] or a count such as 10")
+        elif not _whole(self.seeds, 1, MAX_SEED):
+            raise ValueError(f"seeds must be a count of at least 1 (seeds 0..n-1) or a list of seeds, got "
+                             f"{self.seeds!r}; give e.g. 10 or [0, 1, 2]")
+        if not _whole(self.sample_seed, 0, MAX_SEED):
+            raise ValueError(f"sample_seed must be a whole number from 0 to 2**63-1, got {self.sample_seed!r}; "
+                             "set sample_seed to e.g. 0")
+        for key, low in (("epochs", 0), ("batch_size", 1), ("shard_size", 1)):
+            if not _whole(getattr(self, key), low, MAX_SEED):
+                raise ValueError(f"{key} must be a whole number of at least {low}, got {getattr(self, key)!r}")
+
+    @property
+    def num_models(self) -> int:
+        """How many models `models` lists, counted without listing them."""
+        settings = math.prod(len(values) for values in self.grid.values())
+        return settings * max(1, self.samples) * (self.seeds if isinstance(self.seeds, int) else len(self.seeds))
+
+    @property
+    def num_checkpoints(self) -> int:
+        """How many checkpoints each model keeps (`kept_epochs`), counted without listing them."""
+        return self.epochs + 1 if self.checkpoint_epochs is None else len(set(self.checkpoint_epochs))
 
     @property
     def seed_list(self) -> list[int]:

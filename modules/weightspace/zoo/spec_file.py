@@ -46,6 +46,10 @@ _TYPES = {
 }
 
 
+_TOO_DEEP = ("'{path}' nests lists or objects too deeply to read; a zoo spec nests at most three levels "
+             "(e.g. sample -> lr -> choice); `weightspace zoo presets --show NAME` prints one to start from")
+
+
 class SpecFileError(InputError):
     """A zoo spec file cannot be read or does not describe a zoo; the message names the file and the key."""
 
@@ -102,6 +106,8 @@ def _parse(path: Path) -> dict:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise SpecFileError(f"'{path}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from err
+        except RecursionError:
+            raise SpecFileError(_TOO_DEEP.format(path=path)) from None
     else:
         try:
             import tomllib  # the standard library's from Python 3.11; the package supports 3.10
@@ -112,6 +118,8 @@ def _parse(path: Path) -> dict:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:  # its message ends "(at line L, column C)"
             raise SpecFileError(f"'{path}' is not valid TOML: {err}") from err
+        except RecursionError:
+            raise SpecFileError(_TOO_DEEP.format(path=path)) from None
     if not isinstance(data, dict):
         raise SpecFileError(f"'{path}' holds a JSON {type(data).__name__}, not an object of spec keys")
     return data

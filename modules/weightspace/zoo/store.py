@@ -165,8 +165,7 @@ class Zoo:
         """Models, epochs, parameters and the test-accuracy distribution per epoch, as text."""
         lines = [
             f"zoo {self.name}" + (f" at {self.path}" if self.path else ""),
-            f"  architecture : {self.info.get('architecture', {}).get('name', '?')}"
-            f"   task: {self.info.get('task', {}).get('name', '?')}",
+            f"  architecture : {_info_name(self.info.get('architecture'))}   task: {_info_name(self.info.get('task'))}",
             f"  models       : {self.num_models}",
             f"  samples      : {self.num_samples} checkpoints",
             f"  epochs       : {_compact(self.epochs)}",
@@ -180,8 +179,9 @@ class Zoo:
             bad = self.samples.loc[self.samples["diverged"].astype(bool), "model_id"].nunique()
             lines.append(f"  diverged     : {bad} models")
         acc = next((c for c in ("test_acc", "test_accuracy") if c in self.samples), None)
-        if acc is not None:
-            table = self.samples.groupby("epoch")[acc].describe(percentiles=[0.25, 0.5, 0.75])
+        values = pd.to_numeric(self.samples[acc], errors="coerce") if acc is not None else None
+        if values is not None and values.notna().any():  # a converted zoo may hold text there
+            table = values.groupby(self.samples["epoch"]).describe(percentiles=[0.25, 0.5, 0.75])
             table = table[["count", "mean", "std", "min", "25%", "50%", "75%", "max"]]
             table["count"] = table["count"].astype(int)
             lines.append(f"  {acc} per epoch:")
@@ -190,6 +190,12 @@ class Zoo:
 
 
 # ---------------------------------------------------------------- helpers
+def _info_name(entry) -> str:
+    """The name in a zoo.json entry such as ``architecture``: ``{"name": ...}``, or a bare string."""
+    name = entry.get("name") if isinstance(entry, dict) else entry
+    return "?" if name is None else str(name)
+
+
 def _check_consistent(weights: np.ndarray, samples: pd.DataFrame, layout: WeightLayout, *, where: str) -> None:
     if weights.dtype != np.float32:
         raise ZooFormatError(f"{where}: weights.npy holds {weights.dtype}, expected float32")

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from weightspace.io.data_root import data_root
+from weightspace.resources import check_memory
 from weightspace.zoo import task_files, task_sources
 
 __all__ = ["TaskData", "list_tasks", "load_task", "missing_task_files", "synthetic_options", "task_options"]
@@ -81,6 +82,7 @@ _TETROMINOES: dict[str, tuple[tuple[int, int], ...]] = {
     "L": ((0, 0), (1, 0), (2, 0), (2, 1)),
 }
 # Offset of each canonical shape for placement="fixed" (roughly centred in the 4x4 grid).
+_IMAGE_COPIES = 3  # float32 copies of a generated image set alive at once while it is drawn
 _FIXED_OFFSETS = {"I": (1, 0), "O": (1, 1), "T": (1, 0), "L": (0, 1)}
 
 
@@ -115,6 +117,12 @@ def _tetris_templates(placement: str) -> list[torch.Tensor]:
                            for dr in range(5 - height) for dc in range(5 - width)]
         out.append(torch.stack([_cells_image(s) for s in shapes]))
     return out
+
+
+def _check_size(task: str, images: int, pixels: int) -> None:
+    """Refuse a generated task too large for this machine, before any image is drawn."""
+    check_memory(_IMAGE_COPIES * 4 * images * pixels, f"task {task} ({images:,} images of {pixels:,} pixels)",
+                 "lower n_train and n_test (or the image shape) in task_options")
 
 
 def _split_generator(seed: int, stream: int) -> torch.Generator:
@@ -152,6 +160,7 @@ def _load_tetris(*, placement: str = "fixed", n_train: int = 200, n_test: int = 
             raise ValueError(f"tetris: {key} must be a non-negative int, got {value!r}")
     if not 0.0 <= float(flip_prob) <= 1.0:
         raise ValueError(f"tetris: flip_prob must be in [0, 1], got {flip_prob!r}")
+    _check_size("tetris", n_train + n_test, 16)
     templates = _tetris_templates(placement)
     x_tr, y_tr = _sample_tetris(templates, n_train, float(flip_prob), _split_generator(seed, 0))
     x_te, y_te = _sample_tetris(templates, n_test, float(flip_prob), _split_generator(seed, 1))
@@ -205,6 +214,7 @@ def _load_synthetic(*, shape: tuple[int, int, int] = (1, 28, 28), num_classes: i
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"synthetic: {key} must be an int >= {low}, got {value!r}")
     c, h, w = (int(s) for s in shape)
+    _check_size("synthetic", n_train + n_test + num_classes, c * h * w)  # the teacher: num_classes images
     coarse = (max(min(h, 4), -(-h // 4)), max(min(w, 4), -(-w // 4)))
     teacher = torch.randn(num_classes, c * h * w, generator=_split_generator(seed, 2))
     teacher /= teacher.norm(dim=1, keepdim=True)
