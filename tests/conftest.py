@@ -1,19 +1,30 @@
-"""Shared test settings: the thread count (WEIGHTSPACE_TEST_THREADS), the float_equivalence marker, float64."""
+"""Shared test settings: the thread count (WEIGHTSPACE_TEST_THREADS), the markers (slow, float_equivalence,
+cluster), float64, and the toy zoos that many tests build (`make_zoo`)."""
 
+import copy
 import os
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
+
+from weightspace import WeightLayout, create_zoo_model
+from weightspace.zoo.store import Zoo
 
 THREADS_ENV = "WEIGHTSPACE_TEST_THREADS"
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
+        "markers", "slow: starts ray, a subprocess, the local cluster or a whole experiment; left out by default "
+                   "(pyproject's addopts), run with -m slow")
+    config.addinivalue_line(
         "markers", "float_equivalence: compares two floating-point computations of one result; "
                    "CI runs these at 1 and 2 threads (see .ci/run)")
     config.addinivalue_line(
-        "markers", "cluster: starts a local multi-node ray cluster and an S3 server on 127.0.0.1 (about 3 minutes)")
+        "markers", "cluster: starts a local multi-node ray cluster and an S3 server on 127.0.0.1 (about 3 minutes); "
+                   "also slow")
     threads = os.environ.get(THREADS_ENV)
     if threads is None:
         return
@@ -35,3 +46,51 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(before)
+
+
+def _toy_zoo(models: int, epochs: tuple, seed: int, init: str | None, hyper: bool, diverged: tuple) -> Zoo:
+    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
+    rng = np.random.default_rng(seed)
+    mids, epoch = np.repeat(np.arange(models), len(epochs)), np.tile(np.asarray(epochs), models)
+    if init is None:
+        base = rng.normal(size=(len(mids), layout.num_params))
+    else:  # each model's initialisation, the same at every epoch
+        gen = torch.Generator().manual_seed(seed)
+        nets = [create_zoo_model("tetris_mlp", init=init, generator=gen) for _ in range(models)]
+        with torch.no_grad():
+            base = torch.stack([layout.vectorize(net.state_dict()) for net in nets]).numpy()[mids]
+    weights = (base * (1 + 0.3 * epoch[:, None])).astype(np.float32)
+    test_acc = 0.6 + 0.02 * weights[:, :4].sum(1) + rng.normal(0, 0.002, len(mids))
+    act = np.array(["tanh", "relu"])[rng.integers(0, 2, models)]
+    samples = pd.DataFrame({
+        "model_id": mids, "epoch": epoch, "seed": mids, "test_acc": test_acc,
+        "train_acc": test_acc + 0.02 * epoch, "activation": act[mids],
+        "lr": rng.choice([1e-3, 3e-3, 1e-2], models)[mids], "diverged": np.isin(mids, diverged),
+    })
+    info = {"name": "toy", "hyperparameters": ["activation", "lr"] if hyper else [],
+            "metrics": ["test_acc", "train_acc"]}
+    return Zoo(weights, samples, layout, info)
+
+
+@pytest.fixture(scope="session")
+def make_zoo():
+    """``make_zoo(models=20, epochs=(0, 1), seed=0, *, init=None, hyper=True, diverged=())`` -> an in-memory
+    `Zoo` of tetris_mlp weights, built once per session for each set of arguments (each call
+    returns its own copy, free to change).
+
+    Row (m, e) holds model m at epoch e: standard normal weights (``init=None``) or tetris_mlp's
+    initialisation `init` drawn from `seed`, scaled by ``1 + 0.3 e``. ``test_acc`` is linear in the first
+    four weights (plus noise 0.002), ``train_acc = test_acc + 0.02 e``; each model draws an activation (tanh or
+    relu) and an lr; the models in `diverged` are marked diverged. `hyper` lists activation and lr as the zoo's
+    hyperparameters."""
+    built = {}
+
+    def make(models: int = 20, epochs: tuple = (0, 1), seed: int = 0, *, init: str | None = None, hyper: bool = True,
+             diverged: tuple = ()) -> Zoo:
+        key = (models, tuple(epochs), seed, init, hyper, tuple(diverged))
+        if key not in built:
+            built[key] = _toy_zoo(*key)
+        zoo = built[key]
+        return Zoo(zoo.weights.copy(), zoo.samples.copy(), zoo.layout, copy.deepcopy(zoo.info))
+
+    return make

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_representation import small_config, tiny_zoo
+from test_representation import NETS, small_config
 
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit
@@ -30,7 +30,7 @@ from weightspace.representation.config import DataConfig
 from weightspace.zoo.store import Zoo
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = "127.0.0.1"
@@ -129,12 +129,12 @@ def test_a_driver_without_the_clusters_token_is_refused_within_the_timeout_namin
     assert cluster.address in done.stdout and "RAY_AUTH_TOKEN" in done.stdout, done.stdout + done.stderr[-2000:]
 
 
-def test_trials_on_another_node_run_without_the_drivers_zoo_folder(driver, tmp_path):
+def test_trials_on_another_node_run_without_the_drivers_zoo_folder(make_zoo, driver, tmp_path):
     """The zoo's folder is moved away after the driver opened it; trials that must run on a worker node
     still train, and report what a trial reading the zoo itself reports."""
     from weightspace.pipeline.tune import run_tuner
 
-    tiny_zoo(models=12).save(tmp_path / "zoo")
+    make_zoo(models=12, **NETS).save(tmp_path / "zoo")
     zoo = Zoo.load(tmp_path / "zoo")
     config = small_config(epochs_per_step=1)
     config.data = DataConfig(path=str(tmp_path / "zoo"))

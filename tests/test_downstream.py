@@ -18,28 +18,12 @@ from weightspace.downstream import (BaselineConfig, BoostedTreesClassifierProbe,
                                     Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics, LogisticProbe,
                                     ProbeConfig, ProbeWarning, RawWeights, RidgeProbe, UMAPFeatures, derive_targets,
                                     evaluate, run_baselines, write_results_json)
-from weightspace.zoo.store import Zoo
 
 SPLIT_KEYS = ("train", "val", "test")
 
 
-def make_zoo(models=60, epochs=(0, 1, 2, 3), seed=0, hyper=True):
-    """A tetris_mlp zoo: accuracy linear in four weights, weight scale growing with the epoch."""
-    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
-    rng = np.random.default_rng(seed)
-    mids = np.repeat(np.arange(models), len(epochs))
-    epoch = np.tile(np.asarray(epochs), models)
-    weights = (rng.normal(size=(len(mids), layout.num_params)) * (1 + 0.3 * epoch[:, None])).astype(np.float32)
-    test_acc = 0.6 + 0.02 * weights[:, :4].sum(1) + rng.normal(0, 0.002, len(mids))
-    act = np.array(["tanh", "relu"])[rng.integers(0, 2, models)]
-    samples = pd.DataFrame({
-        "model_id": mids, "epoch": epoch, "seed": mids, "test_acc": test_acc,
-        "train_acc": test_acc + 0.02 * epoch, "activation": act[mids],
-        "lr": rng.choice([1e-3, 3e-3, 1e-2], models)[mids], "diverged": mids == 1,
-    })
-    info = {"name": "toy", "hyperparameters": ["activation", "lr"] if hyper else [],
-            "metrics": ["test_acc", "train_acc"]}
-    return Zoo(weights, samples, layout, info)
+# the toy zoo of these tests: four epochs, model 1 diverged (see conftest.make_zoo)
+TOY = {"epochs": (0, 1, 2, 3), "diverged": (1,)}
 
 
 def linear_data(n=600, d=20, noise=0.01, seed=0):
@@ -164,8 +148,8 @@ def test_layer_statistics_equal_numpy_per_layer(tmp_path, preset, biases):
     assert len(stats.get_feature_names_out()) == got.shape[1] == len(layout) * 7 * (2 if with_bias else 1)
 
 
-def test_raw_weights_and_hyperparameters():
-    zoo = make_zoo(models=6)
+def test_raw_weights_and_hyperparameters(make_zoo):
+    zoo = make_zoo(models=6, **TOY)
     np.testing.assert_array_equal(RawWeights(chunk_size=5).fit(zoo.weights).transform(zoo.weights), zoo.weights)
     hyper = Hyperparameters(["activation", "lr", "diverged"]).fit(zoo.samples)
     X = hyper.transform(zoo.samples)
@@ -201,8 +185,8 @@ def test_embedding_is_batched_deterministic_and_restores_mode():
         Embedding(torch.nn.Linear(2, 2)).fit(W)
 
 
-def test_projections_fit_on_training_rows_only():
-    zoo = make_zoo(models=40)
+def test_projections_fit_on_training_rows_only(make_zoo):
+    zoo = make_zoo(models=40, **TOY)
     seen = []
 
     class Spy(KernelPCAFeatures):
@@ -232,8 +216,8 @@ def test_umap_features_shape():
 
 
 # -------------------------------------------------------------- targets and evaluation
-def test_derive_targets_defaults_and_tasks():
-    zoo = make_zoo(models=5)
+def test_derive_targets_defaults_and_tasks(make_zoo):
+    zoo = make_zoo(models=5, **TOY)
     targets = {t.name: t for t in derive_targets(zoo.samples, None, zoo.hyperparameters)}
     assert list(targets) == ["test_acc", "train_acc", "ggap", "training_iteration", "activation", "lr"]
     assert targets["activation"].task == "classification" and targets["lr"].task == "regression"
@@ -242,8 +226,8 @@ def test_derive_targets_defaults_and_tasks():
     np.testing.assert_array_equal(targets["training_iteration"].values, s["epoch"])
 
 
-def test_evaluate_small_zoo_excludes_diverged_and_leaves_global_rng_alone():
-    zoo = make_zoo()
+def test_evaluate_small_zoo_excludes_diverged_and_leaves_global_rng_alone(make_zoo):
+    zoo = make_zoo(models=60, **TOY)
     np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state().clone()
     table = evaluate(zoo, feature_sets={"raw": RawWeights(), "stats": LayerStatistics(zoo.layout)},
                      probes=("linear", "gbt"), config=ProbeConfig(gbt_max_iter=40))
@@ -259,11 +243,11 @@ def test_evaluate_small_zoo_excludes_diverged_and_leaves_global_rng_alone():
     assert table.query("task == 'regression' and note == ''")["value"].notna().all()
 
 
-def test_predictions_identify_each_sample_and_reproduce_the_scores(tmp_path):
+def test_predictions_identify_each_sample_and_reproduce_the_scores(make_zoo, tmp_path):
     from weightspace.downstream.evaluate import PREDICTION_COLUMNS
     from weightspace.downstream.targets import score
 
-    zoo = make_zoo(models=20)
+    zoo = make_zoo(models=20, **TOY)
     table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)}, probes=("linear", "gbt"),
                      targets=["test_acc", "training_iteration", "activation"], config=ProbeConfig(gbt_max_iter=20),
                      out_predictions=tmp_path / "predictions.csv.gz")
@@ -302,8 +286,8 @@ def test_score_is_sklearn_r2_and_nan_where_undefined():
     assert np.isnan(score("classification", np.array([]), np.array([]))["accuracy"])
 
 
-def test_json_files_have_2021_keys(tmp_path):
-    zoo = make_zoo(models=30)
+def test_json_files_have_2021_keys(make_zoo, tmp_path):
+    zoo = make_zoo(models=30, **TOY)
     table = run_baselines(zoo, tmp_path, BaselineConfig())
     data = json.loads((tmp_path / "baseline_performance.json").read_text())
     assert {"results_im", "results_lq", "results_lq_gbt", "results_hyper", "results_hyper_gbt"} <= set(data)
@@ -318,8 +302,8 @@ def test_json_files_have_2021_keys(tmp_path):
     assert flat["loss_test"] == 0.5 and {f"test_acc_{s}" for s in SPLIT_KEYS} <= set(flat)
 
 
-def test_cli_baselines_prints_table_and_writes_files(tmp_path, capsys):
-    make_zoo(models=20).save(tmp_path / "zoo")
+def test_cli_baselines_prints_table_and_writes_files(make_zoo, tmp_path, capsys):
+    make_zoo(models=20, **TOY).save(tmp_path / "zoo")
     assert main(["baselines", str(tmp_path / "zoo"), "--out", str(tmp_path / "out"), "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "test_acc (R²)" in out and "stats/gbt" in out and "raw/linear" in out
@@ -334,8 +318,8 @@ def _notes(table, **where):
     return " ".join(part["note"].unique())
 
 
-def test_missing_and_constant_targets_give_notes_and_the_rest_is_computed():
-    zoo = make_zoo(models=20, hyper=False)
+def test_missing_and_constant_targets_give_notes_and_the_rest_is_computed(make_zoo):
+    zoo = make_zoo(models=20, hyper=False, **TOY)
     zoo.samples["const"] = 1.0
     with pytest.warns(ProbeWarning):
         table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)},
@@ -346,8 +330,8 @@ def test_missing_and_constant_targets_give_notes_and_the_rest_is_computed():
     assert table.query("target == 'test_acc'")["value"].notna().all()
 
 
-def test_class_only_in_test_and_single_class_in_train():
-    zoo = make_zoo(models=20)
+def test_class_only_in_test_and_single_class_in_train(make_zoo):
+    zoo = make_zoo(models=20, **TOY)
     split = np.where(zoo.samples["model_id"] < 14, "train", np.where(zoo.samples["model_id"] < 17, "val", "test"))
     zoo.samples["label"] = np.where(zoo.samples["model_id"] >= 17, "rare", zoo.samples["activation"])
     zoo.samples["one"] = np.where(split == "train", "x", "y")
@@ -360,8 +344,8 @@ def test_class_only_in_test_and_single_class_in_train():
     assert table.query("target == 'test_acc'")["value"].notna().all()
 
 
-def test_nan_features_and_targets_are_dropped_and_counted():
-    zoo = make_zoo(models=20, hyper=False)
+def test_nan_features_and_targets_are_dropped_and_counted(make_zoo):
+    zoo = make_zoo(models=20, hyper=False, **TOY)
     X = LayerStatistics(zoo.layout).fit(zoo.weights).transform(zoo.weights)
     X[9] = np.nan  # rows 4-7 are the diverged model 1, excluded anyway
     zoo.samples.loc[[12, 13, 14], "test_acc"] = np.nan
@@ -373,8 +357,8 @@ def test_nan_features_and_targets_are_dropped_and_counted():
     assert table["value"].notna().all()
 
 
-def test_empty_splits():
-    zoo = make_zoo(models=20, hyper=False)
+def test_empty_splits(make_zoo):
+    zoo = make_zoo(models=20, hyper=False, **TOY)
     no_val = np.where(zoo.samples["model_id"] < 15, "train", "test")
     with pytest.warns(ProbeWarning):
         table = evaluate(zoo, feature_sets={"stats": LayerStatistics(zoo.layout)}, targets=["test_acc"], splits=no_val)

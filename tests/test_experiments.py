@@ -17,6 +17,7 @@ def run(script: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=600)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
 def test_smoke_run_writes_results_and_report(folder, tmp_path):
     out = tmp_path / "out"
@@ -54,6 +55,7 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     assert trial["train"]["precision"] == "bf16"  # --precision reached the trainable
 
 
+@pytest.mark.slow
 def test_the_2021_variant_runs_into_its_own_folder_and_unknown_variants_are_named(tmp_path):
     folder = ROOT / "11_tetris_seed"
     script = next(folder.glob("simclr_ae_*.py"))
@@ -72,6 +74,7 @@ ABLATIONS = ROOT / "01_ablation_studies"
 ABLATION_SCRIPTS = ("ablation_architecture.py", "ablation_compression.py", "ablation_loss_augmentation.py")
 
 
+@pytest.mark.slow
 def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
     assert ABLATIONS not in FOLDERS  # the grids have no baselines, results.json or report
     # the three scripts start their own ray instances; run side by side, they overlap ray's start-up waits

@@ -147,6 +147,7 @@ KILL_SPEC = ZooSpec(
 )
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_identical_zoo(tmp_path):
     out = tmp_path / "killed"
     work = tmp_path / ".killed.partial"
@@ -167,6 +168,7 @@ def test_resume_after_kill_gives_identical_zoo(tmp_path):
     assert resumed.num_models == 64
 
 
+@pytest.mark.slow
 def test_ray_workers_match_in_process(tmp_path):
     ray = pytest.importorskip("ray")
     spec = get_preset("tetris_hyp", smoke=True)

@@ -17,8 +17,6 @@ from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo
 
-from test_store import make_zoo
-
 
 def user_folder(path: pathlib.Path) -> pathlib.Path:
     """A folder weightspace did not write: ``raw/keep.txt`` and ``notes.md``."""
@@ -44,7 +42,7 @@ def test_generate_overwrite_refuses_a_folder_that_is_not_a_zoo(tmp_path, capsys)
     assert_untouched(out)
 
 
-def test_export_convert_and_download_refuse_a_folder_that_is_not_theirs(tmp_path):
+def test_export_convert_and_download_refuse_a_folder_that_is_not_theirs(make_zoo, tmp_path):
     from weightspace.formats import convert, download, export_raytune
 
     zoo = make_zoo()
@@ -65,12 +63,12 @@ def test_export_convert_and_download_refuse_a_folder_that_is_not_theirs(tmp_path
     assert_untouched(tmp_path / "root" / "21_mnist_seed")
 
 
-def test_overwrite_replaces_a_zoo_and_an_empty_folder(tmp_path):
+def test_overwrite_replaces_a_zoo_and_an_empty_folder(make_zoo, tmp_path):
     make_zoo().save(tmp_path / "z")
     make_zoo(seed=1).save(tmp_path / "z", overwrite=True)
     (tmp_path / "empty").mkdir()
     make_zoo().save(tmp_path / "empty", overwrite=True)
-    assert Zoo.load(tmp_path / "empty").num_models == 4
+    assert Zoo.load(tmp_path / "empty").num_models == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "z"]
 
 
@@ -126,7 +124,7 @@ def test_a_run_under_a_storage_uri_is_refused_replaced_or_kept_like_a_local_one(
 
 
 # ------------------------------------------------------------------- the lock
-def test_a_second_run_on_a_locked_output_refuses_and_writes_nothing(tmp_path):
+def test_a_second_run_on_a_locked_output_refuses_and_writes_nothing(make_zoo, tmp_path):
     fcntl = pytest.importorskip("fcntl")
     out = tmp_path / "z"
     fd = os.open(lock_path(out), os.O_RDWR | os.O_CREAT)  # another run's lock (another open file: flock conflicts)
@@ -173,7 +171,7 @@ def test_unwritable_output_is_one_line_and_a_nonzero_exit(tmp_path, monkeypatch,
     assert "Traceback" not in err
 
 
-def test_full_disk_during_save_names_the_cause_and_leaves_nothing(tmp_path, monkeypatch):
+def test_full_disk_during_save_names_the_cause_and_leaves_nothing(make_zoo, tmp_path, monkeypatch):
     def short_write(*args, **kwargs):
         raise OSError("1200 requested and 992 written")  # numpy's words for a full disk, errno lost
 
@@ -183,7 +181,7 @@ def test_full_disk_during_save_names_the_cause_and_leaves_nothing(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_out_under_a_file_is_refused(tmp_path, capsys):
+def test_out_under_a_file_is_refused(make_zoo, tmp_path, capsys):
     (tmp_path / "afile").write_text("")
     with pytest.raises(OutputError, match="afile' is a file"):
         make_zoo().save(tmp_path / "afile" / "sub")
@@ -193,7 +191,7 @@ def test_out_under_a_file_is_refused(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- leftovers
-def test_leftovers_of_an_interrupted_save_are_cleaned_and_reported(tmp_path, capsys):
+def test_leftovers_of_an_interrupted_save_are_cleaned_and_reported(make_zoo, tmp_path, capsys):
     make_zoo().save(tmp_path / "z")
     (tmp_path / ".z.tmp-0123abcd").mkdir()  # a kill inside Zoo.save
     (tmp_path / ".z.tmp-0123abcd" / "weights.npy").write_bytes(b"half")
@@ -205,13 +203,13 @@ def test_leftovers_of_an_interrupted_save_are_cleaned_and_reported(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == [".z.tmpfoo", "z"]
 
 
-def test_an_overwrite_cut_between_its_renames_gets_the_old_zoo_back(tmp_path, capsys):
+def test_an_overwrite_cut_between_its_renames_gets_the_old_zoo_back(make_zoo, tmp_path, capsys):
     make_zoo().save(tmp_path / "z")
     os.replace(tmp_path / "z", tmp_path / ".z.old-0123abcd")  # the first rename happened, the second did not
     with output_lock(tmp_path / "z"):
         clean_stale(tmp_path / "z")
     assert "restored" in capsys.readouterr().err
-    assert Zoo.load(tmp_path / "z").num_models == 4
+    assert Zoo.load(tmp_path / "z").num_models == 20
 
 
 def test_append_text_keeps_whole_lines(tmp_path):

@@ -165,6 +165,7 @@ def test_a_network_without_hidden_layers_is_refused_with_the_choices():
         EncoderConfig(name="neuron_set", set_code_knots=-1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
     """`bench/representation_quality.py --smoke`: every encoder, its random-init control and the baselines,

@@ -122,12 +122,21 @@ def test_a_bad_spec_file_is_refused_naming_the_file_and_the_key_and_nothing_is_w
 
 # ------------------------------------------------------------------ --zoo PATH
 def test_an_experiment_script_runs_on_the_zoo_given_by_zoo(own_zoo, tmp_path):
+    """What ``python compute_baselines.py --smoke-test --zoo PATH ...`` runs, in this process (the scripts'
+    own start-up is run by tests/test_experiments.py's smoke runs)."""
+    import importlib.util
+
+    from weightspace.pipeline.cli import run_script
+
     out, datasets = tmp_path / "out", tmp_path / "datasets"
-    script = ROOT / "11_tetris_seed" / "compute_baselines.py"
-    run = subprocess.run([sys.executable, script.name, "--smoke-test", "--zoo", str(own_zoo), "--output-dir",
-                          str(out), "--datasets", str(datasets), "--no-report"], cwd=script.parent,
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
+    folder = ROOT / "11_tetris_seed"
+    spec = importlib.util.spec_from_file_location("experiment_11_tetris_seed", folder / "experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    code = run_script(module.EXPERIMENT, "baselines", folder / "compute_baselines.py",
+                      ["--smoke-test", "--zoo", str(own_zoo), "--output-dir", str(out), "--datasets", str(datasets),
+                       "--no-report"])
+    assert code == 0
     recorded = json.loads((out / "experiment.json").read_text())
     assert recorded["zoo"]["path"] == str(own_zoo) and recorded["zoo"]["models"] == 30
     assert recorded["zoo"]["source"] == f"given zoo '{own_zoo}'"
@@ -151,6 +160,7 @@ def test_zoo_that_is_not_a_zoo_folder_is_refused_before_anything_is_written(tmp_
 
 
 # ------------------------------------------------------------ weightspace run
+@pytest.mark.slow
 def test_weightspace_run_writes_results_and_report_for_a_zoo_without_a_folder(own_zoo, tmp_path):
     out = tmp_path / "report"
     command = [sys.executable, "-m", "weightspace.cli", "run", str(own_zoo), "--out", str(out), "--smoke",

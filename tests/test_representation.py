@@ -6,7 +6,6 @@ import sys
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -35,7 +34,6 @@ from weightspace.representation import (
 )
 from weightspace.representation.learner import reconstruction_target
 from weightspace.representation.tokens import TokenDebedder, TokenEmbedder, neuron_token_groups
-from weightspace.zoo.store import Zoo
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -47,19 +45,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def tiny_zoo(name: str = "tetris_mlp", models: int = 10, epochs: tuple = (0, 1), seed: int = 0) -> Zoo:
-    """Randomly initialised networks; epoch e is the init scaled by (1 + e/10) as a stand-in for training."""
-    gen = torch.Generator().manual_seed(seed)
-    rows, vectors = [], []
-    for m in range(models):
-        net = create_zoo_model(name, init="xavier_normal", generator=gen)
-        layout = WeightLayout.from_module(net)
-        with torch.no_grad():
-            base = layout.vectorize(net.state_dict())
-        for e in epochs:
-            vectors.append(base * (1 + e / 10))
-            rows.append({"model_id": m, "epoch": e, "seed": m, "test_acc": 0.1 * m + 0.01 * e, "diverged": False})
-    return Zoo(torch.stack(vectors).numpy(), pd.DataFrame(rows), layout, {"name": "tiny"})
+NETS = {"init": "xavier_normal"}  # conftest.make_zoo of initialised networks, not standard normal weights
 
 
 def small_config(name: str = "transformer_neuron", **train) -> LearnerConfig:
@@ -230,8 +216,8 @@ def test_learner_does_not_import_ray():
 
 
 # ------------------------------------------------------------------ data
-def test_zoo_dataset_splits_by_model_and_filters():
-    zoo = tiny_zoo(models=20, epochs=(0, 1, 2))
+def test_zoo_dataset_splits_by_model_and_filters(make_zoo):
+    zoo = make_zoo(models=20, epochs=(0, 1, 2), **NETS)
     zoo.samples.loc[zoo.samples["model_id"] == 3, "diverged"] = True
     parts = {s: ZooDataset(zoo, s, fractions=(0.6, 0.2, 0.2), seed=1) for s in ("train", "val", "test")}
     ids = [set(d.properties["model_id"]) for d in parts.values()]
@@ -247,8 +233,8 @@ def test_zoo_dataset_splits_by_model_and_filters():
 
 
 # ---------------------------------------------------------------- learner
-def test_tiny_autoencoder_overfits_a_handful_of_samples():
-    train = ZooDataset(tiny_zoo(models=8, epochs=(0,)), "train", fractions=(1, 0, 0))
+def test_tiny_autoencoder_overfits_a_handful_of_samples(make_zoo):
+    train = ZooDataset(make_zoo(models=8, epochs=(0,), **NETS), "train", fractions=(1, 0, 0))
     config = LearnerConfig(
         encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=16, dropout=0.0, attn_dropout=0.0),
         head=HeadConfig(1, 16, 8), loss=LossConfig(gamma=0.05), augment=AugmentConfig(permute=False, erase_p=0.0),
@@ -257,8 +243,8 @@ def test_tiny_autoencoder_overfits_a_handful_of_samples():
     assert reconstruction_r2(learner.model, train.weights) > 0.95
 
 
-def test_fit_evaluates_embeds_and_writes_its_config(tmp_path):
-    zoo = tiny_zoo(models=12)
+def test_fit_evaluates_embeds_and_writes_its_config(make_zoo, tmp_path):
+    zoo = make_zoo(models=12, **NETS)
     train, val = (ZooDataset(zoo, s, fractions=(0.7, 0.3, 0.0)) for s in ("train", "val"))
     state = torch.random.get_rng_state()
     learner = fit(small_config(), train, val=val, epochs=2, out_dir=tmp_path, progress=False)
@@ -275,8 +261,8 @@ def test_fit_evaluates_embeds_and_writes_its_config(tmp_path):
         fit(small_config(batch_size=64), train, epochs=1, progress=False)
 
 
-def test_probe_scores_plug_into_fit():
-    zoo = tiny_zoo(models=20)
+def test_probe_scores_plug_into_fit(make_zoo):
+    zoo = make_zoo(models=20, **NETS)
     splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
     learner = fit(small_config(), splits["train"], val=splits["val"], test=splits["test"], epochs=1, progress=False,
                   evaluate_fn=probe_scores(targets=["test_acc"]))
@@ -284,21 +270,21 @@ def test_probe_scores_plug_into_fit():
     assert {"test_acc_train", "test_acc_val", "test_acc_test", "test_acc_kendall_tau_test"} <= set(row)
 
 
-def test_same_seed_same_training():
-    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))
+def test_same_seed_same_training(make_zoo):
+    train = ZooDataset(make_zoo(models=10, **NETS), "train", fractions=(1, 0, 0))
     runs = [fit(small_config(), train, epochs=2, evaluate_every=0, progress=False).history for _ in range(2)]
     assert runs[0] == runs[1]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_trains(precision):
-    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))
+def test_mixed_precision_trains(make_zoo, precision):
+    train = ZooDataset(make_zoo(models=10, **NETS), "train", fractions=(1, 0, 0))
     learner = fit(small_config(precision=precision, grad_clip=1.0), train, epochs=2, evaluate_every=0, progress=False)
     assert learner.stop_reason is None and all(np.isfinite(r["loss_train"]) for r in learner.history)
 
 
-def test_checkpoint_restore_gives_identical_next_step_losses(tmp_path):
-    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))
+def test_checkpoint_restore_gives_identical_next_step_losses(make_zoo, tmp_path):
+    train = ZooDataset(make_zoo(models=10, **NETS), "train", fractions=(1, 0, 0))
     config = small_config(scheduler="plateau", plateau_patience=0)
     learner = fit(config, train, epochs=2, evaluate_every=0, progress=False)
     learner.save(tmp_path / "ckpt.pt")
@@ -307,8 +293,8 @@ def test_checkpoint_restore_gives_identical_next_step_losses(tmp_path):
     assert [restored.train_epoch(train) for _ in range(2)] == expected
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    train = ZooDataset(tiny_zoo(), "train", fractions=(1, 0, 0))  # 20 samples: 5 steps per epoch
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(make_zoo, tmp_path):
+    train = ZooDataset(make_zoo(models=10, **NETS), "train", fractions=(1, 0, 0))  # 20 samples: 5 steps per epoch
     learner = Learner(small_config(), train.layout)
     compute = learner.compute_loss
 
@@ -326,11 +312,12 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
 
 
 # ------------------------------------------------------------------- tune
-def test_tune_run_killed_after_first_checkpoint_resumes_and_finishes(tmp_path):
+@pytest.mark.slow
+def test_tune_run_killed_after_first_checkpoint_resumes_and_finishes(make_zoo, tmp_path):
     ray = pytest.importorskip("ray")
     from weightspace.pipeline.tune import WeightspaceTrainable, merge_search_space, run_tuner
 
-    tiny_zoo(models=12).save(tmp_path / "zoo")
+    make_zoo(models=12, **NETS).save(tmp_path / "zoo")
     config = small_config(epochs_per_step=1)
     config.data = DataConfig(path=str(tmp_path / "zoo"))
     with pytest.raises(ValueError, match="not a config field"):

@@ -7,23 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from weightspace import WeightLayout, create_zoo_model
 from weightspace.cli import main
 from weightspace.data.splits import split_models
 from weightspace.downstream.baselines import run_baselines
 from weightspace.pipeline.experiment import SMOKE_REPRESENTATION, Experiment, compute_baselines, train_representation
 from weightspace.zoo.store import Zoo
-
-
-def make_zoo(models: int = 20, epochs: tuple = (0, 1), seed: int = 0) -> Zoo:
-    """Random tetris_mlp weights; test accuracy linear in the first weights."""
-    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
-    rng = np.random.default_rng(seed)
-    mids, epoch = np.repeat(np.arange(models), len(epochs)), np.tile(np.asarray(epochs), models)
-    weights = rng.normal(size=(len(mids), layout.num_params)).astype(np.float32)
-    samples = pd.DataFrame({"model_id": mids, "epoch": epoch, "test_acc": 0.5 + 0.05 * weights[:, :3].sum(1),
-                            "diverged": False})
-    return Zoo(weights, samples, layout, {"name": "toy"})
 
 
 def drop_rows(zoo: Zoo, drop: np.ndarray) -> Zoo:
@@ -32,13 +20,14 @@ def drop_rows(zoo: Zoo, drop: np.ndarray) -> Zoo:
 
 
 # ------------------------------------------------------- the pipeline of an experiment
-def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder_training(tmp_path, monkeypatch):
+def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder_training(make_zoo, tmp_path,
+                                                                                          monkeypatch):
     import weightspace.pipeline.tune
     from ray.train import Checkpoint
 
     from weightspace.representation.config import config_to_dict
 
-    full = make_zoo()
+    full = make_zoo(hyper=False)
     ids = sorted(set(full.samples["model_id"]))
     before = split_models(ids, (0.7, 0.15, 0.15), 42)
     # a model whose absence would reshuffle the others: a split over the remaining ids moves some
@@ -81,7 +70,7 @@ def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder
 
 # ------------------------------------------------------------------- baselines
 @pytest.mark.parametrize("models,epochs", [(0, (0,)), (1, (0,)), (1, (0, 1, 2))])
-def test_baselines_refuse_a_zoo_too_small_to_split(tmp_path, models, epochs, capsys):
+def test_baselines_refuse_a_zoo_too_small_to_split(make_zoo, tmp_path, models, epochs, capsys):
     zoo = make_zoo(models=max(models, 1), epochs=epochs)
     if not models:
         zoo = drop_rows(zoo, np.ones(zoo.num_samples, dtype=bool))
@@ -94,7 +83,7 @@ def test_baselines_refuse_a_zoo_too_small_to_split(tmp_path, models, epochs, cap
 
 
 # ------------------------------------------------------------------- the split
-def test_model_split_ignores_row_selection_and_refuses_unknown_models():
+def test_model_split_ignores_row_selection_and_refuses_unknown_models(make_zoo):
     from weightspace.data.dataset import ZooDataset
     from weightspace.data.splits import ModelSplit
     from weightspace.errors import InputError

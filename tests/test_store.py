@@ -11,26 +11,7 @@ from weightspace.cli import main
 from weightspace.zoo.store import Zoo, ZooFormatError
 
 
-def make_zoo(models=4, epochs=(0, 1, 2), seed=0):
-    layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
-    rng = np.random.default_rng(seed)
-    rows = [(m, e) for m in range(models) for e in epochs]
-    samples = pd.DataFrame({
-        "model_id": [m for m, _ in rows],
-        "epoch": [e for _, e in rows],
-        "seed": [100 + m for m, _ in rows],
-        "test_acc": rng.uniform(0.2, 0.9, len(rows)),
-        "train_loss": rng.uniform(0.1, 2.0, len(rows)) / 3,
-        "activation": ["tanh" if m % 2 else "relu" for m, _ in rows],
-        "lr": [1e-3] * len(rows),
-        "diverged": [False] * len(rows),
-    })
-    weights = rng.normal(size=(len(rows), layout.num_params)).astype(np.float32)
-    info = {"name": "toy", "hyperparameters": ["activation", "lr"], "metrics": ["test_acc", "train_loss"]}
-    return Zoo(weights, samples, layout, info)
-
-
-def test_save_load_identical(tmp_path):
+def test_save_load_identical(make_zoo, tmp_path):
     zoo = make_zoo()
     zoo.save(tmp_path / "z")
     back = Zoo.load(tmp_path / "z")
@@ -39,11 +20,11 @@ def test_save_load_identical(tmp_path):
     pd.testing.assert_frame_equal(back.samples, zoo.samples)
     assert back.layout == zoo.layout
     assert back.hyperparameters == ["activation", "lr"]
-    assert back.num_models == 4 and back.epochs == [0, 1, 2]
+    assert back.num_models == 20 and back.epochs == [0, 1]
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), "temporary files left behind"
 
 
-def test_refuses_existing_without_overwrite(tmp_path):
+def test_refuses_existing_without_overwrite(make_zoo, tmp_path):
     zoo = make_zoo()
     zoo.save(tmp_path / "z")
     with pytest.raises(FileExistsError, match="overwrite"):
@@ -53,7 +34,7 @@ def test_refuses_existing_without_overwrite(tmp_path):
     np.testing.assert_array_equal(np.asarray(Zoo.load(tmp_path / "z").weights), other.weights)
 
 
-def test_failed_write_leaves_no_zoo(tmp_path, monkeypatch):
+def test_failed_write_leaves_no_zoo(make_zoo, tmp_path, monkeypatch):
     zoo = make_zoo()
 
     def boom(*args, **kwargs):
@@ -66,7 +47,7 @@ def test_failed_write_leaves_no_zoo(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("missing", ["weights.npy", "samples.csv", "layout.json", "zoo.json"])
-def test_missing_file_named(tmp_path, missing):
+def test_missing_file_named(make_zoo, tmp_path, missing):
     make_zoo().save(tmp_path / "z")
     (tmp_path / "z" / missing).unlink()
     with pytest.raises(ZooFormatError, match=missing.replace(".", r"\.")):
@@ -78,22 +59,22 @@ def test_missing_directory(tmp_path):
         Zoo.load(tmp_path / "nothing")
 
 
-def test_row_mismatch(tmp_path):
+def test_row_mismatch(make_zoo, tmp_path):
     make_zoo().save(tmp_path / "z")
     samples = pd.read_csv(tmp_path / "z" / "samples.csv")
     samples.iloc[:-1].to_csv(tmp_path / "z" / "samples.csv", index=False)
-    with pytest.raises(ZooFormatError, match="12 rows but samples.csv has 11"):
+    with pytest.raises(ZooFormatError, match="40 rows but samples.csv has 39"):
         Zoo.load(tmp_path / "z")
 
 
-def test_layout_size_mismatch(tmp_path):
+def test_layout_size_mismatch(make_zoo, tmp_path):
     make_zoo().save(tmp_path / "z")
     WeightLayout.from_module(create_zoo_model("mlp", in_dim=16, hidden=(6,), out_dim=4)).save(tmp_path / "z" / "layout.json")
     with pytest.raises(ZooFormatError, match="layout.json describes"):
         Zoo.load(tmp_path / "z")
 
 
-def test_wrong_dtype(tmp_path):
+def test_wrong_dtype(make_zoo, tmp_path):
     make_zoo().save(tmp_path / "z")
     w = np.load(tmp_path / "z" / "weights.npy")
     np.save(tmp_path / "z" / "weights.npy", w.astype(np.float64))
@@ -101,7 +82,7 @@ def test_wrong_dtype(tmp_path):
         Zoo.load(tmp_path / "z")
 
 
-def test_truncated_weights(tmp_path):
+def test_truncated_weights(make_zoo, tmp_path):
     make_zoo().save(tmp_path / "z")
     path = tmp_path / "z" / "weights.npy"
     path.write_bytes(path.read_bytes()[:-40])
@@ -109,14 +90,14 @@ def test_truncated_weights(tmp_path):
         Zoo.load(tmp_path / "z")
 
 
-def test_not_a_zoo_json(tmp_path):
+def test_not_a_zoo_json(make_zoo, tmp_path):
     make_zoo().save(tmp_path / "z")
     (tmp_path / "z" / "zoo.json").write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ZooFormatError, match="not a weightspace zoo"):
         Zoo.load(tmp_path / "z")
 
 
-def test_duplicated_model_epoch_is_refused_at_load(tmp_path):
+def test_duplicated_model_epoch_is_refused_at_load(make_zoo, tmp_path):
     make_zoo().save(tmp_path / "z")
     samples = pd.read_csv(tmp_path / "z" / "samples.csv")
     samples.loc[1, "epoch"] = samples.loc[0, "epoch"]  # model 0 now has epoch 0 twice
@@ -132,7 +113,7 @@ def test_duplicated_model_epoch_is_refused_at_load(tmp_path):
                                          ({"column_dtypes": {"epoch": "nonsense"}}, "column_dtypes"),
                                          ({"column_dtypes": ["float64"]}, "column_dtypes must map"),
                                          ({"version": "one"}, "version 'one'")])
-def test_malformed_zoo_json_is_a_format_error(tmp_path, info, words):
+def test_malformed_zoo_json_is_a_format_error(make_zoo, tmp_path, info, words):
     make_zoo().save(tmp_path / "z")
     path = tmp_path / "z" / "zoo.json"
     if isinstance(info, dict):
@@ -142,17 +123,17 @@ def test_malformed_zoo_json_is_a_format_error(tmp_path, info, words):
         Zoo.load(tmp_path / "z")
 
 
-def test_in_memory_mismatch():
+def test_in_memory_mismatch(make_zoo):
     zoo = make_zoo()
     with pytest.raises(ZooFormatError, match="rows"):
         Zoo(zoo.weights[:-1], zoo.samples, zoo.layout)
 
 
-def test_info_command(tmp_path, capsys):
+def test_info_command(make_zoo, tmp_path, capsys):
     make_zoo().save(tmp_path / "z")
     assert main(["zoo", "info", str(tmp_path / "z")]) == 0
     out = capsys.readouterr().out
-    assert "models       : 4" in out and "test_acc per epoch" in out and "parameters   : 100" in out
+    assert "models       : 20" in out and "test_acc per epoch" in out and "parameters   : 100" in out
 
 
 def test_info_command_on_bad_path(tmp_path, capsys):
