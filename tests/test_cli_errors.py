@@ -131,6 +131,7 @@ def test_a_dead_ray_address_fails_fast_in_the_experiment_scripts(experiment, tmp
     assert code == 3 and address in line
 
 
+@pytest.mark.slow
 def test_a_port_that_does_not_answer_as_ray_gives_up_after_the_timeout():
     script = ("import sys, time\n"
               "from weightspace.pipeline.cluster import connect_ray\n"

@@ -2,7 +2,6 @@
 NumPy, the 2021 JSON keys, and bad input gives a note instead of a crash."""
 
 import json
-import os
 import warnings
 
 import numpy as np
@@ -101,7 +100,7 @@ def test_boosting_threads_follow_data_size_and_outer_limit_and_leave_the_model_u
     X, y = linear_data(n=2000, d=300, noise=1.0)
     X_val, y_val = linear_data(n=400, d=300, noise=1.0, seed=1)
     assert X.size >= THREADED_CELLS
-    fits = [BoostedTreesRegressorProbe(max_iter=40, random_state=0, n_threads=n).fit(X, y, X_val, y_val)
+    fits = [BoostedTreesRegressorProbe(max_iter=10, random_state=0, n_threads=n).fit(X, y, X_val, y_val)
             for n in (1, 2, None)]
     assert [f.threads_ for f in fits[:2]] == [1, 2]
     # the thread count changes how histograms are scheduled, not what they sum: the same trees
@@ -207,8 +206,7 @@ def _train_mask(zoo, seed=42):
     return (split == "train") & ~zoo.samples["diverged"].to_numpy()
 
 
-@pytest.mark.skipif(not os.environ.get("WEIGHTSPACE_SLOW_TESTS"), reason="umap-learn imports and JITs for ~30 s; "
-                    "set WEIGHTSPACE_SLOW_TESTS=1")
+@pytest.mark.slow  # umap-learn imports and JITs for about 30 s
 def test_umap_features_shape():
     W = np.random.default_rng(0).normal(size=(120, 100)).astype(np.float32)
     Z = UMAPFeatures(3, n_neighbors=10, fit_stride=1).fit(W[:90]).transform(W)

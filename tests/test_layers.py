@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "modules" / "weightspace"
 
 # lowest first; a module may import its own room and any room before it
@@ -56,6 +58,7 @@ def test_no_import_runs_back_up():
     assert not upward, "\n".join(upward)
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_the_package_loads_no_heavy_optional_library():
     code = ("import sys, weightspace, weightspace.downstream, weightspace.representation; "
             "print(sorted(m for m in ('ray', 'matplotlib', 'umap', 'pooch') if m in sys.modules))")

@@ -210,6 +210,7 @@ def test_config_dict_round_trip_rejects_unknown_keys():
         config_from_dict(LearnerConfig, {"encoder": {"d_modle": 3}})
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_learner_does_not_import_ray():
     code = "import sys, weightspace, weightspace.representation.learner; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
