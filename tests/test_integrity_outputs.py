@@ -94,31 +94,40 @@ def test_experiment_refuses_a_foreign_output_dir_and_resume_of_a_finished_run(tm
         _refuse_overwrite(done, "representation", resume)
     (done / "tune").mkdir()
     (done / "tune" / "keep.txt").write_text("mine")
-    with pytest.raises(OutputError, match="keep.txt"):  # --overwrite clears only a ray.tune run
+    with pytest.raises(OutputError, match="neither resumes nor deletes"):  # --overwrite clears only a ray.tune run
         _refuse_overwrite(done, "representation", argparse.Namespace(overwrite=True, resume=False))
     assert (done / "tune" / "keep.txt").exists()
 
 
 def test_a_run_under_a_storage_uri_is_refused_replaced_or_kept_like_a_local_one(tmp_path):
+    from weightspace.pipeline import storage
     from weightspace.pipeline.cli import _refuse_overwrite
+    from weightspace.pipeline.experiment import mark_output_dir
+    from weightspace.pipeline.run_record import RECORD_FILE, Recorder
 
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "experiment.json").write_text(json.dumps({"format": "weightspace-experiment", "name": "t"}))
+    mark_output_dir(out, "t")
     uri = f"file://{tmp_path / 'bucket'}"
     run = tmp_path / "bucket" / "out"  # <storage>/<output folder name>
     run.mkdir(parents=True)
     (run / "tuner.pkl").write_bytes(b"ray's")
+    for flags in ({"overwrite": True, "resume": False}, {"overwrite": False, "resume": True}):
+        with pytest.raises(OutputError, match="neither resumes nor deletes"):  # not started by this folder
+            _refuse_overwrite(out, "representation", argparse.Namespace(**flags, storage=uri))
+        assert (run / "tuner.pkl").exists()
+
+    recorder = Recorder.start(out / RECORD_FILE, storage.join(uri, "out"))  # as run_tuner starts a run
+    storage.write_json(storage.join(uri, f"out/{storage.CONFIG_FILE}"), {"run_id": recorder.run_id})
     fresh = argparse.Namespace(overwrite=False, resume=False, storage=uri)
     with pytest.raises(FileExistsError, match="--resume"):  # an unfinished run in the storage
         _refuse_overwrite(out, "representation", fresh)
     _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=False, resume=True, storage=uri))
     assert (run / "tuner.pkl").exists()  # --resume keeps it
     _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=True, resume=False, storage=uri))
-    assert not run.exists()  # --overwrite deletes it
+    assert not run.exists() and not (out / RECORD_FILE).exists()  # --overwrite deletes it, and its record
     run.mkdir()
     (run / "keep.txt").write_text("mine")
-    with pytest.raises(OutputError, match="not a ray.tune run"):  # and only a ray.tune run
+    with pytest.raises(OutputError, match="neither resumes nor deletes"):  # and only a run it started
         _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=True, resume=False, storage=uri))
     assert (run / "keep.txt").exists()
 

@@ -50,7 +50,7 @@ def experiment(tmp_path_factory):
                             "rsq_train": 1 - 1 / it, "rsq_test": 0.9 - 1 / it, "date": "2024-01-01",
                             **{f"{t}_{s}": np.linspace(0, 0.5, 5) for t in TARGETS for s in ("val", "test")}})
     write_csv(history, out / "history.csv")
-    meta = {"name": "smoke_experiment", "zoo": {"path": str(zoo.path), "source": "generated smoke zoo"},
+    meta = {"format": "weightspace-experiment", "name": "smoke_experiment", "zoo": {"path": str(zoo.path), "source": "generated smoke zoo"},
             "config": {"iterations": 2, "representation": {"encoder": {"latent_dim": 8}}},
             "timings": {"baselines": 1.5, "representation": 400.0}, "notes": "a test"}
     (out / "experiment.json").write_text(json.dumps(meta))

@@ -153,6 +153,9 @@ def _zoo_generate(args: argparse.Namespace) -> int:
     if args.spec is not None and args.smoke:
         raise ValueError("--smoke shrinks a preset; for a spec file, shrink it there (fewer seeds and epochs) or "
                          "start from `weightspace zoo presets --show NAME --smoke`")
+    from weightspace.io.outputs import check_apart
+
+    check_apart(args.out, "spec file", args.spec)  # a spec kept inside the zoo it regenerates would be lost
     spec = get_preset(args.preset, smoke=args.smoke) if args.spec is None else load_spec_file(args.spec)
     device = str(resolve_device(args.device))  # checked before any work starts
     check_fits(spec, args.out)  # before connecting to ray
@@ -207,6 +210,9 @@ def _zoo_export(args: argparse.Namespace) -> int:
 
     if (args.dst is None) == (args.out is None):
         raise ValueError("give the folder to write once: as DST or as --out DIR")
+    from weightspace.io.outputs import check_apart
+
+    check_apart(args.out or args.dst, "zoo", args.zoo)
     export = {"raytune": export_raytune, "checkpoints": export_checkpoints}[args.target_format]
     print(f"wrote {export(args.zoo, args.out or args.dst, overwrite=args.overwrite)}")
     return 0
@@ -247,6 +253,7 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     base.add_argument("--stats", default="schuerholt2021", choices=["schuerholt2021", "unterthiner"],
                       help="weight-statistics preset")
     base.add_argument("--extras", action="store_true", help="add the 2021 Tetris extras: kernel PCA and UMAP")
+    base.add_argument("--overwrite", action="store_true", help="replace baselines this command wrote at --out before")
     base.set_defaults(func=_baselines)
 
 
@@ -257,10 +264,21 @@ def _baselines(args: argparse.Namespace) -> int:
     from weightspace.downstream.evaluate import ProbeWarning, format_table
     from weightspace.zoo.store import Zoo
 
+    from weightspace.io.outputs import OutputExistsError, check_apart, check_replaceable, output_lock
+    from weightspace.pipeline.experiment import mark_output_dir
+
     zoo = Zoo.load(args.zoo)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
     config = BaselineConfig(split_seed=args.seed, targets=targets, stats_preset=args.stats, extras=args.extras)
-    with warnings.catch_warnings(record=True) as caught:
+    check_apart(args.out, "zoo", args.zoo)
+    with output_lock(args.out), warnings.catch_warnings(record=True) as caught:
+        if os.path.lexists(args.out):  # only into a folder weightspace wrote, holding nothing else
+            check_replaceable(args.out, accept=("experiment",))
+        written = [args.out / f for f in FILES.values() if (args.out / f).exists()]
+        if written and not args.overwrite:
+            raise OutputExistsError(f"'{written[0]}' exists; pass --overwrite to replace the baselines in "
+                                    f"'{args.out}', or choose another --out")
+        mark_output_dir(args.out, f"baselines of {zoo.name}")
         warnings.simplefilter("always", ProbeWarning)
         table = run_baselines(zoo, args.out, config)
     for message in dict.fromkeys(str(w.message) for w in caught):
@@ -281,8 +299,18 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from weightspace.io.outputs import OutputError, foreign_entries, recognise
     from weightspace.report.markdown import build_report
 
+    if args.dir.is_dir() and recognise(args.dir, ("experiment",)) != "experiment":
+        raise OutputError(f"'{args.dir}' is not an experiment's output folder (no experiment.json written by "
+                          "weightspace), so no report is written into it; give the folder of a `weightspace run` "
+                          "or of an experiment script")
+    mine = [e for e in foreign_entries(args.dir, "experiment") if e == "report.md" or e.endswith(".png")] \
+        if args.dir.is_dir() else []
+    if mine:
+        raise OutputError(f"refusing to write the report into '{args.dir}': it holds {', '.join(mine)}, which "
+                          "weightspace did not write and the report would replace; move them away first")
     print(f"wrote {build_report(args.dir, umap=args.umap)}")
     return 0
 

@@ -21,7 +21,7 @@ from weightspace.formats.legacy_pickle import LegacyPickleError, load_legacy_pic
 from weightspace.formats.raytune_dirs import convert_raytune, export_raytune, import_raytune
 from weightspace.formats.unterthiner import convert_unterthiner, tf_to_torch, torch_to_tf
 from weightspace.formats.zenodo_2021 import convert_zenodo_2021, read_zenodo_2021
-from weightspace.io.outputs import output_errors, output_lock
+from weightspace.io.outputs import check_apart, output_errors, output_lock
 from weightspace.zoo.store import Zoo
 
 CONVERTERS: dict[str, Callable[..., Zoo]] = {
@@ -39,10 +39,14 @@ def convert(source_format: str, src: str | os.PathLike, out: str | os.PathLike, 
     Raises:
         ValueError: unknown format (the valid ones are listed), or a bad source.
         FileExistsError: `out` exists and `overwrite` is False.
-        OutputError: `out` is not a zoo (nor an empty folder), another run holds its lock, or it cannot be written.
+        OutputError: `out` is not a zoo (nor an empty folder), lies inside or contains what is read, another run
+            holds its lock, or it cannot be written.
     """
     if source_format not in CONVERTERS:
         raise ValueError(f"unknown zoo format {source_format!r}; choose one of {sorted(CONVERTERS)}")
+    check_apart(out, "source", src)
+    for option in ("csv", "index_dict"):  # files the conversion reads besides the source
+        check_apart(out, option.replace("_", " ") + " file", kwargs.get(option))
     with output_errors(out), output_lock(out):  # one conversion into `out` at a time, reading included
         return CONVERTERS[source_format](src, out, overwrite=overwrite, **kwargs)
 

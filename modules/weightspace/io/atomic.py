@@ -6,6 +6,11 @@ resumed after a crash) never mistakes half a file for a finished one. Files are
 synced to disk before the rename and the folder after it, so a finished write
 survives a power cut. A folder is replaced only when `weightspace.io.outputs`
 recognises it as ours, under its output lock.
+
+Every folder weightspace writes whole carries a manifest of its top-level
+entries (`weightspace.io.outputs.MANIFEST`), and a file or folder written into
+a folder with a manifest is added to it: `--overwrite` then replaces such a
+folder only while it holds nothing else.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from weightspace.io.outputs import check_replaceable, clean_stale, output_errors, output_lock
+from weightspace.io.outputs import (MANIFEST, MANIFEST_FORMAT, check_replaceable, clean_stale, output_errors,
+                                    output_lock, read_manifest)
 
 
 def _temporary(path: Path) -> Path:
@@ -43,6 +49,8 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
             fsync_path(path.parent)
         finally:
             tmp.unlink(missing_ok=True)
+        if path.name != MANIFEST:
+            record_written(path)
 
 
 @contextmanager
@@ -77,7 +85,11 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False,
 
 
 def replace_dir(src: Path, dst: Path, *, accept: tuple[str, ...] = ("zoo",)) -> None:
-    """Move the finished directory `src` to `dst`, replacing `dst` if it exists and is one of the `accept`ed kinds."""
+    """Move the finished directory `src` to `dst`, replacing `dst` if it exists and is one of the `accept`ed kinds.
+
+    `src` gets a manifest of its entries first; `dst` is recorded in its parent's manifest, if that has one.
+    """
+    write_manifest(src, [p.name for p in src.iterdir()])
     if os.path.lexists(dst):
         check_replaceable(dst, accept=accept)
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
@@ -88,6 +100,21 @@ def replace_dir(src: Path, dst: Path, *, accept: tuple[str, ...] = ("zoo",)) -> 
     else:
         os.replace(src, dst)
         fsync_path(dst.parent)
+    record_written(dst)
+
+
+def write_manifest(folder: str | os.PathLike, entries) -> None:
+    """Write `folder`'s manifest: the top-level `entries` weightspace wrote there (`outputs.foreign_entries`)."""
+    names = sorted(set(entries) | {MANIFEST})
+    write_json(Path(folder) / MANIFEST, {"format": MANIFEST_FORMAT, "entries": names})
+
+
+def record_written(path: str | os.PathLike) -> None:
+    """Add `path` to the manifest of its folder, when that folder has one (a folder weightspace wrote)."""
+    path = Path(path)
+    listed = read_manifest(path.parent)
+    if listed is not None and path.name not in listed:
+        write_manifest(path.parent, listed | {path.name})
 
 
 def fsync_path(path: str | os.PathLike) -> None:

@@ -3,7 +3,10 @@
 - `check_replaceable`: a path may be replaced when nothing is there, when it is
   an empty folder, or when it is an output weightspace wrote, recognised by its
   own marker file (a zoo's ``zoo.json``, an experiment's ``experiment.json``,
-  ...). Anything else is refused with a message naming a few of its entries.
+  ...) and holding nothing but what weightspace wrote there: the entries its
+  manifest (`MANIFEST`) lists. Anything else is refused with a message naming
+  a few of its entries, the ones that would be lost first.
+- `check_apart`: an output may neither lie inside nor contain what is being read.
 - `output_lock`: ``.<name>.lock`` beside the target, held with `fcntl.flock`
   while a run writes it; a second run on the same target refuses at once. The
   kernel drops the lock when its holder dies, so a lock is never stale.
@@ -17,6 +20,7 @@
 from __future__ import annotations
 
 import errno
+import fnmatch
 import json
 import os
 import re
@@ -40,6 +44,10 @@ WORK_FORMAT = "weightspace-zoo-work"  # spec.json of a generation's .<out>.parti
 EXPERIMENT_FORMAT = "weightspace-experiment"  # experiment.json of an experiment's output folder
 EXTRACTION_FORMAT = "weightspace-extraction"  # EXTRACTION_MARKER of a folder unpacked from an archive
 EXTRACTION_MARKER = ".weightspace-extracted.json"  # written last into a complete extraction: archive name, SHA-256
+MANIFEST = ".weightspace-manifest.json"  # the top-level entries weightspace wrote into an output folder
+MANIFEST_FORMAT = "weightspace-manifest"
+# hidden names of weightspace's own transient entries: temporaries, replaced folders, work folders, locks
+_TRANSIENT = re.compile(r"\.(.+)\.(tmp-[0-9a-f]{8}.*|old-[0-9a-f]{8}|partial|lock)")
 _SHOWN = 5  # entries named when a folder is refused
 _STALE = r"\.{name}\.(tmp|old)-[0-9a-f]{{8}}"  # names atomic.py gives temporary and replaced folders
 
@@ -74,14 +82,82 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
                         lambda p: _json_object(p / "spec.json").get("format") == WORK_FORMAT
                         or {"fingerprint", "spec"} <= set(_json_object(p / "spec.json")) or _only_temporaries(p)),
     "experiment": ("an experiment's output folder (experiment.json)",
-                   lambda p: _json_object(p / "experiment.json").get("format") == EXPERIMENT_FORMAT
-                   or {"name", "config"} <= set(_json_object(p / "experiment.json"))),
+                   lambda p: _json_object(p / "experiment.json").get("format") == EXPERIMENT_FORMAT),
     "extraction": (f"a folder weightspace extracted from an archive ({EXTRACTION_MARKER})",
                    lambda p: _json_object(p / EXTRACTION_MARKER).get("format") == EXTRACTION_FORMAT),
     "ray.tune run": ("a ray.tune run of weightspace (tuner.pkl or experiment_config.json)",
                      lambda p: (p / "tuner.pkl").is_file()
                      or {"config", "iterations"} <= set(_json_object(p / "experiment_config.json"))),
 }
+
+
+# what the writers of these kinds put into a folder before they kept a manifest (the names only, no
+# user file among them); a folder of such a kind without a manifest may hold these and nothing else
+_UNLISTED = {
+    "zoo": ("zoo.json", "weights.npy", "samples.csv", "layout.json"),
+    "experiment": ("experiment.json", "baselines.csv", "baseline_predictions.csv.gz", "baseline_performance.json",
+                   "baselines_config.json", "tune", "zoo", "history.csv", "embeddings.npy", "embedding_samples.csv",
+                   "embedding_2d.csv", "results.csv", "predictions.csv.gz", "results.json", "trials.csv",
+                   "report.md", "*.png"),
+}
+# kinds whose folders users open and add files to: replaced only when they hold nothing else
+_OWNED = ("zoo", "raytune export", "checkpoints export", "experiment")
+
+
+def read_manifest(folder: str | os.PathLike) -> set[str] | None:
+    """The top-level entries weightspace recorded writing into `folder`, or None without a manifest."""
+    data = _json_object(Path(folder) / MANIFEST)
+    entries = data.get("entries")
+    if data.get("format") != MANIFEST_FORMAT or not isinstance(entries, list):
+        return None
+    return {e for e in entries if isinstance(e, str)} | {MANIFEST}
+
+
+def foreign_entries(folder: str | os.PathLike, kind: str) -> list[str]:
+    """The entries of `folder` (a `kind` of `KINDS`) that weightspace did not write there, sorted.
+
+    An entry is weightspace's when the folder's manifest lists it, when it is one of weightspace's own
+    transient names (temporaries, locks), or, in a folder without a manifest, when its kind's writers
+    always produced it (`_UNLISTED`). Kinds that users do not add files to have none.
+    """
+    if kind not in _OWNED:
+        return []
+    folder = Path(folder)
+    listed = read_manifest(folder)
+    foreign = []
+    for entry in folder.iterdir():
+        name = entry.name
+        if _TRANSIENT.fullmatch(name):
+            continue
+        if listed is not None:
+            ours = name in listed
+        else:
+            ours = any(fnmatch.fnmatchcase(name, pattern) for pattern in _UNLISTED.get(kind, ()))
+        if not ours:
+            foreign.append(name + ("/" if entry.is_dir() and not entry.is_symlink() else ""))
+    return sorted(foreign)
+
+
+def _named(entries: list[str]) -> str:
+    return ", ".join(entries[:_SHOWN]) + (f" and {len(entries) - _SHOWN} more" if len(entries) > _SHOWN else "")
+
+
+def check_apart(output: str | os.PathLike, what: str, source: str | os.PathLike | None) -> None:
+    """Refuse an output that is, lies inside or contains `source` (the `what` being read, e.g. "zoo").
+
+    Raises:
+        OutputError: the two paths overlap (links resolved).
+    """
+    if source is None:
+        return
+    out, src = Path(output).expanduser().resolve(), Path(source).expanduser().resolve()
+    if out == src or src in out.parents:
+        where = "is" if out == src else "lies inside"
+        raise OutputError(f"the output '{output}' {where} the {what} '{source}' being read; writing there would "
+                          f"change or delete what is read. Choose an output path outside '{source}'")
+    if out in src.parents:
+        raise OutputError(f"the output '{output}' contains the {what} '{source}' being read; replacing it would "
+                          f"delete the {what}. Choose an output path that does not hold '{source}'")
 
 
 def recognise(path: str | os.PathLike, accept: tuple[str, ...]) -> str | None:
@@ -120,9 +196,14 @@ def check_replaceable(path: str | os.PathLike, *, accept: tuple[str, ...], overw
         kind = recognise(path, accept)
         if kind is None:
             entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
-            shown = ", ".join(entries[:_SHOWN]) + (f" and {len(entries) - _SHOWN} more" if len(entries) > _SHOWN else "")
-            raise OutputError(f"refusing to replace '{path}': it holds {shown}, and is not {wanted}. weightspace "
-                              "replaces only what it wrote; move the folder away yourself or choose another output path")
+            raise OutputError(f"refusing to replace '{path}': it holds {_named(entries)}, and is not {wanted}. "
+                              "weightspace replaces only what it wrote; move the folder away yourself or choose "
+                              "another output path")
+        foreign = foreign_entries(path, kind)
+        if foreign:
+            raise OutputError(f"refusing to replace '{path}': it is {KINDS[kind][0]}, but it also holds "
+                              f"{_named(foreign)}, which weightspace did not write and which would be lost. "
+                              "Move them out of the folder, or choose another output path")
     return kind
 
 

@@ -18,16 +18,18 @@ from pathlib import Path
 from weightspace.cli import add_run_options
 from weightspace.cli_errors import report_error
 from weightspace.devices import resolve_device
-from weightspace.io.atomic import write_json
-from weightspace.io.outputs import EXPERIMENT_FORMAT, OutputError, OutputExistsError, check_replaceable, output_lock
+from weightspace.io.outputs import OutputError, OutputExistsError, check_apart, check_replaceable, output_lock
 from weightspace.pipeline import storage
+from weightspace.pipeline.run_record import RECORD_FILE, Recorder, owns
 from weightspace.pipeline.cluster import connect_ray
 from weightspace.pipeline.experiment import (
     Experiment,
     Timer,
+    check_trainable,
     compute_baselines,
     experiment_split,
     find_zoo,
+    mark_output_dir,
     train_representation,
     tune_run,
     write_experiment_json,
@@ -97,10 +99,12 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
         given = load_given_zoo(args.zoo) if args.zoo is not None else None  # before anything is written
         if step == "representation" and args.ray_address:
             _start_ray(args)  # a dead cluster fails before the zoo and the baselines are computed
+        check_apart(out, "zoo", given.path if given is not None else None)
         lock.enter_context(output_lock(out))  # one run per output folder at a time
-        _refuse_overwrite(out, step, args, grid=grid)
+        _refuse_overwrite(out, step, args, grid=grid, reads=[("zoo", given.path if given else None),
+                                                           ("datasets folder", datasets)])
         out.mkdir(parents=True, exist_ok=True)
-        _mark_output_dir(out, experiment)
+        mark_output_dir(out, experiment.name, run_inside=getattr(args, "storage", None) is None)
         with Timer() as t_zoo:
             if given is not None:
                 zoo, source = given, f"given zoo '{given.path}'"
@@ -110,6 +114,8 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
         print(f"zoo: {source}")
         timings = {"zoo_s": round(t_zoo.seconds, 1)}
         split = experiment_split(experiment, zoo)  # drawn once: the baselines, the encoder and its probes share it
+        if step == "representation" and not grid:
+            check_trainable(experiment, zoo, split)  # before the baselines and ray, not inside a trial
         if step == "baselines" or not (grid or (out / "baseline_performance.json").exists()):
             with Timer() as t:
                 table = compute_baselines(experiment, zoo, out, model_split=split)
@@ -123,7 +129,8 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
                 cpus, gpus = _resources(args, experiment)
                 train_representation(experiment, zoo, out, resume=args.resume, cpus_per_trial=cpus,
                                      gpus_per_trial=gpus, device=args.device, storage=args.storage,
-                                     verbose=0 if args.smoke_test else 1, model_split=split)
+                                     verbose=0 if args.smoke_test else 1, model_split=split,
+                                     record=out / RECORD_FILE)
             timings["representation_s"] = round(t.seconds, 1)
         write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings,
                               tune=storage.join(*tune_run(out, args.storage)) if step == "representation" else None)
@@ -144,7 +151,15 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
     return 0
 
 
-def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False) -> None:
+def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False,
+                      reads: list[tuple[str, Path | None]] = ()) -> None:
+    """Refuse, before anything is written, what the run must not write into or delete (see docs/outputs_and_trust.md).
+
+    The output folder must be missing, empty or an experiment folder holding only what weightspace wrote.
+    The ray.tune run's location must not overlap the output folder (but for its default ``<out>/tune``)
+    nor what is read (`reads`); when it exists it must be the run this output folder recorded starting.
+    With --overwrite, that run is deleted; with --resume, `run_tuner` verifies it before restoring it.
+    """
     if os.path.lexists(out):  # never write into, or clear, a folder that is not an experiment's output
         check_replaceable(out, accept=("experiment",))
     marker = out / ("baseline_performance.json" if step == "baselines" else "trials.csv" if grid else "results.json")
@@ -152,29 +167,31 @@ def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: b
         raise OutputExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
                                 "(--resume continues only an unfinished run) or choose another output folder "
                                 "(--output-dir; `weightspace run`: --out)")
-    run = storage.join(*tune_run(out, getattr(args, "storage", None)))  # <out>/tune, or under --storage
-    present = storage.exists(run)  # one look: under a URI it is a request to the store
-    if step == "representation" and present and not (args.resume or args.overwrite):
+    if step != "representation":
+        return
+    given = getattr(args, "storage", None)
+    run = storage.join(*tune_run(out, given))  # <out>/tune, or under --storage
+    if given is not None and not storage.is_uri(run):
+        check_apart(run, "output folder", out)
+        for what, path in reads:
+            check_apart(run, what, path)
+    if not storage.exists(run):  # one look: under a URI it is a request to the store
+        return
+    record = Recorder.load(out / RECORD_FILE)
+    # <out>/tune of an output folder that holds only what weightspace wrote is its run, also when an older
+    # weightspace kept no record (such a run may be replaced, not resumed)
+    legacy = given is None and record is None and storage.is_tune_run(run)
+    if not (owns(record, run) or legacy):
+        raise OutputError(f"'{run}' already exists and is not the ray.tune run this output folder started (no "
+                          f"matching record in '{out / RECORD_FILE}'); weightspace neither resumes nor deletes a "
+                          "run it cannot show it wrote. Choose another --storage or output folder, or remove it "
+                          "yourself if it is yours")
+    if not (args.resume or args.overwrite):
         raise FileExistsError(f"'{run}' holds an unfinished run; pass --resume to continue it or "
                               "--overwrite to start over")
-    if args.overwrite and not args.resume and present:
-        if not storage.is_uri(run):
-            import shutil
-
-            check_replaceable(run, accept=("ray.tune run",))
-            shutil.rmtree(run)
-        elif storage.is_tune_run(run):
-            storage.delete(run)
-        else:
-            raise OutputError(f"refusing to replace '{run}': it is not a ray.tune run of weightspace (no "
-                              f"{storage.TUNER_FILE} or {storage.CONFIG_FILE}); choose another --storage or "
-                              "output folder")
-
-
-def _mark_output_dir(out: Path, experiment: Experiment) -> None:
-    """Write experiment.json with its format marker first, so that an interrupted run's folder is known as ours."""
-    if not (out / "experiment.json").exists():
-        write_json(out / "experiment.json", {"format": EXPERIMENT_FORMAT, "name": experiment.name})
+    if args.overwrite and not args.resume:
+        storage.delete(run)
+        (out / RECORD_FILE).unlink(missing_ok=True)
 
 
 def _start_ray(args: argparse.Namespace) -> None:

@@ -35,8 +35,8 @@ import pandas as pd
 import torch
 
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.io.atomic import atomic_file, write_json
-from weightspace.io.outputs import EXPERIMENT_FORMAT
+from weightspace.io.atomic import atomic_file, write_json, write_manifest
+from weightspace.io.outputs import EXPERIMENT_FORMAT, read_manifest
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
 from weightspace.representation.config import EncoderConfig, HeadConfig, LearnerConfig, TrainConfig, config_to_dict
 from weightspace.downstream.probing import SELECT_METRIC
@@ -263,16 +263,23 @@ def compute_baselines(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLi
 def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLike, *, resume: bool = True,
                          cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, device: str = "auto",
                          verbose: int = 1, model_split: ModelSplit | None = None,
-                         storage: str | None = None, trial_resources: dict[str, float] | None = None) -> pd.DataFrame:
+                         storage: str | None = None, trial_resources: dict[str, float] | None = None,
+                         record: str | os.PathLike | None = None) -> pd.DataFrame:
     """Train the representation with ray.tune, then embed the zoo, project it to 2-D and probe it.
 
     One split by model (`model_split`, default `experiment_split`) serves the encoder's training,
     the probes during training and the final probes of the embedding. The ray.tune run lives where
     `tune_run` says (``<out_dir>/tune``, or ``<storage>/<out_dir's name>`` for a folder or URI that
-    every node of a cluster reaches); trials get the zoo through ray's object store.
+    every node of a cluster reaches); trials get the zoo through ray's object store. `record` is the
+    run's record in the output folder (`weightspace.pipeline.run_record`): what `resume` verifies.
 
     Returns:
         the tidy results table (feature set "embedding", linear and boosted-tree probes).
+
+    Raises:
+        RunInterrupted: ray stopped the run before its last iteration (Ctrl-C); nothing is written
+            but what the run saved, and `resume` continues it.
+        ValueError: the zoo's train split cannot fill one batch.
     """
     from weightspace.downstream.evaluate import write_results_json
     from weightspace.io.atomic import write_csv
@@ -290,15 +297,22 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     config.train.device = device
     targets = experiment.targets
     split = model_split or experiment_split(experiment, zoo)
+    check_trainable(experiment, zoo, split)
     storage_path, name = tune_run(out, storage)
     grid = run_tuner(config, name=name, storage_path=storage_path, iterations=experiment.iterations,
                      search_space=resolve_search_space(experiment.search_space, config_to_dict(config)),
                      cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, trial_resources=trial_resources,
                      resume=resume, verbose=verbose, evaluate_fn=probe_scores(targets), zoo=zoo,
-                     model_split=None if "data" in (experiment.search_space or {}) else split)
+                     model_split=None if "data" in (experiment.search_space or {}) else split, record=record)
     errors = [r for r in grid if r.error]
     if errors:
-        raise RuntimeError(f"{len(errors)} trial(s) failed, first: {errors[0].error}; rerun with --resume to continue")
+        first = str(errors[0].error).strip().splitlines()
+        raise RuntimeError(f"{len(errors)} trial(s) failed, the first with: {first[-1] if first else 'no message'}; "
+                           "fix the cause and rerun (--resume continues from the last checkpoint)")
+    unfinished = [r for r in grid if (r.metrics or {}).get("training_iteration", 0) < experiment.iterations]
+    if unfinished:  # ray stops a run on Ctrl-C, saves it and returns as if it had finished
+        raise RunInterrupted(f"{len(unfinished)} of {len(grid)} trial(s) stopped before iteration "
+                             f"{experiment.iterations}")
     if experiment.search_space:
         return summarize_trials(grid, out)
     result = grid[0]
@@ -318,6 +332,36 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
         extra["projection_note"] = no_umap  # why embedding_2d.csv holds no UMAP projection
     write_results_json(table, out / "results.json", extra=extra)
     return table
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """ray stopped a run before its last iteration (it was interrupted); the run is saved and can resume."""
+
+
+def check_trainable(experiment: Experiment, zoo: Zoo, split: ModelSplit) -> None:
+    """Refuse, before any trial starts, a zoo whose train split cannot fill one batch of finite weights.
+
+    Raises:
+        ValueError: too few usable train samples (diverged and non-finite rows do not count).
+    """
+    config = experiment.representation
+    samples = zoo.samples
+    keep = split.column(samples["model_id"].to_numpy()) == "train"
+    if experiment.zoo_epochs is not None:
+        keep &= samples["epoch"].isin(list(experiment.zoo_epochs)).to_numpy()
+    if config.data.exclude_diverged and "diverged" in samples:
+        keep &= ~samples["diverged"].fillna(False).astype(bool).to_numpy()
+    rows = np.flatnonzero(keep)
+    usable = len(rows)
+    if config.data.exclude_diverged:
+        usable = sum(int(np.isfinite(zoo.weights[rows[i:i + 4096]]).all(axis=1).sum())
+                     for i in range(0, len(rows), 4096))
+    batch = config.train.batch_size
+    if usable < batch:
+        dropped = f" ({len(rows) - usable} more have NaN or infinite weights)" if usable < len(rows) else ""
+        raise ValueError(f"the train split of zoo '{zoo.path}' holds {usable} usable samples{dropped}, fewer than "
+                         f"one batch of {batch}; use a zoo with more models or checkpoints (or `--epochs all`), "
+                         "or a learner with a smaller TrainConfig.batch_size")
 
 
 def tune_run(out_dir: str | os.PathLike, storage: str | None = None) -> tuple[str, str]:
@@ -418,6 +462,23 @@ def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *,
     if tune or "tune" in previous:
         data["tune"] = tune or previous["tune"]  # the ray.tune run: results, checkpoints, what --resume reads
     return write_json(path, data)
+
+
+def mark_output_dir(out: str | os.PathLike, name: str, *, run_inside: bool = False) -> None:
+    """Claim the output folder `out` before writing results: its manifest and experiment.json's format marker.
+
+    Call it after `weightspace.io.outputs.check_replaceable` let `out` through (it then holds only what
+    weightspace wrote), so that an interrupted run's folder is known as ours. `run_inside`: the ray.tune
+    run will live in ``<out>/tune``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if read_manifest(out) is None:
+        write_manifest(out, [p.name for p in out.iterdir()] + (["tune"] if run_inside else []))
+    elif run_inside:
+        write_manifest(out, read_manifest(out) | {"tune"})
+    if not (out / "experiment.json").exists():
+        write_json(out / "experiment.json", {"format": EXPERIMENT_FORMAT, "name": name})
 
 
 class Timer:

@@ -109,3 +109,20 @@ def delete(location: str | os.PathLike) -> None:
     fs, path = _filesystem(normalize(location))
     if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
         fs.delete_dir(path)
+
+
+def list_files(location: str | os.PathLike) -> list[str]:
+    """The paths of every file under the folder at `location`, relative to it, '/'-separated and sorted."""
+    import pyarrow.fs
+
+    fs, path = _filesystem(normalize(location))
+    root = path.rstrip("/")
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+    return sorted(info.path[len(root) + 1:] for info in infos if info.type == pyarrow.fs.FileType.File)
+
+
+def read_bytes(location: str | os.PathLike) -> bytes:
+    """The content of the file at `location`."""
+    fs, path = _filesystem(normalize(location))
+    with fs.open_input_stream(path) as stream:
+        return stream.read()

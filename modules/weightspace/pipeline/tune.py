@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import ray
@@ -32,12 +35,11 @@ from ray import tune
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.pipeline import storage
+from weightspace.pipeline.run_record import CHECKPOINT_FILE, Recorder, verify
 from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn, Learner
 from weightspace.downstream.probing import probe_scores
 from weightspace.zoo.store import Zoo
-
-CHECKPOINT_FILE = "learner.pt"
 
 
 class WeightspaceTrainable(tune.Trainable):
@@ -81,6 +83,43 @@ class WeightspaceTrainable(tune.Trainable):
         self.learner.load(Path(checkpoint) / CHECKPOINT_FILE)
 
 
+class RecordSaves(tune.Callback):
+    """Keeps a run's record (`weightspace.pipeline.run_record`) up to date: after every controller step, when
+    ray may have saved its state to the driver's staging folder (from where it is uploaded to the run's
+    location), and at the end. It records what the driver staged, never what others put at the location.
+
+    ray pickles it into ``tuner.pkl`` with the run's configuration; it travels as the record's path alone
+    and reads the record anew. Unpickled while `run_tuner` restores a run, it keeps the record that run was
+    verified against (the output folder may have been moved or copied since).
+    """
+
+    def __init__(self, record: str | Path):
+        self.record = str(record)
+        self._recorder: Recorder | None = None
+
+    def __getstate__(self) -> dict:
+        return {"record": self.record}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(_RESTORING.get("record") or state["record"])
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        if trials:
+            _STAGING[self.record] = trials[0].storage.experiment_driver_staging_path
+        if self._recorder is None:
+            self._recorder = Recorder.load(self.record)
+        staging = _STAGING.get(self.record)
+        if self._recorder is not None and staging is not None and Path(staging).is_dir():
+            self._recorder.scan_local(staging)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self.on_step_end(0, trials)
+
+
+_STAGING: dict[str, str] = {}  # record path -> the driver's staging folder of its run, once a trial exists
+_RESTORING: dict[str, str] = {}  # "record": the record of the run `run_tuner` is restoring
+
+
 def merge_search_space(base: dict, search: dict | None, _path: str = "") -> dict:
     """`base` (a `config_to_dict` dict) with the entries of `search` put at the same nested keys.
 
@@ -110,7 +149,7 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
               metric: str | None = None, mode: str = "min", max_failures: int = 0,
               evaluate_fn: EvaluateFn | None = probe_scores(), model_split: ModelSplit | None = None,
               zoo: Zoo | None = None, trainable: type[WeightspaceTrainable] = WeightspaceTrainable,
-              resume: bool = True, verbose: int = 1) -> tune.ResultGrid:
+              resume: bool = True, verbose: int = 1, record: str | Path | None = None) -> tune.ResultGrid:
     """Run (or continue) a tune experiment of the representation learner.
 
     Args:
@@ -140,6 +179,13 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
         trainable: a `WeightspaceTrainable` subclass.
         resume: if ``<storage_path>/<name>`` holds an interrupted run, continue it with
             `Tuner.restore` (unfinished and errored trials resume from their last checkpoint).
+        record: the file where the run's identity and the digests of the files ray may unpickle are kept
+            (`weightspace.pipeline.run_record`): a new run starts a new record there, and a run is resumed
+            only when that record vouches for every such file. None: no record, and `resume` trusts the
+            storage as ray does.
+
+    Raises:
+        UntrustedRunError: `record` is given and does not vouch for the run to resume.
 
     Returns:
         the `ResultGrid`.
@@ -165,28 +211,80 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
     wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn, model_split=model_split,
                                                        zoo=zoo), resources)
     experiment_dir = storage.join(storage_path, name)
-    if resume and tune.Tuner.can_restore(experiment_dir):
-        tuner = tune.Tuner.restore(experiment_dir, trainable=wrapped, resume_unfinished=True, resume_errored=True)
-    else:
-        param_space = merge_search_space(config_to_dict(config), search_space)
-        tuner = tune.Tuner(
-            wrapped,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage_path,
-                stop={"training_iteration": iterations},
-                checkpoint_config=tune.CheckpointConfig(
-                    checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
-                    checkpoint_score_attribute=metric if num_to_keep else None, checkpoint_score_order=mode),
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                verbose=verbose,
-            ),
-        )
-        storage.write_json(storage.join(experiment_dir, storage.CONFIG_FILE),
-                           {"config": param_space, "iterations": iterations})
-    return tuner.fit()
+    recorder = None
+    record = None if record is None else str(Path(record).resolve())
+    param_space = merge_search_space(config_to_dict(config), search_space)
+    with _remember_ctrl_c() as interrupted:
+        if resume and tune.Tuner.can_restore(experiment_dir):
+            if record is not None:
+                recorder = Recorder.load(record)
+                verify(recorder, experiment_dir)  # before ray unpickles anything there
+                _RESTORING["record"] = record
+            try:  # the param space again: a run stopped before ray saved its trials has none but tuner.pkl's
+                tuner = tune.Tuner.restore(experiment_dir, trainable=wrapped, resume_unfinished=True,
+                                           resume_errored=True, param_space=param_space)
+            finally:
+                _RESTORING.clear()
+            if recorder is not None:
+                recorder.scan_file(storage.TUNER_FILE)  # the restore writes tuner.pkl anew
+        else:
+            if record is not None:
+                recorder = Recorder.start(record, experiment_dir)
+            tuner = tune.Tuner(
+                wrapped,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=storage_path,
+                    stop={"training_iteration": iterations},
+                    checkpoint_config=tune.CheckpointConfig(
+                        checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
+                        checkpoint_score_attribute=metric if num_to_keep else None, checkpoint_score_order=mode),
+                    failure_config=tune.FailureConfig(max_failures=max_failures),
+                    callbacks=[RecordSaves(record)] if record is not None else None,
+                    verbose=verbose,
+                ),
+            )
+            storage.write_json(storage.join(experiment_dir, storage.CONFIG_FILE),
+                               {"config": param_space, "iterations": iterations,
+                                "run_id": recorder.run_id if recorder is not None else None})
+            if recorder is not None:
+                recorder.scan_file(storage.TUNER_FILE)  # written by the Tuner above, straight to the run's location
+        if interrupted:
+            raise KeyboardInterrupt
+        try:
+            grid = tuner.fit()
+        finally:
+            if record is not None and record in _STAGING:
+                RecordSaves(record).on_step_end(0, [])  # what ray saved last, also when it stopped on Ctrl-C
+                del _STAGING[record]
+        if interrupted:  # a Ctrl-C that came while ray was not listening, and that ray swallowed
+            raise KeyboardInterrupt
+    return grid
+
+
+@contextmanager
+def _remember_ctrl_c() -> Iterator[list]:
+    """Yield a list that records each Ctrl-C (SIGINT) of the block, besides raising KeyboardInterrupt as usual.
+
+    ``Tuner.fit`` installs its own handler (which stops the run and saves it) only once it is under way;
+    a Ctrl-C before that may be swallowed inside ray, and the run would then go on as if nothing happened.
+    """
+    seen: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def shipped(zoo: Zoo) -> Zoo:
