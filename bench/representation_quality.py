@@ -47,8 +47,8 @@ from weightspace.downstream.evaluate import ProbeWarning
 from weightspace.downstream.features import Hyperparameters, RawWeights
 from weightspace.downstream.probing import probe_scores
 from weightspace.representation import Learner, LearnerConfig, embed, fit
-from weightspace.devices import resolve_device
 from weightspace.pipeline.experiment import Experiment
+from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo

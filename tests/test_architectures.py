@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from weightspace import create_zoo_model, list_zoo_models
-from weightspace.activations import ACTIVATIONS
+from weightspace.zoo.activations import ACTIVATIONS
 from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, INITS
 
 

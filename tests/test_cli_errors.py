@@ -98,7 +98,7 @@ def test_the_library_refuses_an_unknown_device_without_retrying(tmp_path):
 
 @pytest.mark.parametrize("name", ["auto", "cpu", None])
 def test_available_devices_resolve(name):
-    from weightspace.devices import resolve_device
+    from weightspace.zoo.devices import resolve_device
 
     assert resolve_device(name).type in ("cpu", "cuda")
 

@@ -1,5 +1,6 @@
 """The package's rooms import only rooms below them (top-level and lazy imports alike), as the README's
-architecture section lists them; importing `weightspace` loads neither ray, matplotlib nor umap."""
+architecture section lists them; no module imports itself back through others; the package root holds few
+modules; importing `weightspace` loads neither ray, matplotlib nor umap."""
 
 import ast
 import subprocess
@@ -13,8 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "modules" / "weightspace"
 # lowest first; a module may import its own room and any room before it
 ROOMS = ["core", "io", "layout", "zoo", "formats", "data", "representation", "downstream", "report", "pipeline",
          "edge"]
-SPECIAL = {"errors": "core", "devices": "core", "activations": "core", "layout": "layout",
-           "layout_check": "layout", "cli": "edge", "cli_errors": "edge", "pipeline.cli": "edge"}
+SPECIAL = {"errors": "core", "layout": "layout", "layout_check": "layout", "cli": "edge", "pipeline.cli": "edge"}
+ROOT_MODULES = 5  # at most this many modules beside __init__.py at the package root; the rest live in rooms
 
 
 def room_of(module: str) -> str:
@@ -27,35 +28,106 @@ def room_of(module: str) -> str:
     return parts[0]
 
 
-def imports(path: Path) -> list[tuple[str, int]]:
-    """(weightspace module, line) of every import in the file, wherever it stands."""
+def module_name(path: Path) -> str:
+    """The dotted name of a file of the package (a package's ``__init__.py`` is the package)."""
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(("weightspace",) + (parts[:-1] if parts[-1] == "__init__" else parts))
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path, *, typing_only: bool = True) -> list[tuple[str, int]]:
+    """(weightspace module, line) of every import in the file, wherever it stands (inside functions too).
+
+    ``from weightspace.zoo import store`` names the module ``weightspace.zoo.store``; with ``typing_only=False``
+    imports under ``if TYPE_CHECKING:`` (never run) are left out.
+    """
+    tree = ast.parse(path.read_text(), str(path))
+    skipped = set()
+    if not typing_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                skipped |= {id(n) for child in node.body for n in ast.walk(child)}
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("weightspace."):
-            found.append((node.module, node.lineno))
+            found += [(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module, node.lineno)
+                      for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "weightspace":
+            found += [(f"weightspace.{a.name}" if f"weightspace.{a.name}" in MODULES else "weightspace", node.lineno)
+                      for a in node.names]
         elif isinstance(node, ast.Import):
             found += [(a.name, node.lineno) for a in node.names if a.name.startswith("weightspace.")]
-    return found
+    return list(dict.fromkeys(found))
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of `graph` (module -> the modules it imports) as [a, b, ..., a], or None where there is none."""
+    state, stack = {}, []  # state: 1 while on the current path, 2 when every path from it is done
+
+    def visit(module: str) -> list[str] | None:
+        state[module] = 1
+        stack.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        stack.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return None
 
 
 def test_every_room_is_listed():
-    rooms = {room_of("weightspace." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts))
-             for p in PACKAGE.rglob("*.py") if p.name != "__init__.py" or p.parent != PACKAGE}
-    assert rooms - {"__init__"} <= set(ROOMS), rooms
+    rooms = {room_of(module) for module in MODULES if module != "weightspace"}
+    assert rooms <= set(ROOMS), rooms
 
 
 def test_no_import_runs_back_up():
     upward = []
-    for path in PACKAGE.rglob("*.py"):
-        if path.parent == PACKAGE and path.name == "__init__.py":
+    for module, path in MODULES.items():
+        if module == "weightspace":
             continue  # the package's face re-exports the layout and the zoo's model registry
-        module = "weightspace." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
         own = ROOMS.index(room_of(module))
         for target, line in imports(path):
             if ROOMS.index(room_of(target)) > own:
                 upward.append(f"{path.relative_to(PACKAGE)}:{line} ({room_of(module)}) imports {target} "
                               f"({room_of(target)})")
     assert not upward, "\n".join(upward)
+
+
+# known cycles another change removes; each pair is expected to fail until then, and the test turns green after
+KNOWN_CYCLES = {frozenset({"weightspace.representation.config", "weightspace.representation.registry"}):
+                "representation/config.py and registry.py import each other (EncoderConfig checks names against "
+                "the registry); the encoder-registry refactor removes it"}
+
+
+def test_no_module_imports_itself_back():
+    """Follow every import between the package's modules, lazy ones too (imports under TYPE_CHECKING never
+    run and are left out): no module may come back to itself, else which one loads first decides what works."""
+    graph = {module: {target for target, _ in imports(path, typing_only=False) if target in MODULES} - {module}
+             for module, path in MODULES.items()}
+    known = []
+    while (cycle := import_cycle(graph)) and frozenset(cycle) in KNOWN_CYCLES:
+        known.append(f"{' -> '.join(cycle)}: {KNOWN_CYCLES[frozenset(cycle)]}")
+        graph[cycle[0]].discard(cycle[1])  # set the known cycle aside and look for others
+    assert cycle is None, f"import cycle: {' -> '.join(cycle)}; move what both need into a module both import"
+    if known:
+        pytest.xfail("known import cycle " + "; ".join(known))
+
+
+def test_the_package_root_holds_few_modules():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert len(loose) <= ROOT_MODULES, (f"{len(loose)} modules at the package root ({', '.join(loose)}); "
+                                        f"at most {ROOT_MODULES}: move the rest into the room they serve")
 
 
 @pytest.mark.slow  # a fresh interpreter

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from weightspace.cli import build_parser, main
+from weightspace.cli import main
+from weightspace.cli.commands import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -15,9 +15,8 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
-from weightspace.cli import add_run_options
-from weightspace.cli_errors import report_error
-from weightspace.devices import resolve_device
+from weightspace.cli.errors import report_error
+from weightspace.cli.options import add_run_options
 from weightspace.io.outputs import OutputError, OutputExistsError, check_apart, check_replaceable, output_lock
 from weightspace.pipeline import storage
 from weightspace.pipeline.run_record import RECORD_FILE, Recorder, owns
@@ -34,6 +33,7 @@ from weightspace.pipeline.experiment import (
     tune_run,
     write_experiment_json,
 )
+from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.store import Zoo
 
 STEPS = ("baselines", "representation")

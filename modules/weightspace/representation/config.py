@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from weightspace.data.augment import Compose, GaussianNoise, PermuteNeurons, RandomErasing, Transform
 from weightspace.data.dataset import DataConfig
 from weightspace.layout import WeightLayout
-from weightspace.activations import ACTIVATIONS
+from weightspace.zoo.activations import ACTIVATIONS
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("plateau", "cosine", "none")

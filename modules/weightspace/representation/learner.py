@@ -47,7 +47,7 @@ class NonFiniteLossError(RuntimeError):
 
 def resolve_device(name: str = "auto") -> torch.device:
     """"auto" is cuda when available, else cpu; an unknown or absent device raises `InputError`."""
-    from weightspace.devices import resolve_device as resolve
+    from weightspace.zoo.devices import resolve_device as resolve
 
     return resolve(name)
 

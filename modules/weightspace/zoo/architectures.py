@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from weightspace.activations import make_activation
+from weightspace.zoo.activations import make_activation
 
 INITS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     # uniform/normal follow the 2021 zoos: U[0, 1) and N(0, 1) unless std is given

@@ -30,13 +30,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from weightspace.devices import resolve_device
 from weightspace.io.atomic import atomic_file, write_json
 from weightspace.errors import WeightspaceError
 from weightspace.io.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
                                  output_lock, remove)
-from weightspace.resources import check_disk, check_memory, format_bytes
+from weightspace.io.resources import check_disk, check_memory, format_bytes
 from weightspace.zoo.architectures import count_zoo_parameters, create_zoo_model
+from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.population import cpu_population_size, train_population
 from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec
 from weightspace.zoo.store import Zoo, ZooFormatError, package_versions

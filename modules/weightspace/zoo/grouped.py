@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from weightspace.activations import ACTIVATIONS
+from weightspace.zoo.activations import ACTIVATIONS
 from weightspace.zoo.architectures import GlobalAvgPool2d, SamePad2d
 
 _PASS_THROUGH = (nn.MaxPool2d, nn.AvgPool2d, nn.Dropout, SamePad2d, *ACTIVATIONS.values())

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from weightspace.activations import ACTIVATIONS
+from weightspace.zoo.activations import ACTIVATIONS
 from weightspace.zoo.architectures import INITS, count_zoo_parameters, list_zoo_models
 from weightspace.zoo.population import OPTIMIZERS, Member, PopulationConfig
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from weightspace.io.data_root import data_root
-from weightspace.resources import check_memory
+from weightspace.io.resources import check_memory
 from weightspace.zoo import task_files, task_sources
 
 __all__ = ["TaskData", "list_tasks", "load_task", "missing_task_files", "synthetic_options", "task_options"]

@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from weightspace.cli.options import DEFAULT_RAY_TIMEOUT_S, add_run_options, seconds
 from weightspace.io.data_root import DATA_ENV
-from weightspace.pipeline.cluster import DEFAULT_TIMEOUT_S as DEFAULT_RAY_TIMEOUT_S
 
 
 def _add_zoo(sub: argparse._SubParsersAction) -> None:
@@ -35,7 +35,7 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--overwrite", action="store_true", help="replace a different zoo found at --out")
     gen.add_argument("--workers", type=_count, default=0, help="run shards as N ray tasks (0: in-process)")
     gen.add_argument("--ray-address", default=None, help="address of a running ray cluster")
-    gen.add_argument("--ray-timeout", type=_seconds, default=DEFAULT_RAY_TIMEOUT_S,
+    gen.add_argument("--ray-timeout", type=seconds, default=DEFAULT_RAY_TIMEOUT_S,
                      help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")
     gen.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: cuda when available)")
     gen.add_argument("--data-root", type=Path, default=None,
@@ -109,17 +109,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _seconds(text: str) -> float:
-    """An argparse type: a positive number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
-    return value
-
-
 def _json_object(text: str) -> dict:
     """An argparse type: a JSON object such as '{"hidden": [8]}'."""
     try:
@@ -145,7 +134,7 @@ def _zoo_info(args: argparse.Namespace) -> int:
 
 def _zoo_generate(args: argparse.Namespace) -> int:
     from weightspace.pipeline.cluster import connect_ray
-    from weightspace.devices import resolve_device
+    from weightspace.zoo.devices import resolve_device
     from weightspace.zoo.generate import check_fits, generate
     from weightspace.zoo.presets import get_preset
     from weightspace.zoo.spec_file import load_spec_file
@@ -315,29 +304,6 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options of a pipeline run, shared by `weightspace run` and the experiment scripts
-    (`weightspace.pipeline.cli`)."""
-    from weightspace.representation.config import PRECISIONS
-
-    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda or cuda:N")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="training precision of the representation (default: the learner's config; "
-                             "bf16 is several times faster than fp32 on recent GPUs); --resume keeps the "
-                             "precision the run started with")
-    parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
-    parser.add_argument("--ray-timeout", type=_seconds, default=DEFAULT_RAY_TIMEOUT_S,
-                        help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")
-    parser.add_argument("--storage", default=None, metavar="URI",
-                        help="where ray.tune keeps the run's results and checkpoints: a folder or a URI that "
-                             "pyarrow understands (file://, s3://bucket/prefix, gs://...); the run goes to "
-                             "<storage>/<output folder name>. On a cluster whose nodes share no disk, give one "
-                             "that every node reaches (default: <output folder>/tune)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace finished results in the output folder")
-    parser.add_argument("--no-report", action="store_true", help="skip report.md and its figures")
-
-
 def _add_run(sub: argparse._SubParsersAction) -> None:
     run = sub.add_parser("run", help="baselines, representation and report for any zoo (no experiment folder needed)")
     run.add_argument("zoo", type=Path, help="zoo directory (generated, converted or downloaded)")
@@ -388,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from weightspace.cli_errors import report_error
+    from weightspace.cli.errors import report_error
 
     args = build_parser().parse_args(argv)
     try:
@@ -399,6 +365,3 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - the edge: a user or environment error becomes one line, a bug re-raises
         return report_error(err)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The options of a pipeline run, shared by `weightspace run` (`weightspace.cli.commands`) and the experiment
+scripts' command line (`weightspace.pipeline.cli`).
+
+Both import this module; it imports neither, so the two command lines depend on it one way.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from weightspace.pipeline.cluster import DEFAULT_TIMEOUT_S as DEFAULT_RAY_TIMEOUT_S
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options of a pipeline run (device, precision, ray, storage, resume, overwrite, report)."""
+    from weightspace.representation.config import PRECISIONS
+
+    parser.add_argument("--device", default="auto", help="auto (cuda when present), cpu, cuda or cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="training precision of the representation (default: the learner's config; "
+                             "bf16 is several times faster than fp32 on recent GPUs); --resume keeps the "
+                             "precision the run started with")
+    parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
+    parser.add_argument("--ray-timeout", type=seconds, default=DEFAULT_RAY_TIMEOUT_S,
+                        help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")
+    parser.add_argument("--storage", default=None, metavar="URI",
+                        help="where ray.tune keeps the run's results and checkpoints: a folder or a URI that "
+                             "pyarrow understands (file://, s3://bucket/prefix, gs://...); the run goes to "
+                             "<storage>/<output folder name>. On a cluster whose nodes share no disk, give one "
+                             "that every node reaches (default: <output folder>/tune)")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace finished results in the output folder")
+    parser.add_argument("--no-report", action="store_true", help="skip report.md and its figures")
+    parser.add_argument("--embedding-trees", action="store_true",
+                        help="also probe the final embedding with boosted trees (minutes on a wide embedding)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show ray's own progress tables, logs and warnings besides weightspace's progress bars")
