@@ -1,0 +1,255 @@
+"""A permutation-invariant encoder: a per-neuron MLP pooled over each hidden layer's neurons.
+
+Hidden neuron k of layer l is one token: its incoming weights, its bias and its outgoing
+weights (the next layer's column k). Axes that another hidden permutation reorders (the
+incoming axis of a layer fed by a hidden layer, the outgoing axis of a layer that feeds a
+hidden layer) are summarised by their mean, max and min, so that every token, and every
+pooled feature, is exactly invariant to all function-preserving permutations. Optionally each
+token also carries per-neuron summaries (largest |w|, extremes, mean square of its incoming and
+outgoing weights), because training progress lives in such order statistics.
+
+A per-layer MLP ``phi`` maps each token to ``width`` features, which are pooled over the layer's
+neurons by mean, max and min (DeepSets; Zaheer et al. 2017) — a readout that can express a
+layer's maximum, which a linear readout of neuron tokens cannot. The embedding is the pooled
+features of every hidden layer, the output layer's bias, and (``skip``) the same pooling applied
+to the standardised tokens themselves. Token entries are standardised per layer and position
+with a shift and scale fitted on training weights (`fit_input_scale`), as SANE does.
+
+The decoder does not rebuild the weights (an invariant code cannot say which permutation to
+rebuild); it predicts `invariant_targets` of the input: per-layer quantiles of the weights and of
+|w|, and the pooled per-neuron summaries — a reconstruction loss that keeps the tails.
+
+The embedding that probes read (`encode`) also carries a fixed, untrained code (``code``): the
+standardised `invariant_targets` and a piecewise-linear code of them and of the pooled standardised
+tokens, ``relu(v - knot)`` at ``code_knots`` knots per entry placed at quantiles of the training
+rows (fitted with the input scale, from weights alone). Training progress and accuracy are
+monotone but curved functions of such statistics (a layer's largest |w| grows fast, then slowly);
+the code lets a linear readout bend them. Training (`forward`: the projection head and the
+decoder) sees only the learned features, so the code changes nothing the objective optimises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from weightspace.layout import LayerSpec, WeightLayout
+from weightspace.representation.init import init_parameters
+from weightspace.representation.mlp import mlp_stack
+from weightspace.zoo.activations import make_activation
+
+POOLS = ("mean", "max", "min")
+QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
+
+
+def _pool(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean, max and min over `dim`, concatenated on the last axis."""
+    return torch.cat([x.mean(dim), x.amax(dim), x.amin(dim)], dim=-1)
+
+
+def _hinges(v: torch.Tensor, knots: torch.Tensor) -> torch.Tensor:
+    """``(B, F)`` and knots ``(k, F)`` -> ``(B, k * F)``: relu(v - knot), knot by knot."""
+    return torch.relu(v.unsqueeze(1) - knots).flatten(1)
+
+
+def _neuron_summary(values: torch.Tensor) -> torch.Tensor:
+    """``(B, n, m)`` -> ``(B, n, 4)``: largest |w|, max, min and mean square of each neuron's m values."""
+    return torch.stack([values.abs().amax(-1), values.amax(-1), values.amin(-1), values.square().mean(-1)], dim=-1)
+
+
+class _HiddenLayerTokens(nn.Module):
+    """Gathers the invariant tokens ``(B, n, token_dim)`` of one hidden layer from flat weights ``(B, D)``."""
+
+    def __init__(self, spec: LayerSpec, nxt: LayerSpec, *, prev_hidden: bool, next_hidden: bool, neuron_stats: bool):
+        super().__init__()
+        n = spec.n_out
+        w_in = spec.offset + torch.arange(spec.n_weights).view(n, spec.n_in, -1)  # (n, in units, block)
+        w_out = nxt.offset + torch.arange(nxt.n_weights).view(nxt.n_out, n, -1).transpose(0, 1)  # (n, next, block)
+        self.register_buffer("w_in", w_in.contiguous(), persistent=False)
+        self.register_buffer("w_out", w_out.contiguous(), persistent=False)
+        bias = torch.arange(spec.bias_slice.start, spec.bias_slice.stop) if spec.has_bias else torch.zeros(0, dtype=torch.long)
+        self.register_buffer("bias", bias, persistent=False)
+        self.prev_hidden, self.next_hidden, self.neuron_stats = prev_hidden, next_hidden, neuron_stats
+        block_in, block_out = w_in.shape[2], w_out.shape[2]
+        d_in = 3 * block_in if prev_hidden else w_in.shape[1] * block_in
+        d_out = 3 * block_out if next_hidden else w_out.shape[1] * block_out
+        self.token_dim = d_in + int(spec.has_bias) + d_out + (8 if neuron_stats else 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n = x.shape[0], self.w_in.shape[0]
+        w_in, w_out = x[:, self.w_in], x[:, self.w_out]  # (B, n, units, block)
+        parts = [_pool(w_in.transpose(2, 3), -1).reshape(b, n, -1) if self.prev_hidden else w_in.reshape(b, n, -1)]
+        if self.bias.numel():
+            parts.append(x[:, self.bias].unsqueeze(-1))
+        parts.append(_pool(w_out.transpose(2, 3), -1).reshape(b, n, -1) if self.next_hidden else w_out.reshape(b, n, -1))
+        if self.neuron_stats:
+            parts += [_neuron_summary(w_in.reshape(b, n, -1)), _neuron_summary(w_out.reshape(b, n, -1))]
+        return torch.cat(parts, dim=-1)  # (B, n, token_dim)
+
+
+class NeuronSetEncoder(nn.Module):
+    """``(B, D)`` -> ``(B, latent)``, invariant to every function-preserving permutation of hidden neurons.
+
+    Args:
+        layout: the weight layout; it needs at least one hidden layer (two Linear/Conv layers).
+        width: features per neuron of each layer's ``phi``.
+        phi_layers: Linear layers in ``phi`` (each followed by `activation`).
+        neuron_stats: add per-neuron summaries (largest |w|, max, min, mean square) to the tokens.
+        skip: add the pooled standardised tokens themselves to the embedding.
+        latent_dim: 0 keeps the pooled features as the learned features; otherwise a Linear maps them to this width.
+        code: append the fixed code (standardised invariant statistics and their hinges) to the embedding.
+        code_knots: knots per entry of the code's piecewise-linear part (0: the statistics alone).
+        decoder_hidden: hidden width of the decoder that predicts `invariant_targets`.
+        generator: draws the initial parameters.
+    """
+
+    def __init__(self, layout: WeightLayout, *, width: int = 512, phi_layers: int = 1, activation: str = "tanh",
+                 neuron_stats: bool = True, skip: bool = True, latent_dim: int = 0, code: bool = True,
+                 code_knots: int = 5, decoder_hidden: int = 256, generator: torch.Generator | None = None):
+        super().__init__()
+        layers = layout.layers
+        if len(layers) < 2:
+            raise ValueError(f"the neuron_set encoder pools over hidden neurons, but layout has only {len(layers)} "
+                             "layer(s); use the transformer_neuron or mlp autoencoder for a network without hidden layers")
+        self.num_params = layout.num_params
+        self.tokens = nn.ModuleList(
+            _HiddenLayerTokens(spec, layers[i + 1], prev_hidden=i > 0, next_hidden=i + 1 < len(layers) - 1,
+                               neuron_stats=neuron_stats)
+            for i, spec in enumerate(layers[:-1]))
+        self.phi = nn.ModuleList()
+        for t in self.tokens:
+            stack = [nn.Linear(t.token_dim, width), make_activation(activation)]
+            for _ in range(phi_layers - 1):
+                stack += [nn.Linear(width, width), make_activation(activation)]
+            self.phi.append(nn.Sequential(*stack))
+        for i, t in enumerate(self.tokens):  # standardisation of token entries, shared by a layer's neurons
+            self.register_buffer(f"shift_{i}", torch.zeros(t.token_dim))
+            self.register_buffer(f"scale_{i}", torch.ones(t.token_dim))
+        self.register_buffer("scale_fitted", torch.zeros((), dtype=torch.bool))
+        last = layers[-1]
+        out_bias = torch.arange(last.bias_slice.start, last.bias_slice.stop) if last.has_bias else torch.zeros(0, dtype=torch.long)
+        self.register_buffer("out_bias", out_bias, persistent=False)
+        self.skip = skip
+        pooled = sum(3 * width + (3 * t.token_dim if skip else 0) for t in self.tokens) + out_bias.numel()
+        self.project = nn.Linear(pooled, latent_dim) if latent_dim else nn.Identity()
+        self.trained_dim = latent_dim or pooled  # the learned features: what the head and the decoder read
+        self.layer_index = [torch.arange(s.offset, s.offset + s.size) for s in layers]
+        self.num_targets = len(self.invariant_targets(torch.zeros(1, self.num_params))[0])
+        self.register_buffer("target_shift", torch.zeros(self.num_targets))
+        self.register_buffer("target_scale", torch.ones(self.num_targets))
+        self.code, self.code_knots = code, code_knots if code else 0
+        hinged = self.num_targets + sum(3 * t.token_dim for t in self.tokens)  # statistics, pooled tokens
+        self.register_buffer("knots", torch.zeros(self.code_knots, hinged))
+        self.code_dim = (self.num_targets + self.code_knots * hinged) if code else 0
+        self.latent_dim = self.trained_dim + self.code_dim  # the embedding `encode` returns
+        self.decoder = mlp_stack([self.trained_dim, decoder_hidden, self.num_targets], "leakyrelu")
+        if generator is not None:
+            init_parameters(self, generator)
+
+    # ------------------------------------------------------------ inputs
+    @torch.no_grad()
+    def fit_input_scale(self, weights: torch.Tensor, batch_size: int = 1000) -> None:
+        """Fit the per-layer, per-position shift and scale of the tokens, the statistics' standardisation
+        and the code's knots on `weights` ``(S, D)`` (training rows; no property of any model is used)."""
+        sums = [torch.zeros(3, t.token_dim, dtype=torch.float64) for t in self.tokens]
+        sums.append(torch.zeros(3, self.num_targets, dtype=torch.float64))
+        device = self.shift_0.device
+        for start in range(0, weights.shape[0], batch_size):
+            x = torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32).to(device)
+            rows = [t(x).reshape(-1, t.token_dim) for t in self.tokens] + [self.invariant_targets(x)]
+            for s, r in zip(sums, rows):
+                r = r.double().cpu()
+                s += torch.stack([torch.full_like(r[0], r.shape[0]), r.sum(0), r.square().sum(0)])
+        shifts = [f"shift_{i}" for i in range(len(self.tokens))] + ["target_shift"]
+        scales = [f"scale_{i}" for i in range(len(self.tokens))] + ["target_scale"]
+        for (count, total, total_sq), shift, scale in zip(sums, shifts, scales):
+            mean = total / count
+            std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
+            getattr(self, shift).copy_(mean.float())
+            getattr(self, scale).copy_(torch.where(std > 1e-8, std, torch.ones_like(std)).float())
+        if self.code_knots:  # knots at the quantiles 1/(k+1) .. k/(k+1) of each hinged entry
+            rows = [self.code_inputs(torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32)
+                                     .to(device)).cpu() for start in range(0, weights.shape[0], batch_size)]
+            levels = np.arange(1, self.code_knots + 1) / (self.code_knots + 1)
+            self.knots.copy_(torch.from_numpy(np.quantile(torch.cat(rows).double().numpy(), levels, axis=0)).float())
+        self.scale_fitted.fill_(True)
+
+    def invariant_targets(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, n_targets)``: per layer, quantiles of w and of |w|; per hidden layer, the
+        mean / max / min over neurons of each neuron's summaries. All invariant to hidden permutations."""
+        q = torch.tensor(QUANTILES, dtype=x.dtype, device=x.device)
+        parts = []
+        for idx in self.layer_index:
+            w = x[:, idx.to(x.device)].float()
+            parts += [torch.quantile(w, q.float(), dim=1).T, torch.quantile(w.abs(), q.float(), dim=1).T]
+        for t in self.tokens:
+            b, n = x.shape[0], t.w_in.shape[0]
+            summary = torch.cat([_neuron_summary(x[:, t.w_in].reshape(b, n, -1)),
+                                 _neuron_summary(x[:, t.w_out].reshape(b, n, -1))], dim=-1).float()
+            parts.append(_pool(summary, 1))
+        return torch.cat(parts, dim=1)
+
+    def _standard_tokens(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Each hidden layer's tokens ``(B, n, token_dim)``, standardised."""
+        return [(t(x) - getattr(self, f"shift_{i}")) / getattr(self, f"scale_{i}") for i, t in enumerate(self.tokens)]
+
+    def _code_inputs(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat([self.reconstruction_target(x)] + [_pool(tok, 1) for tok in tokens], dim=1)
+
+    def code_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, num_targets + pooled tokens)``: the entries the code hinges, the standardised
+        statistics (`reconstruction_target`) and then each hidden layer's pooled standardised tokens."""
+        self._check(x)
+        return self._code_inputs(x, self._standard_tokens(x))
+
+    # ------------------------------------------------------------ model
+    def _check(self, x: torch.Tensor) -> None:
+        if x.dim() != 2 or x.shape[1] != self.num_params:
+            raise ValueError(f"expected weights of shape (B, {self.num_params}), got {tuple(x.shape)}")
+
+    def _learned(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        feats = []
+        for tok, phi in zip(tokens, self.phi):
+            feats.append(_pool(phi(tok), 1))  # (B, 3 * width)
+            if self.skip:
+                feats.append(_pool(tok, 1))
+        feats.append(x[:, self.out_bias])
+        return self.project(torch.cat(feats, dim=1))
+
+    def learned(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, trained_dim)``: the trained part of the embedding."""
+        self._check(x)
+        return self._learned(x, self._standard_tokens(x))
+
+    def _fixed_code(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        inputs = self._code_inputs(x, tokens)
+        return torch.cat([inputs[:, :self.num_targets], _hinges(inputs, self.knots)], dim=1)
+
+    def fixed_code(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, code_dim)``: the untrained end of the embedding, the standardised statistics
+        and the hinges of `code_inputs` (empty when ``code`` is off)."""
+        self._check(x)
+        return self._fixed_code(x, self._standard_tokens(x)) if self.code else x.new_zeros(x.shape[0], 0)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, latent)``: the learned features, then (``code``) the fixed code."""
+        self._check(x)
+        tokens = self._standard_tokens(x)
+        z = self._learned(x, tokens)
+        return torch.cat([z, self._fixed_code(x, tokens)], dim=1) if self.code else z
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, trained_dim)`` (or the whole embedding, whose learned part is read) -> ``(B, n_targets)``:
+        the predicted `invariant_targets`."""
+        return self.decoder(z[:, :self.trained_dim])
+
+    def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
+        """What `decode` reconstructs for the weights `x`: `invariant_targets`, standardised."""
+        return (self.invariant_targets(x) - self.target_shift) / self.target_scale
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training: the learned features ``(B, trained_dim)`` and the decoded statistics."""
+        z = self.learned(x)
+        return z, self.decode(z)
+
