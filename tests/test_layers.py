@@ -37,15 +37,16 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def imports(path: Path, *, typing_only: bool = True) -> list[tuple[str, int]]:
+def imports(path: Path, *, type_checking: bool = True) -> list[tuple[str, int]]:
     """(weightspace module, line) of every import in the file, wherever it stands (inside functions too).
 
-    ``from weightspace.zoo import store`` names the module ``weightspace.zoo.store``; with ``typing_only=False``
-    imports under ``if TYPE_CHECKING:`` (never run) are left out.
+    ``from weightspace.zoo import store`` names the module ``weightspace.zoo.store``; ``import weightspace`` and
+    ``from weightspace import X`` name the package's face, ``weightspace``. With ``type_checking=False``, imports
+    under ``if TYPE_CHECKING:`` (annotations only, never run) are left out.
     """
     tree = ast.parse(path.read_text(), str(path))
     skipped = set()
-    if not typing_only:
+    if not type_checking:
         for node in ast.walk(tree):
             if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
                 skipped |= {id(n) for child in node.body for n in ast.walk(child)}
@@ -53,15 +54,16 @@ def imports(path: Path, *, typing_only: bool = True) -> list[tuple[str, int]]:
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("weightspace."):
-            found += [(f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in MODULES else node.module, node.lineno)
-                      for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "weightspace":
-            found += [(f"weightspace.{a.name}" if f"weightspace.{a.name}" in MODULES else "weightspace", node.lineno)
-                      for a in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").split(".")[0] == "weightspace":
+            found += [(_submodule(node.module, a.name), node.lineno) for a in node.names]
         elif isinstance(node, ast.Import):
-            found += [(a.name, node.lineno) for a in node.names if a.name.startswith("weightspace.")]
+            found += [(a.name, node.lineno) for a in node.names if a.name.split(".")[0] == "weightspace"]
     return list(dict.fromkeys(found))
+
+
+def _submodule(module: str, name: str) -> str:
+    """What ``from module import name`` imports: the submodule ``module.name`` if there is one, else `module`."""
+    return f"{module}.{name}" if f"{module}.{name}" in MODULES else module
 
 
 def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -98,6 +100,8 @@ def test_no_import_runs_back_up():
             continue  # the package's face re-exports the layout and the zoo's model registry
         own = ROOMS.index(room_of(module))
         for target, line in imports(path):
+            if target == "weightspace":
+                continue  # the package itself (its version, its face) belongs to no room
             if ROOMS.index(room_of(target)) > own:
                 upward.append(f"{path.relative_to(PACKAGE)}:{line} ({room_of(module)}) imports {target} "
                               f"({room_of(target)})")
@@ -113,7 +117,7 @@ KNOWN_CYCLES = {frozenset({"weightspace.representation.config", "weightspace.rep
 def test_no_module_imports_itself_back():
     """Follow every import between the package's modules, lazy ones too (imports under TYPE_CHECKING never
     run and are left out): no module may come back to itself, else which one loads first decides what works."""
-    graph = {module: {target for target, _ in imports(path, typing_only=False) if target in MODULES} - {module}
+    graph = {module: {target for target, _ in imports(path, type_checking=False) if target in MODULES} - {module}
              for module, path in MODULES.items()}
     known = []
     while (cycle := import_cycle(graph)) and frozenset(cycle) in KNOWN_CYCLES:
