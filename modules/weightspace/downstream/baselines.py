@@ -1,11 +1,16 @@
 """The baseline suite of a zoo: raw weights and statistics with linear probes, statistics with boosted
-trees, hyperparameters alone, and optionally the 2021 Tetris extras (kernel PCA, UMAP).
+trees, hyperparameters alone, the models' outputs on fixed queries (B_probe), and optionally the 2021 Tetris
+extras (kernel PCA, UMAP).
 
 Beside the 2021 baselines (B_W, B_s with a linear probe) this runs the stronger
 bars of Unterthiner et al. 2020: boosted trees on the statistics, and the
 hyperparameters alone. On a zoo with several checkpoints per model the
 ``hyper`` features include the epoch (configuration plus training time), so
-``training_iteration`` is not probed from them.
+``training_iteration`` is not probed from them. B_probe (`model_outputs.py`) runs
+every model on K data-free queries (``outputs_free``) and on K task inputs
+without labels (``outputs_task``); where the zoo's models cannot be built or the
+task's inputs are not here, its rows hold NaN and a note
+"B_probe (...): not available: <reason>".
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from weightspace.downstream.evaluate import evaluate, write_baseline_json
 from weightspace.io.atomic import write_csv, write_json
 from weightspace.downstream.features import (PRESETS, Hyperparameters, KernelPCAFeatures, LayerStatistics,
                                              RawWeights, UMAPFeatures)
+from weightspace.downstream.model_outputs import (VARIANTS, OutputsConfig, ProbeUnavailable, Unavailable,
+                                                  zoo_model_outputs)
 from weightspace.downstream.probes import ProbeConfig
 from weightspace.errors import InputError
 from weightspace.zoo.store import Zoo
@@ -44,6 +51,7 @@ class BaselineConfig:
     extra_dims: tuple[int, ...] = (50, 33)  # output dimensions of the extras
     kpca_kernels: tuple[str, ...] = KPCA_KERNELS  # kernels of the kernel PCA extras
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # probe grids and seeds
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)  # B_probe: model outputs on fixed queries
 
     def __post_init__(self) -> None:
         if self.stats_preset not in PRESETS:
@@ -52,6 +60,8 @@ class BaselineConfig:
             raise ValueError(f"extra_dims must be positive, got {self.extra_dims}")
         if isinstance(self.probe, dict):
             self.probe = ProbeConfig(**self.probe)
+        if isinstance(self.outputs, dict):
+            self.outputs = OutputsConfig(**self.outputs)
 
 
 def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[tuple[str, str]]]:
@@ -66,6 +76,10 @@ def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[
         columns = varied + (["epoch"] if zoo.samples["epoch"].nunique() > 1 else [])
         feature_sets["hyper"] = Hyperparameters(columns)
         pairs += [("hyper", "linear"), ("hyper", "gbt")]
+    for variant in config.outputs.variants:
+        name = f"outputs_{variant}"
+        feature_sets[name] = _model_outputs(zoo, variant, config.outputs)
+        pairs += [(name, "linear"), (name, "gbt")]
     if config.extras:
         for dim in config.extra_dims:
             for kernel in config.kpca_kernels:
@@ -76,13 +90,24 @@ def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[
     return feature_sets, pairs
 
 
+def _model_outputs(zoo: Zoo, variant: str, config: OutputsConfig):
+    """B_probe of every row (it learns nothing from rows, so all are computed at once), or the reason it
+    is not available as a feature set that says so."""
+    try:
+        return zoo_model_outputs(zoo, variant, n_queries=config.n_queries, data_free=config.data_free,
+                                 output=config.output, random_state=config.random_state, data_root=config.data_root)
+    except ProbeUnavailable as err:
+        return Unavailable(f"{VARIANTS[variant]}: not available: {err}")
+
+
 def run_baselines(zoo: Zoo, out_dir: str | os.PathLike, config: BaselineConfig | None = None, *,
                   split: ModelSplit | None = None) -> pd.DataFrame:
     """Run the baseline suite on `zoo` and write the tables, the 2021 JSON file and the config to `out_dir`.
 
     Writes ``baselines.csv`` (the tidy table), ``baseline_predictions.csv.gz``
     (every probe's prediction of every sample, `evaluate.PREDICTION_COLUMNS`),
-    ``baseline_performance.json`` (2021 shape plus new keys) and
+    ``baseline_performance.json`` (2021 shape plus new keys, B_probe's as ``results_outputs_free``,
+    ``results_outputs_free_gbt``, ``results_outputs_task`` and ``results_outputs_task_gbt``) and
     ``baselines_config.json`` (the resolved `BaselineConfig`). Diverged samples
     are excluded.
 
