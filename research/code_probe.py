@@ -20,7 +20,7 @@ initialisation (input scale fitted on the training split), its learned features 
 Prints the linear probes' validation R² on the zoo's continuous targets and their mean, averaged over
 `--seeds` initialisations; nothing is chosen on the test split, which it does not print.
 
-    python bench/code_probe.py --zoo tetris_seed --datasets DIR     # about 2 min on 2 cores
+    python research/code_probe.py --zoo tetris_seed --datasets DIR     # about 2 min on 2 cores
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from random_init_probes import print_summary, random_init_encoders, score_variant
-from representation_quality import ROOT, zoo_data
+from random_init_probes import code_inputs, print_summary, random_init_encoders, score_variant
+from representation_quality import ROOT, zoo_data  # bench/, put on sys.path by random_init_probes
 from sklearn.ensemble import RandomTreesEmbedding
 
 from weightspace.downstream.evaluate import ProbeWarning
@@ -100,7 +100,7 @@ def main() -> None:
         with torch.no_grad():
             batches = [every[i:i + 500] for i in range(0, len(every), 500)]
             learned = torch.cat([model.learned(x) for x in batches])
-            hinged = torch.cat([model.code_inputs(x) for x in batches])
+            hinged = torch.cat([code_inputs(model, x) for x in batches])
         stats, pooled = hinged[:, :model.num_targets], hinged[:, model.num_targets:]
         for name in args.variants:
             score_variant(name, features(name, learned, stats, pooled, train, seed).numpy(), seed, data, targets, rows)

@@ -1,19 +1,24 @@
 """Shared scaffolding of the research probes that judge `neuron_set` variants at random initialisation
-(`pooling_probe.py`, `code_probe.py`): the folder's encoder per seed, validation scores per variant, the
-summary table. Nothing here reads the test split's scores."""
+(`pooling_probe.py`, `code_probe.py`): the folder's encoder per seed, the inputs of its fixed code,
+validation scores per variant, the summary table. Nothing here reads the test split's scores."""
 
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from representation_quality import embedding_scores, encoders_of
+import torch
 
 from weightspace.data.dataset import ZooDataset
 from weightspace.representation import Learner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # the quality benchmark's helpers
+from representation_quality import embedding_scores, encoders_of  # noqa: E402
 
 
 def random_init_encoders(zoo: str, data: dict[str, ZooDataset], seeds: int) -> Iterator[tuple[int, object]]:
@@ -26,6 +31,25 @@ def random_init_encoders(zoo: str, data: dict[str, ZooDataset], seeds: int) -> I
         model = Learner(config, data["train"].layout).model.eval()
         model.fit_input_scale(data["train"].weights)
         yield seed, model
+
+
+def standard_tokens(model, x: torch.Tensor) -> list[torch.Tensor]:
+    """Each hidden layer's tokens ``(B, n, token_dim)`` of a `NeuronSetEncoder`, standardised by its fitted scale."""
+    return [(t(x) - getattr(model, f"shift_{i}")) / getattr(model, f"scale_{i}") for i, t in enumerate(model.tokens)]
+
+
+def code_inputs(model, x: torch.Tensor) -> torch.Tensor:
+    """``(B, D)`` -> ``(B, num_targets + pooled tokens)``: what the encoder's fixed code hinges, the standardised
+    statistics (`reconstruction_target`) and then each hidden layer's tokens pooled by mean, max and min."""
+    pooled = [torch.cat([t.mean(1), t.amax(1), t.amin(1)], dim=-1) for t in standard_tokens(model, x)]
+    return torch.cat([model.reconstruction_target(x)] + pooled, dim=1)
+
+
+def fixed_code(model, x: torch.Tensor) -> torch.Tensor:
+    """``(B, D)`` -> ``(B, code_dim)``: the untrained end of the encoder's embedding, the standardised statistics
+    and the hinges relu(v - knot) of `code_inputs` at the encoder's knots."""
+    inputs = code_inputs(model, x)
+    return torch.cat([inputs[:, :model.num_targets], torch.relu(inputs.unsqueeze(1) - model.knots).flatten(1)], dim=1)
 
 
 def score_variant(name: str, z: np.ndarray, seed: int, data: dict[str, ZooDataset], targets: list[str] | None,

@@ -14,7 +14,7 @@ mean / max / min:
 Prints the linear probes' validation R² per target and its mean, averaged over `--seeds` random
 initialisations; nothing is chosen on the test split, which it does not print.
 
-    python bench/pooling_probe.py --zoo tetris_seed --datasets DIR     # about 4 min on 2 cores
+    python research/pooling_probe.py --zoo tetris_seed --datasets DIR     # about 4 min on 2 cores
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import warnings
 from pathlib import Path
 
 import torch
-from random_init_probes import print_summary, random_init_encoders, score_variant
-from representation_quality import ROOT, zoo_data
+from random_init_probes import fixed_code, print_summary, random_init_encoders, score_variant
+from representation_quality import ROOT, zoo_data  # bench/, put on sys.path by random_init_probes
 
 from weightspace.downstream.evaluate import ProbeWarning
 
@@ -43,7 +43,7 @@ def pool(x: torch.Tensor, quantiles: tuple[float, ...]) -> torch.Tensor:
 
 @torch.no_grad()
 def embed_with(model, x: torch.Tensor, variant) -> torch.Tensor:
-    """`NeuronSetEncoder.encode` (latent_dim 0) with the pooling of `variant` (its fixed code unchanged)."""
+    """`NeuronSetEncoder.encode` (project_dim 0) with the pooling of `variant` (its fixed code unchanged)."""
     quantiles = () if variant == "log" else variant
     feats = []
     for i, (tokens, phi) in enumerate(zip(model.tokens, model.phi)):
@@ -55,7 +55,7 @@ def embed_with(model, x: torch.Tensor, variant) -> torch.Tensor:
         if variant == "log":
             feats.append(pool(torch.log(raw.abs() + 1e-4), ()))
     feats.append(x[:, model.out_bias])
-    feats.append(model.fixed_code(x))
+    feats.append(fixed_code(model, x))
     return torch.cat(feats, dim=1)
 
 

@@ -13,8 +13,8 @@ accuracy and epoch on these feature sets of the same checkpoints:
 On the Tetris seed zoo the single largest |w| of each layer predicts accuracy and epoch better than
 the 14 B_s statistics: training grows a few weights while the bulk of the distribution stays put.
 
-    python bench/probe_weight_tails.py                       # datasets/tetris_seed, epochs 0, 5, ..., 25
-    python bench/probe_weight_tails.py datasets/digits_seed --epochs 0 4 8 12 16 20
+    python research/probe_weight_tails.py                       # datasets/tetris_seed, epochs 0, 5, ..., 25
+    python research/probe_weight_tails.py datasets/digits_seed --epochs 0 4 8 12 16 20
 """
 
 from __future__ import annotations
