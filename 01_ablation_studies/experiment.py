@@ -10,7 +10,8 @@ completed from the base learner; see ``weightspace.pipeline.ablation``):
 
 - architecture, 5 trials: MLP AE; weight tokens with / without compression token; neuron
   tokens with / without. 2021 ran encoder x token = 6, two of them the same MLP AE (it has no
-  tokens, so the flag does nothing); the MLP is run once, recorded with compression_token False.
+  tokens, so the flag does nothing); the MLP is run once (its config has no compression_token;
+  it keeps the learner's latent_dim, dropout and activation).
 - compression, 9 trials: latent 50 / 33 / 20 x gamma 1 / 0.5 / 0.
 - loss_augmentation, 40 trials: (contrast, gamma) in {NT-Xent, positive} x {1, 0.5}, plus
   gamma 0 once (no contrastive term: the contrast type does nothing, 2021 ran it twice)
@@ -43,7 +44,7 @@ COMMON = dict(preset="tetris_seed", zenodo="01_ablations", zoo_epochs=(0, 5, 10,
 ARCHITECTURE = Experiment(
     name="ablations/architecture",
     search_space={"encoder": tune.grid_search([
-        {"name": "mlp", "compression_token": False},
+        {"name": "mlp"},
         {"name": "transformer_weight", "compression_token": True},
         {"name": "transformer_weight", "compression_token": False},
         {"name": "transformer_neuron", "compression_token": True},

@@ -1,7 +1,7 @@
 """11_tetris_seed: the embedded default. The Tetris seed zoo, generated here when datasets/ lacks it.
 
 The default learner is `neuron_set`, a permutation-invariant encoder that pools a per-neuron MLP
-over each hidden layer (see weightspace.representation.neuron_set); it was chosen on the validation
+over each hidden layer (see weightspace.representation.encoders.neuron_set); it was chosen on the validation
 split across the offline zoos by bench/representation_quality.py. `--variant 2021` runs the 2021
 transformer instead, on a CPU schedule; see NOTES_2021.
 """

@@ -12,7 +12,7 @@ torch.utils.flop_counter.FlopCounterMode; times are the median over the timed st
     python bench/bench_representation.py --configs tetris --precisions fp32 --steps 10
 
 Dropout is 0.1 as in 2021, on attention probabilities, the feed-forward layer and
-both residual branches (the EncoderConfig defaults; --attn-dropout 0 lets the
+both residual branches (the TransformerConfig defaults; --attn-dropout 0 lets the
 fused attention kernel run). Each measurement runs in a fresh process. On shared
 cores the load average printed before and after tells how much of the machine
 the run had (the benchmark itself adds about 2).
@@ -33,12 +33,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from weightspace import WeightLayout, create_zoo_model
-from weightspace.representation import EncoderConfig, LearnerConfig, HeadConfig, Learner, LossConfig, TrainConfig
+from weightspace.representation import HeadConfig, Learner, LearnerConfig, LossConfig, TrainConfig, TransformerConfig
 
 CONFIGS = {
-    "tetris": dict(arch="tetris_mlp", encoder=EncoderConfig(d_model=256, n_heads=4, n_blocks=2, d_ff=512, latent_dim=50),
+    "tetris": dict(arch="tetris_mlp",
+                   encoder=TransformerConfig(d_model=256, n_heads=4, n_blocks=2, d_ff=512, latent_dim=50),
                    head=HeadConfig(3, 50, 20), gamma=0.5, batch=500),
-    "mnist": dict(arch="cnn_s", encoder=EncoderConfig(d_model=800, n_heads=4, n_blocks=2, d_ff=900, latent_dim=700),
+    "mnist": dict(arch="cnn_s",
+                  encoder=TransformerConfig(d_model=800, n_heads=4, n_blocks=2, d_ff=900, latent_dim=700),
                   head=HeadConfig(4, 400, 50), gamma=0.1, batch=100),  # 2021: 500 (~12 GB in fp32 here)
 }
 
@@ -67,7 +69,7 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 4096, reps: i
 
 
 def bench(name: str, precision: str, device: torch.device, steps: int, warmup: int, batch: int | None,
-          attn_dropout: float = EncoderConfig.attn_dropout) -> dict:
+          attn_dropout: float = TransformerConfig.attn_dropout) -> dict:
     """Samples/s and FLOP/s of `steps` training steps on random weights of the config's architecture."""
     spec = CONFIGS[name]
     batch = batch or spec["batch"]
@@ -102,7 +104,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (the first also counts FLOPs)")
     parser.add_argument("--mnist-batch", type=int, default=None,
                         help="mnist batch (default 100; the 2021 run used 500, which needs ~12 GB)")
-    parser.add_argument("--attn-dropout", type=float, default=EncoderConfig.attn_dropout,
+    parser.add_argument("--attn-dropout", type=float, default=TransformerConfig.attn_dropout,
                         help="attention-probability dropout (default and 2021: 0.1)")
     parser.add_argument("--one", nargs=2, metavar=("CONFIG", "PRECISION"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -40,7 +40,8 @@ from ray.cluster_utils import Cluster
 
 from weightspace import WeightLayout, create_zoo_model
 from weightspace.pipeline.tune import WeightspaceTrainable, run_tuner
-from weightspace.representation.config import DataConfig, EncoderConfig, LearnerConfig
+from weightspace.representation.config import DataConfig, LearnerConfig
+from weightspace.representation.encoders.neuron_set import NeuronSetConfig
 from weightspace.zoo.store import Zoo
 
 MIB = 2**20
@@ -99,7 +100,7 @@ def synthetic_zoo(mib: float, seed: int = 0) -> Zoo:
 
 
 def measure(zoo: Zoo, trials: int, root: Path, *, cpus_per_node: int) -> dict:
-    config = LearnerConfig(encoder=EncoderConfig(name="neuron_set", set_width=16))
+    config = LearnerConfig(encoder=NeuronSetConfig(width=16, project_dim=50, activation="leakyrelu"))
     config.data = DataConfig(path=str(root / "zoo-not-read"))  # trials read no file: the path need not exist
     with warnings.catch_warnings(), Peaks() as peaks:
         warnings.simplefilter("ignore")

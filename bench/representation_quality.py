@@ -101,7 +101,7 @@ def smoke_encoders(zoo: str) -> list[Encoder]:
         config = copy.deepcopy(e.config)
         config.train = replace(config.train, batch_size=16)
         if config.encoder.name == "neuron_set":
-            config.encoder = replace(config.encoder, set_width=16)
+            config.encoder = replace(config.encoder, width=16)
         else:
             config.encoder = replace(config.encoder, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8)
         out.append(Encoder(e.name, config, epochs=1, evaluations=1))
@@ -149,8 +149,7 @@ def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targ
     config = copy.deepcopy(encoder.config)
     config.train = replace(config.train, seed=seed, device=device)
     learner = Learner(config, data["train"].layout)
-    if hasattr(learner.model, "fit_input_scale"):  # the control sees the same standardisation as training
-        learner.model.fit_input_scale(data["train"].weights)
+    learner.model.fit_input_scale(data["train"].weights)  # the control sees what training will fit
     every = torch.cat([d.weights for d in data.values()])
     control = embed(learner.model, every).numpy()
     probe = probe_scores(targets)

@@ -95,7 +95,9 @@ def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
         assert not (tmp_path / ablation / "results.json").exists()
         trials[ablation] = table
     assert list(trials["architecture"]["encoder.name"]) == ["mlp", "transformer_weight"]
-    assert (trials["architecture"]["encoder.d_model"] == 32).all()  # variants completed from the smoke learner
+    architecture = trials["architecture"].set_index("encoder.name")
+    assert architecture.loc["transformer_weight", "encoder.d_model"] == 32  # completed from the smoke learner
+    assert architecture.loc["mlp", "encoder.latent_dim"] == 8  # a field the mlp shares with the smoke learner
     assert sorted(trials["compression"]["encoder.latent_dim"]) == [33, 50]
 
     summary = pd.read_csv(tmp_path / "summary.csv")  # every script refreshes the folder's one table
@@ -118,17 +120,25 @@ def test_ablation_grid_variants_are_completed_shrunk_and_named():
     from weightspace.representation.config import LearnerConfig, config_to_dict
 
     base = config_to_dict(LearnerConfig())
-    space = {"encoder": {"grid_search": [{"name": "mlp", "compression_token": False}, {"name": "transformer_weight"}]},
+    base["encoder"]["latent_dim"] = 20
+    space = {"encoder": {"grid_search": [{"name": "mlp"}, {"name": "transformer_weight"},
+                                         {"name": "transformer_weight", "compression_token": False}]},
              "loss": {"gamma": {"grid_search": [1.0, 0.5, 0.0]}},
              "augment": {"permute": {"grid_search": [True, False]}}}
     resolved = resolve_search_space(space, base)
     variants = resolved["encoder"]["grid_search"]
-    assert variants[0] == {**base["encoder"], "name": "mlp", "compression_token": False}
+    # another encoder keeps the fields its config shares with the base (latent_dim, dropout, activation)
+    assert variants[0] == {"name": "mlp", "latent_dim": 20, "hidden_layers": 10, "activation": "leakyrelu",
+                           "dropout": 0.1}
     assert variants[1] == {**base["encoder"], "name": "transformer_weight"}
+    assert variants[2] == {**base["encoder"], "name": "transformer_weight", "compression_token": False}
+    # fields only some variants have are axes where those variants differ
     assert grid_axes(resolved) == ["encoder.name", "encoder.compression_token", "loss.gamma", "augment.permute"]
+    with pytest.raises(ValueError, match="encoder.compression_token"):  # the mlp has no compression token
+        resolve_search_space({"encoder": {"grid_search": [{"name": "mlp", "compression_token": False}]}}, base)
 
     small = shrink_search_space(space)
-    assert small["encoder"]["grid_search"] == space["encoder"]["grid_search"]  # the first axis keeps two values
+    assert small["encoder"]["grid_search"] == space["encoder"]["grid_search"][:2]  # the first axis keeps two values
     assert small["loss"]["gamma"]["grid_search"] == [1.0] and small["augment"]["permute"]["grid_search"] == [True]
     assert resolve_search_space(None, base) is None and shrink_search_space(None) is None
 

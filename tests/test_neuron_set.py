@@ -9,8 +9,8 @@ from torch import nn
 from weightspace import WeightLayout, create_zoo_model, list_zoo_models
 from weightspace.downstream import evaluate
 from weightspace.downstream.features import RawWeights
-from weightspace.representation import EncoderConfig, create_autoencoder
-from weightspace.representation.neuron_set import NeuronSetEncoder
+from weightspace.representation import NeuronSetConfig, create_autoencoder
+from weightspace.representation.encoders.neuron_set import NeuronSetEncoder
 
 EPS32 = torch.finfo(torch.float32).eps
 
@@ -119,12 +119,11 @@ def test_the_code_is_fixed_and_unseen_by_training():
         tokens = [(t(x) - getattr(model, f"shift_{i}")) / getattr(model, f"scale_{i}")
                   for i, t in enumerate(model.tokens)]
         hinged = torch.cat([stats] + [torch.cat([t.mean(1), t.amax(1), t.amin(1)], 1) for t in tokens], dim=1)
-        torch.testing.assert_close(model.code_inputs(x), hinged, rtol=0, atol=0)
     levels = torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)
     torch.testing.assert_close(model.knots, torch.quantile(hinged.double(), levels, dim=0).float(),
                                rtol=1e-5, atol=1e-5)
     k, f = model.knots.shape
-    assert z.shape == (80, model.trained_dim + model.num_targets + k * f) and model.latent_dim == z.shape[1]
+    assert z.shape == (80, model.trained_dim + model.num_targets + k * f) and model.embedding_dim == z.shape[1]
     torch.testing.assert_close(z[:, :model.trained_dim], learned, rtol=0, atol=0)
     torch.testing.assert_close(z[:, model.trained_dim:model.trained_dim + model.num_targets], stats, rtol=0, atol=0)
     hinges = z[:, model.trained_dim + model.num_targets:].reshape(80, k, f)
@@ -138,7 +137,8 @@ def test_the_code_is_fixed_and_unseen_by_training():
     clone.load_state_dict(model.state_dict())
     assert torch.equal(clone.knots, model.knots)
     learner = Learner(config_neuron_set(width=8), layout)
-    assert learner.head.net[0].in_features == learner.model.trained_dim < learner.model.latent_dim
+    assert learner.head.net[0].in_features == learner.model.trained_dim < learner.model.embedding_dim
+    assert learner.model.reconstruction_kind == "invariant statistics"
 
 
 def test_input_scale_is_fitted_from_training_rows_and_kept_in_the_state():
@@ -158,11 +158,11 @@ def test_input_scale_is_fitted_from_training_rows_and_kept_in_the_state():
 def test_a_network_without_hidden_layers_is_refused_with_the_choices():
     layout = WeightLayout.from_module(nn.Sequential(nn.Linear(4, 3)))
     with pytest.raises(ValueError, match="no hidden|only 1 layer.*transformer_neuron"):
-        create_autoencoder(EncoderConfig(name="neuron_set", latent_dim=0), layout)
-    with pytest.raises(ValueError, match="set_width"):
-        EncoderConfig(name="neuron_set", set_width=0)
-    with pytest.raises(ValueError, match="set_code_knots must be >= 0"):
-        EncoderConfig(name="neuron_set", set_code_knots=-1)
+        create_autoencoder(NeuronSetConfig(), layout)
+    with pytest.raises(ValueError, match="NeuronSetConfig.width must be >= 1"):
+        NeuronSetConfig(width=0)
+    with pytest.raises(ValueError, match="NeuronSetConfig.code_knots must be >= 0"):
+        NeuronSetConfig(code_knots=-1)
 
 
 @pytest.mark.slow

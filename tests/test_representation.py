@@ -15,24 +15,27 @@ from weightspace.downstream.probing import probe_scores
 from weightspace.representation import (
     AugmentConfig,
     EncoderConfig,
-    LearnerConfig,
     GammaLoss,
     HeadConfig,
     Learner,
+    LearnerConfig,
     LossConfig,
+    MLPConfig,
+    NeuronSetConfig,
     NTXentLoss,
     PositiveContrastLoss,
     ReconstructionLoss,
     TrainConfig,
+    TransformerConfig,
     config_from_dict,
     config_to_dict,
     create_autoencoder,
     embed,
+    encoder_config,
     fit,
-    list_autoencoders,
+    list_encoders,
     reconstruction_r2,
 )
-from weightspace.representation.learner import reconstruction_target
 from weightspace.representation.tokens import TokenDebedder, TokenEmbedder, neuron_token_groups
 
 
@@ -48,10 +51,19 @@ def one_thread():
 NETS = {"init": "xavier_normal"}  # conftest.make_zoo of initialised networks, not standard normal weights
 
 
+def small_encoder(name: str) -> EncoderConfig:
+    """A tiny config of encoder `name` whose training part is 8 wide (the defaults for an encoder not listed)."""
+    if name.startswith("transformer"):
+        return TransformerConfig(name=name, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8, dropout=0.1,
+                                 attn_dropout=0.1)
+    small = {"mlp": MLPConfig(latent_dim=8, hidden_layers=2),
+             "neuron_set": NeuronSetConfig(width=16, project_dim=8, activation="leakyrelu")}
+    return small.get(name) or encoder_config(name)(name=name)
+
+
 def small_config(name: str = "transformer_neuron", **train) -> LearnerConfig:
     return LearnerConfig(
-        encoder=EncoderConfig(name=name, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8, dropout=0.1,
-                              attn_dropout=0.1, mlp_hidden_layers=2, set_width=16),
+        encoder=small_encoder(name),
         head=HeadConfig(layers=1, hidden=16, out_dim=8),
         train=TrainConfig(**{"batch_size": 4, "device": "cpu", "lr": 1e-3} | train))
 
@@ -144,7 +156,7 @@ def test_token_slices_must_cover_the_vector():
 
 # ------------------------------------------------------------ autoencoders
 @pytest.mark.parametrize("arch", list_zoo_models())
-@pytest.mark.parametrize("name", list_autoencoders())
+@pytest.mark.parametrize("name", list_encoders())
 def test_every_autoencoder_runs_on_every_architecture(arch, name):
     layout = WeightLayout.from_module(create_zoo_model(arch))
     model = create_autoencoder(small_config(name).encoder, layout, generator=torch.Generator().manual_seed(0))
@@ -153,17 +165,17 @@ def test_every_autoencoder_runs_on_every_architecture(arch, name):
         x = torch.randn(batch, layout.num_params)
         z, y = model(x)
         assert z.shape == (batch, 8) and z.dtype == y.dtype == torch.float32
-        assert y.shape == reconstruction_target(model, x).shape  # the weights, or an invariant target of them
+        assert y.shape == model.reconstruction_target(x).shape  # the weights, or an invariant target of them
         assert torch.isfinite(y).all() and torch.isfinite(z).all()
-        if name != "neuron_set":
+        if model.reconstruction_kind == "weights":
             assert y.shape == (batch, layout.num_params) and (z.abs() <= 1).all()  # tanh bottleneck
-    # the embedding: z, plus neuron_set's fixed code of the weights' statistics
-    assert model.encode(torch.randn(2, layout.num_params)).shape == (2, model.latent_dim)
-    assert model.latent_dim == 8 + getattr(model, "code_dim", 0)
+    # the embedding: the trained part z, plus (neuron_set) a fixed code of the weights' statistics
+    assert model.encode(torch.randn(2, layout.num_params)).shape == (2, model.embedding_dim)
+    assert model.trained_dim == 8 and model.embedding_dim == 8 + getattr(model, "code_dim", 0)
 
 
 def test_explicit_attention_path_matches_the_fused_kernel():
-    from weightspace.representation.transformer import Block
+    from weightspace.representation.encoders.transformer import Block
 
     block = Block(d_model=16, n_heads=4, d_ff=8, dropout=0.0, attn_dropout=1e-9)  # keeps every probability
     x = torch.randn(3, 7, 16)
@@ -188,9 +200,12 @@ def test_autoencoder_init_is_seeded_and_leaves_the_global_rng_alone():
     (lambda: LossConfig(gamma=1.5), "gamma"),
     (lambda: LossConfig(temperature=0.0), "temperature"),
     (lambda: LossConfig(contrast="triplet"), "contrast"),
-    (lambda: EncoderConfig(d_model=30, n_heads=4), "n_heads=4 does not divide d_model=30"),
-    (lambda: EncoderConfig(name="lstm"), "unknown"),
-    (lambda: EncoderConfig(dropout=1.0), "dropout"),
+    (lambda: TransformerConfig(d_model=30, n_heads=4), "n_heads=4 does not divide d_model=30"),
+    (lambda: EncoderConfig(name="lstm"), "unknown encoder 'lstm'; choose one of .*neuron_set"),
+    (lambda: TransformerConfig(name="mlp"), "configured by MLPConfig"),
+    (lambda: TransformerConfig(dropout=1.0), "dropout"),
+    (lambda: MLPConfig(hidden_layers=-1), "hidden_layers"),
+    (lambda: NeuronSetConfig(activation="swish"), "activation 'swish' is unknown"),
     (lambda: TrainConfig(precision="fp8"), "precision"),
     (lambda: TrainConfig(batch_size=1), "batch_size"),
     (lambda: DataConfig(fractions=(0.5, 0.2, 0.2)), "fractions"),
@@ -208,6 +223,22 @@ def test_config_dict_round_trip_rejects_unknown_keys():
     assert config_from_dict(LearnerConfig, data) == config
     with pytest.raises(ValueError, match="no field.*d_modle"):
         config_from_dict(LearnerConfig, {"encoder": {"d_modle": 3}})
+
+
+@pytest.mark.parametrize("name", list_encoders())
+def test_config_dicts_rebuild_the_class_their_encoder_name_picks(name):
+    config = small_config(name)
+    data = config_to_dict(config)
+    assert data["encoder"]["name"] == name  # the encoder's name and its own fields, nothing else
+    back = config_from_dict(LearnerConfig, data)
+    assert back == config and type(back.encoder) is type(config.encoder)
+    assert config_from_dict(LearnerConfig, {"encoder": {"name": name}}).encoder == encoder_config(name)(name=name)
+    with pytest.raises(ValueError, match="unknown encoder 'lstm'"):
+        config_from_dict(LearnerConfig, {"encoder": {"name": "lstm"}})
+    other = "mlp" if name != "mlp" else "neuron_set"
+    foreign = next(k for k in config_to_dict(small_encoder(other)) if k not in data["encoder"])
+    with pytest.raises(ValueError, match=f"no field.*{foreign}"):  # another encoder's field
+        config_from_dict(LearnerConfig, {"encoder": {"name": name, foreign: 1}})
 
 
 @pytest.mark.slow  # a fresh interpreter
@@ -237,7 +268,8 @@ def test_zoo_dataset_splits_by_model_and_filters(make_zoo):
 def test_tiny_autoencoder_overfits_a_handful_of_samples(make_zoo):
     train = ZooDataset(make_zoo(models=8, epochs=(0,), **NETS), "train", fractions=(1, 0, 0))
     config = LearnerConfig(
-        encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=16, dropout=0.0, attn_dropout=0.0),
+        encoder=TransformerConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=16, dropout=0.0,
+                                  attn_dropout=0.0),
         head=HeadConfig(1, 16, 8), loss=LossConfig(gamma=0.05), augment=AugmentConfig(permute=False, erase_p=0.0),
         train=TrainConfig(batch_size=8, lr=3e-3, scheduler="none", device="cpu"))
     learner = fit(config, train, epochs=200, evaluate_every=0, progress=False)

@@ -8,6 +8,8 @@ entries at config keys. Two conveniences for ablations live here:
   "transformer_weight", "compression_token": False}])}``. `resolve_search_space`
   completes every variant with the rest of the section, so that one grid axis
   can change several fields together (and skip combinations that make no sense).
+  A variant that names another encoder is completed with the fields both encoders'
+  configs have (`encoder_dict_as`); the others take its defaults.
 - **smoke grids**: `shrink_search_space` keeps two trials of any grid.
 
 A grid's results are ``<out>/trials.csv`` (one row per trial: its flattened config
@@ -31,6 +33,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from weightspace.io.atomic import write_csv, write_text
+from weightspace.representation.config import encoder_dict_as
 
 # final test-split scores shown per trial: trials.csv column -> summary label
 SUMMARY_METRICS = {
@@ -78,6 +81,8 @@ def resolve_search_space(search_space: Mapping | None, base: Mapping, _path: str
 
 
 def _merged(base: Mapping, partial: Mapping, path: str) -> dict:
+    if path == "encoder." and partial.get("name", base.get("name")) != base.get("name"):
+        base = encoder_dict_as(dict(base), partial["name"])  # another encoder: its config's fields
     out = copy.deepcopy(dict(base))
     for key, value in partial.items():
         if key not in out:
@@ -113,7 +118,8 @@ def grid_axes(param_space: Mapping, _path: str = "") -> list[str]:
     """The dotted config keys a param_space varies, in order.
 
     A grid of plain values is one axis; a grid of whole sections (resolved variants)
-    contributes the fields that differ between its values.
+    contributes the fields that differ between the values that have them (variants of
+    different encoders have different fields).
     """
     axes = []
     for key, value in param_space.items():
@@ -123,7 +129,7 @@ def grid_axes(param_space: Mapping, _path: str = "") -> list[str]:
             if values and all(isinstance(v, dict) for v in values):
                 flat = [_flatten(v, f"{where}.") for v in values]
                 fields = list(dict.fromkeys(k for f in flat for k in f))
-                distinct = {k: {json.dumps(f.get(k), sort_keys=True, default=str) for f in flat} for k in fields}
+                distinct = {k: {json.dumps(f[k], sort_keys=True, default=str) for f in flat if k in f} for k in fields}
                 axes += [k for k in fields if len(distinct[k]) > 1]
             else:
                 axes.append(where)

@@ -38,7 +38,8 @@ from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.io.atomic import atomic_file, write_json, write_manifest
 from weightspace.io.outputs import EXPERIMENT_FORMAT, read_manifest
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
-from weightspace.representation.config import EncoderConfig, HeadConfig, LearnerConfig, TrainConfig, config_to_dict
+from weightspace.representation.config import HeadConfig, LearnerConfig, TrainConfig, config_to_dict
+from weightspace.representation.encoders.transformer import TransformerConfig
 from weightspace.downstream.probing import SELECT_METRIC
 from weightspace.zoo.store import Zoo
 
@@ -99,7 +100,7 @@ class Experiment:
         """The same experiment shrunk to seconds: a tiny zoo, a tiny learner, two iterations."""
         rep = copy.deepcopy(self.smoke_representation or SMOKE_REPRESENTATION)
         if self.representation.encoder.name == "neuron_set":  # keep the encoder kind, at a tiny width
-            rep.encoder = replace(self.representation.encoder, set_width=16)
+            rep.encoder = replace(self.representation.encoder, width=16)
         rep.loss = copy.deepcopy(self.representation.loss)
         rep.augment = copy.deepcopy(self.representation.augment)
         return replace(self, name=f"{self.name}_smoke", representation=rep, iterations=2, zoo_epochs=None,
@@ -114,7 +115,7 @@ class Experiment:
 
 
 SMOKE_REPRESENTATION = LearnerConfig(
-    encoder=EncoderConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=8),
+    encoder=TransformerConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=8),
     head=HeadConfig(layers=2, hidden=16, out_dim=8),
     train=TrainConfig(batch_size=16, epochs_per_step=1),
 )
@@ -327,7 +328,8 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else history.iloc[-1]
     extra = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
              if k in chosen and pd.notna(chosen[k])}
-    extra |= {"selected_iteration": int(chosen["training_iteration"]), "selected_by": selected_by}
+    extra |= {"selected_iteration": int(chosen["training_iteration"]), "selected_by": selected_by,
+              "reconstruction_kind": learner.model.reconstruction_kind}  # what the rsq_* numbers score
     if no_umap:
         extra["projection_note"] = no_umap  # why embedding_2d.csv holds no UMAP projection
     write_results_json(table, out / "results.json", extra=extra)

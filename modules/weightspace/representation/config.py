@@ -1,9 +1,12 @@
 """Typed configuration of the representation learner, one dataclass per component.
 
 Every config validates itself in ``__post_init__``. `LearnerConfig` bundles
-them; `config_to_dict` / `config_from_dict` are the one place where configs
-become plain nested dicts (the ray.tune ``param_space``) and come back, with
-unknown keys rejected.
+them; its encoder is the config of the chosen encoder (`TransformerConfig`,
+`MLPConfig`, `NeuronSetConfig`, ...: each defined beside its encoder in
+``weightspace.representation.encoders``). `config_to_dict` / `config_from_dict`
+are the one place where configs become plain nested dicts (the ray.tune
+``param_space``) and come back, with unknown keys rejected; an encoder's dict
+holds its ``name`` and that encoder's fields, and its ``name`` picks the class.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any, TypeVar
 from weightspace.data.augment import Compose, GaussianNoise, PermuteNeurons, RandomErasing, Transform
 from weightspace.data.dataset import DataConfig
 from weightspace.layout import WeightLayout
-from weightspace.zoo.activations import ACTIVATIONS
+from weightspace.representation.encoders.transformer import TransformerConfig  # imports every encoder
+from weightspace.representation.registry import EncoderConfig, encoder_config, list_encoders
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("plateau", "cosine", "none")
@@ -25,53 +29,6 @@ SCHEDULERS = ("plateau", "cosine", "none")
 def _check(ok: bool, message: str) -> None:
     if not ok:
         raise ValueError(message)
-
-
-@dataclass
-class EncoderConfig:
-    """The autoencoder: which variant and its sizes."""
-
-    name: str = "transformer_neuron"  # a registered autoencoder (registry.list_autoencoders)
-    d_model: int = 256  # token embedding width
-    n_heads: int = 4  # attention heads; must divide d_model
-    n_blocks: int = 2  # transformer blocks in the encoder, and again in the decoder
-    d_ff: int = 512  # hidden width of each block's feed-forward layer
-    dropout: float = 0.1  # dropout on the feed-forward hidden layer and both residual branches
-    attn_dropout: float = 0.1  # dropout on attention probabilities (as in 2021); 0 lets the fused kernel run
-    latent_dim: int = 50  # width of the embedding z
-    compression_token: bool = True  # read z from a learned extra token (else from all tokens)
-    bottleneck: str = "linear"  # "linear" (Linear + tanh) or "mlp" between tokens and z
-    bottleneck_layers: int = 3  # hidden layers of the "mlp" bottleneck
-    activation: str = "leakyrelu"  # activation of the MLP autoencoder and the mlp bottleneck
-    mlp_hidden_layers: int = 10  # hidden layers per side of the "mlp" autoencoder
-    set_width: int = 512  # "neuron_set": features per neuron of each hidden layer's per-neuron MLP
-    set_phi_layers: int = 1  # "neuron_set": Linear layers of the per-neuron MLP
-    set_neuron_stats: bool = True  # "neuron_set": tokens carry per-neuron summaries (largest |w|, extremes)
-    set_skip: bool = True  # "neuron_set": the embedding also holds the pooled standardised tokens
-    set_code: bool = True  # "neuron_set": the embedding also holds the fixed code (statistics and their hinges)
-    set_code_knots: int = 5  # "neuron_set": hinge knots per entry of the code (0: the statistics alone)
-
-    def __post_init__(self) -> None:
-        from weightspace.representation.registry import list_autoencoders  # the registry imports this module
-
-        names = list_autoencoders()
-        _check(self.name in names, f"EncoderConfig.name {self.name!r} is unknown; choose one of {names}")
-        for key in ("d_model", "n_heads", "n_blocks", "d_ff", "latent_dim", "set_width", "set_phi_layers"):
-            if key == "latent_dim" and self.name == "neuron_set":
-                _check(self.latent_dim >= 0, "EncoderConfig.latent_dim must be >= 0 (0: the pooled features)")
-                continue
-            _check(getattr(self, key) >= 1, f"EncoderConfig.{key} must be >= 1, got {getattr(self, key)}")
-        _check(self.d_model % self.n_heads == 0,
-               f"EncoderConfig.n_heads={self.n_heads} does not divide d_model={self.d_model}; "
-               f"pick n_heads among {[h for h in range(1, min(self.d_model, 64) + 1) if self.d_model % h == 0]}")
-        for key in ("dropout", "attn_dropout"):
-            _check(0.0 <= getattr(self, key) < 1.0, f"EncoderConfig.{key} must lie in [0, 1), got {getattr(self, key)}")
-        _check(self.bottleneck in ("linear", "mlp"),
-               f"EncoderConfig.bottleneck must be 'linear' or 'mlp', got {self.bottleneck!r}")
-        _check(self.bottleneck_layers >= 0 and self.mlp_hidden_layers >= 0, "hidden layer counts must be >= 0")
-        _check(self.set_code_knots >= 0, f"EncoderConfig.set_code_knots must be >= 0, got {self.set_code_knots}")
-        _check(self.activation in ACTIVATIONS,
-               f"EncoderConfig.activation {self.activation!r} is unknown; choose one of {sorted(ACTIVATIONS)}")
 
 
 @dataclass
@@ -185,7 +142,7 @@ class LearnerConfig:
     """Everything one representation-learning run needs."""
 
     data: DataConfig = field(default_factory=DataConfig)
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    encoder: EncoderConfig = field(default_factory=TransformerConfig)  # the chosen encoder's config
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -209,23 +166,48 @@ def config_to_dict(config: Any) -> dict:
 def config_from_dict(cls: type[C], data: dict) -> C:
     """Rebuild a config dataclass from `config_to_dict` output; missing keys keep their defaults.
 
+    An encoder config is rebuilt as the class its ``"name"`` is registered with (without a name: the
+    class of the default).
+
     Raises:
-        ValueError: a key that the config does not have (with the valid ones), or an invalid value.
+        ValueError: a key that the config does not have (with the valid ones), an unknown encoder name
+            (with the registered ones), or an invalid value.
     """
     if not isinstance(data, dict):
         raise ValueError(f"expected a dict for {cls.__name__}, got {type(data).__name__}")
+    if issubclass(cls, EncoderConfig) and "name" in data:
+        cls = encoder_config(data["name"])
+    elif cls is EncoderConfig:
+        raise ValueError(f"an encoder config dict needs its 'name', one of {list_encoders()}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(data) - set(names))
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid fields are {names}")
+        raise ValueError(f"{cls.__name__} has no field(s) {unknown}; valid fields are {list(fields)}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
         nested = [t for t in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(t)]
         if nested and isinstance(value, dict):
-            value = config_from_dict(nested[0], value)
+            target = nested[0]
+            if target is EncoderConfig and "name" not in value:  # the default encoder's class
+                target = type(fields[key].default_factory())
+            value = config_from_dict(target, value)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def encoder_dict_as(data: dict, name: str) -> dict:
+    """An encoder's config dict (`config_to_dict`) turned into one of encoder `name`: the fields both
+    configs have keep their values, the others take `name`'s defaults (an ablation's "same learner, other
+    encoder").
+
+    Raises:
+        ValueError: an unknown encoder name, or a kept value that `name`'s config refuses.
+    """
+    cls = encoder_config(name)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kept = {k: v for k, v in data.items() if k in fields and k != "name"}
+    return config_to_dict(config_from_dict(cls, {**kept, "name": name}))

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from weightspace.data.dataset import ZooDataset
 from weightspace.io.atomic import append_text, atomic_file, write_json
 from weightspace.layout import WeightLayout
+from weightspace.representation.autoencoder import Autoencoder
 from weightspace.representation.config import LearnerConfig, config_to_dict
 from weightspace.representation.heads import ProjectionHead
 from weightspace.representation.losses import build_loss
@@ -84,10 +85,9 @@ class Learner:
         tc = config.train
         self.device = torch.device(device) if device is not None else resolve_device(tc.device)
         init = torch.Generator().manual_seed(tc.seed)
-        self.model = create_autoencoder(config.encoder, layout, generator=init).to(self.device)
+        self.model: Autoencoder = create_autoencoder(config.encoder, layout, generator=init).to(self.device)
         hc = config.head
-        trained = getattr(self.model, "trained_dim", self.model.latent_dim)  # neuron_set's embedding adds a fixed code
-        self.head = ProjectionHead(trained, layers=hc.layers, hidden=hc.hidden, out_dim=hc.out_dim,
+        self.head = ProjectionHead(self.model.trained_dim, layers=hc.layers, hidden=hc.hidden, out_dim=hc.out_dim,
                                    batch_norm=hc.batch_norm, generator=init).to(self.device)
         self.loss = build_loss(config.loss, layout).to(self.device)
         self.symmetry, self.corruption = config.augment.build(layout)
@@ -130,7 +130,7 @@ class Learner:
             p = self.head(z)
         b = x.shape[0]
         p = p.float()
-        return self.loss(p[:b], p[b:], y.float(), reconstruction_target(self.model, targets))
+        return self.loss(p[:b], p[b:], y.float(), self.model.reconstruction_target(targets))
 
     def train_step(self, x: torch.Tensor) -> dict[str, float]:
         """One optimizer step on the batch ``(B, D)``; raises `NonFiniteLossError` before applying a NaN step."""
@@ -163,8 +163,8 @@ class Learner:
         if n < bs:
             raise ValueError(f"the {dataset.split} split holds {n} samples, fewer than one batch "
                              f"(TrainConfig.batch_size={bs}); lower batch_size or use a larger zoo")
-        if self.step == 0 and hasattr(self.model, "fit_input_scale") and not bool(self.model.scale_fitted):
-            self.model.fit_input_scale(dataset.weights)  # zoo-level input standardisation, once per run
+        if self.step == 0:
+            self.model.fit_input_scale(dataset.weights)  # what the encoder derives from the training weights
         order = torch.randperm(n, generator=self.generator)
         sums: dict[str, float] = {}
         steps = n // bs
@@ -182,8 +182,9 @@ class Learner:
     # ---------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, datasets: Mapping[str, ZooDataset], *, loss_splits: Sequence[str] | None = None) -> dict[str, float]:
-        """Per split: ``rsq_<split>``, the reconstruction R² of the raw weights, and (for the splits in
-        `loss_splits`, default all) ``loss_<split>[_contrast|_recon]`` under permuted, un-erased views.
+        """Per split: ``rsq_<split>``, the reconstruction R² of what the encoder rebuilds (the weights, or its
+        invariant statistics: ``model.reconstruction_kind``), and (for the splits in `loss_splits`, default
+        all) ``loss_<split>[_contrast|_recon]`` under permuted, un-erased views.
 
         Uses eval mode (no dropout, batch-norm running statistics), all samples
         (no dropped last batch), and a generator seeded afresh on every call, so
@@ -249,9 +250,9 @@ class Learner:
 
 
 @torch.no_grad()
-def embed(model: nn.Module, weights: torch.Tensor | np.ndarray | ZooDataset, *, batch_size: int = 1000,
+def embed(model: Autoencoder, weights: torch.Tensor | np.ndarray | ZooDataset, *, batch_size: int = 1000,
           device: str | torch.device | None = None) -> torch.Tensor:
-    """Embeddings ``(S, latent)`` of weights ``(S, D)``, computed in eval mode (then the mode is restored)."""
+    """Embeddings ``(S, embedding_dim)`` of weights ``(S, D)``, computed in eval mode (then the mode is restored)."""
     if isinstance(weights, ZooDataset):
         weights = weights.weights
     device = torch.device(device) if device is not None else next(model.parameters()).device
@@ -261,21 +262,14 @@ def embed(model: nn.Module, weights: torch.Tensor | np.ndarray | ZooDataset, *, 
         parts = [model.encode(x.to(device)).float().cpu() for x in _batches(weights, batch_size)]
     finally:
         model.train(was_training)
-    return torch.cat(parts) if parts else torch.zeros(0, getattr(model, "latent_dim", 0))
-
-
-def reconstruction_target(model: nn.Module, weights: torch.Tensor) -> torch.Tensor:
-    """What `model.decode` rebuilds from the weights: the weights themselves, or the model's own invariant target."""
-    target = getattr(model, "reconstruction_target", None)
-    return weights if target is None else target(weights)
+    return torch.cat(parts) if parts else torch.zeros(0, model.embedding_dim)
 
 
 @torch.no_grad()
-def reconstruction_r2(model: nn.Module, weights: torch.Tensor | np.ndarray, *, batch_size: int = 1000,
+def reconstruction_r2(model: Autoencoder, weights: torch.Tensor | np.ndarray, *, batch_size: int = 1000,
                       device: str | torch.device | None = None) -> float:
-    """1 - SSE / SST of reconstructing `weights` ``(S, D)`` (SST around this set's per-entry mean), in eval mode.
-
-    For a model that rebuilds an invariant target of the weights (`reconstruction_target`), that target is scored.
+    """1 - SSE / SST of reconstructing ``model.reconstruction_target`` of `weights` ``(S, D)`` (SST around this
+    set's per-entry mean), in eval mode: the weights themselves, or what ``model.reconstruction_kind`` names.
 
     Each split is scored against its own variance (2021 divided by the test set's, bug B10).
     """
@@ -286,7 +280,7 @@ def reconstruction_r2(model: nn.Module, weights: torch.Tensor | np.ndarray, *, b
     try:
         for batch in _batches(weights, batch_size):
             batch = batch.to(device)
-            x = reconstruction_target(model, batch).float().cpu()
+            x = model.reconstruction_target(batch).float().cpu()
             sse += float((model.decode(model.encode(batch)).float().cpu() - x).double().square().sum())
             x = x.double()
             total, total_sq = total + x.sum(0), total_sq + x.square().sum(0)  # (D,) running sums

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import copy
 
-from weightspace.representation.config import (AugmentConfig, EncoderConfig, LearnerConfig, HeadConfig,
-                                               LossConfig, TrainConfig)
+from weightspace.representation.config import AugmentConfig, HeadConfig, LearnerConfig, LossConfig, TrainConfig
+from weightspace.representation.encoders.neuron_set import NeuronSetConfig
+from weightspace.representation.encoders.transformer import TransformerConfig
 
 # name: (d_model, n_blocks, n_heads, d_ff, latent, head (layers, hidden, out), gamma, contrast, iterations)
 _TABLE_2021 = {
@@ -41,8 +42,8 @@ def config_2021(name: str) -> tuple[LearnerConfig, int]:
         raise ValueError(f"no 2021 configuration named {name!r}; known: {list_configs_2021()}")
     d, blocks, heads, ff, latent, (h_layers, h_hidden, h_out), gamma, contrast, iterations = _TABLE_2021[name]
     config = LearnerConfig(
-        encoder=EncoderConfig(name="transformer_neuron", d_model=d, n_heads=heads, n_blocks=blocks, d_ff=ff,
-                              latent_dim=latent, dropout=0.1, compression_token=True),
+        encoder=TransformerConfig(name="transformer_neuron", d_model=d, n_heads=heads, n_blocks=blocks, d_ff=ff,
+                                  latent_dim=latent, dropout=0.1, compression_token=True),
         head=HeadConfig(layers=h_layers, hidden=h_hidden, out_dim=h_out),
         loss=LossConfig(gamma=gamma, contrast=contrast, temperature=0.1),
         augment=AugmentConfig(permute=True, erase_p=0.5, erase_scale=(0.02, 0.33), erase_mode="block"),
@@ -62,7 +63,7 @@ def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> LearnerConfig
     change this encoder's output.
     """
     return LearnerConfig(
-        encoder=EncoderConfig(name="neuron_set", set_width=width, latent_dim=0, activation="tanh"),
+        encoder=NeuronSetConfig(width=width, project_dim=0, activation="tanh"),
         head=HeadConfig(layers=2, hidden=256, out_dim=64),
         loss=LossConfig(gamma=gamma, temperature=0.1),
         augment=AugmentConfig(permute=False, erase_p=0.5),

@@ -1,88 +1,118 @@
-"""Registry of autoencoder variants: `create_autoencoder(name_or_config, layout)`.
+"""The encoder registry: `register_encoder`, `create_autoencoder`, `list_encoders`, `encoder_config`.
 
-Every autoencoder maps ``(B, D)`` weights to ``(B, latent)`` with ``encode``,
-back with ``decode``, and returns ``(z, reconstruction)`` from ``forward``.
+An encoder module registers a builder together with its config class::
+
+    @dataclass
+    class MyConfig(EncoderConfig):
+        name: str = "my_encoder"
+        width: int = 64  # ...
+
+    @register_encoder("my_encoder", config=MyConfig)
+    def build(config: MyConfig, layout: WeightLayout, generator: torch.Generator | None) -> Autoencoder:
+        return MyAutoencoder(layout.num_params, config.width, generator=generator)
+
+and nothing else has to change: the modules of ``weightspace.representation.encoders``
+are all imported with the package. This module imports nothing else from
+``weightspace.representation``, so every encoder and config module can import it.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
-from weightspace.layout import WeightLayout
-from weightspace.representation.config import EncoderConfig
-from weightspace.representation.mlp import MLPAutoencoder
-from weightspace.representation.neuron_set import NeuronSetEncoder
-from weightspace.representation.tokens import neuron_token_groups, weight_token_groups
-from weightspace.representation.transformer import TransformerAutoencoder
+if TYPE_CHECKING:
+    from weightspace.layout import WeightLayout
+
+Builder = Callable[[Any, "WeightLayout", "torch.Generator | None"], nn.Module]
 
 
-class Autoencoder(Protocol):
-    latent_dim: int
-    num_params: int
+@dataclass
+class EncoderConfig:
+    """Base of the per-encoder configs: ``name`` picks a registered encoder, the subclass holds its fields.
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+    Each subclass gives ``name`` a default and validates its own fields in ``__post_init__``
+    after calling this one.
+    """
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+    name: str  # a registered encoder (`list_encoders`) whose config class is this one
 
-    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-
-
-def _transformer(groups_of: Callable[[WeightLayout], list[torch.Tensor]]):
-    def build(c: EncoderConfig, layout: WeightLayout, generator: torch.Generator | None) -> nn.Module:
-        return TransformerAutoencoder(
-            groups_of(layout), layout.num_params, d_model=c.d_model, n_heads=c.n_heads, n_blocks=c.n_blocks,
-            d_ff=c.d_ff, dropout=c.dropout, attn_dropout=c.attn_dropout, latent_dim=c.latent_dim,
-            compression_token=c.compression_token, bottleneck=c.bottleneck, bottleneck_layers=c.bottleneck_layers,
-            activation=c.activation, generator=generator)
-    return build
+    def __post_init__(self) -> None:
+        cls = encoder_config(self.name)
+        if type(self) is not cls:
+            own = [n for n, e in _ENCODERS.items() if e.config is type(self)]
+            raise ValueError(f"{type(self).__name__}.name {self.name!r} is configured by {cls.__name__}, not by "
+                             f"{type(self).__name__}; use {cls.__name__}(name={self.name!r}, ...)"
+                             + (f" or one of {own}" if own else ""))
 
 
-def _mlp(c: EncoderConfig, layout: WeightLayout, generator: torch.Generator | None) -> nn.Module:
-    return MLPAutoencoder(layout.num_params, c.latent_dim, hidden_layers=c.mlp_hidden_layers,
-                          activation=c.activation, dropout=c.dropout, generator=generator)
+class _Entry(NamedTuple):
+    build: Builder
+    config: type[EncoderConfig]
 
 
-def _neuron_set(c: EncoderConfig, layout: WeightLayout, generator: torch.Generator | None) -> nn.Module:
-    return NeuronSetEncoder(layout, width=c.set_width, phi_layers=c.set_phi_layers, activation=c.activation,
-                            neuron_stats=c.set_neuron_stats, skip=c.set_skip, latent_dim=c.latent_dim,
-                            code=c.set_code, code_knots=c.set_code_knots, generator=generator)
+_ENCODERS: dict[str, _Entry] = {}
 
 
-_REGISTRY: dict[str, Callable[[EncoderConfig, WeightLayout, torch.Generator | None], nn.Module]] = {
-    "transformer_neuron": _transformer(neuron_token_groups),
-    "transformer_weight": _transformer(weight_token_groups),
-    "mlp": _mlp,
-    "neuron_set": _neuron_set,
-}
+def register_encoder(name: str, *, config: type[EncoderConfig]) -> Callable[[Builder], Builder]:
+    """Decorator: register ``build(config, layout, generator) -> Autoencoder`` under `name`, configured by `config`.
+
+    Raises:
+        ValueError: `name` is taken, or `config` is not an `EncoderConfig` dataclass.
+    """
+    if name in _ENCODERS:
+        raise ValueError(f"an encoder named {name!r} is already registered; pick another name")
+    if not (isinstance(config, type) and issubclass(config, EncoderConfig) and dataclasses.is_dataclass(config)):
+        raise ValueError(f"encoder {name!r}: config must be a dataclass subclassing EncoderConfig, got {config!r}")
+
+    def register(build: Builder) -> Builder:
+        _ENCODERS[name] = _Entry(build, config)
+        return build
+
+    return register
 
 
-def list_autoencoders() -> list[str]:
-    """Names accepted by `create_autoencoder`."""
-    return list(_REGISTRY)
+def list_encoders() -> list[str]:
+    """Names accepted by `create_autoencoder` and by the ``name`` of an encoder config, sorted."""
+    return sorted(_ENCODERS)
 
 
-def create_autoencoder(config: EncoderConfig | str, layout: WeightLayout, *,
-                       generator: torch.Generator | None = None, **overrides) -> nn.Module:
-    """Build a registered autoencoder for vectors of `layout`.
+def encoder_config(name: str) -> type[EncoderConfig]:
+    """The config class of encoder `name`.
+
+    Raises:
+        ValueError: an unknown name (the message lists the registered ones).
+    """
+    if name not in _ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {list_encoders()}")
+    return _ENCODERS[name].config
+
+
+def create_autoencoder(config: EncoderConfig | str, layout: "WeightLayout", *,
+                       generator: torch.Generator | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered encoder for vectors of `layout`.
 
     Args:
-        config: an `EncoderConfig`, or a registered name (then `overrides` set its fields).
-        layout: the layout of the weight vectors (token groups come from it).
+        config: an encoder config (`TransformerConfig`, `MLPConfig`, ...), or a registered name
+            (then `overrides` set fields of its config).
+        layout: the layout of the weight vectors.
         generator: draws the initial parameters; None keeps PyTorch's default init (global RNG).
 
     Raises:
         ValueError: an unknown name (the valid ones are listed) or an invalid config value.
     """
     if isinstance(config, str):
-        if config not in _REGISTRY:
-            raise ValueError(f"unknown autoencoder {config!r}; choose one of {list_autoencoders()}")
-        config = EncoderConfig(name=config, **overrides)
+        config = encoder_config(config)(name=config, **overrides)
     elif overrides:
-        raise ValueError("pass field overrides only with a name; with an EncoderConfig, set them on the config")
+        raise ValueError("pass field overrides only with a name; with a config, set them on the config")
+    entry = _ENCODERS.get(config.name)
+    if entry is None or type(config) is not entry.config:
+        EncoderConfig.__post_init__(config)  # raises, saying which config the name needs
     if generator is None:
-        return _REGISTRY[config.name](config, layout, None)
+        return entry.build(config, layout, None)
     with torch.random.fork_rng(devices=[]):  # module constructors draw a default init from the global RNG
-        return _REGISTRY[config.name](config, layout, generator)
+        return entry.build(config, layout, generator)

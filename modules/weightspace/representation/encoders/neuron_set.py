@@ -1,4 +1,4 @@
-"""A permutation-invariant encoder: a per-neuron MLP pooled over each hidden layer's neurons.
+"""The permutation-invariant encoder "neuron_set": a per-neuron MLP pooled over each hidden layer's neurons.
 
 Hidden neuron k of layer l is one token: its incoming weights, its bias and its outgoing
 weights (the next layer's column k). Axes that another hidden permutation reorders (the
@@ -17,7 +17,8 @@ with a shift and scale fitted on training weights (`fit_input_scale`), as SANE d
 
 The decoder does not rebuild the weights (an invariant code cannot say which permutation to
 rebuild); it predicts `invariant_targets` of the input: per-layer quantiles of the weights and of
-|w|, and the pooled per-neuron summaries — a reconstruction loss that keeps the tails.
+|w|, and the pooled per-neuron summaries — a reconstruction loss that keeps the tails. Its
+reconstruction R² therefore scores these statistics (``reconstruction_kind``), not the weights.
 
 The embedding that probes read (`encode`) also carries a fixed, untrained code (``code``): the
 standardised `invariant_targets` and a piecewise-linear code of them and of the pooled standardised
@@ -30,14 +31,18 @@ decoder) sees only the learned features, so the code changes nothing the objecti
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import nn
 
 from weightspace.layout import LayerSpec, WeightLayout
+from weightspace.representation.autoencoder import Autoencoder
+from weightspace.representation.encoders.mlp import mlp_stack
 from weightspace.representation.init import init_parameters
-from weightspace.representation.mlp import mlp_stack
-from weightspace.zoo.activations import make_activation
+from weightspace.representation.registry import EncoderConfig, register_encoder
+from weightspace.zoo.activations import ACTIVATIONS, make_activation
 
 POOLS = ("mean", "max", "min")
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
@@ -88,8 +93,35 @@ class _HiddenLayerTokens(nn.Module):
         return torch.cat(parts, dim=-1)  # (B, n, token_dim)
 
 
-class NeuronSetEncoder(nn.Module):
-    """``(B, D)`` -> ``(B, latent)``, invariant to every function-preserving permutation of hidden neurons.
+@dataclass
+class NeuronSetConfig(EncoderConfig):
+    """The neuron_set encoder: per-neuron MLPs pooled over hidden layers, plus a fixed code of the statistics."""
+
+    name: str = "neuron_set"  # the registered encoder
+    width: int = 512  # features per neuron of each hidden layer's per-neuron MLP
+    phi_layers: int = 1  # Linear layers of the per-neuron MLP
+    activation: str = "tanh"  # activation after each of them
+    neuron_stats: bool = True  # tokens carry per-neuron summaries (largest |w|, extremes)
+    skip: bool = True  # the embedding also holds the pooled standardised tokens
+    project_dim: int = 0  # a Linear maps the learned features to this width; 0 keeps the pooled features
+    code: bool = True  # the embedding also holds the fixed code (statistics and their hinges)
+    code_knots: int = 5  # hinge knots per entry of the code (0: the statistics alone)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("width", "phi_layers"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"NeuronSetConfig.{key} must be >= 1, got {getattr(self, key)}")
+        for key in ("project_dim", "code_knots"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"NeuronSetConfig.{key} must be >= 0, got {getattr(self, key)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"NeuronSetConfig.activation {self.activation!r} is unknown; "
+                             f"choose one of {sorted(ACTIVATIONS)}")
+
+
+class NeuronSetEncoder(Autoencoder):
+    """``(B, D)`` -> ``(B, embedding_dim)``, invariant to every function-preserving permutation of hidden neurons.
 
     Args:
         layout: the weight layout; it needs at least one hidden layer (two Linear/Conv layers).
@@ -97,7 +129,7 @@ class NeuronSetEncoder(nn.Module):
         phi_layers: Linear layers in ``phi`` (each followed by `activation`).
         neuron_stats: add per-neuron summaries (largest |w|, max, min, mean square) to the tokens.
         skip: add the pooled standardised tokens themselves to the embedding.
-        latent_dim: 0 keeps the pooled features as the learned features; otherwise a Linear maps them to this width.
+        project_dim: 0 keeps the pooled features as the learned features; otherwise a Linear maps them to this width.
         code: append the fixed code (standardised invariant statistics and their hinges) to the embedding.
         code_knots: knots per entry of the code's piecewise-linear part (0: the statistics alone).
         decoder_hidden: hidden width of the decoder that predicts `invariant_targets`.
@@ -105,7 +137,7 @@ class NeuronSetEncoder(nn.Module):
     """
 
     def __init__(self, layout: WeightLayout, *, width: int = 512, phi_layers: int = 1, activation: str = "tanh",
-                 neuron_stats: bool = True, skip: bool = True, latent_dim: int = 0, code: bool = True,
+                 neuron_stats: bool = True, skip: bool = True, project_dim: int = 0, code: bool = True,
                  code_knots: int = 5, decoder_hidden: int = 256, generator: torch.Generator | None = None):
         super().__init__()
         layers = layout.layers
@@ -132,8 +164,8 @@ class NeuronSetEncoder(nn.Module):
         self.register_buffer("out_bias", out_bias, persistent=False)
         self.skip = skip
         pooled = sum(3 * width + (3 * t.token_dim if skip else 0) for t in self.tokens) + out_bias.numel()
-        self.project = nn.Linear(pooled, latent_dim) if latent_dim else nn.Identity()
-        self.trained_dim = latent_dim or pooled  # the learned features: what the head and the decoder read
+        self.project = nn.Linear(pooled, project_dim) if project_dim else nn.Identity()
+        self.learned_dim = project_dim or pooled  # the learned features: what the head and the decoder read
         self.layer_index = [torch.arange(s.offset, s.offset + s.size) for s in layers]
         self.num_targets = len(self.invariant_targets(torch.zeros(1, self.num_params))[0])
         self.register_buffer("target_shift", torch.zeros(self.num_targets))
@@ -142,10 +174,17 @@ class NeuronSetEncoder(nn.Module):
         hinged = self.num_targets + sum(3 * t.token_dim for t in self.tokens)  # statistics, pooled tokens
         self.register_buffer("knots", torch.zeros(self.code_knots, hinged))
         self.code_dim = (self.num_targets + self.code_knots * hinged) if code else 0
-        self.latent_dim = self.trained_dim + self.code_dim  # the embedding `encode` returns
-        self.decoder = mlp_stack([self.trained_dim, decoder_hidden, self.num_targets], "leakyrelu")
+        self.embedding_dim = self.learned_dim + self.code_dim  # the embedding `encode` returns
+        self.decoder = mlp_stack([self.learned_dim, decoder_hidden, self.num_targets], "leakyrelu")
         if generator is not None:
             init_parameters(self, generator)
+
+    reconstruction_kind = "invariant statistics"
+
+    @property
+    def trained_dim(self) -> int:
+        """The learned features' width: the embedding without the fixed code."""
+        return self.learned_dim
 
     # ------------------------------------------------------------ inputs
     @torch.no_grad()
@@ -169,8 +208,10 @@ class NeuronSetEncoder(nn.Module):
             getattr(self, shift).copy_(mean.float())
             getattr(self, scale).copy_(torch.where(std > 1e-8, std, torch.ones_like(std)).float())
         if self.code_knots:  # knots at the quantiles 1/(k+1) .. k/(k+1) of each hinged entry
-            rows = [self.code_inputs(torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32)
-                                     .to(device)).cpu() for start in range(0, weights.shape[0], batch_size)]
+            rows = []
+            for start in range(0, weights.shape[0], batch_size):
+                x = torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32).to(device)
+                rows.append(self._code_inputs(x, self._standard_tokens(x)).cpu())
             levels = np.arange(1, self.code_knots + 1) / (self.code_knots + 1)
             self.knots.copy_(torch.from_numpy(np.quantile(torch.cat(rows).double().numpy(), levels, axis=0)).float())
         self.scale_fitted.fill_(True)
@@ -195,13 +236,9 @@ class NeuronSetEncoder(nn.Module):
         return [(t(x) - getattr(self, f"shift_{i}")) / getattr(self, f"scale_{i}") for i, t in enumerate(self.tokens)]
 
     def _code_inputs(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        """``(B, num_targets + pooled tokens)``: the entries the code hinges, the standardised statistics
+        (`reconstruction_target`) and then each hidden layer's pooled standardised tokens."""
         return torch.cat([self.reconstruction_target(x)] + [_pool(tok, 1) for tok in tokens], dim=1)
-
-    def code_inputs(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` -> ``(B, num_targets + pooled tokens)``: the entries the code hinges, the standardised
-        statistics (`reconstruction_target`) and then each hidden layer's pooled standardised tokens."""
-        self._check(x)
-        return self._code_inputs(x, self._standard_tokens(x))
 
     # ------------------------------------------------------------ model
     def _check(self, x: torch.Tensor) -> None:
@@ -223,17 +260,13 @@ class NeuronSetEncoder(nn.Module):
         return self._learned(x, self._standard_tokens(x))
 
     def _fixed_code(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
+        """``(B, code_dim)``: the untrained end of the embedding, the standardised statistics and the hinges
+        of `_code_inputs`."""
         inputs = self._code_inputs(x, tokens)
         return torch.cat([inputs[:, :self.num_targets], _hinges(inputs, self.knots)], dim=1)
 
-    def fixed_code(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` -> ``(B, code_dim)``: the untrained end of the embedding, the standardised statistics
-        and the hinges of `code_inputs` (empty when ``code`` is off)."""
-        self._check(x)
-        return self._fixed_code(x, self._standard_tokens(x)) if self.code else x.new_zeros(x.shape[0], 0)
-
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` -> ``(B, latent)``: the learned features, then (``code``) the fixed code."""
+        """``(B, D)`` -> ``(B, embedding_dim)``: the learned features, then (``code``) the fixed code."""
         self._check(x)
         tokens = self._standard_tokens(x)
         z = self._learned(x, tokens)
@@ -253,3 +286,9 @@ class NeuronSetEncoder(nn.Module):
         z = self.learned(x)
         return z, self.decode(z)
 
+
+@register_encoder("neuron_set", config=NeuronSetConfig)
+def build_neuron_set(c: NeuronSetConfig, layout: WeightLayout, generator: torch.Generator | None) -> NeuronSetEncoder:
+    return NeuronSetEncoder(layout, width=c.width, phi_layers=c.phi_layers, activation=c.activation,
+                            neuron_stats=c.neuron_stats, skip=c.skip, project_dim=c.project_dim, code=c.code,
+                            code_knots=c.code_knots, generator=generator)

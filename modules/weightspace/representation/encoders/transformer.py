@@ -1,4 +1,5 @@
-"""Transformer autoencoder over weight tokens (neuron tokens or one token per weight).
+"""Transformer autoencoder over weight tokens: encoders "transformer_neuron" (one token per neuron)
+and "transformer_weight" (one token per weight).
 
 Encoder: tokens -> [compression token] + learned positions -> pre-norm blocks
 -> final norm -> bottleneck (Linear + tanh, or an MLP) -> z ``(B, latent)``.
@@ -8,16 +9,61 @@ Decoder: z -> Linear to ``T * d_model`` -> learned positions -> pre-norm blocks
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from weightspace.layout import WeightLayout
+from weightspace.representation.autoencoder import Autoencoder
 from weightspace.representation.dropout import dropout
+from weightspace.representation.encoders.mlp import mlp_stack, mlp_widths
 from weightspace.representation.init import init_parameters
-from weightspace.representation.mlp import mlp_stack, mlp_widths
-from weightspace.representation.tokens import TokenDebedder, TokenEmbedder
+from weightspace.representation.registry import EncoderConfig, register_encoder
+from weightspace.representation.tokens import TokenDebedder, TokenEmbedder, neuron_token_groups, weight_token_groups
+from weightspace.zoo.activations import ACTIVATIONS
+
+_TOKENS = {"transformer_neuron": neuron_token_groups, "transformer_weight": weight_token_groups}
+
+
+@dataclass
+class TransformerConfig(EncoderConfig):
+    """The 2021 transformer autoencoder; ``name`` picks the tokens (neurons or single weights)."""
+
+    name: str = "transformer_neuron"  # "transformer_neuron" or "transformer_weight"
+    d_model: int = 256  # token embedding width
+    n_heads: int = 4  # attention heads; must divide d_model
+    n_blocks: int = 2  # transformer blocks in the encoder, and again in the decoder
+    d_ff: int = 512  # hidden width of each block's feed-forward layer
+    dropout: float = 0.1  # dropout on the feed-forward hidden layer and both residual branches
+    attn_dropout: float = 0.1  # dropout on attention probabilities (as in 2021); 0 lets the fused kernel run
+    latent_dim: int = 50  # width of the embedding z
+    compression_token: bool = True  # read z from a learned extra token (else from all tokens)
+    bottleneck: str = "linear"  # "linear" (Linear + tanh) or "mlp" between tokens and z
+    bottleneck_layers: int = 3  # hidden layers of the "mlp" bottleneck
+    activation: str = "leakyrelu"  # activation of the mlp bottleneck
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for key in ("d_model", "n_heads", "n_blocks", "d_ff", "latent_dim"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"TransformerConfig.{key} must be >= 1, got {getattr(self, key)}")
+        if self.d_model % self.n_heads:
+            divisors = [h for h in range(1, min(self.d_model, 64) + 1) if self.d_model % h == 0]
+            raise ValueError(f"TransformerConfig.n_heads={self.n_heads} does not divide d_model={self.d_model}; "
+                             f"pick n_heads among {divisors}")
+        for key in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"TransformerConfig.{key} must lie in [0, 1), got {getattr(self, key)}")
+        if self.bottleneck not in ("linear", "mlp"):
+            raise ValueError(f"TransformerConfig.bottleneck must be 'linear' or 'mlp', got {self.bottleneck!r}")
+        if self.bottleneck_layers < 0:
+            raise ValueError(f"TransformerConfig.bottleneck_layers must be >= 0, got {self.bottleneck_layers}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"TransformerConfig.activation {self.activation!r} is unknown; "
+                             f"choose one of {sorted(ACTIVATIONS)}")
 
 
 class Block(nn.Module):
@@ -79,7 +125,7 @@ class Stack(nn.Module):
         return self.norm(x)
 
 
-class TransformerAutoencoder(nn.Module):
+class TransformerAutoencoder(Autoencoder):
     """Transformer encoder/decoder over a tokenization of the flat weight vector.
 
     Args:
@@ -101,7 +147,7 @@ class TransformerAutoencoder(nn.Module):
         super().__init__()
         if bottleneck not in ("linear", "mlp"):
             raise ValueError(f"bottleneck must be 'linear' or 'mlp', got {bottleneck!r}")
-        self.num_params, self.latent_dim, self.d_model = num_params, latent_dim, d_model
+        self.num_params, self.embedding_dim, self.d_model = num_params, latent_dim, d_model
         self.tokenizer = TokenEmbedder(groups, num_params, d_model)
         t = self.num_tokens = self.tokenizer.num_tokens
         self.compression = nn.Parameter(torch.zeros(1, 1, d_model)) if compression_token else None
@@ -143,6 +189,13 @@ class TransformerAutoencoder(nn.Module):
         h = self.from_latent(z).view(z.shape[0], self.num_tokens, self.d_model)  # (B, T, d_model)
         return self.detokenizer(self.decoder(h + self.dec_pos))
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encode(x)
-        return z, self.decode(z)
+
+@register_encoder("transformer_neuron", config=TransformerConfig)
+@register_encoder("transformer_weight", config=TransformerConfig)
+def build_transformer(c: TransformerConfig, layout: WeightLayout,
+                      generator: torch.Generator | None) -> TransformerAutoencoder:
+    return TransformerAutoencoder(
+        _TOKENS[c.name](layout), layout.num_params, d_model=c.d_model, n_heads=c.n_heads, n_blocks=c.n_blocks,
+        d_ff=c.d_ff, dropout=c.dropout, attn_dropout=c.attn_dropout, latent_dim=c.latent_dim,
+        compression_token=c.compression_token, bottleneck=c.bottleneck, bottleneck_layers=c.bottleneck_layers,
+        activation=c.activation, generator=generator)
