@@ -20,7 +20,7 @@ from weightspace.zoo.store import Zoo
 # the smallest arguments of each registered architecture that still hold every kind of layer it has
 TINY = {"tetris_mlp": {}, "mlp": {"in_dim": 16, "hidden": [6, 5], "out_dim": 3},
         "cnn_s": {"num_classes": 4}, "cnn_unterthiner": {"units": 4, "num_classes": 3}}
-EPS32 = float(np.finfo(np.float32).eps)
+EPS32 = float(np.finfo(np.float32).eps)  # 2**-23
 
 
 def tiny_zoo(arch: str, models: int = 5, activations=("tanh", "relu")) -> Zoo:
@@ -49,11 +49,11 @@ def loop_outputs(zoo: Zoo, queries: torch.Tensor) -> np.ndarray:
     return np.stack(out)
 
 
-def tolerance(zoo: Zoo, reference: np.ndarray) -> float:
+def tolerance(zoo: Zoo, reference: np.ndarray, eps: float = EPS32) -> float:
     """Rounding errors of a float32 sum of n terms grow as about sqrt(n) eps of the sum's scale (a random
     walk; n eps is the worst case), once per layer: layers x sqrt(largest fan-in) x eps x the outputs' scale."""
     fan_in = max(spec.fan_in for spec in zoo.layout.layers)
-    return len(zoo.layout.layers) * fan_in ** 0.5 * EPS32 * max(1.0, float(np.abs(reference).max()))
+    return len(zoo.layout.layers) * fan_in ** 0.5 * eps * max(1.0, float(np.abs(reference).max()))
 
 
 @pytest.mark.parametrize("arch", list_zoo_models())
@@ -181,3 +181,14 @@ def test_baselines_of_a_zoo_without_architecture_note_b_probe_not_available(make
     assert table.loc[table["feature_set"] == "stats", "value"].notna().any()  # the other rows still run
     data = json.loads((tmp_path / "baseline_performance.json").read_text())
     assert data["results_outputs_free"]["test_acc_test"] is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("arch", list_zoo_models())
+def test_outputs_on_a_gpu_equal_those_on_the_cpu(arch):
+    zoo = tiny_zoo(arch, activations=("tanh",))
+    kwargs = {**TINY[arch], "activation": "tanh"}
+    cpu = ModelOutputs(zoo.layout, arch, kwargs, n_queries=8).fit(zoo.weights).transform(zoo.weights)
+    gpu = ModelOutputs(zoo.layout, arch, kwargs, n_queries=8, device="cuda").fit(zoo.weights).transform(zoo.weights)
+    # cuDNN convolutions may run in TF32 (10-bit mantissa, eps 2**-11)
+    np.testing.assert_allclose(gpu, cpu, rtol=0, atol=tolerance(zoo, cpu, eps=2.0**-11))

@@ -95,7 +95,8 @@ def _model_outputs(zoo: Zoo, variant: str, config: OutputsConfig):
     is not available as a feature set that says so."""
     try:
         return zoo_model_outputs(zoo, variant, n_queries=config.n_queries, data_free=config.data_free,
-                                 output=config.output, random_state=config.random_state, data_root=config.data_root)
+                                 output=config.output, random_state=config.random_state, data_root=config.data_root,
+                                 device=config.device)
     except ProbeUnavailable as err:
         return Unavailable(f"{VARIANTS[variant]}: not available: {err}")
 

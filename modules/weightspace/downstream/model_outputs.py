@@ -34,6 +34,7 @@ from torch.func import functional_call, vmap
 from weightspace.downstream.features import _check_weights, read_chunks
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, create_zoo_model, list_zoo_models
+from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 from weightspace.zoo.population import activation_floats
 from weightspace.zoo.store import Zoo
@@ -63,6 +64,7 @@ class OutputsConfig:
     output: str = "logits"  # "logits" or "probabilities"
     random_state: int = 0  # seeds the draw of the queries
     data_root: str | None = None  # where file-based tasks live; None: $WEIGHTSPACE_DATA
+    device: str = "auto"  # where the models run; auto: cuda when available (cnn_s: ~7 ms a model on 2 CPU cores)
 
     def __post_init__(self) -> None:
         self.variants = tuple(self.variants)
@@ -122,7 +124,7 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
         self.output = output  # "logits" or "probabilities" (softmax over classes)
         self.random_state = random_state  # seeds the draw of the queries
         self.chunk_size = chunk_size  # rows per forward pass; None: about ACTIVATION_FLOATS activations
-        self.device = device  # where the forward passes run
+        self.device = device  # where the forward passes run: cpu, cuda[:i] or auto
 
     def fit(self, X: np.ndarray, y=None) -> "ModelOutputs":
         if self.output not in OUTPUTS:
@@ -166,7 +168,7 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
         out = np.empty((X.shape[0], k * self.n_classes_), dtype=np.float32)
         rows_per_chunk = self.chunk_size or max(1, ACTIVATION_FLOATS // (
             k * activation_floats(self.template_, self.queries_.shape[1:])))
-        device = torch.device(self.device)
+        device = resolve_device(self.device)
         queries = self.queries_.to(device)
         self.template_.eval()
         with torch.no_grad():
@@ -210,7 +212,8 @@ def build_template(layout: WeightLayout, architecture: str | None, arch_kwargs: 
         raise ProbeUnavailable(f"architecture {architecture!r} cannot be built with {arch_kwargs}: {err}") from None
     template.eval()
     theirs = [(name, tuple(p.shape)) for name, p in template.named_parameters()]
-    ours = [(key, tuple(p.shape)) for key, p in layout.devectorize(torch.empty(layout.num_params, device="meta")).items()]
+    flat = torch.empty(layout.num_params, device="meta")
+    ours = [(key, tuple(p.shape)) for key, p in layout.devectorize(flat).items()]
     if [s for _, s in theirs] != [s for _, s in ours]:
         raise ProbeUnavailable(f"architecture {architecture!r} with {arch_kwargs} has parameters "
                                f"{[s for _, s in theirs]}, but the zoo's layout describes {[s for _, s in ours]}")
@@ -240,7 +243,7 @@ def draw_queries(queries: str | np.ndarray, n: int, input_shape: tuple[int, ...]
 
 def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAULT_QUERIES,
                       data_free: str = "uniform", output: str = "logits", random_state: int | None = 0,
-                      data_root: str | None = None, device: str = "cpu") -> np.ndarray:
+                      data_root: str | None = None, device: str = "auto") -> np.ndarray:
     """B_probe of every row of `zoo`: its model's outputs on K queries, ``(S, K * classes)`` float32.
 
     The architecture and its arguments come from ``zoo.info["architecture"]``, each
@@ -251,6 +254,7 @@ def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAU
         variant: "free" (`data_free` draws of the task's input shape) or "task" (training
             inputs of ``zoo.info["task"]``, without their labels).
         data_root: where file-based tasks live; None: ``$WEIGHTSPACE_DATA``.
+        device: where the forward passes run (`resolve_device`; auto: cuda when available).
 
     Raises:
         ProbeUnavailable: the zoo's models cannot be built or run, or the variant's queries cannot be had.
@@ -308,10 +312,11 @@ def task_inputs(info: Mapping, *, root: str | None = None) -> np.ndarray:
         missing = missing_task_files(name, root)
         if missing:
             raise ProbeUnavailable(f"task {name!r} reads files that are not here ({len(missing)} missing, e.g. "
-                                   f"'{missing[0]}'); put them there (or set $WEIGHTSPACE_DATA) to probe with its inputs")
+                                   f"'{missing[0]}'); put them there (or point $WEIGHTSPACE_DATA at their folder) "
+                                   "to probe with its inputs")
         return load_task(name, root=root, **options).x_train.numpy()
     except ProbeUnavailable:
         raise
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
         raise ProbeUnavailable(f"the inputs of task {name!r} cannot be loaded offline: "
                                f"{str(err).splitlines()[0]}") from None
