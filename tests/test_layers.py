@@ -108,22 +108,13 @@ def test_no_import_runs_back_up():
     assert not upward, "\n".join(upward)
 
 
-# known cycles another change removes; each pair is expected to fail until then, and the test turns green after
-KNOWN_CYCLES: dict[frozenset[str], str] = {}
-
-
 def test_no_module_imports_itself_back():
     """Follow every import between the package's modules, lazy ones too (imports under TYPE_CHECKING never
     run and are left out): no module may come back to itself, else which one loads first decides what works."""
     graph = {module: {target for target, _ in imports(path, type_checking=False) if target in MODULES} - {module}
              for module, path in MODULES.items()}
-    known = []
-    while (cycle := import_cycle(graph)) and frozenset(cycle) in KNOWN_CYCLES:
-        known.append(f"{' -> '.join(cycle)}: {KNOWN_CYCLES[frozenset(cycle)]}")
-        graph[cycle[0]].discard(cycle[1])  # set the known cycle aside and look for others
+    cycle = import_cycle(graph)
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}; move what both need into a module both import"
-    if known:
-        pytest.xfail("known import cycle " + "; ".join(known))
 
 
 def test_the_package_root_holds_few_modules():
