@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from weightspace.io.outputs import (MANIFEST, MANIFEST_FORMAT, check_replaceable, clean_stale, output_errors,
+from weightspace.io.outputs import (MANIFEST, MANIFEST_FORMAT, OWNED_KINDS, check_replaceable, clean_stale, output_errors,
                                     output_lock, read_manifest)
 
 
@@ -87,9 +87,11 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False,
 def replace_dir(src: Path, dst: Path, *, accept: tuple[str, ...] = ("zoo",)) -> None:
     """Move the finished directory `src` to `dst`, replacing `dst` if it exists and is one of the `accept`ed kinds.
 
-    `src` gets a manifest of its entries first; `dst` is recorded in its parent's manifest, if that has one.
+    `src` gets a manifest of its entries first (when `accept` names a kind users add files to); `dst` is
+    recorded in its parent's manifest, if that has one.
     """
-    write_manifest(src, [p.name for p in src.iterdir()])
+    if any(kind in OWNED_KINDS for kind in accept):
+        write_manifest(src, [p.name for p in src.iterdir()])
     if os.path.lexists(dst):
         check_replaceable(dst, accept=accept)
         old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"

@@ -101,7 +101,7 @@ _UNLISTED = {
                    "report.md", "*.png"),
 }
 # kinds whose folders users open and add files to: replaced only when they hold nothing else
-_OWNED = ("zoo", "raytune export", "checkpoints export", "experiment")
+OWNED_KINDS = ("zoo", "raytune export", "checkpoints export", "experiment")
 
 
 def read_manifest(folder: str | os.PathLike) -> set[str] | None:
@@ -120,7 +120,7 @@ def foreign_entries(folder: str | os.PathLike, kind: str) -> list[str]:
     transient names (temporaries, locks), or, in a folder without a manifest, when its kind's writers
     always produced it (`_UNLISTED`). Kinds that users do not add files to have none.
     """
-    if kind not in _OWNED:
+    if kind not in OWNED_KINDS:
         return []
     folder = Path(folder)
     listed = read_manifest(folder)

@@ -10,15 +10,18 @@ and runs it through the same `run_experiment`.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from weightspace.cli.errors import report_error
 from weightspace.cli.options import add_run_options
 from weightspace.io.outputs import OutputError, OutputExistsError, check_apart, check_replaceable, output_lock
 from weightspace.pipeline import storage
+from weightspace.pipeline.progress import stage
 from weightspace.pipeline.run_record import RECORD_FILE, Recorder, owns
 from weightspace.pipeline.cluster import connect_ray
 from weightspace.pipeline.experiment import (
@@ -90,6 +93,9 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
         experiment = experiment.smoke()
     if args.precision is not None:
         experiment = experiment.with_precision(args.precision)
+    if getattr(args, "embedding_trees", False):
+        experiment = replace(experiment, embedding_trees=True)
+    verbose = getattr(args, "verbose", False)
     out = (args.output_dir or folder / experiment.name).resolve()
     datasets = (args.datasets or (folder or out).parent / "datasets").resolve()
     grid = bool(experiment.search_space)  # an ablation: trials.csv and the folder's summary, no baselines or report
@@ -117,7 +123,7 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
         if step == "representation" and not grid:
             check_trainable(experiment, zoo, split)  # before the baselines and ray, not inside a trial
         if step == "baselines" or not (grid or (out / "baseline_performance.json").exists()):
-            with Timer() as t:
+            with Timer() as t, stage("baselines"):
                 table = compute_baselines(experiment, zoo, out, model_split=split)
             timings["baselines_s"] = round(t.seconds, 1)
             from weightspace.downstream.evaluate import format_table
@@ -129,8 +135,8 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
                 cpus, gpus = _resources(args, experiment)
                 train_representation(experiment, zoo, out, resume=args.resume, cpus_per_trial=cpus,
                                      gpus_per_trial=gpus, device=args.device, storage=args.storage,
-                                     verbose=0 if args.smoke_test else 1, model_split=split,
-                                     record=out / RECORD_FILE)
+                                     verbose=1 if verbose else 0, model_split=split, record=out / RECORD_FILE,
+                                     progress=True)
             timings["representation_s"] = round(t.seconds, 1)
         write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings,
                               tune=storage.join(*tune_run(out, args.storage)) if step == "representation" else None)
@@ -139,7 +145,9 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
 
             print(f"summary of the grids in '{out.parent}': {write_ablation_summary(out.parent)}")
         elif not args.no_report:
-            _report(out, smoke=args.smoke_test)
+            with stage("report"):
+                path = _report(out, smoke=args.smoke_test)
+            print(f"report: {path}")
     except KeyboardInterrupt:
         print(f"interrupted; run again with --resume to continue from the last checkpoint in '{out}'", file=sys.stderr)
         return 130
@@ -203,7 +211,13 @@ def _start_ray(args: argparse.Namespace) -> None:
         connect_ray(args.ray_address, timeout_s=args.ray_timeout)
     else:
         # "local": a new instance here, never a cluster that `ray start` left running on this machine
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=not args.smoke_test)
+        verbose = getattr(args, "verbose", False)
+        if not verbose:
+            os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose 0, ray.tune's older reporter prints nothing
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.ERROR)
+        if not verbose:
+            logging.getLogger("ray.tune").setLevel(logging.ERROR)  # "Wrote the latest version of all result files"
 
 
 def _resources(args: argparse.Namespace, experiment: Experiment) -> tuple[float, float]:
@@ -221,10 +235,7 @@ def _resources(args: argparse.Namespace, experiment: Experiment) -> tuple[float,
     return cpus, min(gpus, 1.0)
 
 
-def _report(out: Path, *, smoke: bool) -> None:
-    try:
-        from weightspace.report.markdown import build_report
-    except ImportError:
-        return
-    path = build_report(out, umap=not smoke)
-    print(f"report: {path}")
+def _report(out: Path, *, smoke: bool) -> Path:
+    from weightspace.report.markdown import build_report
+
+    return build_report(out, umap=not smoke)

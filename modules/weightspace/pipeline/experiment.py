@@ -77,6 +77,7 @@ class Experiment:
     learner: str = ""  # the name of the learner the report shows, e.g. "neuron_set" or "2021 transformer"
     variants: dict[str, Variant] = field(default_factory=dict)  # other learners, run with --variant NAME
     umap_projection: bool = True  # save a UMAP projection of the embedding for the report (PCA is always saved)
+    embedding_trees: bool = False  # also probe the final embedding with boosted trees (minutes on a wide embedding)
 
     def __post_init__(self) -> None:
         if names_test_split(self.select):
@@ -265,7 +266,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
                          cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0, device: str = "auto",
                          verbose: int = 1, model_split: ModelSplit | None = None,
                          storage: str | None = None, trial_resources: dict[str, float] | None = None,
-                         record: str | os.PathLike | None = None) -> pd.DataFrame:
+                         record: str | os.PathLike | None = None, progress: bool = False) -> pd.DataFrame:
     """Train the representation with ray.tune, then embed the zoo, project it to 2-D and probe it.
 
     One split by model (`model_split`, default `experiment_split`) serves the encoder's training,
@@ -273,14 +274,15 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     `tune_run` says (``<out_dir>/tune``, or ``<storage>/<out_dir's name>`` for a folder or URI that
     every node of a cluster reaches); trials get the zoo through ray's object store. `record` is the
     run's record in the output folder (`weightspace.pipeline.run_record`): what `resume` verifies.
+    `progress`: a bar over the training iterations and one per step after them.
 
     Returns:
-        the tidy results table (feature set "embedding", linear and boosted-tree probes).
+        the tidy results table (feature set "embedding", linear probes, and boosted trees when
+        ``experiment.embedding_trees``).
 
     Raises:
         RunInterrupted: ray stopped the run before its last iteration (Ctrl-C); nothing is written
             but what the run saved, and `resume` continues it.
-        ValueError: the zoo's train split cannot fill one batch.
     """
     from weightspace.downstream.evaluate import write_results_json
     from weightspace.io.atomic import write_csv
@@ -298,13 +300,13 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     config.train.device = device
     targets = experiment.targets
     split = model_split or experiment_split(experiment, zoo)
-    check_trainable(experiment, zoo, split)
     storage_path, name = tune_run(out, storage)
     grid = run_tuner(config, name=name, storage_path=storage_path, iterations=experiment.iterations,
                      search_space=resolve_search_space(experiment.search_space, config_to_dict(config)),
                      cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, trial_resources=trial_resources,
                      resume=resume, verbose=verbose, evaluate_fn=probe_scores(targets), zoo=zoo,
-                     model_split=None if "data" in (experiment.search_space or {}) else split, record=record)
+                     model_split=None if "data" in (experiment.search_space or {}) else split, record=record,
+                     progress=progress)
     errors = [r for r in grid if r.error]
     if errors:
         first = str(errors[0].error).strip().splitlines()
@@ -324,7 +326,8 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
         learner = Learner(config, zoo.layout, device="cpu").load(Path(folder) / CHECKPOINT_FILE)
     table, no_umap = _embed_and_probe(learner.model, select_epochs(zoo, experiment.zoo_epochs), split, out,
                                       targets=targets, umap=experiment.umap_projection,
-                                      batch_size=config.train.eval_batch_size)
+                                      batch_size=config.train.eval_batch_size, trees=experiment.embedding_trees,
+                                      progress=progress)
     chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else history.iloc[-1]
     extra = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
              if k in chosen and pd.notna(chosen[k])}
@@ -377,7 +380,7 @@ def tune_run(out_dir: str | os.PathLike, storage: str | None = None) -> tuple[st
 
 
 def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, umap: bool,
-                     batch_size: int) -> tuple[pd.DataFrame, str]:
+                     batch_size: int, trees: bool = False, progress: bool = False) -> tuple[pd.DataFrame, str]:
     """Embed `zoo`, project the embedding to 2-D, probe it, and write all of it to `out`.
 
     Writes ``embeddings.npy``, ``embedding_samples.csv`` (with each sample's split), ``embedding_2d.csv``,
@@ -388,22 +391,28 @@ def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, 
     """
     from weightspace.downstream.evaluate import evaluate
     from weightspace.io.atomic import write_csv
+    from weightspace.pipeline.progress import stage
     from weightspace.pipeline.projection import project_embedding
     from weightspace.representation.learner import embed
 
-    weights = np.array(zoo.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
-    z = embed(model, weights, batch_size=batch_size).numpy()  # (S, latent)
-    samples = zoo.samples.copy()
-    samples["split"] = split.column(samples["model_id"].to_numpy())
-    with atomic_file(out / "embeddings.npy") as tmp:
-        np.save(tmp, z.astype(np.float32), allow_pickle=False)
-    write_csv(samples, out / "embedding_samples.csv")
-    projection, no_umap = project_embedding(z, umap=umap)
-    write_csv(projection, out / "embedding_2d.csv")
-    table = evaluate(z, zoo.samples, feature_sets={"embedding": z}, probes=("linear", "gbt"), targets=targets,
-                     splits=samples["split"].to_numpy(), hyperparameters=zoo.hyperparameters,
-                     out_predictions=out / "predictions.csv.gz")
-    write_csv(table, out / "results.csv")
+    with stage("embedding", enabled=progress):
+        weights = np.array(zoo.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
+        z = embed(model, weights, batch_size=batch_size).numpy()  # (S, latent)
+        samples = zoo.samples.copy()
+        samples["split"] = split.column(samples["model_id"].to_numpy())
+        with atomic_file(out / "embeddings.npy") as tmp:
+            np.save(tmp, z.astype(np.float32), allow_pickle=False)
+        write_csv(samples, out / "embedding_samples.csv")
+    with stage("final probes", enabled=progress) as bar:
+        probes = ("linear", "gbt") if trees else ("linear",)
+        bar.set_postfix_str(f"{' and '.join(probes)} on {z.shape[1]} features")
+        table = evaluate(z, zoo.samples, feature_sets={"embedding": z}, probes=probes, targets=targets,
+                         splits=samples["split"].to_numpy(), hyperparameters=zoo.hyperparameters,
+                         out_predictions=out / "predictions.csv.gz")
+        write_csv(table, out / "results.csv")
+    with stage("projection", enabled=progress):
+        projection, no_umap = project_embedding(z, umap=umap)
+        write_csv(projection, out / "embedding_2d.csv")
     return table, no_umap
 
 

@@ -14,7 +14,9 @@ import pandas as pd
 from sklearn.decomposition import PCA
 
 COLUMNS = ["row", "method", "x", "y"]  # row: the sample's row in embeddings.npy and embedding_samples.csv
-MAX_PROJECTED = 5000  # rows projected; beyond, a fixed random subsample (UMAP's time grows faster than linearly)
+MAX_PROJECTED = 5000  # rows projected; beyond, a fixed random subsample
+MAX_UMAP_ROWS = 2000  # rows UMAP is fitted on (a subsample of the projected ones): its time grows faster than linearly
+UMAP_INPUT_DIM = 50  # UMAP runs on this many principal components of a wider embedding (its neighbour search)
 MIN_UMAP_ROWS = 5  # UMAP needs a few neighbours per point
 SEED = 0  # seeds the subsample, PCA and UMAP
 
@@ -25,7 +27,8 @@ def project_embedding(Z: np.ndarray, *, umap: bool = True, max_rows: int = MAX_P
 
     Args:
         Z: the embeddings, ``(S, latent)``.
-        umap: add a UMAP projection (needs umap-learn and at least `MIN_UMAP_ROWS` rows).
+        umap: add a UMAP projection (needs umap-learn and at least `MIN_UMAP_ROWS` rows), fitted on at most
+            `MAX_UMAP_ROWS` of the projected rows and on the first `UMAP_INPUT_DIM` principal components.
         max_rows: project at most this many rows, a random subsample drawn with `seed`.
 
     Returns:
@@ -48,10 +51,16 @@ def project_embedding(Z: np.ndarray, *, umap: bool = True, max_rows: int = MAX_P
         except ImportError:
             why = "umap-learn is not installed"
         else:
+            keep = np.arange(len(rows))
+            if len(keep) > MAX_UMAP_ROWS:
+                keep = np.sort(np.random.default_rng(seed + 1).choice(keep, MAX_UMAP_ROWS, replace=False))
+            U = X[keep]
+            if U.shape[1] > UMAP_INPUT_DIM:
+                U = PCA(n_components=min(UMAP_INPUT_DIM, len(U)), random_state=seed).fit_transform(U)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # numba and n_jobs chatter
-                reducer = UMAP(n_components=2, n_neighbors=min(15, len(X) - 1), random_state=seed, n_jobs=1)
-                parts.append(_table(rows, "UMAP", reducer.fit_transform(X)))
+                reducer = UMAP(n_components=2, n_neighbors=min(15, len(U) - 1), random_state=seed, n_jobs=1)
+                parts.append(_table(rows[keep], "UMAP", reducer.fit_transform(U)))
             why = ""
     return pd.concat(parts, ignore_index=True), why
 

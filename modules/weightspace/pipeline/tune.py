@@ -38,7 +38,7 @@ from weightspace.pipeline import storage
 from weightspace.pipeline.run_record import CHECKPOINT_FILE, Recorder, verify
 from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn, Learner
-from weightspace.downstream.probing import probe_scores
+from weightspace.downstream.probing import SELECT_METRIC, probe_scores
 from weightspace.zoo.store import Zoo
 
 
@@ -120,6 +120,38 @@ _STAGING: dict[str, str] = {}  # record path -> the driver's staging folder of i
 _RESTORING: dict[str, str] = {}  # "record": the record of the run `run_tuner` is restoring
 
 
+class TrainingProgress(tune.Callback):
+    """One progress bar over a run's training iterations, with each iteration's loss and validation probe score
+    (the bar of every trial of a grid advances together; the postfix shows the latest result)."""
+
+    def __init__(self, iterations: int):
+        self.iterations = iterations
+        self.bar = None
+        self.done: dict[str, int] = {}  # trial id -> iterations reported
+
+    def __getstate__(self) -> dict:  # ray pickles callbacks with the run; a bar does not travel
+        return {"iterations": self.iterations}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["iterations"])
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        from tqdm.auto import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=self.iterations * len(trials), desc="training", unit="it",
+                            bar_format="{desc:<16} {bar:10} {n_fmt}/{total_fmt} it {elapsed}<{remaining}{postfix}")
+        self.bar.total = max(self.bar.total, self.iterations * len(trials))
+        self.done[trial.trial_id] = min(int(result.get("training_iteration", 0)), self.iterations)
+        self.bar.update(sum(self.done.values()) - self.bar.n)
+        shown = {"loss": result.get("loss_train"), "probe val": result.get(SELECT_METRIC)}
+        self.bar.set_postfix_str(", ".join(f"{k} {v:.3f}" for k, v in shown.items() if isinstance(v, float)))
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def merge_search_space(base: dict, search: dict | None, _path: str = "") -> dict:
     """`base` (a `config_to_dict` dict) with the entries of `search` put at the same nested keys.
 
@@ -149,7 +181,8 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
               metric: str | None = None, mode: str = "min", max_failures: int = 0,
               evaluate_fn: EvaluateFn | None = probe_scores(), model_split: ModelSplit | None = None,
               zoo: Zoo | None = None, trainable: type[WeightspaceTrainable] = WeightspaceTrainable,
-              resume: bool = True, verbose: int = 1, record: str | Path | None = None) -> tune.ResultGrid:
+              resume: bool = True, verbose: int = 1, record: str | Path | None = None,
+              progress: bool = False) -> tune.ResultGrid:
     """Run (or continue) a tune experiment of the representation learner.
 
     Args:
@@ -183,6 +216,8 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
             (`weightspace.pipeline.run_record`): a new run starts a new record there, and a run is resumed
             only when that record vouches for every such file. None: no record, and `resume` trusts the
             storage as ray does.
+        progress: show one bar over the training iterations (`TrainingProgress`); with `verbose` 0, it is
+            all a run prints.
 
     Raises:
         UntrustedRunError: `record` is given and does not vouch for the run to resume.
@@ -242,7 +277,8 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
                         checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
                         checkpoint_score_attribute=metric if num_to_keep else None, checkpoint_score_order=mode),
                     failure_config=tune.FailureConfig(max_failures=max_failures),
-                    callbacks=[RecordSaves(record)] if record is not None else None,
+                    callbacks=[*([RecordSaves(record)] if record is not None else []),
+                               *([TrainingProgress(iterations)] if progress else [])],
                     verbose=verbose,
                 ),
             )
