@@ -47,8 +47,10 @@ _PREDICT_CHUNK = 4096  # rows per chunk when predicting
 # boosting on fewer cells (rows x features) than this runs on one thread: thread start-up would dominate
 # (measured: 8400 x 14 no faster on 2 threads, 8400 x 64 1.3x, 8400 x 3928 1.8x, bitwise the same model)
 THREADED_CELLS = 2 ** 19
-# from this many features on, the logistic probe's path runs `logistic.fit_logistic` (scikit-learn's objective,
-# preconditioned): there lbfgs on the raw coefficients needs hundreds of memory-bound passes per C
+# from this many features on, and on at least as many rows, the logistic probe's path runs `logistic.fit_logistic`
+# (scikit-learn's objective, preconditioned): there lbfgs on the raw coefficients needs hundreds of memory-bound
+# passes per C. On fewer rows than features a pass is cheap and the d x d Cholesky factorization per C is what
+# costs (a 90-row smoke zoo of 4970 weights: 140 s preconditioned, seconds without)
 PRECONDITIONED_FEATURES = 256
 
 
@@ -302,7 +304,8 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         if _has_val(X_val, y_val):
             Zv = self.scaler_.transform(validate_data(self, X_val, reset=False, dtype=_FLOATS))
             y_val = np.asarray(y_val)
-            path = self._wide_path if Z.shape[1] >= PRECONDITIONED_FEATURES else self._sklearn_path
+            wide = Z.shape[1] >= PRECONDITIONED_FEATURES and Z.shape[0] >= Z.shape[1]
+            path = self._wide_path if wide else self._sklearn_path
             best = None
             for i, (C, model) in enumerate(zip(Cs, path(Z, y, Cs))):
                 self.val_scores_[i] = np.mean(model.predict(Zv) == y_val)
