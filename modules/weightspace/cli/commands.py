@@ -343,6 +343,67 @@ def _run(args: argparse.Namespace) -> int:
     return run_experiment(experiment, "representation", args)
 
 
+def _add_quality(sub: argparse._SubParsersAction) -> None:
+    qual = sub.add_parser("quality", help="the quality table of a zoo: each encoder against the baselines, each "
+                                          "training seed chosen on validation")
+    qual.add_argument("zoo", help="a zoo folder (with zoo.json) or a preset name (its zoo in --datasets, generated "
+                                  "there when missing; see `weightspace zoo presets`)")
+    qual.add_argument("--seeds", type=_positive, default=3, help="training seeds per encoder (default 3)")
+    qual.add_argument("--encoders", nargs="+", choices=["neuron_set", "2021"], default=None,
+                      help="encoders to train (default: both); their rows replace those of an earlier run in --out")
+    qual.add_argument("--out", type=Path, default=None,
+                      help="folder for representation_quality.csv and .md (default: quality/<zoo name>)")
+    qual.add_argument("--smoke", action="store_true", help="tiny encoders for one epoch (and a tiny preset zoo): "
+                                                          "seconds, to check the set-up")
+    qual.add_argument("--label-scarce", action="store_true",
+                      help="also probe with the labels of only k = 10, 30, 100, all training models (5 draws each)")
+    qual.add_argument("--device", default="cpu", help="where encoders train: cpu, cuda, cuda:N or auto")
+    qual.add_argument("--jobs", type=_positive, default=1, help="encoder x seed trainings at a time, in processes")
+    qual.add_argument("--datasets", type=Path, default=None,
+                      help=f"where preset zoos and task data live (default: ${DATA_ENV}, else ./datasets)")
+    qual.set_defaults(func=_quality)
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number, 1 or more."""
+    value = _count(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _quality(args: argparse.Namespace) -> int:
+    from weightspace.pipeline.cli import load_given_zoo
+    from weightspace.pipeline.experiment import zoo_experiment
+    from weightspace.pipeline.quality import SHORT_NAMES, QualityConfig, load_preset_zoo, run_quality
+    from weightspace.pipeline.quality_table import summarize, write_table
+    from weightspace.zoo.devices import resolve_device
+    from weightspace.zoo.presets import list_presets
+
+    root = _data_root(args.datasets)
+    given = Path(args.zoo)
+    if (given / "zoo.json").is_file() or args.zoo not in list_presets():
+        zoo = load_given_zoo(given)
+    else:
+        zoo = load_preset_zoo(args.zoo, root, smoke=args.smoke)
+    encoders = [SHORT_NAMES[e] for e in (args.encoders or SHORT_NAMES)]
+    device = str(resolve_device(args.device))
+    config = QualityConfig(seeds=args.seeds, encoders=tuple(encoders), smoke=args.smoke,
+                           label_scarce=args.label_scarce, device=device, data_root=str(root), jobs=args.jobs)
+    name = zoo.name
+    out = args.out if args.out is not None else Path("quality") / name
+    command = (f"weightspace quality {args.zoo} --seeds {args.seeds} --encoders {' '.join(args.encoders or SHORT_NAMES)}"
+               + " --smoke" * args.smoke + " --label-scarce" * args.label_scarce
+               + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
+    rows = run_quality(zoo, zoo_experiment(zoo), config, name=name,
+                       log=lambda line: print(f"{name}: {line}", file=sys.stderr, flush=True))
+    part = summarize(rows).assign(command=f"{command}  # on {os.cpu_count()} cores, encoders on {device}")
+    stem = out / "representation_quality"
+    write_table(stem, part, name, ["baselines", *encoders])
+    print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.md')}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="weightspace", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -350,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baselines(sub)
     _add_report(sub)
     _add_run(sub)
+    _add_quality(sub)
     return parser
 
 

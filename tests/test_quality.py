@@ -1,0 +1,127 @@
+"""The quality table: the CSV in docs/ reads back with its documented columns, the table's summary counts
+the seeds that chose the random init, label-scarce rows come per k, and `weightspace quality` runs on a
+zoo folder."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from weightspace.cli.commands import build_parser, main
+from weightspace.downstream.label_scarce import LabelScarceConfig
+from weightspace.downstream.model_outputs import Unavailable
+from weightspace.pipeline import quality
+from weightspace.pipeline.experiment import zoo_experiment
+from weightspace.pipeline.quality_table import COLUMN_DOCS, COLUMNS, markdown, read_table, summarize, write_table
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "representation_quality.csv"
+TEXT = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "command"]
+NUMBERS = ["mean", "spread", "seeds", "draws", "minutes", "init_chosen"]
+
+
+def test_docs_csv_reads_back_with_the_documented_columns():
+    with open(DOCS, newline="") as f:
+        widths = {len(row) for row in csv.reader(f)}
+    assert widths == {len(COLUMNS)}
+    table = pd.read_csv(DOCS)
+    assert list(table.columns) == COLUMNS == list(COLUMN_DOCS)
+    for column in TEXT:
+        assert table[column].dropna().map(type).eq(str).all(), column
+    assert table[["zoo", "encoder", "feature_set", "probe", "target", "split"]].notna().all().all()
+    for column in NUMBERS:
+        assert pd.api.types.is_numeric_dtype(table[column]), column
+    assert set(table.split) <= {"train", "val", "test"} and set(table.metric) <= {"r2", "accuracy"}
+    assert (table.seeds >= 1).all() and (table.spread.dropna() >= 0).all()
+    assert set(table.k.dropna().astype(str)) <= {"10", "30", "100", "all"}
+    assert table.command.notna().all()
+
+
+def _raw(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows).reindex(columns=quality.RAW_COLUMNS).assign(zoo="z")
+
+
+def test_summary_counts_the_seeds_that_chose_the_random_init():
+    rows = [dict(encoder="e", feature_set="e", probe="linear", target="t", metric="r2", split="test", value=v,
+                 seed=s, minutes=1.0, chosen=c) for s, (v, c) in enumerate([(0.5, 0), (0.7, 2), (0.6, 0)])]
+    rows += [dict(encoder="e", feature_set="e", probe="linear", target="t", metric="r2", split="test", k=k,
+                  draw=d, value=0.1 * d, seed=s, minutes=1.0, chosen=s) for k in ("10", "all") for s in (0, 1)
+             for d in ((0, 1, 2) if k == "10" else (0,))]
+    summary = summarize(_raw(rows))
+    full = summary[summary.k.isna()].iloc[0]
+    assert full["mean"] == pytest.approx(0.6) and full.spread == pytest.approx(0.2)
+    assert full.seeds == 3 and full.init_chosen == 2 and np.isnan(full.draws)
+    ten = summary[summary.k == "10"].iloc[0]
+    assert ten.seeds == 2 and ten.draws == 3 and ten.init_chosen == 1 and ten.spread == pytest.approx(0.2)
+    text = markdown(summary.assign(command="c"))
+    assert "| e | linear | 0.600 ± 0.200 | 1.0 | 2/3 |" in text
+    assert "### z: probes with k labelled training models" in text and "| e | linear | 10 |" in text
+
+
+def test_markdown_names_no_issue_or_milestone():
+    text = markdown(read_table(DOCS), source="s")
+    assert "issue" not in text.lower() and "milestone" not in text.lower()
+    assert "## Columns of the CSV" in text
+
+
+def test_a_spilt_command_is_joined_back_and_written_quoted(tmp_path):
+    header = "zoo,encoder,feature_set,probe,target,metric,split,mean,spread,seeds,minutes,command"
+    legacy = tmp_path / "t.csv"
+    legacy.write_text(f"{header}\nz,baselines,B_s,linear,t,r2,test,0.5,0.0,1,0.0,run a  # 2 cores, quiet, x\n")
+    table = read_table(legacy)
+    assert list(table.columns) == COLUMNS and table.command[0] == "run a  # 2 cores, quiet, x"
+    write_table(tmp_path / "new", table, "other", [])
+    back = pd.read_csv(tmp_path / "new.csv")
+    assert list(back.columns) == COLUMNS and back.command[0] == "run a  # 2 cores, quiet, x"
+    assert "## z" in (tmp_path / "new.md").read_text()
+
+
+def test_label_scarce_rows_come_per_k_and_unavailable_features_say_why(make_zoo):
+    zoo = make_zoo(models=30)
+    data = quality.zoo_data(zoo, None)
+    config = LabelScarceConfig(ks=(10, "all"), draws=2, probes=("linear",))
+    features = {"B_s": quality.LayerStatistics(zoo.layout), "code": quality.InvariantCode(zoo.layout),
+                quality.OUTPUTS["free"]: Unavailable("no network here")}
+    rows = quality.scarce_baselines(features, data, ["test_acc"], config)
+    assert set(rows.k) == {"10", "all"} and set(rows.split) == {"test"}
+    drawn = rows[(rows.feature_set == "B_s") & (rows.k == "10")]
+    assert len(drawn) == 2 and drawn.value.notna().all()
+    missing = rows[rows.feature_set == quality.OUTPUTS["free"]]
+    assert len(missing) == 2 and missing.value.isna().all() and (missing.note == "no network here").all()
+
+
+def test_the_random_init_is_a_candidate_of_each_seeds_choice(make_zoo, monkeypatch):
+    zoo = make_zoo(models=30)
+    data = quality.zoo_data(zoo, None)
+    encoder = quality.encoders_of(zoo_experiment(zoo), ["neuron_set"], smoke=True)[0]
+    scores = iter([0.9, 0.1])  # the init scores best on validation
+    monkeypatch.setattr(quality, "probe_scores", lambda targets: lambda model, d: {"probe_mean_val": next(scores)})
+    run = quality.train_encoder(encoder, data, 0, None)
+    assert run.evaluation == 0 and np.array_equal(run.chosen, run.control)
+
+
+def test_quality_command_parses():
+    args = build_parser().parse_args(["quality", "tetris_seed", "--seeds", "1", "--encoders", "2021", "--smoke",
+                                      "--label-scarce"])
+    assert args.func.__name__ == "_quality" and args.encoders == ["2021"] and args.label_scarce
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["quality", "tetris_seed", "--seeds", "0"])
+
+
+@pytest.mark.slow
+def test_quality_command_on_a_zoo_folder(make_zoo, tmp_path):
+    zoo = make_zoo(models=30)
+    zoo.info["name"] = "mine"
+    zoo.save(tmp_path / "zoo")
+    out = tmp_path / "out"
+    assert main(["quality", str(tmp_path / "zoo"), "--smoke", "--seeds", "1", "--encoders", "neuron_set",
+                 "--label-scarce", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "representation_quality.csv", dtype={"k": object})
+    assert list(table.columns) == COLUMNS and set(table.zoo) == {"mine"}
+    assert {"B_W", "B_s", "code", "B_probe (data-free)", "B_probe (task inputs)", "neuron_set",
+            "neuron_set, random init"} <= set(table.feature_set)
+    assert set(table.k.dropna()) == {"10", "30", "100", "all"}
+    assert table[table.feature_set == "B_probe (task inputs)"].note.str.contains("not available").all()
+    chosen = table[(table.feature_set == "neuron_set") & table.k.isna()]
+    assert chosen.init_chosen.isin([0, 1]).all()
