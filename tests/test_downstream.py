@@ -304,7 +304,7 @@ def test_cli_baselines_prints_table_and_writes_files(make_zoo, tmp_path, capsys)
     make_zoo(models=20, **TOY).save(tmp_path / "zoo")
     assert main(["baselines", str(tmp_path / "zoo"), "--out", str(tmp_path / "out"), "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    assert "test_acc (R²)" in out and "stats/gbt" in out and "raw/linear" in out
+    assert "test_acc (R²)" in out and "B_s+T" in out and "B_W" in out
     assert (tmp_path / "out" / "baseline_performance.json").is_file()
 
 

@@ -112,7 +112,7 @@ def test_the_code_is_fixed_and_unseen_by_training():
     layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(80, layout.num_params, generator=gen) * 0.5
-    model = NeuronSetEncoder(layout, width=8, code_knots=3, generator=gen).eval()
+    model = NeuronSetEncoder(layout, width=8, code=True, code_knots=3, generator=gen).eval()
     model.fit_input_scale(x)
     with torch.no_grad():
         z, learned, stats = model.encode(x), model.learned(x), model.reconstruction_target(x)
@@ -133,11 +133,12 @@ def test_the_code_is_fixed_and_unseen_by_training():
     torch.testing.assert_close(active, 1 - levels, rtol=0, atol=2 / 80)
     torch.testing.assert_close(model.decode(z), model.decode(learned), rtol=0, atol=0)
     assert model(x)[0].shape == (80, model.trained_dim)
-    clone = NeuronSetEncoder(layout, width=8, code_knots=3)
+    clone = NeuronSetEncoder(layout, width=8, code=True, code_knots=3)
     clone.load_state_dict(model.state_dict())
     assert torch.equal(clone.knots, model.knots)
-    learner = Learner(config_neuron_set(width=8), layout)
+    learner = Learner(config_neuron_set(width=8, code=True), layout)
     assert learner.head.net[0].in_features == learner.model.trained_dim < learner.model.embedding_dim
+    assert Learner(config_neuron_set(width=8), layout).model.embedding_dim == learner.model.trained_dim
     assert learner.model.reconstruction_kind == "invariant statistics"
 
 

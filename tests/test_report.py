@@ -77,7 +77,8 @@ def test_report_has_a_row_per_target_every_figure_and_the_config(experiment, tmp
     assert path == out / "report.md"
     assert text.startswith("# Experiment report: smoke_experiment")
     assert "Zoo: generated smoke zoo" in text
-    header = "| target | metric | B_W | B_s | B_s + GBT | Hyperparameters | Representation |"
+    header = ("| target | metric | B_W | B_s | B_s + GBT | Code | Code + GBT | B_probe | B_probe task | Hyperparameters "
+              "| Representation |")
     assert text.count(header) == 2  # R² / accuracy, then Kendall tau
     for target in TARGETS:
         assert f"| {target} | R² |" in text and f"| {target} | Kendall τ |" in text
@@ -131,7 +132,7 @@ def test_results_markdown_picks_probes_and_explains_missing_values():
     assert epoch.count("\u2014[^1]") == 1 and epoch.count("\u2014") == 4  # raw, gbt, embedding: no rows; hyper: a note
     assert "[^1]: target 'training_iteration' is an input of feature set 'hyper'" in text
     assert text.count("[^2]") == 0  # the same note is one footnote
-    assert "Not in the tables" not in text
+    assert "Not in the tables: Code, Code + GBT, B_probe, B_probe task._" in text  # baselines this table lacks
 
 
 def test_cli_report_returns_zero(experiment, tmp_path, capsys):
@@ -260,6 +261,7 @@ def test_outcome_sentence_counts_the_targets_the_representation_wins():
             rows.append({"feature_set": fs, "probe": probe, "target": target, "task": "regression", "split": "test",
                          "metric": "r2", "value": value})
     sentence = outcome_sentence(pd.DataFrame(rows))
-    assert "beats B_s on 1 of 2 (test_acc)" in sentence
+    assert sentence.startswith("One run:") and "supports no claim" in sentence and "beats" not in sentence
+    assert "reads above B_s on 1 of 2 (test_acc)" in sentence
     assert "B_s + boosted trees on 1 of 2 (training_iteration)" in sentence
     assert outcome_sentence(pd.DataFrame(rows[2:])) == ""  # no representation rows: no sentence

@@ -40,7 +40,7 @@ def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder
     rep = copy.deepcopy(SMOKE_REPRESENTATION)
     rep.train.device = "cpu"
     experiment = Experiment(name="toy", preset="tetris_seed", representation=rep, iterations=1, zoo_epochs=(1,),
-                            targets=("test_acc",), select="last", umap_projection=False)  # PCA: no umap start-up
+                            targets=("test_acc",), select="last", umap_projection=False, untrained_candidate=False)  # PCA: no umap start-up
     encoder = {}
 
     def run_tuner(config, *, storage_path, **kwargs):  # one trial of the real trainable, without ray

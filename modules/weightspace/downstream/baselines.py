@@ -25,8 +25,8 @@ import pandas as pd
 from weightspace.data.splits import DEFAULT_FRACTIONS, ModelSplit
 from weightspace.downstream.evaluate import evaluate, write_baseline_json
 from weightspace.io.atomic import write_csv, write_json
-from weightspace.downstream.features import (PRESETS, Hyperparameters, KernelPCAFeatures, LayerStatistics,
-                                             RawWeights, UMAPFeatures)
+from weightspace.downstream.features import (PRESETS, Hyperparameters, InvariantCode, KernelPCAFeatures,
+                                             LayerStatistics, RawWeights, UMAPFeatures)
 from weightspace.downstream.model_outputs import (VARIANTS, OutputsConfig, ProbeUnavailable, Unavailable,
                                                   zoo_model_outputs)
 from weightspace.downstream.probes import ProbeConfig
@@ -52,6 +52,8 @@ class BaselineConfig:
     kpca_kernels: tuple[str, ...] = KPCA_KERNELS  # kernels of the kernel PCA extras
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # probe grids and seeds
     outputs: OutputsConfig = field(default_factory=OutputsConfig)  # B_probe: model outputs on fixed queries
+    code: bool = True  # the invariant statistics code (`InvariantCode`), linear and boosted trees
+    code_knots: int = 5  # its hinge knots per entry, as the neuron_set encoder's code
 
     def __post_init__(self) -> None:
         if self.stats_preset not in PRESETS:
@@ -71,6 +73,12 @@ def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[
         "stats": LayerStatistics(zoo.layout, preset=config.stats_preset, biases=config.stats_biases),
     }
     pairs = [("raw", "linear"), ("stats", "linear"), ("stats", "gbt")]
+    if config.code:
+        hidden = len(zoo.layout.layers) > 1
+        feature_sets["code"] = InvariantCode(zoo.layout, knots=config.code_knots) if hidden else \
+            Unavailable("the invariant statistics code: not available: it summarises hidden layers, and this "
+                        "zoo's networks have a single layer")
+        pairs += [("code", "linear"), ("code", "gbt")]
     varied = [h for h in zoo.hyperparameters if zoo.samples[h].nunique(dropna=True) > 1]
     if varied:
         columns = varied + (["epoch"] if zoo.samples["epoch"].nunique() > 1 else [])

@@ -341,17 +341,25 @@ def _write_json(data: dict, path: str | os.PathLike) -> Path:
     return write_json(path, data, allow_nan=False)
 
 
+# short console names of (feature set, probe) columns; "+T": boosted trees
+SHORT_NAMES = {"raw/linear": "B_W", "stats/linear": "B_s", "stats/gbt": "B_s+T", "code/linear": "code",
+               "code/gbt": "code+T", "outputs_free/linear": "probe", "outputs_free/gbt": "probe+T",
+               "outputs_task/linear": "probe_task", "outputs_task/gbt": "probe_task+T", "hyper/linear": "hyper",
+               "hyper/gbt": "hyper+T", "embedding/linear": "repr", "embedding/gbt": "repr+T"}
+
+
 def format_table(table: pd.DataFrame, split: str = "test") -> str:
     """A Markdown table of targets x (feature set / probe) on one split: R² for regression, accuracy for
-    classification, "-" where nothing was scored."""
+    classification, "-" where nothing was scored. Columns carry the short names of `SHORT_NAMES`."""
     part = table[(table["split"] == split)
                  & (table["metric"] == table["task"].map({REGRESSION: "r2", CLASSIFICATION: "accuracy"}))]
     if part.empty:
         return f"(no results on split {split!r})"
-    part = part.assign(column=part["feature_set"] + "/" + part["probe"],
+    part = part.assign(column=(part["feature_set"] + "/" + part["probe"]).map(lambda c: SHORT_NAMES.get(c, c)),
                        row=part["target"] + " (" + part["metric"].str.replace("r2", "R²") + ")")
     order = list(dict.fromkeys(part["column"]))
     grid = part.pivot_table(index="row", columns="column", values="value", aggfunc="first", dropna=False, sort=False)
     grid = grid.reindex(columns=order).rename_axis(index="target")
     cells = grid.astype(object).where(grid.notna(), None)  # None: tabulate writes `missingval`, NaN it writes "nan"
-    return f"{split} split\n" + cells.to_markdown(floatfmt=".3f", missingval="-")
+    legend = "B_W raw weights, B_s statistics, code invariant statistics code, probe outputs on fixed inputs; +T trees"
+    return f"{split} split ({legend})\n" + cells.to_markdown(floatfmt=".3f", missingval="-")

@@ -270,6 +270,50 @@ class Embedding(TransformerMixin, BaseEstimator):
         return np.concatenate(parts) if parts else np.empty((0, 0), dtype=np.float32)
 
 
+class InvariantCode(TransformerMixin, BaseEstimator):
+    """The invariant statistics code: an untrained, permutation-invariant description of the weights.
+
+    Per layer, quantiles of w and |w| (minimum and maximum included); per hidden layer, the mean, max
+    and min over neurons of each neuron's summaries and of its standardised token; all of them
+    standardised, then hinged, ``relu(v - knot)`` at `knots` knots per entry placed at quantiles of
+    the training rows. A linear probe on it acts as an additive spline model of the statistics.
+    It is exactly the fixed code the ``neuron_set`` encoder can append to its embedding (``code=True``),
+    computed by that encoder's own code at the same fit, so it is the baseline that code is measured by.
+    Fitted on training weights only (shifts, scales and knots); reads no model property.
+    """
+
+    source = "weights"
+    fit_on_rows = True  # evaluate passes only the training rows to fit
+
+    def __init__(self, layout: WeightLayout, *, knots: int = 5, chunk_size: int = 1000):
+        self.layout = layout  # the zoo's layout; it needs a hidden layer
+        self.knots = knots  # hinge knots per entry (0: the standardised statistics alone)
+        self.chunk_size = chunk_size  # rows per chunk
+
+    def fit(self, X: np.ndarray, y=None) -> "InvariantCode":
+        from weightspace.representation.encoders.neuron_set import NeuronSetEncoder
+
+        _check_weights(X, self.layout.num_params)
+        if int(self.knots) < 0:
+            raise ValueError(f"InvariantCode.knots must be 0 or more, got {self.knots}")
+        encoder = NeuronSetEncoder(self.layout, width=1, code=True, code_knots=int(self.knots),
+                                   generator=torch.Generator().manual_seed(0))  # the learned part is not read
+        with torch.no_grad():
+            encoder.fit_input_scale(torch.as_tensor(np.asarray(X, dtype=np.float32)), batch_size=self.chunk_size)
+        self.encoder_ = encoder.eval()
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self)
+        X = _check_weights(X, self.n_features_in_)
+        parts = []
+        with torch.no_grad():
+            for _, chunk in read_chunks(X, self.chunk_size):
+                parts.append(self.encoder_.fixed_code(torch.as_tensor(np.asarray(chunk, dtype=np.float32))).numpy())
+        return np.concatenate(parts) if parts else np.empty((0, self.encoder_.code_dim), dtype=np.float32)
+
+
 class _Projection(TransformerMixin, BaseEstimator):
     """Shared fit/transform of the raw-weight projections: fit on every `fit_stride`-th row."""
 

@@ -78,6 +78,9 @@ class Experiment:
     variants: dict[str, Variant] = field(default_factory=dict)  # other learners, run with --variant NAME
     umap_projection: bool = True  # save a UMAP projection of the embedding for the report (PCA is always saved)
     embedding_trees: bool = False  # also probe the final embedding with boosted trees (minutes on a wide embedding)
+    # the untrained encoder (iteration 0) is evaluated and may be chosen like any trained iteration: the
+    # random-init control goes through the same selection, and the report says when it won
+    untrained_candidate: bool = True
 
     def __post_init__(self) -> None:
         if names_test_split(self.select):
@@ -306,13 +309,15 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
                      cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial, trial_resources=trial_resources,
                      resume=resume, verbose=verbose, evaluate_fn=probe_scores(targets), zoo=zoo,
                      model_split=None if "data" in (experiment.search_space or {}) else split, record=record,
-                     progress=progress)
+                     progress=progress, untrained_candidate=experiment.untrained_candidate)
+    offset = int(experiment.untrained_candidate)  # ray's iteration 1 is then the untrained encoder
     errors = [r for r in grid if r.error]
     if errors:
         first = str(errors[0].error).strip().splitlines()
         raise RuntimeError(f"{len(errors)} trial(s) failed, the first with: {first[-1] if first else 'no message'}; "
                            "fix the cause and rerun (--resume continues from the last checkpoint)")
-    unfinished = [r for r in grid if (r.metrics or {}).get("training_iteration", 0) < experiment.iterations]
+    unfinished = [r for r in grid
+                  if (r.metrics or {}).get("training_iteration", 0) < experiment.iterations + offset]
     if unfinished:  # ray stops a run on Ctrl-C, saves it and returns as if it had finished
         raise RunInterrupted(f"{len(unfinished)} of {len(grid)} trial(s) stopped before iteration "
                              f"{experiment.iterations}")
@@ -320,8 +325,10 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
         return summarize_trials(grid, out)
     result = grid[0]
     history = result.metrics_dataframe
+    history["training_iteration"] -= offset  # training iterations done: 0 is the untrained encoder
     write_csv(history, out / "history.csv")
     checkpoint, iteration, selected_by = selected_checkpoint(result, experiment.select)
+    iteration = None if iteration is None else iteration - offset
     with checkpoint.as_directory() as folder:  # fetched when the run lives in remote storage
         learner = Learner(config, zoo.layout, device="cpu").load(Path(folder) / CHECKPOINT_FILE)
     table, no_umap = _embed_and_probe(learner.model, select_epochs(zoo, experiment.zoo_epochs), split, out,
@@ -332,7 +339,9 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     extra = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
              if k in chosen and pd.notna(chosen[k])}
     extra |= {"selected_iteration": int(chosen["training_iteration"]), "selected_by": selected_by,
-              "reconstruction_kind": learner.model.reconstruction_kind}  # what the rsq_* numbers score
+              "reconstruction_kind": learner.model.reconstruction_kind,  # what the rsq_* numbers score
+              "untrained_candidate": experiment.untrained_candidate,  # iteration 0, untrained, could be chosen
+              "selected_untrained": experiment.untrained_candidate and int(chosen["training_iteration"]) == 0}
     if no_umap:
         extra["projection_note"] = no_umap  # why embedding_2d.csv holds no UMAP projection
     write_results_json(table, out / "results.json", extra=extra)

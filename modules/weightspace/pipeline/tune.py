@@ -48,11 +48,13 @@ class WeightspaceTrainable(tune.Trainable):
     `zoo` is the zoo itself, handed over by `run_tuner` through ray's object store; None: the trial
     loads the zoo named in ``config["data"]["path"]`` (which then must be readable where it runs).
     `model_split` is the zoo's split, drawn once by `run_tuner` and shared by every trial; None: drawn
-    here over all rows of the zoo with ``config["data"]``'s fractions and seed.
+    here over all rows of the zoo with ``config["data"]``'s fractions and seed. `untrained_first`: the
+    first iteration trains nothing, so the untrained encoder is evaluated and checkpointed like any
+    other iteration (a candidate of the validation choice: the random-init control).
     """
 
     def setup(self, config: dict, evaluate_fn: EvaluateFn | None = None, model_split: ModelSplit | None = None,
-              zoo: Zoo | None = None) -> None:
+              zoo: Zoo | None = None, untrained_first: bool = False) -> None:
         self.learner_config = config_from_dict(LearnerConfig, config)
         if zoo is None and not Path(self.learner_config.data.path).is_absolute():
             raise ValueError(f"data.path {self.learner_config.data.path!r} must be absolute inside a ray trial "
@@ -65,11 +67,15 @@ class WeightspaceTrainable(tune.Trainable):
             raise ValueError(f"the zoo at {self.learner_config.data.path} has no training samples with {self.learner_config.data}")
         self.learner = Learner(self.learner_config, self.datasets["train"].layout)
         self.evaluate_fn = evaluate_fn
+        self.untrained_first = untrained_first
 
     def step(self) -> dict[str, Any]:
         row: dict[str, Any] = {}
-        for _ in range(self.learner_config.train.epochs_per_step):
-            row = self.learner.train_epoch(self.datasets["train"])  # NonFiniteLossError fails the trial
+        if self.untrained_first and self.iteration == 0:  # the random-init control: no training step
+            self.learner.model.fit_input_scale(self.datasets["train"].weights)  # as training's first step does
+        else:
+            for _ in range(self.learner_config.train.epochs_per_step):
+                row = self.learner.train_epoch(self.datasets["train"])  # NonFiniteLossError fails the trial
         row |= self.learner.evaluate(self.datasets, loss_splits=["val", "test"])
         if self.evaluate_fn is not None:
             row |= dict(self.evaluate_fn(self.learner.model, self.datasets))
@@ -182,7 +188,7 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
               evaluate_fn: EvaluateFn | None = probe_scores(), model_split: ModelSplit | None = None,
               zoo: Zoo | None = None, trainable: type[WeightspaceTrainable] = WeightspaceTrainable,
               resume: bool = True, verbose: int = 1, record: str | Path | None = None,
-              progress: bool = False) -> tune.ResultGrid:
+              progress: bool = False, untrained_candidate: bool = False) -> tune.ResultGrid:
     """Run (or continue) a tune experiment of the representation learner.
 
     Args:
@@ -218,6 +224,9 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
             storage as ray does.
         progress: show one bar over the training iterations (`TrainingProgress`); with `verbose` 0, it is
             all a run prints.
+        untrained_candidate: each trial's first iteration trains nothing: the untrained encoder is evaluated
+            and checkpointed, a candidate of every choice among checkpoints; ``iterations`` training
+            iterations follow (ray counts ``iterations + 1``).
 
     Raises:
         UntrustedRunError: `record` is given and does not vouch for the run to resume.
@@ -244,7 +253,8 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
         model_split = ModelSplit.of_zoo(zoo, config.data.fractions, config.data.seed)
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial, **(trial_resources or {})}
     wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn, model_split=model_split,
-                                                       zoo=zoo), resources)
+                                                       zoo=zoo, untrained_first=untrained_candidate), resources)
+    iterations += int(untrained_candidate)
     experiment_dir = storage.join(storage_path, name)
     recorder = None
     record = None if record is None else str(Path(record).resolve())

@@ -34,8 +34,13 @@ HOW_TO_READ = (
     "Each cell is a probe's score on the **test split** (models never seen while fitting the probe or the "
     "representation; splits are by model). Columns: **B_W** a linear probe on the raw weights, **B_s** a linear "
     "probe on per-layer weight statistics, **B_s + GBT** gradient-boosted trees on the same statistics, "
+    "**Code** and **Code + GBT** a linear probe and boosted trees on the invariant statistics code (per-layer "
+    "quantiles of w and |w| and per-neuron summaries, standardised and hinged at training quantiles: untrained), "
+    "**B_probe** a linear probe on each model's outputs on 64 fixed random inputs (**B_probe task**: on task "
+    "inputs, without their labels), "
     "**Hyperparameters** the training configuration alone (the better probe on the validation split, named in "
-    "parentheses), **Representation** a linear probe on the learned embedding. Continuous targets report R² "
+    "parentheses), **Representation** a linear probe on the embedding that self-supervised training produced. "
+    "Continuous targets report R² "
     "(1 is perfect, 0 is predicting the mean, below 0 is worse than the mean) and, in the second table, Kendall's "
     "rank correlation τ; categorical targets report accuracy. The best value of each row is bold; \u201c\u2014\u201d "
     "marks a score that was not computed, with the reason in a footnote where one was recorded."
@@ -65,7 +70,9 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
     name = str(meta.get("name") or out.resolve().name)
     zoo = meta.get("zoo") if isinstance(meta.get("zoo"), dict) else {}
     lines = [f"# Experiment report: {name}", ""]
-    lines.append(f"Zoo: {zoo.get('source') or 'source not recorded'}" + (f" (`{zoo['path']}`)" if zoo.get("path") else ""))
+    source = zoo.get("source") or "source not recorded"
+    shown_path = zoo.get("path") and str(zoo["path"]) not in source  # the source sentence often names it already
+    lines.append(f"Zoo: {source}" + (f" (`{zoo['path']}`)" if shown_path else ""))
     if meta.get("learner"):
         lines += ["", f"Learner: {meta['learner']}"]
     if not meta:
@@ -191,7 +198,8 @@ def _curves_figure(out: Path, table: pd.DataFrame | None) -> list[str]:
     if path is None:
         return ["_Skipped the training curves: history.csv has no loss, R² or probe-score columns._", ""]
     return [f"![training curves]({FIGURES['curves']})", "",
-            "*Per training iteration: losses (train, val, test), reconstruction R² of the weights, and the linear "
+            "*Per training iteration: losses (train, val, test), reconstruction R² "
+            f"({_read_json(out / 'results.json').get('reconstruction_kind', 'weights')}), and the linear "
             "probe's score on the embedding for each target (val and test).*", ""]
 
 
@@ -206,7 +214,14 @@ def _selection_line(out: Path, meta: dict) -> list[str]:
     of = f" of {total}" if total else ""
     why = "the last one" if select == "last" else \
         f"the one with the best `{select}` (mean validation score of the linear probes; the test split plays no part)"
-    return [f"The embedding and the Representation column come from iteration {chosen}{of}: {why}.", ""]
+    lines = [f"The embedding and the Representation column come from iteration {chosen}{of}: {why}."]
+    if results.get("untrained_candidate"):
+        lines.append("The untrained encoder (iteration 0, its random initialisation) was a candidate of the same "
+                     "choice" + (": **it won**, so no training iteration beat the encoder's own initialisation "
+                                 "on the validation split, and the Representation column shows the untrained "
+                                 "encoder." if results.get("selected_untrained") else ", and a trained iteration "
+                                                                                     "beat it."))
+    return [" ".join(lines), ""]
 
 
 # ------------------------------------------------------------------ inputs

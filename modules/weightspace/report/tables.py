@@ -9,7 +9,12 @@ from weightspace.downstream.targets import PRIMARY_METRIC, REGRESSION
 
 # the main table's columns: (label, feature set, probes); of several probes the one best on validation is shown
 COLUMNS = (("B_W", "raw", ("linear",)), ("B_s", "stats", ("linear",)), ("B_s + GBT", "stats", ("gbt",)),
-           ("Hyperparameters", "hyper", ("linear", "gbt")), ("Representation", "embedding", ("linear",)))
+           ("Code", "code", ("linear",)), ("Code + GBT", "code", ("gbt",)), ("B_probe", "outputs_free", ("linear",)),
+           ("B_probe task", "outputs_task", ("linear",)), ("Hyperparameters", "hyper", ("linear", "gbt")),
+           ("Representation", "embedding", ("linear",)))
+# what the representation's linear probe is set against in the report's sentence: (label, feature set, probe)
+RIVALS = (("B_s", "stats", "linear"), ("B_s + boosted trees", "stats", "gbt"), ("the code", "code", "linear"),
+          ("the code + boosted trees", "code", "gbt"), ("B_probe", "outputs_free", "linear"))
 METRIC_LABELS = {"r2": "R²", "kendall_tau": "Kendall τ", "accuracy": "accuracy"}
 MISSING = "\u2014"
 # Rows are written by hand, not with DataFrame.to_markdown: tabulate pads every cell to its column's width,
@@ -31,17 +36,18 @@ def results_markdown(table: pd.DataFrame, split: str = "test") -> str:
                          value=pd.to_numeric(table["value"], errors="coerce"))
     targets = list(dict.fromkeys(zip(table["target"], table["task"])))
     notes: dict[str, int] = {}
-    main = _grid(table, targets, COLUMNS, lambda task: PRIMARY_METRIC.get(task), split, notes)
+    absent = [label for label, fs, probes in COLUMNS
+              if not ((table["feature_set"] == fs) & table["probe"].isin(probes)).any()]
+    columns = [c for c in COLUMNS if c[0] not in absent or c[0] in ("Hyperparameters", "Representation")]
+    main = _grid(table, targets, columns, lambda task: PRIMARY_METRIC.get(task), split, notes)
     if not main:
         return f"_No results on the {split} split._"
     parts = main
-    absent = [label for label, fs, probes in COLUMNS
-              if not ((table["feature_set"] == fs) & table["probe"].isin(probes)).any()]
     if absent:
         parts += ["", f"_Not in the tables: {', '.join(absent)}"
                   + (" (the zoo varies no hyperparameter, or the baselines were run without them)"
                      if "Hyperparameters" in absent else "") + "._"]
-    tau = _grid(table, [t for t in targets if t[1] == REGRESSION], COLUMNS, lambda task: "kendall_tau", split, notes)
+    tau = _grid(table, [t for t in targets if t[1] == REGRESSION], columns, lambda task: "kendall_tau", split, notes)
     if tau:
         parts += ["", "**Kendall τ** (rank correlation of prediction and truth, regression targets)", ""] + tau
     shown = {(fs, p) for _, fs, probes in COLUMNS for p in probes}
@@ -107,8 +113,8 @@ def _cell(cell, best: float | None, notes: dict[str, int], name_probe: bool) -> 
 
 
 def outcome_sentence(table: pd.DataFrame, split: str = "test") -> str:
-    """One sentence: on how many regression targets the representation's linear probe beats B_s
-    (linear) and B_s + boosted trees on `split`, naming them; "" when the table lacks the rows."""
+    """One sentence: on which regression targets the representation's linear probe reads above each baseline of
+    `RIVALS` on `split`, from one training run, so it claims no win; "" when the table lacks the rows."""
     table = table.assign(value=pd.to_numeric(table["value"], errors="coerce"))
     rows = table[(table["split"] == split) & (table["metric"] == "r2") & (table["task"] == REGRESSION)]
 
@@ -120,13 +126,15 @@ def outcome_sentence(table: pd.DataFrame, split: str = "test") -> str:
     if rep.empty:
         return ""
     parts = []
-    for label, other in (("B_s", scores("stats", "linear")), ("B_s + boosted trees", scores("stats", "gbt"))):
+    for label, fs, probe in RIVALS:
+        other = scores(fs, probe)
         common = [t for t in rep.index if t in other.index and np.isfinite(other[t])]
         if not common:
             continue
-        won = [t for t in common if rep[t] > other[t]]
-        parts.append(f"{label} on {len(won)} of {len(common)}" + (f" ({', '.join(won)})" if won else ""))
+        above = [t for t in common if rep[t] > other[t]]
+        parts.append(f"{label} on {len(above)} of {len(common)}" + (f" ({', '.join(above)})" if above else ""))
     if not parts:
         return ""
-    return (f"On the {split} split the representation's linear probe beats " + " and ".join(parts)
-            + " regression targets (R², one training run; bench/representation_quality.py has means over seeds).")
+    return (f"One run: on the {split} split the representation's linear probe reads above " + ", ".join(parts)
+            + " regression targets (R²). One training run supports no claim of a win; docs/representation_quality.md "
+            "compares means over three training seeds, and a win there is one that clears the seeds' spread.")

@@ -52,18 +52,22 @@ def config_2021(name: str) -> tuple[LearnerConfig, int]:
     return config, iterations
 
 
-def config_neuron_set(*, gamma: float = 0.5, width: int = 1024) -> LearnerConfig:
+def config_neuron_set(*, gamma: float = 0.5, width: int = 1024, code: bool = False) -> LearnerConfig:
     """The permutation-invariant learner that replaces the 2021 transformer as the folders' default.
 
     `neuron_set` encoder (per-neuron tanh MLP of `width` features pooled by mean / max / min over each
-    hidden layer, plus the pooled standardised tokens; the embedding adds the fixed code of the weights'
-    statistics with 5 hinge knots), projection head 2/256/64, NT-Xent (tau 0.1) on two erased views mixed
+    hidden layer, plus the pooled standardised tokens), projection head 2/256/64, NT-Xent (tau 0.1) on two erased views mixed
     at `gamma` with the reconstruction of the invariant weight statistics; Adam at lr 1e-3, batch 200, fp32
     (its matrix products are too small for bf16 to pay on a CPU). Permutation views are off: they cannot
     change this encoder's output.
+
+    The embedding holds only what training produces. `code` appends the untrained invariant statistics
+    code with 5 hinge knots, as earlier versions did; that code is a baseline of its own
+    (`weightspace.downstream.features.InvariantCode`), so an embedding carrying it is no longer a
+    measure of what self-supervision learned.
     """
     return LearnerConfig(
-        encoder=NeuronSetConfig(width=width, project_dim=0, activation="tanh"),
+        encoder=NeuronSetConfig(width=width, project_dim=0, activation="tanh", code=code),
         head=HeadConfig(layers=2, hidden=256, out_dim=64),
         loss=LossConfig(gamma=gamma, temperature=0.1),
         augment=AugmentConfig(permute=False, erase_p=0.5),

@@ -104,7 +104,7 @@ class NeuronSetConfig(EncoderConfig):
     neuron_stats: bool = True  # tokens carry per-neuron summaries (largest |w|, extremes)
     skip: bool = True  # the embedding also holds the pooled standardised tokens
     project_dim: int = 0  # a Linear maps the learned features to this width; 0 keeps the pooled features
-    code: bool = True  # the embedding also holds the fixed code (statistics and their hinges)
+    code: bool = False  # the embedding also holds the fixed code (an untrained baseline: InvariantCode)
     code_knots: int = 5  # hinge knots per entry of the code (0: the statistics alone)
 
     def __post_init__(self) -> None:
@@ -137,7 +137,7 @@ class NeuronSetEncoder(Autoencoder):
     """
 
     def __init__(self, layout: WeightLayout, *, width: int = 512, phi_layers: int = 1, activation: str = "tanh",
-                 neuron_stats: bool = True, skip: bool = True, project_dim: int = 0, code: bool = True,
+                 neuron_stats: bool = True, skip: bool = True, project_dim: int = 0, code: bool = False,
                  code_knots: int = 5, decoder_hidden: int = 256, generator: torch.Generator | None = None):
         super().__init__()
         layers = layout.layers
@@ -264,6 +264,12 @@ class NeuronSetEncoder(Autoencoder):
         of `_code_inputs`."""
         inputs = self._code_inputs(x, tokens)
         return torch.cat([inputs[:, :self.num_targets], _hinges(inputs, self.knots)], dim=1)
+
+    def fixed_code(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, code_dim)``: the fixed code alone (the `InvariantCode` baseline of
+        `weightspace.downstream.features`); empty when ``code`` is off."""
+        self._check(x)
+        return self._fixed_code(x, self._standard_tokens(x)) if self.code else x.new_zeros(x.shape[0], 0)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` -> ``(B, embedding_dim)``: the learned features, then (``code``) the fixed code."""
