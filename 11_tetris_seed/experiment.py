@@ -13,9 +13,9 @@ NOTES = (
     "Learner: neuron_set (per-neuron tanh MLP of width 1024 over each hidden neuron's incoming weights, bias, "
     "outgoing weights and per-neuron summaries, pooled by mean / max / min; tokens standardised per layer on the "
     "training split), NT-Xent (tau 0.1) on erased views mixed at gamma 0.5 with the reconstruction of invariant "
-    "weight statistics; 4 x 2 = 8 epochs at batch 200, lr 1e-3. The embedding also carries a fixed code that "
-    "training does not touch: the standardised invariant statistics and hinges relu(v - knot) of them and of the "
-    "pooled tokens at 5 quantiles of the training split. Probed on 6 of the 26 checkpoints per model "
+    "weight statistics; 4 x 2 = 8 epochs at batch 200, lr 1e-3. The embedding holds only what training produced "
+    "(the untrained encoder is a candidate of the validation choice); the invariant statistics code it once "
+    "carried is a baseline of its own (Code). Probed on 6 of the 26 checkpoints per model "
     "(epochs 0, 5, 10, 15, 20, 25), as the baselines."
 )
 NOTES_2021 = (

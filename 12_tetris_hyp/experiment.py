@@ -10,8 +10,8 @@ from weightspace.pipeline.experiment import Experiment, Variant
 from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
 
 NOTES = (
-    "Learner: neuron_set, as in 11_tetris_seed (width 1024, mean / max / min pooling, the fixed code of the "
-    "weights' statistics, gamma 0.5, 8 epochs). "
+    "Learner: neuron_set, as in 11_tetris_seed (width 1024, mean / max / min pooling, gamma 0.5, "
+    "8 epochs). "
     "Targets: accuracy, ggap, epoch and the varied hyperparameters (activation, init, dropout, lr, weight_decay). "
     "The zoo is the tetris_hyp preset (a full 4 x 4 x 2 x 2 x 2 grid x 8 seeds), not the 2021 Zenodo file unless "
     "datasets/12_tetris_hyp holds it; 6 of the 26 checkpoints per model (epochs 0, 5, 10, 15, 20, 25)."

@@ -12,8 +12,8 @@ from weightspace.representation.presets import config_2021, config_neuron_set, c
 NOTES = (
     "Zoo: the digits_seed preset (64-16-10 tanh MLP, 1210 weights, 500 seeds, 20 epochs of Adam at lr 1e-3; "
     "accuracy rises from 0.10 at init to about 0.94), checkpoints 0, 4, ..., 20 (6 of 21 per model). Learner: "
-    "neuron_set, as in 11_tetris_seed (width 1024, mean / max / min pooling over the 16 hidden neurons, the fixed "
-    "code of the weights' statistics, gamma 0.5, 8 epochs)."
+    "neuron_set, as in 11_tetris_seed (width 1024, mean / max / min pooling over the 16 hidden neurons, "
+    "gamma 0.5, 8 epochs)."
 )
 NOTES_2021 = (
     "The 2021 Tetris-SEED transformer on neuron tokens (26 tokens here), NT-Xent (tau 0.1) + reconstruction at "

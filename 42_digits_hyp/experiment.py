@@ -18,10 +18,9 @@ TARGETS = ("training_iteration", "test_acc", "ggap", "lr", "weight_decay", "drop
 NOTES = (
     "Zoo: the digits_hyp preset (Unterthiner's CNN, 4970 weights, 2000 random configurations, 6 epochs at "
     "batch 8, checkpoints 0, 1, 2, 3, 4, 6; diverged models are flagged and left out of every probe). Learner: "
-    "neuron_set as in 11_tetris_seed (mean / max / min pooling over each hidden layer's 16 channels, the fixed "
-    "code of the weights' statistics, gamma 0.5, 4 x 2 epochs) at width 384 instead of 1024: the network has three "
-    "hidden layers, not one, and 384 keeps the learned features (3.9k; the fixed code adds 3.2k) near the "
-    "one-hidden-layer zoos' (3.2k; code 0.8k), which the probes' cost follows. Targets: epoch, test accuracy, "
+    "neuron_set as in 11_tetris_seed (mean / max / min pooling over each hidden layer's 16 channels, "
+    "gamma 0.5, 4 x 2 epochs) at width 384 instead of 1024: the network has three hidden layers, not one, and 384 "
+    "keeps the learned features (3.9k) near the one-hidden-layer zoos' (3.2k), which the probes' cost follows. Targets: epoch, test accuracy, "
     "generalization gap, learning rate, l2 (weight_decay), dropout and train fraction (R²); activation, init and "
     "optimizer (accuracy)."
 )
