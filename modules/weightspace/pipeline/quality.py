@@ -1,6 +1,7 @@
 """The quality table: learned representations of one zoo against the baselines, each seed chosen on validation.
 
-For each encoder (the experiment's default learner, ``neuron_set``, and its ``2021`` variant), taken exactly
+For each encoder (the experiment's default learner, ``neuron_set``, and its ``2021`` variant; on request
+the default learner with a function-space reconstruction target, `ENCODER_OVERRIDES`), taken exactly
 as the experiment runs it, the encoder is trained self-supervised (no model property is seen) for its
 stated budget with several training seeds, and linear probes (ridge, alpha chosen on validation) are fitted
 on its embedding. Each seed keeps the embedding whose linear probes score best on the validation split
@@ -45,13 +46,19 @@ from weightspace.downstream.probing import SELECT_METRIC, probe_scores
 from weightspace.downstream.targets import CLASSIFICATION, derive_targets
 from weightspace.pipeline.experiment import Experiment
 from weightspace.representation import Learner, LearnerConfig, embed, fit
+from weightspace.representation.function_target import with_zoo_architecture
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo
 
 # table name -> the experiment's variant (None: its default learner); short name -> table name
-ENCODER_VARIANTS = {"2021 transformer (cpu schedule)": "2021", "neuron_set": None}
+ENCODER_VARIANTS = {"2021 transformer (cpu schedule)": "2021", "neuron_set": None,
+                    "neuron_set, outputs target": None, "neuron_set, statistics + outputs target": None}
 SHORT_NAMES = {"2021": "2021 transformer (cpu schedule)", "neuron_set": "neuron_set"}
+# table name -> fields set on the (neuron_set) encoder of that learner: the function-space targets
+ENCODER_OVERRIDES = {"neuron_set, outputs target": {"target": "outputs"},
+                     "neuron_set, statistics + outputs target": {"target": "both"}}
+DEFAULT_ENCODERS = ("2021 transformer (cpu schedule)", "neuron_set")  # what runs unless encoders are named
 INIT = ", random init"  # suffix of an encoder's control feature set
 CODE, OUTPUTS = "code", {"free": "B_probe (data-free)", "task": "B_probe (task inputs)"}
 RAW_COLUMNS = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "k", "draw", "value", "seed",
@@ -74,7 +81,7 @@ class QualityConfig:
     """What `run_quality` runs."""
 
     seeds: int = 3  # training seeds per encoder (3 or more for the table)
-    encoders: tuple[str, ...] = tuple(ENCODER_VARIANTS)  # table names (or short names: "2021", "neuron_set")
+    encoders: tuple[str, ...] = DEFAULT_ENCODERS  # table names (or short names: "2021", "neuron_set")
     smoke: bool = False  # tiny encoders, one epoch, every checkpoint: seconds, not science
     label_scarce: bool = False  # also the label-scarce protocol (k labelled training models)
     scarce: LabelScarceConfig = field(default_factory=LabelScarceConfig)  # its ks, draws and seed
@@ -101,6 +108,11 @@ def encoders_of(experiment: Experiment, names, *, smoke: bool = False) -> list[E
         variant = ENCODER_VARIANTS[name]
         run = experiment.variant(variant) if variant is not None else experiment
         rep = copy.deepcopy(run.representation)
+        if name in ENCODER_OVERRIDES:
+            if rep.encoder.name != "neuron_set":
+                raise ValueError(f"encoder {name!r} changes the neuron_set learner, but experiment "
+                                 f"{experiment.name!r} learns with {rep.encoder.name!r}")
+            rep.encoder = replace(rep.encoder, **ENCODER_OVERRIDES[name])
         encoder = Encoder(name, rep, epochs=run.iterations * rep.train.epochs_per_step, evaluations=run.iterations)
         if smoke:
             rep.train = replace(rep.train, batch_size=16)
@@ -303,6 +315,8 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
     epochs = None if config.smoke else experiment.zoo_epochs
     targets = None if experiment.targets is None else list(experiment.targets)
     encoders = encoders_of(experiment, config.encoders, smoke=config.smoke)
+    for encoder in encoders:  # a function-space target runs the zoo's networks: only zoo.json is read
+        encoder.config.encoder = with_zoo_architecture(encoder.config.encoder, zoo)
 
     def finished(rows: pd.DataFrame) -> pd.DataFrame:
         rows = rows.assign(zoo=name).reindex(columns=RAW_COLUMNS)
@@ -319,7 +333,7 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
             parts.append(scarce_baselines(features, data, targets, config.scarce))
         rows = [finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines"))]
         if log:
-            log(f"{name}: baselines done")
+            log("baselines done")
         work = [(encoder, seed) for encoder in encoders for seed in range(config.seeds)]
         if config.jobs <= 1:
             rows += [finished(encoder_rows(e, seed, data, targets, config, log)) for e, seed in work]
