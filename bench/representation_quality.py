@@ -11,6 +11,8 @@ Each zoo's encoders, checkpoints and targets are exactly its folder's (its defau
     python bench/representation_quality.py --zoo digits_hyp --label-scarce   # also probes with k labels
     python bench/representation_quality.py --zoo digits_hyp --raw rows.csv   # every finished part kept
     python bench/representation_quality.py --zoo digits_hyp --from-raw rows.csv  # merge them (cut runs too)
+    python bench/representation_quality.py --zoo tetris_seed --encoders 'neuron_set, outputs target'
+        # the default learner reconstructing the networks' logits on data-free queries (function space)
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import pandas as pd
 import torch
 
 from weightspace.pipeline.experiment import Experiment
-from weightspace.pipeline.quality import ENCODER_VARIANTS, RAW_COLUMNS, QualityConfig, load_preset_zoo, run_quality
+from weightspace.pipeline.quality import (DEFAULT_ENCODERS, ENCODER_VARIANTS, RAW_COLUMNS, QualityConfig,
+                                          load_preset_zoo, run_quality)
 from weightspace.pipeline.quality_table import summarize, write_table
 from weightspace.zoo.devices import resolve_device
 
@@ -82,7 +85,8 @@ def main() -> None:
     parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "representation_quality", help="table path stem")
     parser.add_argument("--encoders", nargs="+", choices=list(ENCODER_VARIANTS), default=None,
-                        help="run only these encoders (default: all); their rows replace the old ones")
+                        help="run these encoders (default: the two learners; the 'neuron_set, ... target' ones "
+                             "only when named); their rows replace the old ones")
     parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
     parser.add_argument("--label-scarce", action="store_true",
                         help="also probe with the labels of only k = 10, 30, 100, all training models (5 draws)")
@@ -98,7 +102,7 @@ def main() -> None:
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be >= 1")
     device = str(resolve_device(args.device))
-    chosen = args.encoders or list(ENCODER_VARIANTS)
+    chosen = args.encoders or list(DEFAULT_ENCODERS)
     config = QualityConfig(seeds=args.seeds, encoders=tuple(chosen), smoke=args.smoke, label_scarce=args.label_scarce,
                            device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads)
     for name in args.zoo or ZOOS:

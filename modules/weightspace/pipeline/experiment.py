@@ -293,11 +293,13 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     from weightspace.representation.learner import Learner
     from weightspace.downstream.probing import probe_scores
     from weightspace.representation.registry import create_autoencoder
+    from weightspace.representation.function_target import with_zoo_architecture
 
     out = Path(out_dir).resolve()
-    # an encoder that cannot take this zoo's layout stops here, with its message, not inside a ray trial
-    create_autoencoder(experiment.representation.encoder, zoo.layout, generator=torch.Generator().manual_seed(0))
     config = copy.deepcopy(experiment.representation)
+    config.encoder = with_zoo_architecture(config.encoder, zoo)  # a function-space target runs the zoo's networks
+    # an encoder that cannot take this zoo's layout stops here, with its message, not inside a ray trial
+    create_autoencoder(config.encoder, zoo.layout, generator=torch.Generator().manual_seed(0))
     config.data.path = str(Path(zoo.path).resolve())
     config.data.epochs = experiment.zoo_epochs
     config.train.device = device

@@ -52,7 +52,8 @@ def config_2021(name: str) -> tuple[LearnerConfig, int]:
     return config, iterations
 
 
-def config_neuron_set(*, gamma: float = 0.5, width: int = 1024, code: bool = False) -> LearnerConfig:
+def config_neuron_set(*, gamma: float = 0.5, width: int = 1024, code: bool = False,
+                      target: str = "statistics", output_weight: float = 0.5) -> LearnerConfig:
     """The permutation-invariant learner that replaces the 2021 transformer as the folders' default.
 
     `neuron_set` encoder (per-neuron tanh MLP of `width` features pooled by mean / max / min over each
@@ -65,9 +66,13 @@ def config_neuron_set(*, gamma: float = 0.5, width: int = 1024, code: bool = Fal
     code with 5 hinge knots, as earlier versions did; that code is a baseline of its own
     (`weightspace.downstream.features.InvariantCode`), so an embedding carrying it is no longer a
     measure of what self-supervision learned.
+
+    `target` "outputs" reconstructs the networks' logits on 64 data-free queries instead of the statistics,
+    "both" the two (the outputs weighing `output_weight`); the pipeline fills the zoo's architecture in.
     """
     return LearnerConfig(
-        encoder=NeuronSetConfig(width=width, project_dim=0, activation="tanh", code=code),
+        encoder=NeuronSetConfig(width=width, project_dim=0, activation="tanh", code=code, target=target,
+                                output_weight=output_weight),
         head=HeadConfig(layers=2, hidden=256, out_dim=64),
         loss=LossConfig(gamma=gamma, temperature=0.1),
         augment=AugmentConfig(permute=False, erase_p=0.5),

@@ -19,6 +19,10 @@ The decoder does not rebuild the weights (an invariant code cannot say which per
 rebuild); it predicts `invariant_targets` of the input: per-layer quantiles of the weights and of
 |w|, and the pooled per-neuron summaries — a reconstruction loss that keeps the tails. Its
 reconstruction R² therefore scores these statistics (``reconstruction_kind``), not the weights.
+With ``target="outputs"`` it predicts instead what the network computes: its logits on K fixed
+data-free queries (`weightspace.representation.function_target`), standardised per entry, and with
+``"both"`` the two concatenated, the outputs weighing ``output_weight`` of the loss. Both targets are
+invariant to the permutations, so the encoder can learn them; the fixed code stays the statistics'.
 
 The embedding that probes read (`encode`) also carries a fixed, untrained code (``code``): the
 standardised `invariant_targets` and a piecewise-linear code of them and of the pooled standardised
@@ -40,11 +44,13 @@ from torch import nn
 from weightspace.layout import LayerSpec, WeightLayout
 from weightspace.representation.autoencoder import Autoencoder
 from weightspace.representation.encoders.mlp import mlp_stack
+from weightspace.representation.function_target import FunctionTarget
 from weightspace.representation.init import init_parameters
 from weightspace.representation.registry import EncoderConfig, register_encoder
 from weightspace.zoo.activations import ACTIVATIONS, make_activation
 
 POOLS = ("mean", "max", "min")
+TARGETS = ("statistics", "outputs", "both")  # what the decoder predicts
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
 
@@ -106,9 +112,30 @@ class NeuronSetConfig(EncoderConfig):
     project_dim: int = 0  # a Linear maps the learned features to this width; 0 keeps the pooled features
     code: bool = False  # the embedding also holds the fixed code (an untrained baseline: InvariantCode)
     code_knots: int = 5  # hinge knots per entry of the code (0: the statistics alone)
+    target: str = "statistics"  # the decoder predicts "statistics", "outputs" (logits on queries) or "both"
+    output_weight: float = 0.5  # "both": the outputs' share of the reconstruction loss, in (0, 1)
+    n_queries: int = 64  # K, data-free query inputs of the outputs target
+    query_seed: int = 0  # draws the queries
+    target_activation: str = "zoo"  # "zoo": the zoo's shared activation, else tanh; or a name for every zoo
+    architecture: dict | None = None  # the zoo's networks (function_target.zoo_architecture); the pipeline fills it
+
+    @property
+    def needs_architecture(self) -> bool:
+        """Whether the target runs the zoo's networks, so that `architecture` must be filled from the zoo."""
+        return self.target != "statistics"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.target not in TARGETS:
+            raise ValueError(f"NeuronSetConfig.target must be one of {TARGETS}, got {self.target!r}")
+        if not 0.0 < self.output_weight < 1.0:
+            raise ValueError(f"NeuronSetConfig.output_weight must lie in (0, 1), got {self.output_weight}; "
+                             "use target='statistics' or 'outputs' for the ends")
+        if self.n_queries < 1:
+            raise ValueError(f"NeuronSetConfig.n_queries must be >= 1, got {self.n_queries}")
+        if self.target_activation != "zoo" and self.target_activation not in ACTIVATIONS:
+            raise ValueError(f"NeuronSetConfig.target_activation {self.target_activation!r} is unknown; choose 'zoo' "
+                             f"or one of {sorted(ACTIVATIONS)}")
         for key in ("width", "phi_layers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"NeuronSetConfig.{key} must be >= 1, got {getattr(self, key)}")
@@ -132,13 +159,19 @@ class NeuronSetEncoder(Autoencoder):
         project_dim: 0 keeps the pooled features as the learned features; otherwise a Linear maps them to this width.
         code: append the fixed code (standardised invariant statistics and their hinges) to the embedding.
         code_knots: knots per entry of the code's piecewise-linear part (0: the statistics alone).
-        decoder_hidden: hidden width of the decoder that predicts `invariant_targets`.
+        decoder_hidden: hidden width of the decoder.
+        target: what the decoder predicts: "statistics" (`invariant_targets`), "outputs" (`function`'s logits
+            on its queries) or "both" (concatenated, the outputs weighing `output_weight` of the loss).
+        function: the networks' outputs on fixed queries; needed unless `target` is "statistics".
+        output_weight: with "both", the outputs' share of the reconstruction MSE.
         generator: draws the initial parameters.
     """
 
     def __init__(self, layout: WeightLayout, *, width: int = 512, phi_layers: int = 1, activation: str = "tanh",
                  neuron_stats: bool = True, skip: bool = True, project_dim: int = 0, code: bool = False,
-                 code_knots: int = 5, decoder_hidden: int = 256, generator: torch.Generator | None = None):
+                 code_knots: int = 5, decoder_hidden: int = 256, target: str = "statistics",
+                 function: FunctionTarget | None = None, output_weight: float = 0.5,
+                 generator: torch.Generator | None = None):
         super().__init__()
         layers = layout.layers
         if len(layers) < 2:
@@ -175,7 +208,25 @@ class NeuronSetEncoder(Autoencoder):
         self.register_buffer("knots", torch.zeros(self.code_knots, hinged))
         self.code_dim = (self.num_targets + self.code_knots * hinged) if code else 0
         self.embedding_dim = self.learned_dim + self.code_dim  # the embedding `encode` returns
-        self.decoder = mlp_stack([self.learned_dim, decoder_hidden, self.num_targets], "leakyrelu")
+        if target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+        if (target == "statistics") != (function is None):
+            raise ValueError(f"target {target!r} " + ("needs the networks' outputs (function); fill "
+                             "NeuronSetConfig.architecture from the zoo (function_target.zoo_architecture)"
+                             if function is None else "predicts no outputs; pass function=None"))
+        self.target, self.function = target, function
+        recon_dim = self.num_targets
+        if function is not None:
+            self.num_outputs = function.n_outputs
+            self.register_buffer("output_shift", torch.zeros(self.num_outputs))
+            self.register_buffer("output_scale", torch.ones(self.num_outputs))
+            recon_dim = self.num_outputs + (self.num_targets if target == "both" else 0)
+            # "both": scaled parts make the MSE over the concatenation (1 - w) * MSE(stats) + w * MSE(outputs)
+            self.part_weights = (((1 - output_weight) * recon_dim / self.num_targets) ** 0.5,
+                                 (output_weight * recon_dim / self.num_outputs) ** 0.5)
+            self.reconstruction_kind = {"outputs": "outputs on queries",
+                                        "both": "invariant statistics and outputs on queries"}[target]
+        self.decoder = mlp_stack([self.learned_dim, decoder_hidden, recon_dim], "leakyrelu")
         if generator is not None:
             init_parameters(self, generator)
 
@@ -193,15 +244,19 @@ class NeuronSetEncoder(Autoencoder):
         and the code's knots on `weights` ``(S, D)`` (training rows; no property of any model is used)."""
         sums = [torch.zeros(3, t.token_dim, dtype=torch.float64) for t in self.tokens]
         sums.append(torch.zeros(3, self.num_targets, dtype=torch.float64))
+        if self.function is not None:
+            sums.append(torch.zeros(3, self.num_outputs, dtype=torch.float64))
         device = self.shift_0.device
         for start in range(0, weights.shape[0], batch_size):
             x = torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32).to(device)
             rows = [t(x).reshape(-1, t.token_dim) for t in self.tokens] + [self.invariant_targets(x)]
+            if self.function is not None:
+                rows.append(self.function(x))
             for s, r in zip(sums, rows):
                 r = r.double().cpu()
                 s += torch.stack([torch.full_like(r[0], r.shape[0]), r.sum(0), r.square().sum(0)])
-        shifts = [f"shift_{i}" for i in range(len(self.tokens))] + ["target_shift"]
-        scales = [f"scale_{i}" for i in range(len(self.tokens))] + ["target_scale"]
+        shifts = [f"shift_{i}" for i in range(len(self.tokens))] + ["target_shift", "output_shift"]
+        scales = [f"scale_{i}" for i in range(len(self.tokens))] + ["target_scale", "output_scale"]
         for (count, total, total_sq), shift, scale in zip(sums, shifts, scales):
             mean = total / count
             std = (total_sq / count - mean.square()).clamp_min(0).sqrt()
@@ -237,8 +292,8 @@ class NeuronSetEncoder(Autoencoder):
 
     def _code_inputs(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
         """``(B, num_targets + pooled tokens)``: the entries the code hinges, the standardised statistics
-        (`reconstruction_target`) and then each hidden layer's pooled standardised tokens."""
-        return torch.cat([self.reconstruction_target(x)] + [_pool(tok, 1) for tok in tokens], dim=1)
+        (`standard_statistics`) and then each hidden layer's pooled standardised tokens."""
+        return torch.cat([self.standard_statistics(x)] + [_pool(tok, 1) for tok in tokens], dim=1)
 
     # ------------------------------------------------------------ model
     def _check(self, x: torch.Tensor) -> None:
@@ -279,13 +334,27 @@ class NeuronSetEncoder(Autoencoder):
         return torch.cat([z, self._fixed_code(x, tokens)], dim=1) if self.code else z
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``(B, trained_dim)`` (or the whole embedding, whose learned part is read) -> ``(B, n_targets)``:
-        the predicted `invariant_targets`."""
+        """``(B, trained_dim)`` (or the whole embedding, whose learned part is read) -> the predicted
+        `reconstruction_target`."""
         return self.decoder(z[:, :self.trained_dim])
 
-    def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
-        """What `decode` reconstructs for the weights `x`: `invariant_targets`, standardised."""
+    def standard_statistics(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, n_targets)``: `invariant_targets`, standardised."""
         return (self.invariant_targets(x) - self.target_shift) / self.target_scale
+
+    def standard_outputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, K * classes)``: the networks' logits on the queries, standardised per entry."""
+        return (self.function(x) - self.output_shift) / self.output_scale
+
+    def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
+        """What `decode` reconstructs for the weights `x`: the standardised statistics, the standardised
+        outputs, or both (each part scaled by its share of the loss)."""
+        if self.target == "statistics":
+            return self.standard_statistics(x)
+        if self.target == "outputs":
+            return self.standard_outputs(x)
+        stats, outs = self.part_weights
+        return torch.cat([stats * self.standard_statistics(x), outs * self.standard_outputs(x)], dim=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: the learned features ``(B, trained_dim)`` and the decoded statistics."""
@@ -295,6 +364,15 @@ class NeuronSetEncoder(Autoencoder):
 
 @register_encoder("neuron_set", config=NeuronSetConfig)
 def build_neuron_set(c: NeuronSetConfig, layout: WeightLayout, generator: torch.Generator | None) -> NeuronSetEncoder:
+    function = None
+    if c.needs_architecture:
+        if c.architecture is None:
+            raise ValueError(f"NeuronSetConfig(target={c.target!r}) runs the zoo's networks, but its architecture "
+                             "is not filled in; set it from the zoo: with_zoo_architecture(config, zoo) (the "
+                             "experiment pipeline and `weightspace quality` do this)")
+        function = FunctionTarget(layout, c.architecture, n_queries=c.n_queries, seed=c.query_seed,
+                                  activation=None if c.target_activation == "zoo" else c.target_activation)
     return NeuronSetEncoder(layout, width=c.width, phi_layers=c.phi_layers, activation=c.activation,
                             neuron_stats=c.neuron_stats, skip=c.skip, project_dim=c.project_dim, code=c.code,
-                            code_knots=c.code_knots, generator=generator)
+                            code_knots=c.code_knots, target=c.target, function=function,
+                            output_weight=c.output_weight, generator=generator)

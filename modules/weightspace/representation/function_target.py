@@ -1,0 +1,118 @@
+"""A function-space reconstruction target: each network's logits on K fixed, data-free query inputs.
+
+A weight decoder can only be asked to rebuild what the weights say; this target asks for what the
+network *does*. Every weight row is devectorized into the zoo's registered architecture and run on
+the same K queries (uniform on [0, 1) in the task's input shape, drawn from a seed: no task data);
+the ``(K, classes)`` logits, flattened query by query, are the target. A network's outputs do not
+change under function-preserving neuron permutations, so an invariant encoder can learn them.
+
+What the target may read: the weights and the architecture, never a model property. The architecture
+is what ``zoo.json`` records (`zoo_architecture`), and the activation only where the whole zoo shares
+one, so that it is part of the architecture. In a zoo whose activation varies between models it is a
+hyperparameter, and so a probing target (tetris_hyp, digits_hyp predict it): running each model with
+its recorded activation would let training read a label. There the networks run with one fixed
+activation for all models (tanh by default): a "pseudo-function" of the weights that is still exactly
+permutation-invariant, though not the function the model computed.
+
+The target is computed on the fly from each batch of (permuted, un-erased) views: permutations leave
+it unchanged, so it never has to be looked up by zoo row, and the learner sees weights only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from weightspace.layout import WeightLayout
+from weightspace.zoo.grouped import grouped_forward, supports_grouped
+from weightspace.zoo.store import Zoo
+
+PSEUDO_ACTIVATION = "tanh"  # what networks run with where the zoo's activation is a hyperparameter
+
+
+def zoo_architecture(zoo: Zoo) -> dict:
+    """What a function-space target may know of `zoo`'s networks, from ``zoo.json`` alone.
+
+    Returns:
+        ``{"name", "kwargs", "input_shape", "activation"}``: the registered architecture, its
+        arguments (no activation, no dropout), the task's input shape ``(C, H, W)`` and the activation
+        every model of the zoo shares, or None where it varies between models (a hyperparameter).
+
+    Raises:
+        ValueError: the zoo records no architecture or no input shape.
+    """
+    arch = zoo.info.get("architecture")
+    if not isinstance(arch, dict) or not arch.get("name"):
+        raise ValueError(f"zoo {zoo.name!r} records no architecture in zoo.json, so its weights cannot be run on "
+                         "query inputs; use target='statistics' for it")
+    task = zoo.info.get("task") if isinstance(zoo.info.get("task"), dict) else {}
+    if not task.get("input_shape"):
+        raise ValueError(f"zoo {zoo.name!r} records no task input_shape in zoo.json, so no query inputs can be "
+                         "drawn; use target='statistics' for it")
+    kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k not in ("activation", "dropout")}
+    activation = (arch.get("kwargs") or {}).get("activation")
+    varied = "activation" in zoo.info.get("hyperparameters", [])
+    if activation is None and not varied and "activation" in zoo.samples:
+        shared = zoo.samples["activation"].dropna().unique()  # one value: the zoo declares it fixed
+        activation = str(shared[0]) if len(shared) == 1 else None
+    return {"name": arch["name"], "kwargs": kwargs, "input_shape": [int(s) for s in task["input_shape"]],
+            "activation": None if varied else activation}
+
+
+def with_zoo_architecture(config: Any, zoo: Zoo) -> Any:
+    """An encoder config whose target runs the networks (``needs_architecture``) with its ``architecture``
+    filled from `zoo` (`zoo_architecture`); any other config, or one already filled, is returned as it is."""
+    if not getattr(config, "needs_architecture", False) or config.architecture is not None:
+        return config
+    return dataclasses.replace(config, architecture=zoo_architecture(zoo))
+
+
+class FunctionTarget(nn.Module):
+    """``(B, D)`` weights -> ``(B, K * classes)``: each network's logits on the K shared queries.
+
+    Args:
+        layout: the layout of the weight vectors.
+        architecture: `zoo_architecture`'s dict (the registered name, its arguments, the input shape and
+            the zoo's shared activation or None).
+        n_queries: K.
+        seed: draws the queries.
+        activation: overrides the architecture's activation; None uses it, or `PSEUDO_ACTIVATION` where
+            the zoo has none.
+
+    Raises:
+        ValueError: the architecture cannot be built, or its parameters differ from `layout`.
+    """
+
+    def __init__(self, layout: WeightLayout, architecture: Mapping, *, n_queries: int = 64, seed: int = 0,
+                 activation: str | None = None):
+        super().__init__()
+        from weightspace.downstream.model_outputs import ProbeUnavailable, build_template, draw_queries
+
+        self.activation = activation or architecture.get("activation") or PSEUDO_ACTIVATION
+        kwargs = {**dict(architecture.get("kwargs") or {}), "activation": self.activation}
+        try:
+            template, names = build_template(layout, architecture.get("name"), kwargs)
+        except ProbeUnavailable as err:
+            raise ValueError(f"the function-space target cannot run this zoo's networks: {err}") from None
+        self.__dict__["template"] = template  # on the meta device; kept out of parameters, buffers and .to()
+        self.names = names  # layout key -> the template's parameter name
+        self.layout = layout
+        self.grouped = supports_grouped(template)
+        queries = draw_queries("uniform", int(n_queries), tuple(architecture["input_shape"]), seed)  # (K, C, H, W)
+        self.register_buffer("queries", queries, persistent=False)  # rebuilt from the seed, not saved
+        with torch.no_grad():
+            self.n_outputs = int(template(queries[:1].to("meta")).shape[1]) * int(n_queries)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = {self.names[k]: p for k, p in self.layout.devectorize(x.float()).items()}  # (B, *shape) each
+        if self.grouped:
+            out = grouped_forward(self.template, params, self.queries, shared_input=True)
+        else:
+            one = lambda p, q: functional_call(self.template, p, (q,))  # noqa: E731
+            out = vmap(one, in_dims=(0, None))(params, self.queries)
+        return out.reshape(x.shape[0], -1)  # (B, K * classes), query by query
