@@ -73,12 +73,13 @@ def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[
         "stats": LayerStatistics(zoo.layout, preset=config.stats_preset, biases=config.stats_biases),
     }
     pairs = [("raw", "linear"), ("stats", "linear"), ("stats", "gbt")]
-    if config.code:
+    if config.code:  # boosted trees read the code's entries before hinging: the same splits, a fifth of the columns
         hidden = len(zoo.layout.layers) > 1
-        feature_sets["code"] = InvariantCode(zoo.layout, knots=config.code_knots) if hidden else \
-            Unavailable("the invariant statistics code: not available: it summarises hidden layers, and this "
-                        "zoo's networks have a single layer")
-        pairs += [("code", "linear"), ("code", "gbt")]
+        for name, hinged in (("code", True), ("code_stats", False)):
+            feature_sets[name] = InvariantCode(zoo.layout, knots=config.code_knots, hinged=hinged) if hidden else \
+                Unavailable("the invariant statistics code: not available: it summarises hidden layers, and this "
+                            "zoo's networks have a single layer")
+        pairs += [("code", "linear"), ("code_stats", "gbt")]
     varied = [h for h in zoo.hyperparameters if zoo.samples[h].nunique(dropna=True) > 1]
     if varied:
         columns = varied + (["epoch"] if zoo.samples["epoch"].nunique() > 1 else [])
@@ -87,7 +88,7 @@ def baseline_feature_sets(zoo: Zoo, config: BaselineConfig) -> tuple[dict, list[
     for variant in config.outputs.variants:
         name = f"outputs_{variant}"
         feature_sets[name] = _model_outputs(zoo, variant, config.outputs)
-        pairs += [(name, "linear"), (name, "gbt")]
+        pairs += [(name, "linear")] + ([(name, "gbt")] if config.outputs.trees else [])
     if config.extras:
         for dim in config.extra_dims:
             for kernel in config.kpca_kernels:

@@ -343,7 +343,7 @@ def _write_json(data: dict, path: str | os.PathLike) -> Path:
 
 # short console names of (feature set, probe) columns; "+T": boosted trees
 SHORT_NAMES = {"raw/linear": "B_W", "stats/linear": "B_s", "stats/gbt": "B_s+T", "code/linear": "code",
-               "code/gbt": "code+T", "outputs_free/linear": "probe", "outputs_free/gbt": "probe+T",
+               "code_stats/gbt": "code+T", "outputs_free/linear": "probe", "outputs_free/gbt": "probe+T",
                "outputs_task/linear": "probe_task", "outputs_task/gbt": "probe_task+T", "hyper/linear": "hyper",
                "hyper/gbt": "hyper+T", "embedding/linear": "repr", "embedding/gbt": "repr+T"}
 

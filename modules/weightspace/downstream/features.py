@@ -280,14 +280,18 @@ class InvariantCode(TransformerMixin, BaseEstimator):
     It is exactly the fixed code the ``neuron_set`` encoder can append to its embedding (``code=True``),
     computed by that encoder's own code at the same fit, so it is the baseline that code is measured by.
     Fitted on training weights only (shifts, scales and knots); reads no model property.
+
+    ``hinged=False`` gives the entries before hinging (the standardised statistics and pooled tokens),
+    five times fewer columns that tell a tree the same: a split on ``relu(v - knot)`` is a split on `v`.
     """
 
     source = "weights"
     fit_on_rows = True  # evaluate passes only the training rows to fit
 
-    def __init__(self, layout: WeightLayout, *, knots: int = 5, chunk_size: int = 1000):
+    def __init__(self, layout: WeightLayout, *, knots: int = 5, hinged: bool = True, chunk_size: int = 1000):
         self.layout = layout  # the zoo's layout; it needs a hidden layer
         self.knots = knots  # hinge knots per entry (0: the standardised statistics alone)
+        self.hinged = hinged  # False: the entries the code hinges, for boosted trees
         self.chunk_size = chunk_size  # rows per chunk
 
     def fit(self, X: np.ndarray, y=None) -> "InvariantCode":
@@ -310,8 +314,9 @@ class InvariantCode(TransformerMixin, BaseEstimator):
         parts = []
         with torch.no_grad():
             for _, chunk in read_chunks(X, self.chunk_size):
-                parts.append(self.encoder_.fixed_code(torch.as_tensor(np.asarray(chunk, dtype=np.float32))).numpy())
-        return np.concatenate(parts) if parts else np.empty((0, self.encoder_.code_dim), dtype=np.float32)
+                x = torch.as_tensor(np.asarray(chunk, dtype=np.float32))
+                parts.append(self.encoder_.fixed_code(x, hinged=bool(self.hinged)).numpy())
+        return np.concatenate(parts) if parts else np.empty((0, 0), dtype=np.float32)
 
 
 class _Projection(TransformerMixin, BaseEstimator):

@@ -65,6 +65,7 @@ class OutputsConfig:
     random_state: int = 0  # seeds the draw of the queries
     data_root: str | None = None  # where file-based tasks live; None: $WEIGHTSPACE_DATA
     device: str = "auto"  # where the models run; auto: cuda when available (cnn_s: ~7 ms a model on 2 CPU cores)
+    trees: bool = False  # also probe with boosted trees (a minute or more per zoo on 2 CPU cores)
 
     def __post_init__(self) -> None:
         self.variants = tuple(self.variants)

@@ -9,12 +9,12 @@ from weightspace.downstream.targets import PRIMARY_METRIC, REGRESSION
 
 # the main table's columns: (label, feature set, probes); of several probes the one best on validation is shown
 COLUMNS = (("B_W", "raw", ("linear",)), ("B_s", "stats", ("linear",)), ("B_s + GBT", "stats", ("gbt",)),
-           ("Code", "code", ("linear",)), ("Code + GBT", "code", ("gbt",)), ("B_probe", "outputs_free", ("linear",)),
+           ("Code", "code", ("linear",)), ("Code + GBT", "code_stats", ("gbt",)), ("B_probe", "outputs_free", ("linear",)),
            ("B_probe task", "outputs_task", ("linear",)), ("Hyperparameters", "hyper", ("linear", "gbt")),
            ("Representation", "embedding", ("linear",)))
 # what the representation's linear probe is set against in the report's sentence: (label, feature set, probe)
 RIVALS = (("B_s", "stats", "linear"), ("B_s + boosted trees", "stats", "gbt"), ("the code", "code", "linear"),
-          ("the code + boosted trees", "code", "gbt"), ("B_probe", "outputs_free", "linear"))
+          ("the code + boosted trees", "code_stats", "gbt"), ("B_probe", "outputs_free", "linear"))
 METRIC_LABELS = {"r2": "R²", "kendall_tau": "Kendall τ", "accuracy": "accuracy"}
 MISSING = "\u2014"
 # Rows are written by hand, not with DataFrame.to_markdown: tabulate pads every cell to its column's width,

@@ -320,11 +320,16 @@ class NeuronSetEncoder(Autoencoder):
         inputs = self._code_inputs(x, tokens)
         return torch.cat([inputs[:, :self.num_targets], _hinges(inputs, self.knots)], dim=1)
 
-    def fixed_code(self, x: torch.Tensor) -> torch.Tensor:
+    def fixed_code(self, x: torch.Tensor, *, hinged: bool = True) -> torch.Tensor:
         """``(B, D)`` -> ``(B, code_dim)``: the fixed code alone (the `InvariantCode` baseline of
-        `weightspace.downstream.features`); empty when ``code`` is off."""
+        `weightspace.downstream.features`); empty when ``code`` is off. ``hinged=False``: the entries the code
+        hinges instead (the standardised statistics, then each hidden layer's pooled standardised tokens),
+        which say the same to a tree, whose splits are indifferent to a hinge."""
         self._check(x)
-        return self._fixed_code(x, self._standard_tokens(x)) if self.code else x.new_zeros(x.shape[0], 0)
+        if not self.code:
+            return x.new_zeros(x.shape[0], 0)
+        tokens = self._standard_tokens(x)
+        return self._fixed_code(x, tokens) if hinged else self._code_inputs(x, tokens)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` -> ``(B, embedding_dim)``: the learned features, then (``code``) the fixed code."""
