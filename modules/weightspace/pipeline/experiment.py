@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.io.atomic import atomic_file, write_json, write_manifest
+from weightspace.io.atomic import atomic_file, record_written, write_json, write_manifest
 from weightspace.io.outputs import EXPERIMENT_FORMAT, read_manifest
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
 from weightspace.representation.config import HeadConfig, LearnerConfig, TrainConfig, config_to_dict
@@ -196,6 +196,8 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
             spec = replace(spec, task="synthetic", task_options=options)
         out = Path(scratch or datasets) / spec.name
         zoo = generate(spec, out, progress=False, data_root=datasets)
+        if scratch is not None:
+            record_written(scratch)  # the scratch folder is the output folder's, as its manifest says
         return zoo, f"generated smoke zoo '{out}' ({len(spec.models())} models){stand_in}"
     for name, kind in ((experiment.zenodo, "converted 2021 Zenodo dataset"),
                        *((name, "converted external zoo") for name in experiment.external),
