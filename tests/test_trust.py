@@ -407,3 +407,20 @@ def test_run_refuses_a_train_split_smaller_than_a_batch_and_nan_weights_in_one_l
     nan.save(tmp_path / "nan")
     assert cli.main(run_command(tmp_path / "nan", tmp_path / "r2")) == 2
     assert "NaN or infinite weights" in one_error_line(capsys)
+
+
+def test_overwrite_unmarks_the_finished_run_first_so_an_interrupted_rerun_never_reads_as_finished(tmp_path):
+    import argparse
+
+    from weightspace.io.atomic import write_json
+    from weightspace.io.outputs import OutputExistsError
+    from weightspace.pipeline.cli import _refuse_overwrite
+    from weightspace.pipeline.experiment import mark_output_dir
+
+    out = tmp_path / "res"
+    mark_output_dir(out, "t", run_inside=True)
+    write_json(out / "results.json", {})
+    with pytest.raises(OutputExistsError, match="has finished"):
+        _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=False, resume=False, storage=None))
+    _refuse_overwrite(out, "representation", argparse.Namespace(overwrite=True, resume=False, storage=None))
+    assert not (out / "results.json").exists() and (out / "experiment.json").exists()

@@ -175,20 +175,25 @@ def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: b
         raise OutputExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
                                 "(--resume continues only an unfinished run) or choose another output folder "
                                 "(--output-dir; `weightspace run`: --out)")
-    if step != "representation":
-        return
-    given = getattr(args, "storage", None)
-    run = storage.join(*tune_run(out, given))  # <out>/tune, or under --storage
-    if given is not None and not storage.is_uri(run):
-        check_apart(run, "output folder", out)
-        for what, path in reads:
-            check_apart(run, what, path)
-    if not storage.exists(run):  # one look: under a URI it is a request to the store
-        return
+    if step == "representation":
+        given = getattr(args, "storage", None)
+        run = storage.join(*tune_run(out, given))  # <out>/tune, or under --storage
+        if given is not None and not storage.is_uri(run):
+            check_apart(run, "output folder", out)
+            for what, path in reads:
+                check_apart(run, what, path)
+        if storage.exists(run):  # one look: under a URI it is a request to the store
+            _claim_run(out, run, args, legacy_allowed=given is None)
+    if args.overwrite:
+        marker.unlink(missing_ok=True)  # an interrupted rerun must not read as finished
+
+
+def _claim_run(out: Path, run: str, args: argparse.Namespace, *, legacy_allowed: bool) -> None:
+    """Refuse a run location this output folder did not start; with --overwrite, delete the one it did."""
     record = Recorder.load(out / RECORD_FILE)
     # <out>/tune of an output folder that holds only what weightspace wrote is its run, also when an older
     # weightspace kept no record (such a run may be replaced, not resumed)
-    legacy = given is None and record is None and storage.is_tune_run(run)
+    legacy = legacy_allowed and record is None and storage.is_tune_run(run)
     if not (owns(record, run) or legacy):
         raise OutputError(f"'{run}' already exists and is not the ray.tune run this output folder started (no "
                           f"matching record in '{out / RECORD_FILE}'); weightspace neither resumes nor deletes a "
