@@ -125,3 +125,11 @@ def test_quality_command_on_a_zoo_folder(make_zoo, tmp_path):
     assert table[table.feature_set == "B_probe (task inputs)"].note.str.contains("not available").all()
     chosen = table[(table.feature_set == "neuron_set") & table.k.isna()]
     assert chosen.init_chosen.isin([0, 1]).all()
+
+
+def test_the_command_offers_every_short_encoder_name_of_the_harness():
+    from weightspace.cli.commands import QUALITY_DEFAULT, QUALITY_ENCODERS
+    from weightspace.pipeline.quality import DEFAULT_ENCODERS, SHORT_NAMES
+
+    assert set(QUALITY_ENCODERS) == set(SHORT_NAMES)
+    assert {SHORT_NAMES[e] for e in QUALITY_DEFAULT} == set(DEFAULT_ENCODERS)

@@ -343,14 +343,20 @@ def _run(args: argparse.Namespace) -> int:
     return run_experiment(experiment, "representation", args)
 
 
+QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both")  # pipeline.quality.SHORT_NAMES (not imported: --help)
+QUALITY_DEFAULT = ("neuron_set", "2021")
+
+
 def _add_quality(sub: argparse._SubParsersAction) -> None:
     qual = sub.add_parser("quality", help="the quality table of a zoo: each encoder against the baselines, each "
                                           "training seed chosen on validation")
     qual.add_argument("zoo", help="a zoo folder (with zoo.json) or a preset name (its zoo in --datasets, generated "
                                   "there when missing; see `weightspace zoo presets`)")
     qual.add_argument("--seeds", type=_positive, default=3, help="training seeds per encoder (default 3)")
-    qual.add_argument("--encoders", nargs="+", choices=["neuron_set", "2021"], default=None,
-                      help="encoders to train (default: both); their rows replace those of an earlier run in --out")
+    qual.add_argument("--encoders", nargs="+", choices=list(QUALITY_ENCODERS), default=None,
+                      help="encoders to train (default: neuron_set and 2021; outputs / both: neuron_set with the "
+                           "function-space reconstruction target, alone or beside the statistics); their rows "
+                           "replace those of an earlier run in --out")
     qual.add_argument("--out", type=Path, default=None,
                       help="folder for representation_quality.csv and .md (default: quality/<zoo name>)")
     qual.add_argument("--smoke", action="store_true", help="tiny encoders for one epoch (and a tiny preset zoo): "
@@ -386,13 +392,13 @@ def _quality(args: argparse.Namespace) -> int:
         zoo = load_given_zoo(given)
     else:
         zoo = load_preset_zoo(args.zoo, root, smoke=args.smoke)
-    encoders = [SHORT_NAMES[e] for e in (args.encoders or SHORT_NAMES)]
+    encoders = [SHORT_NAMES[e] for e in (args.encoders or QUALITY_DEFAULT)]
     device = str(resolve_device(args.device))
     config = QualityConfig(seeds=args.seeds, encoders=tuple(encoders), smoke=args.smoke,
                            label_scarce=args.label_scarce, device=device, data_root=str(root), jobs=args.jobs)
     name = zoo.name
     out = args.out if args.out is not None else Path("quality") / name
-    command = (f"weightspace quality {args.zoo} --seeds {args.seeds} --encoders {' '.join(args.encoders or SHORT_NAMES)}"
+    command = (f"weightspace quality {args.zoo} --seeds {args.seeds} --encoders {' '.join(args.encoders or QUALITY_DEFAULT)}"
                + " --smoke" * args.smoke + " --label-scarce" * args.label_scarce
                + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
     rows = run_quality(zoo, zoo_experiment(zoo), config, name=name,

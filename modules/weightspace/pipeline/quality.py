@@ -54,7 +54,8 @@ from weightspace.zoo.store import Zoo
 # table name -> the experiment's variant (None: its default learner); short name -> table name
 ENCODER_VARIANTS = {"2021 transformer (cpu schedule)": "2021", "neuron_set": None,
                     "neuron_set, outputs target": None, "neuron_set, statistics + outputs target": None}
-SHORT_NAMES = {"2021": "2021 transformer (cpu schedule)", "neuron_set": "neuron_set"}
+SHORT_NAMES = {"2021": "2021 transformer (cpu schedule)", "neuron_set": "neuron_set",
+               "outputs": "neuron_set, outputs target", "both": "neuron_set, statistics + outputs target"}
 # table name -> fields set on the (neuron_set) encoder of that learner: the function-space targets
 ENCODER_OVERRIDES = {"neuron_set, outputs target": {"target": "outputs"},
                      "neuron_set, statistics + outputs target": {"target": "both"}}
