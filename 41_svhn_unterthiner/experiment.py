@@ -18,8 +18,8 @@ NOTES = (
     "accuracy, ggap, epoch and every varied hyperparameter, i.e. the paper's lr, l2 reg, dropout, train "
     "fraction, activation, init and optimizer (plus init std) - named lr/weight_decay/init in a generated zoo "
     "and learning_rate/l2reg/w_init in a converted Small CNN Zoo. Gives up: without a downloaded zoo the "
-    "svhn_unterthiner preset stands in, a 4608-model grid instead of Unterthiner's 30k random configurations "
-    "(generating it trains 4608 CNNs for 86 epochs on SVHN, a GPU job); every view draws a fresh permutation "
+    "svhn_unterthiner preset stands in, a 2304-model grid instead of Unterthiner's 30k random configurations "
+    "(generating it trains 2304 CNNs for 86 epochs on SVHN, a GPU job); every view draws a fresh permutation "
     "instead of 2021's 25000 fixed ones. --smoke-test trains on synthetic 32x32 images when SVHN is absent."
 )
 

@@ -1,4 +1,4 @@
-"""Research probe (issue 13): what the fixed code in `neuron_set`'s embedding adds, judged at random init.
+"""Research probe: what the fixed code in `neuron_set`'s embedding adds, judged at random init.
 
 `neuron_set`'s embedding ends in a fixed code of the weights' statistics (`NeuronSetEncoder.encode`):
 the standardised invariant statistics and hinges relu(v - knot) of them and of the pooled tokens, knots

@@ -1,4 +1,4 @@
-"""Research probe (issue 13): other poolings in `neuron_set`'s readout, judged at random initialisation.
+"""Research probe: other poolings in `neuron_set`'s readout, judged at random initialisation.
 
 Training adds little to `neuron_set` (see the quality table): its readout carries the result. So a
 readout can be judged without training: the folder's `neuron_set` encoder is built at random
