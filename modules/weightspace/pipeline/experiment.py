@@ -212,9 +212,8 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
                                 "them there and rerun, or rerun with --download where there is a network. "
                                 + _offline_alternatives(experiment, datasets))
     models = len(spec.models())
-    print(f"no zoo for {experiment.name} in '{datasets}': generating preset {spec.name} ({models} models x "
-          f"{spec.epochs} epochs of {spec.architecture} on {spec.task}) into '{datasets / spec.name}'; "
-          "the progress bar shows the time left", file=sys.stderr)
+    print(f"no zoo for {experiment.name} yet: generating preset {spec.name} ({models} models x {spec.epochs} "
+          f"epochs of {spec.architecture} on {spec.task})", file=sys.stderr)
     try:
         zoo = generate(spec, datasets / spec.name, download=download, data_root=datasets)
     except DownloadError as err:
