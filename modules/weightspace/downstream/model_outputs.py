@@ -33,8 +33,9 @@ from torch.func import functional_call, vmap
 
 from weightspace.downstream.features import _check_weights, read_chunks
 from weightspace.layout import WeightLayout
-from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, create_zoo_model, list_zoo_models
+from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, list_zoo_models
 from weightspace.zoo.devices import resolve_device
+from weightspace.zoo.functional import DATA_FREE, ProbeUnavailable, build_template, draw_queries
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 from weightspace.zoo.population import activation_floats
 from weightspace.zoo.store import Zoo
@@ -43,15 +44,10 @@ from weightspace.zoo.tasks import list_tasks, load_task, missing_task_files, tas
 # 64 queries: K x classes features (256 on tetris, 640 on ten classes) are as wide as the raw weights
 # (100 to 4970 parameters), so B_probe meets B_W at a similar width; the cost grows linearly with K
 DEFAULT_QUERIES = 64
-DATA_FREE = ("uniform", "normal")  # uniform on [0, 1) (the images' value range) or standard normal
 OUTPUTS = ("logits", "probabilities")
 ACTIVATION_FLOATS = 2**26  # one chunk of rows holds about this many activation floats (256 MiB)
 VARIANTS = {"free": "B_probe (data-free)", "task": "B_probe (task inputs)"}  # variant -> label in notes
 _GATHER_BYTES = 256 * 2**20  # rows of one activation gathered at once when a zoo's activations vary
-
-
-class ProbeUnavailable(ValueError):
-    """The zoo's models cannot be run (no registered architecture, no task inputs); the message says why."""
 
 
 @dataclass
@@ -189,57 +185,6 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
             return grouped_forward(self.template_, params, queries, shared_input=True)
         one = lambda p, x: functional_call(self.template_, p, (x,))  # noqa: E731
         return vmap(one, in_dims=(0, None))(params, queries)
-
-
-def build_template(layout: WeightLayout, architecture: str | None, arch_kwargs: dict
-                   ) -> tuple[torch.nn.Module, dict[str, str]]:
-    """The architecture on the meta device, in eval mode, and layout key -> template parameter name.
-
-    Parameters are matched in order by shape, so a layout whose layers are named
-    differently from the registered network (a converted zoo) still maps.
-
-    Raises:
-        ProbeUnavailable: no or an unknown architecture, bad arguments, or parameters that differ from `layout`.
-    """
-    if architecture is None:
-        raise ProbeUnavailable("the zoo records no registered architecture (zoo.json 'architecture' has no name), "
-                               "so its weights cannot be built into a network")
-    if architecture not in list_zoo_models():
-        raise ProbeUnavailable(f"architecture {architecture!r} is not registered (registered: {list_zoo_models()})")
-    try:
-        with torch.device("meta"):
-            template = create_zoo_model(architecture, **{**arch_kwargs, "dropout": 0.0})
-    except (TypeError, ValueError) as err:
-        raise ProbeUnavailable(f"architecture {architecture!r} cannot be built with {arch_kwargs}: {err}") from None
-    template.eval()
-    theirs = [(name, tuple(p.shape)) for name, p in template.named_parameters()]
-    flat = torch.empty(layout.num_params, device="meta")
-    ours = [(key, tuple(p.shape)) for key, p in layout.devectorize(flat).items()]
-    if [s for _, s in theirs] != [s for _, s in ours]:
-        raise ProbeUnavailable(f"architecture {architecture!r} with {arch_kwargs} has parameters "
-                               f"{[s for _, s in theirs]}, but the zoo's layout describes {[s for _, s in ours]}")
-    return template, {key: name for (key, _), (name, _) in zip(ours, theirs)}
-
-
-def draw_queries(queries: str | np.ndarray, n: int, input_shape: tuple[int, ...] | None,
-                 random_state: int | None) -> torch.Tensor:
-    """K query inputs ``(n, C, H, W)`` float32: data-free draws, or n distinct rows of a task's inputs
-    (all of them, in a drawn order, where the task has fewer than n).
-
-    Raises:
-        ValueError: an unknown distribution, or task inputs that are not a batch.
-    """
-    gen = torch.Generator()
-    gen.manual_seed(0 if random_state is None else int(random_state))
-    if isinstance(queries, str):
-        if queries not in DATA_FREE:
-            raise ValueError(f"queries must be one of {DATA_FREE} or an array of task inputs, got {queries!r}")
-        draw = torch.rand if queries == "uniform" else torch.randn
-        return draw((n, *input_shape), generator=gen)
-    pool = torch.as_tensor(np.asarray(queries), dtype=torch.float32)
-    if pool.dim() < 2 or len(pool) < 1:
-        raise ValueError(f"task inputs must be a non-empty (N, C, H, W) array, got {tuple(pool.shape)}")
-    return pool[torch.randperm(len(pool), generator=gen)[:n]].contiguous()
 
 
 def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAULT_QUERIES,

@@ -28,6 +28,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from weightspace.layout import WeightLayout
+from weightspace.zoo.functional import ProbeUnavailable, build_template, draw_queries
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 from weightspace.zoo.store import Zoo
 
@@ -90,8 +91,6 @@ class FunctionTarget(nn.Module):
     def __init__(self, layout: WeightLayout, architecture: Mapping, *, n_queries: int = 64, seed: int = 0,
                  activation: str | None = None):
         super().__init__()
-        from weightspace.downstream.model_outputs import ProbeUnavailable, build_template, draw_queries
-
         self.activation = activation or architecture.get("activation") or PSEUDO_ACTIVATION
         kwargs = {**dict(architecture.get("kwargs") or {}), "activation": self.activation}
         try:
