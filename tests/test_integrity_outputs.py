@@ -102,7 +102,7 @@ def test_experiment_refuses_a_foreign_output_dir_and_resume_of_a_finished_run(tm
 def test_a_run_under_a_storage_uri_is_refused_replaced_or_kept_like_a_local_one(tmp_path):
     from weightspace.pipeline import storage
     from weightspace.pipeline.cli import _refuse_overwrite
-    from weightspace.pipeline.experiment import mark_output_dir
+    from weightspace.pipeline.output_folder import mark_output_dir
     from weightspace.pipeline.run_record import RECORD_FILE, Recorder
 
     out = tmp_path / "out"

@@ -212,7 +212,7 @@ def test_storage_at_a_user_folder_deletes_nothing_of_it(zoo_b, tmp_path, capsys,
 
 def test_overwrite_keeps_a_users_notes_in_the_output_folder(zoo_b, tmp_path, capsys):
     from weightspace.io.atomic import write_json
-    from weightspace.pipeline.experiment import mark_output_dir
+    from weightspace.pipeline.output_folder import mark_output_dir
 
     out = tmp_path / "res"
     mark_output_dir(out, "zoo_b_smoke", run_inside=True)
@@ -415,7 +415,7 @@ def test_overwrite_unmarks_the_finished_run_first_so_an_interrupted_rerun_never_
     from weightspace.io.atomic import write_json
     from weightspace.io.outputs import OutputExistsError
     from weightspace.pipeline.cli import _refuse_overwrite
-    from weightspace.pipeline.experiment import mark_output_dir
+    from weightspace.pipeline.output_folder import mark_output_dir
 
     out = tmp_path / "res"
     mark_output_dir(out, "t", run_inside=True)

@@ -254,7 +254,7 @@ def _baselines(args: argparse.Namespace) -> int:
     from weightspace.zoo.store import Zoo
 
     from weightspace.io.outputs import OutputExistsError, check_apart, check_replaceable, output_lock
-    from weightspace.pipeline.experiment import mark_output_dir
+    from weightspace.pipeline.output_folder import mark_output_dir
 
     zoo = Zoo.load(args.zoo)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None

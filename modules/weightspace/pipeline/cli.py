@@ -21,6 +21,7 @@ from weightspace.cli.errors import report_error
 from weightspace.cli.options import add_run_options
 from weightspace.io.outputs import OutputError, OutputExistsError, check_apart, check_replaceable, output_lock
 from weightspace.pipeline import storage
+from weightspace.pipeline.output_folder import mark_output_dir, tune_run, write_experiment_json
 from weightspace.pipeline.progress import stage
 from weightspace.pipeline.run_record import RECORD_FILE, Recorder, owns
 from weightspace.pipeline.cluster import connect_ray
@@ -31,10 +32,7 @@ from weightspace.pipeline.experiment import (
     compute_baselines,
     experiment_split,
     find_zoo,
-    mark_output_dir,
     train_representation,
-    tune_run,
-    write_experiment_json,
 )
 from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.store import Zoo

@@ -22,21 +22,19 @@ ray is imported lazily inside `train_representation`; this module never calls
 from __future__ import annotations
 
 import copy
-import json
 import os
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.io.atomic import atomic_file, record_written, write_json, write_manifest
-from weightspace.io.outputs import EXPERIMENT_FORMAT, read_manifest
+from weightspace.io.atomic import atomic_file, record_written
+from weightspace.pipeline.output_folder import tune_run
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
 from weightspace.representation.config import HeadConfig, LearnerConfig, TrainConfig, config_to_dict
 from weightspace.representation.encoders.transformer import TransformerConfig
@@ -381,16 +379,6 @@ def check_trainable(experiment: Experiment, zoo: Zoo, split: ModelSplit) -> None
                          "or a learner with a smaller TrainConfig.batch_size")
 
 
-def tune_run(out_dir: str | os.PathLike, storage: str | None = None) -> tuple[str, str]:
-    """(storage path, run name) of an experiment's ray.tune run: ``<out_dir>/tune`` by default, else
-    ``<storage>/<out_dir's name>`` (`storage`: a folder or a URI, see `weightspace.pipeline.storage`).
-    ``storage.join(*tune_run(...))`` is the run's location."""
-    from weightspace.pipeline import storage as storage_
-
-    out = Path(out_dir).resolve()
-    return (str(out), "tune") if storage is None else (storage_.normalize(storage), out.name)
-
-
 def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, umap: bool,
                      batch_size: int, trees: bool = False, progress: bool = False) -> tuple[pd.DataFrame, str]:
     """Embed `zoo`, project the embedding to 2-D, probe it, and write all of it to `out`.
@@ -461,47 +449,6 @@ def summarize_trials(grid, out: Path) -> pd.DataFrame:
     table = pd.concat([settings, metrics], axis=1)
     write_csv(table, out / "trials.csv")
     return table
-
-
-def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *, zoo: Zoo, source: str,
-                          timings: Mapping[str, float], tune: str | None = None) -> Path:
-    """Record the resolved experiment (config, zoo source, timings, where its ray.tune run lives) beside its
-    results."""
-    out = Path(out_dir)
-    path = out / "experiment.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
-    data = {
-        "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.io.outputs`)
-        "name": experiment.name,
-        "learner": experiment.learner or experiment.representation.encoder.name,
-        "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,
-                "epochs_used": list(experiment.zoo_epochs) if experiment.zoo_epochs else zoo.epochs},
-        "config": {"representation": config_to_dict(experiment.representation), "iterations": experiment.iterations,
-                   "targets": experiment.targets, "search_space": str(experiment.search_space or ""),
-                   "select": experiment.select},
-        "timings": {**previous.get("timings", {}), **dict(timings)},
-        "notes": experiment.notes,
-    }
-    if tune or "tune" in previous:
-        data["tune"] = tune or previous["tune"]  # the ray.tune run: results, checkpoints, what --resume reads
-    return write_json(path, data)
-
-
-def mark_output_dir(out: str | os.PathLike, name: str, *, run_inside: bool = False) -> None:
-    """Claim the output folder `out` before writing results: its manifest and experiment.json's format marker.
-
-    Call it after `weightspace.io.outputs.check_replaceable` let `out` through (it then holds only what
-    weightspace wrote), so that an interrupted run's folder is known as ours. `run_inside`: the ray.tune
-    run will live in ``<out>/tune``.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if read_manifest(out) is None:
-        write_manifest(out, [p.name for p in out.iterdir()] + (["tune"] if run_inside else []))
-    elif run_inside:
-        write_manifest(out, read_manifest(out) | {"tune"})
-    if not (out / "experiment.json").exists():
-        write_json(out / "experiment.json", {"format": EXPERIMENT_FORMAT, "name": name})
 
 
 class Timer:
