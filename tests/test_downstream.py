@@ -8,14 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from sklearn.linear_model import Ridge
+from sklearn.linear_model import Ridge, RidgeClassifier
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from weightspace import WeightLayout, create_zoo_model
 from weightspace.cli import main
 from weightspace.downstream import (BaselineConfig, BoostedTreesClassifierProbe, BoostedTreesRegressorProbe,
                                     Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics, LogisticProbe,
-                                    ProbeConfig, ProbeWarning, RawWeights, RidgeProbe, UMAPFeatures, derive_targets,
+                                    ProbeConfig, ProbeWarning, RawWeights, RidgeClassifierProbe, RidgeProbe,
+                                    UMAPFeatures, derive_targets,
                                     evaluate, run_baselines, write_results_json)
 
 SPLIT_KEYS = ("train", "val", "test")
@@ -84,8 +86,38 @@ def test_logistic_picks_C_on_validation():
     X = rng.normal(size=(400, 5))
     y = np.where(X[:, 0] + 0.1 * rng.normal(size=400) > 0, "a", "b")
     probe = LogisticProbe().fit(X[:250], y[:250], X[250:320], y[250:320])
-    assert probe.C_ == probe.Cs[int(np.argmax(probe.val_scores_))]
+    assert probe.C_ == probe.Cs[int(np.nanargmax(probe.val_scores_))]
     assert probe.score(X[320:], y[320:]) > 0.9
+
+
+def test_logistic_path_stops_at_a_perfect_validation_score():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 4))
+    y = np.where(X[:, 0] > 0, 1, 0)
+    X[:, 0] *= 1 + 5 * np.abs(X[:, 0] > 0.3)  # separable with a margin on validation
+    keep = np.abs(X[:, 0]) > 0.3
+    probe = LogisticProbe().fit(X[:200], y[:200], X[200:][keep[200:]], y[200:][keep[200:]])
+    first = int(np.flatnonzero(probe.val_scores_ == 1.0)[0])
+    assert probe.C_ == sorted(probe.Cs)[first]  # ties go to the smaller C: nothing after it could win
+    assert np.isnan(probe.val_scores_[first + 1:]).all() and np.isfinite(probe.val_scores_[:first + 1]).all()
+
+
+def test_ridge_classifier_equals_sklearn_at_the_alpha_of_best_validation_accuracy():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(500, 12)) * rng.uniform(0.1, 10, 12)
+    y = np.array(["a", "b", "c"])[np.argmax(X[:, :3] / X[:, :3].std(0) + rng.normal(size=(500, 3)), axis=1)]
+    y_val = y[300:400].copy()
+    y_val[:5] = "unseen"  # a class absent from training: always an error
+    probe = RidgeClassifierProbe().fit(X[:300], y[:300], X[300:400], y_val)
+    scaler = StandardScaler().fit(X[:300])
+    accuracy = [np.mean(RidgeClassifier(alpha=a).fit(scaler.transform(X[:300]), y[:300])
+                        .predict(scaler.transform(X[300:400])) == y_val) for a in sorted(probe.alphas)[::-1]]
+    np.testing.assert_allclose(probe.val_scores_, accuracy, atol=1e-12)
+    assert max(accuracy) <= 0.95  # the unseen rows count as errors
+    best = sorted(probe.alphas)[::-1][int(np.argmax(accuracy))]  # first = largest alpha on ties
+    reference = RidgeClassifier(alpha=best).fit(scaler.transform(X[:300]), y[:300])
+    np.testing.assert_array_equal(probe.predict(X[400:]), reference.predict(scaler.transform(X[400:])))
+    assert np.all(probe.alpha_ == best)
 
 
 def test_boosting_threads_follow_data_size_and_outer_limit_and_leave_the_model_unchanged():
@@ -108,6 +140,7 @@ def test_boosting_threads_follow_data_size_and_outer_limit_and_leave_the_model_u
         np.testing.assert_array_equal(f.predict(X_val), fits[0].predict(X_val))
 @parametrize_with_checks([
     RidgeProbe(),
+    RidgeClassifierProbe(),
     LogisticProbe(Cs=(1.0,), random_state=0),  # one C: the checks exercise the API, not the search
     BoostedTreesRegressorProbe(max_iter=10, random_state=0),
     BoostedTreesClassifierProbe(max_iter=10, random_state=0),

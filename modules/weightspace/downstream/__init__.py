@@ -15,7 +15,7 @@ from weightspace.downstream.features import (Embedding, Hyperparameters, KernelP
                                              RawWeights, UMAPFeatures)
 from weightspace.downstream.probing import SELECT_METRIC, probe_scores
 from weightspace.downstream.probes import (BoostedTreesClassifierProbe, BoostedTreesRegressorProbe, LogisticProbe,
-                                           ProbeConfig, RidgeProbe, make_probe)
+                                           ProbeConfig, RidgeClassifierProbe, RidgeProbe, make_probe)
 from weightspace.downstream.targets import Target, derive_targets, score
 
 __all__ = [
@@ -23,7 +23,7 @@ __all__ = [
     "ProbeWarning", "evaluate", "format_table", "json_key", "results_dict", "write_baseline_json",
     "write_results_json", "SELECT_METRIC", "probe_scores",
     "Embedding", "Hyperparameters", "KernelPCAFeatures", "LayerStatistics", "RawWeights", "UMAPFeatures",
-    "BoostedTreesClassifierProbe", "BoostedTreesRegressorProbe", "LogisticProbe", "ProbeConfig", "RidgeProbe",
+    "BoostedTreesClassifierProbe", "BoostedTreesRegressorProbe", "LogisticProbe", "ProbeConfig", "RidgeClassifierProbe", "RidgeProbe",
     "make_probe",
     "Target", "derive_targets", "score",
 ]

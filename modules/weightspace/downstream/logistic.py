@@ -72,15 +72,15 @@ def fit_logistic(Z: np.ndarray, y: np.ndarray, n_classes: int, C: float, *, coef
     curvature = max(_MIN_CURVATURE, _mean_curvature(Z @ coef.astype(Z.dtype) + intercept))
     # the jitter keeps the factorization positive definite under rounding when lam is tiny (large C)
     jitter = _JITTER * curvature * float(np.mean(np.diag(G)))
-    L = cholesky(curvature * G + (lam + jitter) * np.eye(d), lower=True)
+    L = cholesky(curvature * G + (lam + jitter) * np.eye(d), lower=True, check_finite=False)
     largest = [np.inf]  # the largest gradient entry at the last point evaluated
 
     def unpack(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return solve_triangular(L, x[:d * k].reshape(d, k), lower=True, trans="T"), x[d * k:]
+        return solve_triangular(L, x[:d * k].reshape(d, k), lower=True, trans="T", check_finite=False), x[d * k:]
 
     def loss_and_gradient(x: np.ndarray) -> tuple[float, np.ndarray]:
         loss, grad_W, grad_b, largest[0] = objective(*unpack(x))
-        return loss, np.concatenate([solve_triangular(L, grad_W, lower=True).ravel(), grad_b])
+        return loss, np.concatenate([solve_triangular(L, grad_W, lower=True, check_finite=False).ravel(), grad_b])
 
     def converged(intermediate_result) -> None:
         if largest[0] <= tol:

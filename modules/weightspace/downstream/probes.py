@@ -48,10 +48,12 @@ _PREDICT_CHUNK = 4096  # rows per chunk when predicting
 # (measured: 8400 x 14 no faster on 2 threads, 8400 x 64 1.3x, 8400 x 3928 1.8x, bitwise the same model)
 THREADED_CELLS = 2 ** 19
 # from this many features on, and on at least as many rows, the logistic probe's path runs `logistic.fit_logistic`
-# (scikit-learn's objective, preconditioned): there lbfgs on the raw coefficients needs hundreds of memory-bound
-# passes per C. On fewer rows than features a pass is cheap and the d x d Cholesky factorization per C is what
-# costs (a 90-row smoke zoo of 4970 weights: 140 s preconditioned, seconds without)
-PRECONDITIONED_FEATURES = 256
+# (scikit-learn's objective, preconditioned): there lbfgs on the raw coefficients needs hundreds of passes per C
+# (tetris_hyp's raw weights, 4296 x 100, activation: 14.7 s on scikit-learn's lbfgs, 1.8 s preconditioned; on
+# its 14 statistics both take a fraction of a second). On fewer rows than features a pass is cheap and the d x d
+# Cholesky factorization per C is what costs (a 90-row smoke zoo of 4970 weights: 140 s preconditioned, seconds
+# without)
+PRECONDITIONED_FEATURES = 64
 
 
 @dataclass
@@ -61,6 +63,7 @@ class ProbeConfig:
     alphas: tuple[float, ...] = DEFAULT_ALPHAS  # ridge grid, chosen on validation R²
     Cs: tuple[float, ...] = DEFAULT_CS  # logistic inverse-regularization grid, chosen on validation accuracy
     logistic_max_iter: int = 1000  # lbfgs iterations per C
+    classifier: str = "logistic"  # the linear probe of a class: "logistic" (LogisticProbe) or "ridge" (cheaper)
     gbt_max_iter: int = 1000  # boosting rounds at most
     gbt_learning_rate: float = 0.1  # shrinkage of each tree
     gbt_max_leaf_nodes: int = 31  # leaves per tree
@@ -74,6 +77,8 @@ class ProbeConfig:
         for name in ("logistic_max_iter", "gbt_max_iter", "gbt_max_leaf_nodes", "gbt_patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ProbeConfig.{name} must be a positive integer, got {getattr(self, name)}")
+        if self.classifier not in ("logistic", "ridge"):
+            raise ValueError(f"ProbeConfig.classifier must be 'logistic' or 'ridge', got {self.classifier!r}")
         if not self.gbt_learning_rate > 0:
             raise ValueError(f"ProbeConfig.gbt_learning_rate must be > 0, got {self.gbt_learning_rate}")
 
@@ -86,6 +91,8 @@ def make_probe(name: str, task: str, config: ProbeConfig | None = None) -> BaseE
     if name == "linear":
         if task == "regression":
             return RidgeProbe(config.alphas)
+        if config.classifier == "ridge":
+            return RidgeClassifierProbe(config.alphas)
         return LogisticProbe(config.Cs, max_iter=config.logistic_max_iter, random_state=config.random_state)
     if name == "gbt":
         cls = BoostedTreesRegressorProbe if task == "regression" else BoostedTreesClassifierProbe
@@ -260,6 +267,69 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         return tags
 
 
+class RidgeClassifierProbe(ClassifierMixin, RidgeProbe):
+    """Least squares on +-1 class indicators (scikit-learn's `RidgeClassifier`), alpha chosen on validation accuracy.
+
+    A linear classifier whose whole alpha grid costs one decomposition, as `RidgeProbe`'s does: on a
+    3,156-wide embedding of 4,296 rows it takes a few seconds where the logistic path takes ten or more.
+    It serves where a probe only compares candidates (`ProbeConfig(classifier="ridge")`: the probes that pick
+    an encoder's checkpoint while it trains); reported scores use `LogisticProbe`.
+
+    The predicted class is the column of the largest score. One alpha serves every column: the one of
+    best validation accuracy (ties to the larger alpha); validation rows of classes absent from
+    training count as errors. Without validation rows each column's alpha is chosen as `RidgeProbe`
+    chooses it. Fitted attributes: ``classes_``, ``alpha_`` (per column), ``val_scores_`` (validation
+    accuracy per alpha, descending alpha; NaN without validation), and `RidgeProbe`'s.
+    """
+
+    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "RidgeClassifierProbe":
+        X, y = validate_data(self, X, y, dtype=_FLOATS)
+        check_classification_targets(y)
+        self.classes_, index = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"RidgeClassifierProbe needs at least 2 classes in the training data, "
+                             f"got 1 class ({self.classes_[0]!r})")
+        Y_val = None
+        if _has_val(X_val, y_val):
+            y_val = np.asarray(y_val)
+            Y_val = self._indicators(np.searchsorted(self.classes_, y_val), known=np.isin(y_val, self.classes_))
+        super().fit(X, self._indicators(index), X_val, Y_val, groups)
+        self.val_scores_ = self.val_scores_[:, 0]
+        return self
+
+    def _indicators(self, index: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+        """(n, classes) +1 at each row's class, -1 elsewhere (rows of unknown classes: -1 everywhere)."""
+        Y = np.where(index[:, None] == np.arange(len(self.classes_)), 1.0, -1.0)
+        if known is not None:
+            Y[~known] = -1.0
+        return Y
+
+    def _val_r2(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
+        """Validation accuracy per alpha, the same in every column, so that every column takes one alpha."""
+        truth = np.where(Y_val.max(1) > 0, Y_val.argmax(1), -1)
+        n_alphas, d, k = W.shape
+        flat = W.transpose(1, 0, 2).reshape(d, n_alphas * k)
+        correct = np.zeros(n_alphas)
+        for start in range(0, X_val.shape[0], self.chunk_size):
+            scores = (self._standardized(X_val[start:start + self.chunk_size]) @ flat).reshape(-1, n_alphas, k)
+            correct += (np.argmax(scores + y_mean, axis=2) == truth[start:start + self.chunk_size, None]).sum(0)
+        return np.repeat((correct / len(truth))[:, None], k, axis=1)
+
+    def decision_function(self, X) -> np.ndarray:
+        """A score per class (n, classes); with two classes one column, positive for ``classes_[1]``."""
+        scores = super().predict(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def predict(self, X) -> np.ndarray:
+        scores = super().predict(X)  # first: it checks the probe is fitted
+        return self.classes_[np.argmax(scores, axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = False
+        return tags
+
+
 class LogisticProbe(ClassifierMixin, BaseEstimator):
     """Multinomial logistic regression on standardized features, C chosen on validation accuracy.
 
@@ -270,6 +340,8 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
     smallest class count, at most 5), or C = 1 if a class has a single sample.
     When `groups` gives a model several rows, the folds hold out whole models
     (k = the fewest models of a class, at most 5; C = 1 if a class has one model).
+    The path stops at the first C that classifies every validation row right: no larger C
+    can beat it, and ties go to the smaller C (the scores of the Cs not fitted stay NaN).
     With validation data and `PRECONDITIONED_FEATURES` features or more, the path is
     solved by `logistic.fit_logistic`: the same objective and stopping rule as
     scikit-learn's lbfgs, in a fraction of the iterations.
@@ -311,6 +383,8 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
                 self.val_scores_[i] = np.mean(model.predict(Zv) == y_val)
                 if best is None or self.val_scores_[i] > self.val_scores_[best]:
                     best, self.classifier_ = i, copy.deepcopy(model)
+                if self.val_scores_[i] == 1.0:
+                    break
             self.C_ = float(Cs[best])
         elif folds is not None:
             self.classifier_ = LogisticRegressionCV(Cs=list(Cs), cv=folds, scoring="accuracy", l1_ratios=(0.0,),

@@ -26,10 +26,11 @@ from weightspace.representation.learner import EvaluateFn
 # the mean over targets of the linear probes' validation scores (R² or accuracy)
 SELECT_METRIC = "probe_mean_val"
 # Probes while training only pick a checkpoint; the experiment refits the full probes on the one it picks.
-# Logistic probes on a wide embedding dominate their cost (tetris_hyp, neuron_set at width 1024: 3156
-# features x 4296 rows, the default grid took 208 s for one target, this one 21 s), so they get a shorter
-# grid and fewer lbfgs iterations; ridge probes are exact and cheap whatever the grid.
-SELECTION_PROBES = dict(Cs=(1e-2, 1e-1, 1.0, 1e1, 1e2), logistic_max_iter=100)
+# Logistic probes of categorical targets on a wide embedding made most of a hyperparameter zoo's training time
+# (tetris_hyp, neuron_set at width 1024: 3156 features x 4296 rows, 25 s of each evaluation's 29 s for
+# activation and init on a short grid), so classes are scored by least squares on class indicators
+# (`RidgeClassifierProbe`), whose alpha grid costs one decomposition.
+SELECTION_PROBES = dict(classifier="ridge")
 
 
 def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = ("linear",), *,
@@ -41,8 +42,8 @@ def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = (
         probes: probe names (``weightspace.downstream.probes``); keys of probes other than
             "linear" are prefixed with the probe name.
         batch_size: rows per forward pass of the encoder.
-        config: the probes' `ProbeConfig`; None: the default one with `SELECTION_PROBES`' shorter
-            logistic grid (a selection signal, not the reported score).
+        config: the probes' `ProbeConfig`; None: the default one with `SELECTION_PROBES`' ridge classifier
+            for categorical targets (a selection signal, not the reported score).
 
     Returns:
         ``evaluate_fn(model, datasets) -> dict``.
