@@ -62,6 +62,9 @@ ENCODER_OVERRIDES = {"neuron_set, outputs target": {"target": "outputs"},
 DEFAULT_ENCODERS = ("2021 transformer (cpu schedule)", "neuron_set")  # what runs unless encoders are named
 INIT = ", random init"  # suffix of an encoder's control feature set
 CODE, OUTPUTS = "code", {"free": "B_probe (data-free)", "task": "B_probe (task inputs)"}
+# boosted trees read the code's entries before hinging, as the experiments' baselines do: the same splits, a fifth
+# of the columns; their rows are named CODE
+_CODE_TREES = "code, unhinged"
 RAW_COLUMNS = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "k", "draw", "value", "seed",
                "minutes", "chosen", "note"]
 Log = Callable[[str], None]
@@ -163,8 +166,9 @@ def baseline_features(zoo: Zoo, data: dict[str, ZooDataset], config: QualityConf
     """Baseline name -> an unfitted feature extractor, a precomputed array, or an `Unavailable` saying why."""
     layout = data["train"].layout
     features = {"B_W": RawWeights(), "B_s": LayerStatistics(layout)}
-    features[CODE] = InvariantCode(layout) if len(layout.layers) > 1 else Unavailable(
-        "the invariant statistics code summarises hidden layers, and this zoo's networks have a single layer")
+    for name, hinged in ((CODE, True), (_CODE_TREES, False)):
+        features[name] = InvariantCode(layout, hinged=hinged) if len(layout.layers) > 1 else Unavailable(
+            "the invariant statistics code summarises hidden layers, and this zoo's networks have a single layer")
     selected = _selection(zoo, data)
     for variant, name in OUTPUTS.items():
         try:
@@ -179,14 +183,14 @@ def baseline_features(zoo: Zoo, data: dict[str, ZooDataset], config: QualityConf
 
 def baselines(features: dict[str, object], data: dict[str, ZooDataset], targets) -> pd.DataFrame:
     """Every baseline's probe scores on train, val and test (notes say why a row is NaN)."""
-    pairs = [("B_W", "linear"), ("B_s", "linear"), ("B_s", "gbt"), (CODE, "linear"), (CODE, "gbt")]
+    pairs = [("B_W", "linear"), ("B_s", "linear"), ("B_s", "gbt"), (CODE, "linear"), (_CODE_TREES, "gbt")]
     pairs += [(name, probe) for name in OUTPUTS.values() for probe in ("linear", "gbt")]
     pairs += [("hyperparameters", "linear")] if "hyperparameters" in features else []
     samples = _samples(data)
     weights = np.concatenate([d.weights.numpy() for d in data.values()])
     table = evaluate(weights, samples, feature_sets=features, probes=["linear", "gbt"], targets=targets,
                      pairs=pairs, splits=samples["split"].to_numpy(), hyperparameters=data["train"].hyperparameters)
-    return _scores(table)
+    return _scores(table.replace({"feature_set": {_CODE_TREES: CODE}}))
 
 
 def scarce_baselines(features: dict[str, object], data: dict[str, ZooDataset], targets,
@@ -196,10 +200,12 @@ def scarce_baselines(features: dict[str, object], data: dict[str, ZooDataset], t
     weights = np.concatenate([d.weights.numpy() for d in data.values()])
     train = data["train"].weights.numpy()
     parts, notes = [], []
-    for name, wanted in (("B_s", ("linear", "gbt")), (CODE, ("linear", "gbt")), (OUTPUTS["free"], ("linear",))):
-        extractor, probes = features[name], tuple(p for p in wanted if p in config.probes)
+    for name, key, wanted in (("B_s", "B_s", ("linear", "gbt")), (CODE, CODE, ("linear",)),
+                              (CODE, _CODE_TREES, ("gbt",)), (OUTPUTS["free"], OUTPUTS["free"], ("linear",))):
+        probes = tuple(p for p in wanted if p in config.probes)
         if not probes:
             continue
+        extractor = features[key]
         if isinstance(extractor, Unavailable):
             notes.append((name, probes, extractor.reason))
             continue
@@ -236,6 +242,7 @@ class Trained:
     chosen: np.ndarray  # (S, L) embedding of the state chosen on validation (the control when `evaluation` is 0)
     evaluation: int  # which state was chosen: 0 the random init, i the i-th evaluation during training
     minutes: float  # training time
+    model: torch.nn.Module | None = None  # the encoder at the end of training
 
 
 def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targets, device: str = "cpu") -> Trained:
@@ -256,7 +263,7 @@ def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targ
         score = probe(learner.model, data).get(SELECT_METRIC, -np.inf)
         if score > best_score:
             best, best_score, chosen = embed(learner.model, every).numpy(), score, i + 1
-    return Trained(control, best, chosen, seconds / 60)
+    return Trained(control, best, chosen, seconds / 60, learner.model)
 
 
 def embedding_scores(name: str, z: np.ndarray, data: dict[str, ZooDataset], targets, probes=("linear",)) -> pd.DataFrame:

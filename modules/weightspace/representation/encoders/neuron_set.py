@@ -112,6 +112,7 @@ class NeuronSetConfig(EncoderConfig):
     project_dim: int = 0  # a Linear maps the learned features to this width; 0 keeps the pooled features
     code: bool = False  # the embedding also holds the fixed code (an untrained baseline: InvariantCode)
     code_knots: int = 5  # hinge knots per entry of the code (0: the statistics alone)
+    decoder_hidden: int = 256  # hidden width of the decoder; 0: a linear decoder (the target linear in the features)
     target: str = "statistics"  # the decoder predicts "statistics", "outputs" (logits on queries) or "both"
     output_weight: float = 0.5  # "both": the outputs' share of the reconstruction loss, in (0, 1)
     n_queries: int = 64  # K, data-free query inputs of the outputs target
@@ -139,7 +140,7 @@ class NeuronSetConfig(EncoderConfig):
         for key in ("width", "phi_layers"):
             if getattr(self, key) < 1:
                 raise ValueError(f"NeuronSetConfig.{key} must be >= 1, got {getattr(self, key)}")
-        for key in ("project_dim", "code_knots"):
+        for key in ("project_dim", "code_knots", "decoder_hidden"):
             if getattr(self, key) < 0:
                 raise ValueError(f"NeuronSetConfig.{key} must be >= 0, got {getattr(self, key)}")
         if self.activation not in ACTIVATIONS:
@@ -159,7 +160,7 @@ class NeuronSetEncoder(Autoencoder):
         project_dim: 0 keeps the pooled features as the learned features; otherwise a Linear maps them to this width.
         code: append the fixed code (standardised invariant statistics and their hinges) to the embedding.
         code_knots: knots per entry of the code's piecewise-linear part (0: the statistics alone).
-        decoder_hidden: hidden width of the decoder.
+        decoder_hidden: hidden width of the decoder; 0: one Linear layer.
         target: what the decoder predicts: "statistics" (`invariant_targets`), "outputs" (`function`'s logits
             on its queries) or "both" (concatenated, the outputs weighing `output_weight` of the loss).
         function: the networks' outputs on fixed queries; needed unless `target` is "statistics".
@@ -226,7 +227,8 @@ class NeuronSetEncoder(Autoencoder):
                                  (output_weight * recon_dim / self.num_outputs) ** 0.5)
             self.reconstruction_kind = {"outputs": "outputs on queries",
                                         "both": "invariant statistics and outputs on queries"}[target]
-        self.decoder = mlp_stack([self.learned_dim, decoder_hidden, recon_dim], "leakyrelu")
+        self.decoder = mlp_stack([self.learned_dim, *([decoder_hidden] if decoder_hidden else []), recon_dim],
+                                 "leakyrelu")
         if generator is not None:
             init_parameters(self, generator)
 
@@ -379,5 +381,6 @@ def build_neuron_set(c: NeuronSetConfig, layout: WeightLayout, generator: torch.
                                   activation=None if c.target_activation == "zoo" else c.target_activation)
     return NeuronSetEncoder(layout, width=c.width, phi_layers=c.phi_layers, activation=c.activation,
                             neuron_stats=c.neuron_stats, skip=c.skip, project_dim=c.project_dim, code=c.code,
-                            code_knots=c.code_knots, target=c.target, function=function,
+                            code_knots=c.code_knots, decoder_hidden=c.decoder_hidden, target=c.target,
+                            function=function,
                             output_weight=c.output_weight, generator=generator)
