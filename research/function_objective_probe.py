@@ -12,7 +12,11 @@ logits). Variants:
 - ``linear decoder``: the outputs predicted by one Linear layer of the learned features, so that what the
   decoder reads of them is what a linear probe can read;
 - ``linear decoder, no contrast``: the same with gamma 0 (the reconstruction alone);
-- ``linear decoder, no contrast, 3x epochs``: three times the folder's epochs, at lr 3e-3.
+- ``linear decoder, no contrast, 3x epochs``: three times the folder's epochs, at lr 3e-3;
+- ``linear decoder, no contrast, 8x epochs``: eight times the folder's epochs, at lr 3e-3;
+- ``two-layer phi, linear decoder, no contrast, 3x epochs``: a second layer in the per-neuron MLP, so that a
+  neuron's features can hold products such as its outgoing weight times its response to a query, which a
+  network's output sums over its neurons.
 
 Every number it prints is on the validation split; the test split is not read.
 
@@ -46,6 +50,9 @@ VARIANTS = {
     "linear decoder": {"decoder_hidden": 0},
     "linear decoder, no contrast": {"decoder_hidden": 0, "gamma": 0.0},
     "linear decoder, no contrast, 3x epochs": {"decoder_hidden": 0, "gamma": 0.0, "epochs": 3, "lr": 3e-3},
+    "linear decoder, no contrast, 8x epochs": {"decoder_hidden": 0, "gamma": 0.0, "epochs": 8, "lr": 3e-3},
+    "two-layer phi, linear decoder, no contrast, 3x epochs": {"decoder_hidden": 0, "gamma": 0.0, "phi_layers": 2,
+                                                               "epochs": 3, "lr": 3e-3},
 }
 
 
@@ -53,8 +60,9 @@ def variant_encoder(base, overrides: dict):
     """A copy of the quality harness's encoder `base` with a variant's overrides."""
     encoder = copy.deepcopy(base)
     rep = encoder.config
-    if "decoder_hidden" in overrides:
-        rep.encoder = replace(rep.encoder, decoder_hidden=overrides["decoder_hidden"])
+    for key in ("decoder_hidden", "phi_layers"):
+        if key in overrides:
+            rep.encoder = replace(rep.encoder, **{key: overrides[key]})
     if "gamma" in overrides:
         rep.loss = replace(rep.loss, gamma=overrides["gamma"])
     if "lr" in overrides:

@@ -166,5 +166,8 @@ def test_the_quality_table_names_the_function_targets():
     from weightspace.pipeline.quality import DEFAULT_ENCODERS, ENCODER_OVERRIDES, QualityConfig, encoders_of
 
     got = encoders_of(zoo_experiment(make_zoo("mlp")), list(ENCODER_OVERRIDES))
-    assert [e.config.encoder.target for e in got] == ["outputs", "both"]
+    assert [e.config.encoder.target for e in got] == ["outputs", "both", "outputs"]
+    base, function = got[0], got[2]
+    assert function.config.encoder.decoder_hidden == 0 and function.config.loss.gamma == 0.0
+    assert function.epochs == 3 * base.epochs and function.evaluations == base.evaluations
     assert QualityConfig().encoders == DEFAULT_ENCODERS  # named on request only

@@ -343,7 +343,7 @@ def _run(args: argparse.Namespace) -> int:
     return run_experiment(experiment, "representation", args)
 
 
-QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both")  # pipeline.quality.SHORT_NAMES (not imported: --help)
+QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both", "function")  # pipeline.quality.SHORT_NAMES (not imported: --help)
 QUALITY_DEFAULT = ("neuron_set", "2021")
 
 
@@ -355,7 +355,8 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     qual.add_argument("--seeds", type=_positive, default=3, help="training seeds per encoder (default 3)")
     qual.add_argument("--encoders", nargs="+", choices=list(QUALITY_ENCODERS), default=None,
                       help="encoders to train (default: neuron_set and 2021; outputs / both: neuron_set with the "
-                           "function-space reconstruction target, alone or beside the statistics); their rows "
+                           "function-space reconstruction target, alone or beside the statistics; function: the "
+                           "outputs through a linear decoder, no contrastive term, 3x the epochs); their rows "
                            "replace those of an earlier run in --out")
     qual.add_argument("--out", type=Path, default=None,
                       help="folder for representation_quality.csv and .md (default: quality/<zoo name>)")

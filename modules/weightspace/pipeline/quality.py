@@ -53,12 +53,31 @@ from weightspace.zoo.store import Zoo
 
 # table name -> the experiment's variant (None: its default learner); short name -> table name
 ENCODER_VARIANTS = {"2021 transformer (cpu schedule)": "2021", "neuron_set": None,
-                    "neuron_set, outputs target": None, "neuron_set, statistics + outputs target": None}
+                    "neuron_set, outputs target": None, "neuron_set, statistics + outputs target": None,
+                    "neuron_set, function objective": None}
 SHORT_NAMES = {"2021": "2021 transformer (cpu schedule)", "neuron_set": "neuron_set",
-               "outputs": "neuron_set, outputs target", "both": "neuron_set, statistics + outputs target"}
-# table name -> fields set on the (neuron_set) encoder of that learner: the function-space targets
-ENCODER_OVERRIDES = {"neuron_set, outputs target": {"target": "outputs"},
-                     "neuron_set, statistics + outputs target": {"target": "both"}}
+               "outputs": "neuron_set, outputs target", "both": "neuron_set, statistics + outputs target",
+               "function": "neuron_set, function objective"}
+
+
+@dataclass(frozen=True)
+class Override:
+    """What a table row changes in its folder's (neuron_set) learner."""
+
+    encoder: dict = field(default_factory=dict)  # NeuronSetConfig fields
+    loss: dict = field(default_factory=dict)  # LossConfig fields
+    train: dict = field(default_factory=dict)  # TrainConfig fields
+    epochs: int = 1  # a multiple of the folder's training epochs (its evaluations stay as many)
+
+
+# table name -> its changes to the folder's learner: the function-space targets. "function objective" is the
+# variant research/function_objective_probe.py found on tetris_seed's validation split: the outputs target
+# through a linear decoder (what it reads of the features, a linear probe can read), no contrastive term,
+# three times the epochs at lr 3e-3
+ENCODER_OVERRIDES = {"neuron_set, outputs target": Override(encoder={"target": "outputs"}),
+                     "neuron_set, statistics + outputs target": Override(encoder={"target": "both"}),
+                     "neuron_set, function objective": Override(encoder={"target": "outputs", "decoder_hidden": 0},
+                                                                loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3)}
 DEFAULT_ENCODERS = ("2021 transformer (cpu schedule)", "neuron_set")  # what runs unless encoders are named
 INIT = ", random init"  # suffix of an encoder's control feature set
 CODE, OUTPUTS = "code", {"free": "B_probe (data-free)", "task": "B_probe (task inputs)"}
@@ -116,8 +135,12 @@ def encoders_of(experiment: Experiment, names, *, smoke: bool = False) -> list[E
             if rep.encoder.name != "neuron_set":
                 raise ValueError(f"encoder {name!r} changes the neuron_set learner, but experiment "
                                  f"{experiment.name!r} learns with {rep.encoder.name!r}")
-            rep.encoder = replace(rep.encoder, **ENCODER_OVERRIDES[name])
-        encoder = Encoder(name, rep, epochs=run.iterations * rep.train.epochs_per_step, evaluations=run.iterations)
+            override = ENCODER_OVERRIDES[name]
+            rep.encoder = replace(rep.encoder, **override.encoder)
+            rep.loss, rep.train = replace(rep.loss, **override.loss), replace(rep.train, **override.train)
+        epochs = run.iterations * rep.train.epochs_per_step * (ENCODER_OVERRIDES[name].epochs
+                                                               if name in ENCODER_OVERRIDES else 1)
+        encoder = Encoder(name, rep, epochs=epochs, evaluations=run.iterations)
         if smoke:
             rep.train = replace(rep.train, batch_size=16)
             if rep.encoder.name == "neuron_set":
