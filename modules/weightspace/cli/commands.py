@@ -343,7 +343,8 @@ def _run(args: argparse.Namespace) -> int:
     return run_experiment(experiment, "representation", args)
 
 
-QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both", "function")  # pipeline.quality.SHORT_NAMES (not imported: --help)
+# pipeline.quality.SHORT_NAMES (not imported: --help stays fast)
+QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both", "function")
 QUALITY_DEFAULT = ("neuron_set", "2021")
 
 

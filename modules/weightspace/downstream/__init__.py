@@ -23,7 +23,8 @@ __all__ = [
     "ProbeWarning", "evaluate", "format_table", "json_key", "results_dict", "write_baseline_json",
     "write_results_json", "SELECT_METRIC", "probe_scores",
     "Embedding", "Hyperparameters", "KernelPCAFeatures", "LayerStatistics", "RawWeights", "UMAPFeatures",
-    "BoostedTreesClassifierProbe", "BoostedTreesRegressorProbe", "LogisticProbe", "ProbeConfig", "RidgeClassifierProbe", "RidgeProbe",
+    "BoostedTreesClassifierProbe", "BoostedTreesRegressorProbe", "LogisticProbe", "ProbeConfig",
+    "RidgeClassifierProbe", "RidgeProbe",
     "make_probe",
     "Target", "derive_targets", "score",
 ]
