@@ -102,6 +102,24 @@ def test_logistic_path_stops_at_a_perfect_validation_score():
     assert np.isnan(probe.val_scores_[first + 1:]).all() and np.isfinite(probe.val_scores_[:first + 1]).all()
 
 
+def test_logistic_cross_validation_on_wide_features_chooses_as_sklearn_does(monkeypatch):
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
+
+    import weightspace.downstream.probes as probes
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(600, 80))
+    y = np.argmax(X[:, :3] + 1.5 * rng.normal(size=(600, 3)), axis=1)  # noisy: a clear best C inside the grid
+    monkeypatch.setattr(probes, "PRECONDITIONED_FEATURES", 64)
+    probe = LogisticProbe(random_state=0).fit(X, y)
+    Z = probe.scaler_.transform(X)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)  # equal folds: summed and averaged accuracy agree
+    reference = LogisticRegressionCV(Cs=sorted(probe.Cs), cv=folds, scoring="accuracy", l1_ratios=(0.0,),
+                                     max_iter=1000, **probes._CV_NEW_ATTRIBUTES).fit(Z, y)
+    assert probe.C_ == float(np.atleast_1d(reference.C_)[0])
+    assert np.mean(probe.predict(X) == reference.predict(Z)) > 0.98  # one objective, stopped within tolerance
+
+
 def test_ridge_classifier_equals_sklearn_at_the_alpha_of_best_validation_accuracy():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(500, 12)) * rng.uniform(0.1, 10, 12)

@@ -342,9 +342,10 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
     (k = the fewest models of a class, at most 5; C = 1 if a class has one model).
     The path stops at the first C that classifies every validation row right: no larger C
     can beat it, and ties go to the smaller C (the scores of the Cs not fitted stay NaN).
-    With validation data and `PRECONDITIONED_FEATURES` features or more, the path is
-    solved by `logistic.fit_logistic`: the same objective and stopping rule as
-    scikit-learn's lbfgs, in a fraction of the iterations.
+    With `PRECONDITIONED_FEATURES` features or more (and as many rows), the path is solved by
+    `logistic.fit_logistic`: the same objective and stopping rule as scikit-learn's lbfgs, in a
+    fraction of the iterations; without validation data so is each fold's path, and the C with the
+    most held-out rows right over all folds wins (`LogisticRegressionCV` averages the folds' accuracies).
 
     Fitted attributes: ``scaler_``, ``classifier_`` (the fitted sklearn model),
     ``C_``, ``classes_``, ``n_iter_``, ``val_scores_`` (validation accuracy per C, ascending C).
@@ -376,8 +377,7 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         if _has_val(X_val, y_val):
             Zv = self.scaler_.transform(validate_data(self, X_val, reset=False, dtype=_FLOATS))
             y_val = np.asarray(y_val)
-            wide = Z.shape[1] >= PRECONDITIONED_FEATURES and Z.shape[0] >= Z.shape[1]
-            path = self._wide_path if wide else self._sklearn_path
+            path = self._wide_path if self._wide(Z) else self._sklearn_path
             best = None
             for i, (C, model) in enumerate(zip(Cs, path(Z, y, Cs))):
                 self.val_scores_[i] = np.mean(model.predict(Zv) == y_val)
@@ -386,6 +386,8 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
                 if self.val_scores_[i] == 1.0:
                     break
             self.C_ = float(Cs[best])
+        elif folds is not None and self._wide(Z):
+            self.classifier_, self.C_ = self._wide_cv(Z, y, Cs, folds)
         elif folds is not None:
             self.classifier_ = LogisticRegressionCV(Cs=list(Cs), cv=folds, scoring="accuracy", l1_ratios=(0.0,),
                                                     max_iter=self.max_iter, **_CV_NEW_ATTRIBUTES).fit(Z, y)
@@ -396,6 +398,26 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         self.classes_ = self.classifier_.classes_
         self.n_iter_ = int(np.max(self.classifier_.n_iter_))
         return self
+
+    @staticmethod
+    def _wide(Z) -> bool:
+        """Whether `logistic.fit_logistic` solves the path (enough features, at least as many rows)."""
+        return Z.shape[1] >= PRECONDITIONED_FEATURES and Z.shape[0] >= Z.shape[1]
+
+    def _wide_cv(self, Z, y, Cs, folds):
+        """(model, C) chosen as `LogisticRegressionCV` chooses, the path of each fold solved by `_wide_path`:
+        the C of most held-out rows right over the folds (ties to the smaller C), refitted on every row."""
+        splits = folds.split(Z, y) if hasattr(folds, "split") else folds
+        correct = np.zeros(len(Cs))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # the refit below warns for the chosen C
+            for train, held in splits:
+                for i, model in enumerate(self._wide_path(Z[train], y[train], Cs)):
+                    correct[i] += np.sum(model.predict(Z[held]) == y[held])
+        best = int(np.argmax(correct))
+        for model in self._wide_path(Z, y, Cs[:best + 1]):  # warm-started up to the chosen C
+            pass
+        return model, float(Cs[best])
 
     def _sklearn_path(self, Z, y, Cs):
         """The fitted model at each C, ascending, each warm-started from the last (scikit-learn's lbfgs)."""
