@@ -26,14 +26,11 @@ Every number it prints is on the validation split; the test split is not read.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,35 +38,22 @@ sys.path.insert(0, str(ROOT / "bench"))
 from representation_quality import FOLDERS, folder_experiment  # noqa: E402  (bench/, on sys.path above)
 
 from weightspace.downstream.evaluate import ProbeWarning  # noqa: E402
-from weightspace.pipeline.quality import (embedding_scores, encoders_of, load_preset_zoo, train_encoder,  # noqa: E402
-                                          zoo_data)
+from weightspace.pipeline.quality import (ENCODER_OVERRIDES, Override, embedding_scores,  # noqa: E402
+                                          encoders_of, load_preset_zoo, overridden, train_encoder, zoo_data)
 from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402
 
+# each variant's changes to the folder's neuron_set learner
 VARIANTS = {
-    "outputs": {},
-    "linear decoder": {"decoder_hidden": 0},
-    "linear decoder, no contrast": {"decoder_hidden": 0, "gamma": 0.0},
-    "linear decoder, no contrast, 3x epochs": {"decoder_hidden": 0, "gamma": 0.0, "epochs": 3, "lr": 3e-3},
-    "linear decoder, no contrast, 8x epochs": {"decoder_hidden": 0, "gamma": 0.0, "epochs": 8, "lr": 3e-3},
-    "two-layer phi, linear decoder, no contrast, 3x epochs": {"decoder_hidden": 0, "gamma": 0.0, "phi_layers": 2,
-                                                               "epochs": 3, "lr": 3e-3},
+    "outputs": ENCODER_OVERRIDES["neuron_set, outputs target"],
+    "linear decoder": Override(encoder={"target": "outputs", "decoder_hidden": 0}),
+    "linear decoder, no contrast": Override(encoder={"target": "outputs", "decoder_hidden": 0}, loss={"gamma": 0.0}),
+    "linear decoder, no contrast, 3x epochs": ENCODER_OVERRIDES["neuron_set, function objective"],
+    "linear decoder, no contrast, 8x epochs": Override(encoder={"target": "outputs", "decoder_hidden": 0},
+                                                       loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=8),
+    "two-layer phi, linear decoder, no contrast, 3x epochs": Override(
+        encoder={"target": "outputs", "decoder_hidden": 0, "phi_layers": 2}, loss={"gamma": 0.0},
+        train={"lr": 3e-3}, epochs=3),
 }
-
-
-def variant_encoder(base, overrides: dict):
-    """A copy of the quality harness's encoder `base` with a variant's overrides."""
-    encoder = copy.deepcopy(base)
-    rep = encoder.config
-    for key in ("decoder_hidden", "phi_layers"):
-        if key in overrides:
-            rep.encoder = replace(rep.encoder, **{key: overrides[key]})
-    if "gamma" in overrides:
-        rep.loss = replace(rep.loss, gamma=overrides["gamma"])
-    if "lr" in overrides:
-        rep.train = replace(rep.train, lr=overrides["lr"])
-    if "epochs" in overrides:
-        encoder.epochs *= overrides["epochs"]
-    return encoder
 
 
 def output_r2(model, data) -> float:
@@ -96,10 +80,10 @@ def main() -> None:
     zoo = load_preset_zoo(args.zoo, args.datasets)
     data = zoo_data(zoo, experiment.zoo_epochs)
     targets = list(experiment.targets) if experiment.targets else None
-    base = encoders_of(experiment, ["neuron_set, outputs target"])[0]
-    base.config.encoder = with_zoo_architecture(base.config.encoder, zoo)
+    base = encoders_of(experiment, ["neuron_set"])[0]
     for name in args.variants:
-        encoder = variant_encoder(base, VARIANTS[name])
+        encoder = overridden(base, VARIANTS[name], name)
+        encoder.config.encoder = with_zoo_architecture(encoder.config.encoder, zoo)
         for seed in range(args.seeds):
             start = time.perf_counter()
             run = train_encoder(encoder, data, seed, targets)

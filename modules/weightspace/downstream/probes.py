@@ -1,4 +1,4 @@
-"""Probes that read a property off features: ridge, logistic regression, gradient-boosted trees.
+"""Probes that read a property off features: ridge, logistic regression, gradient-boosted trees (`trees.py`).
 
 Every probe is a scikit-learn estimator with ``fit(X, y, X_val=None, y_val=None, groups=None)``:
 the regularization (ridge alpha, logistic C, boosting rounds) is chosen on the
@@ -20,18 +20,19 @@ from typing import Sequence
 
 import numpy as np
 from scipy.linalg.blas import dsyrk
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
-from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
-from threadpoolctl import ThreadpoolController, threadpool_limits
 
-from weightspace.data.splits import has_repeats, model_folds, model_holdout
+from weightspace.data.splits import has_repeats, model_folds
 from weightspace.downstream.logistic import fit_logistic, gram
+from weightspace.downstream.probe_checks import FLOATS, check_grid, check_groups, has_val
+from weightspace.downstream.trees import (THREADED_CELLS, BoostedTreesClassifierProbe,  # noqa: F401 (re-exported)
+                                          BoostedTreesRegressorProbe, boosting_threads)
 
 # the 2021 ridge grid (reference_system.md 5.1); 2021 did not standardize, so we extend it upwards:
 # with standardized features the Gram diagonal is n, and large zoos need alphas beyond 1e3
@@ -42,11 +43,7 @@ PROBES = ("linear", "gbt")
 # scikit-learn >= 1.8 warns unless LogisticRegressionCV is told to use its simplified attributes
 _CV_NEW_ATTRIBUTES = ({"use_legacy_attributes": False}
                       if "use_legacy_attributes" in LogisticRegressionCV().get_params() else {})
-_FLOATS = [np.float64, np.float32]
 _PREDICT_CHUNK = 4096  # rows per chunk when predicting
-# boosting on fewer cells (rows x features) than this runs on one thread: thread start-up would dominate
-# (measured: 8400 x 14 no faster on 2 threads, 8400 x 64 1.3x, 8400 x 3928 1.8x, bitwise the same model)
-THREADED_CELLS = 2 ** 19
 # from this many features on, and on at least as many rows, the logistic probe's path runs `logistic.fit_logistic`
 # (scikit-learn's objective, preconditioned): there lbfgs on the raw coefficients needs hundreds of passes per C
 # (tetris_hyp's raw weights, 4296 x 100, activation: 14.7 s on scikit-learn's lbfgs, 1.8 s preconditioned; on
@@ -72,8 +69,8 @@ class ProbeConfig:
     random_state: int = 0  # seeds boosting and the fallback CV folds
 
     def __post_init__(self) -> None:
-        _check_grid(self.alphas, "alphas")
-        _check_grid(self.Cs, "Cs")
+        check_grid(self.alphas, "alphas")
+        check_grid(self.Cs, "Cs")
         for name in ("logistic_max_iter", "gbt_max_iter", "gbt_max_leaf_nodes", "gbt_patience"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ProbeConfig.{name} must be a positive integer, got {getattr(self, name)}")
@@ -100,28 +97,6 @@ def make_probe(name: str, task: str, config: ProbeConfig | None = None) -> BaseE
                    max_leaf_nodes=config.gbt_max_leaf_nodes, patience=config.gbt_patience,
                    random_state=config.random_state, n_threads=config.gbt_threads)
     raise ValueError(f"unknown probe {name!r}; choose one of {PROBES}")
-
-
-def _check_grid(grid: Sequence[float], name: str) -> np.ndarray:
-    values = np.asarray(list(grid), dtype=np.float64)
-    if values.ndim != 1 or values.size == 0 or not np.all(np.isfinite(values)) or np.any(values <= 0):
-        raise ValueError(f"{name} must be a non-empty sequence of positive numbers, got {grid!r}")
-    return values
-
-
-def _has_val(X_val, y_val) -> bool:
-    if (X_val is None) != (y_val is None):
-        raise ValueError("pass X_val and y_val together, or neither")
-    return X_val is not None and len(y_val) > 0
-
-
-def _check_groups(groups, n: int) -> np.ndarray | None:
-    if groups is None:
-        return None
-    groups = np.asarray(groups)
-    if groups.shape != (n,):
-        raise ValueError(f"groups has shape {groups.shape} for {n} training rows; pass one model id per row")
-    return groups
 
 
 class RidgeProbe(RegressorMixin, BaseEstimator):
@@ -152,24 +127,24 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         self.chunk_size = chunk_size  # rows per chunk when accumulating the Gram matrix and predicting
 
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "RidgeProbe":
-        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=_FLOATS)
-        groups = _check_groups(groups, X.shape[0])
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=FLOATS)
+        groups = check_groups(groups, X.shape[0])
         if X.shape[0] < 2:
             raise ValueError(f"RidgeProbe needs at least 2 samples, got n_samples = {X.shape[0]}")
-        alphas = np.sort(_check_grid(self.alphas, "alphas"))[::-1]
+        alphas = np.sort(check_grid(self.alphas, "alphas"))[::-1]
         Y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)  # (n, k)
         self.scaler_ = StandardScaler()
         for start in range(0, X.shape[0], self.chunk_size):  # chunked: a whole-X fit makes float64 temporaries
             self.scaler_.partial_fit(X[start:start + self.chunk_size])
         scores = None
-        if _has_val(X_val, y_val) and len(y_val) >= 2:
-            X_val = validate_data(self, X_val, reset=False, dtype=_FLOATS)
+        if has_val(X_val, y_val) and len(y_val) >= 2:
+            X_val = validate_data(self, X_val, reset=False, dtype=FLOATS)
             Y_val = check_array(y_val, ensure_2d=False, dtype=np.float64).reshape(len(y_val), -1)
             if Y_val.shape != (X_val.shape[0], Y.shape[1]):
                 raise ValueError(f"y_val has shape {np.shape(y_val)}; expected {X_val.shape[0]} rows of "
                                  f"{Y.shape[1]} targets")
             W = self._coefs_for_grid(X, Y, alphas)  # (n_alphas, D, k) in standardized units
-            scores = self._val_r2(W, Y.mean(0), X_val, Y_val)  # (n_alphas, k)
+            scores = self._val_scores(W, Y.mean(0), X_val, Y_val)  # (n_alphas, k)
         if scores is not None and np.isfinite(scores).any(axis=0).any():
             scored = np.isfinite(scores).any(axis=0)  # targets the validation rows can score
             best = np.nanargmax(np.where(scored, scores, 0.0), axis=0)  # first = largest alpha on ties
@@ -237,7 +212,8 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         C = U.T @ Yc  # (n, k)
         return np.stack([Z.T @ (U @ (C / (s2 + a)[:, None])) for a in alphas])
 
-    def _val_r2(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
+    def _val_scores(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
+        """(n_alphas, k) validation scores that choose each target's alpha: R² (NaN for a constant target)."""
         sse = self._val_sse(W, y_mean, X_val, Y_val)
         sst = ((Y_val - Y_val.mean(0)) ** 2).sum(0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -255,7 +231,7 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = validate_data(self, X, reset=False, dtype=FLOATS)
         # in chunks: float32 features times float64 coefficients would make a float64 copy of X
         parts = [self.ridge_.predict(self.scaler_.transform(X[i:i + self.chunk_size]))
                  for i in range(0, X.shape[0], self.chunk_size)]
@@ -283,14 +259,14 @@ class RidgeClassifierProbe(ClassifierMixin, RidgeProbe):
     """
 
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "RidgeClassifierProbe":
-        X, y = validate_data(self, X, y, dtype=_FLOATS)
+        X, y = validate_data(self, X, y, dtype=FLOATS)
         check_classification_targets(y)
         self.classes_, index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"RidgeClassifierProbe needs at least 2 classes in the training data, "
                              f"got 1 class ({self.classes_[0]!r})")
         Y_val = None
-        if _has_val(X_val, y_val):
+        if has_val(X_val, y_val):
             y_val = np.asarray(y_val)
             Y_val = self._indicators(np.searchsorted(self.classes_, y_val), known=np.isin(y_val, self.classes_))
         super().fit(X, self._indicators(index), X_val, Y_val, groups)
@@ -304,7 +280,7 @@ class RidgeClassifierProbe(ClassifierMixin, RidgeProbe):
             Y[~known] = -1.0
         return Y
 
-    def _val_r2(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
+    def _val_scores(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
         """Validation accuracy per alpha, the same in every column, so that every column takes one alpha."""
         truth = np.where(Y_val.max(1) > 0, Y_val.argmax(1), -1)
         n_alphas, d, k = W.shape
@@ -357,10 +333,10 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         self.random_state = random_state  # seeds the fallback CV folds
 
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "LogisticProbe":
-        X, y = validate_data(self, X, y, dtype=_FLOATS)
+        X, y = validate_data(self, X, y, dtype=FLOATS)
         check_classification_targets(y)
         classes, counts = np.unique(y, return_counts=True)
-        groups, folds = _check_groups(groups, X.shape[0]), None
+        groups, folds = check_groups(groups, X.shape[0]), None
         if has_repeats(groups):  # count models, not rows, per class: folds hold out whole models
             counts = np.array([len(np.unique(groups[y == c])) for c in classes])
             if counts.min() >= 2:
@@ -370,12 +346,12 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError("LogisticProbe needs at least 2 classes in the training data, "
                              f"got 1 class ({classes[0]!r})")
-        Cs = np.sort(_check_grid(self.Cs, "Cs"))
+        Cs = np.sort(check_grid(self.Cs, "Cs"))
         self.scaler_ = StandardScaler().fit(X)
         Z = self.scaler_.transform(X)
         self.val_scores_ = np.full(len(Cs), np.nan)
-        if _has_val(X_val, y_val):
-            Zv = self.scaler_.transform(validate_data(self, X_val, reset=False, dtype=_FLOATS))
+        if has_val(X_val, y_val):
+            Zv = self.scaler_.transform(validate_data(self, X_val, reset=False, dtype=FLOATS))
             y_val = np.asarray(y_val)
             path = self._wide_path if self._wide(Z) else self._sklearn_path
             best = None
@@ -442,7 +418,7 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
 
     def _apply(self, method: str, X) -> np.ndarray:
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=_FLOATS)
+        X = validate_data(self, X, reset=False, dtype=FLOATS)
         fn = getattr(self.classifier_, method)
         # in chunks: float32 features times float64 coefficients would make a float64 copy of X
         parts = [fn(self.scaler_.transform(X[i:i + _PREDICT_CHUNK])) for i in range(0, X.shape[0], _PREDICT_CHUNK)]
@@ -456,98 +432,3 @@ class LogisticProbe(ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X) -> np.ndarray:
         return self._apply("decision_function", X)
-
-
-def boosting_threads(shape: tuple[int, int]) -> int:
-    """OpenMP threads for boosting on data of this shape: 1 below `THREADED_CELLS` cells, else the current
-    OpenMP limit of the process (its cores, or less under `threadpool_limits` or OMP_NUM_THREADS)."""
-    if shape[0] * shape[1] < THREADED_CELLS:
-        return 1
-    limits = [lib["num_threads"] for lib in ThreadpoolController().select(user_api="openmp").info()]
-    return max(1, min(limits, default=1))
-
-
-class _BoostedTrees(BaseEstimator):
-    """Histogram gradient boosting with early stopping on the validation split when given.
-
-    Without validation data, early stopping uses an internal 10 % hold-out when
-    there are at least 1000 training rows, and runs all `max_iter` rounds otherwise;
-    when `groups` gives a model several rows, the hold-out is 10 % of the models
-    (all rounds if that would leave a class out of training).
-    Boosting runs on `n_threads` OpenMP threads; None (the default) leaves it to
-    `boosting_threads`: one thread on small data, where thread start-up dominates,
-    the process's OpenMP limit on large data. The fitted model does not depend on
-    the thread count. On a shared, busy machine pass 1: spinning threads made fits
-    5-30x slower than one thread in our measurements.
-    Fitted attributes: ``model_`` (the sklearn HistGradientBoosting model), ``n_iter_``, ``threads_``.
-    """
-
-    def __init__(self, *, max_iter: int = 1000, learning_rate: float = 0.1, max_leaf_nodes: int = 31,
-                 min_samples_leaf: int = 20, l2_regularization: float = 0.0, patience: int = 20,
-                 random_state: int | None = None, n_threads: int | None = None):
-        self.max_iter = max_iter  # boosting rounds at most
-        self.learning_rate = learning_rate  # shrinkage
-        self.max_leaf_nodes = max_leaf_nodes  # leaves per tree
-        self.min_samples_leaf = min_samples_leaf  # smallest leaf
-        self.l2_regularization = l2_regularization  # L2 on leaf values
-        self.patience = patience  # rounds without validation improvement before stopping
-        self.random_state = random_state  # seeds binning subsamples and the internal hold-out
-        self.n_threads = n_threads  # OpenMP threads while fitting and predicting; None: boosting_threads(X)
-
-    def _fit(self, model_cls, X, y, X_val, y_val, groups=None):
-        X, y = validate_data(self, X, y, dtype=_FLOATS)
-        groups = _check_groups(groups, X.shape[0])
-        val = _has_val(X_val, y_val)
-        early = val or X.shape[0] >= 1000
-        if early and not val and has_repeats(groups) and len(np.unique(groups)) >= 2:
-            train, held = model_holdout(groups, 0.1, self.random_state)  # whole models, never rows of a model
-            if is_classifier(self) and len(np.unique(y[train])) < len(np.unique(y)):
-                early = False  # a class only in the held-out models: boost on every row, all rounds
-            else:
-                X, y, X_val, y_val, val = X[train], y[train], X[held], y[held], True
-        model = model_cls(max_iter=self.max_iter, learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
-                          min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
-                          early_stopping=early, n_iter_no_change=self.patience,
-                          validation_fraction=None if val else 0.1, random_state=self.random_state)
-        self.threads_ = self.n_threads or boosting_threads(X.shape)
-        with threadpool_limits(self.threads_, user_api="openmp"):
-            if val:
-                model.fit(X, y, X_val=validate_data(self, X_val, reset=False, dtype=_FLOATS), y_val=np.asarray(y_val))
-            else:
-                model.fit(X, y)
-        self.model_ = model
-        self.n_iter_ = int(model.n_iter_)
-        return self
-
-    def predict(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        with threadpool_limits(self.threads_, user_api="openmp"):
-            return self.model_.predict(validate_data(self, X, reset=False, dtype=_FLOATS))
-
-
-class BoostedTreesRegressorProbe(RegressorMixin, _BoostedTrees):
-    __doc__ = "Regression probe: " + _BoostedTrees.__doc__
-
-    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "BoostedTreesRegressorProbe":
-        return self._fit(HistGradientBoostingRegressor, X, y, X_val, y_val, groups)
-
-
-class BoostedTreesClassifierProbe(ClassifierMixin, _BoostedTrees):
-    __doc__ = "Classification probe (validation rows of classes unseen in training are ignored for stopping): " \
-              + _BoostedTrees.__doc__
-
-    def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "BoostedTreesClassifierProbe":
-        check_classification_targets(y)
-        if _has_val(X_val, y_val):
-            seen = np.isin(np.asarray(y_val), np.unique(np.asarray(y)))
-            X_val, y_val = np.asarray(X_val)[seen], np.asarray(y_val)[seen]
-            if not len(y_val):
-                X_val = y_val = None
-        self._fit(HistGradientBoostingClassifier, X, y, X_val, y_val, groups)
-        self.classes_ = self.model_.classes_
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        check_is_fitted(self)
-        with threadpool_limits(self.threads_, user_api="openmp"):
-            return self.model_.predict_proba(validate_data(self, X, reset=False, dtype=_FLOATS))

@@ -124,6 +124,14 @@ class QualityConfig:
             raise ValueError(f"seeds and jobs must be at least 1, got seeds={self.seeds}, jobs={self.jobs}")
 
 
+def overridden(encoder: Encoder, override: Override, name: str | None = None) -> Encoder:
+    """A copy of `encoder` with `override`'s changes (named `name`, default its own)."""
+    rep = copy.deepcopy(encoder.config)
+    rep.encoder = replace(rep.encoder, **override.encoder)
+    rep.loss, rep.train = replace(rep.loss, **override.loss), replace(rep.train, **override.train)
+    return Encoder(name or encoder.name, rep, epochs=encoder.epochs * override.epochs, evaluations=encoder.evaluations)
+
+
 def encoders_of(experiment: Experiment, names, *, smoke: bool = False) -> list[Encoder]:
     """The encoders `names` (table names), as `experiment` runs them (`smoke`: tiny, one epoch)."""
     out = []
@@ -131,16 +139,13 @@ def encoders_of(experiment: Experiment, names, *, smoke: bool = False) -> list[E
         variant = ENCODER_VARIANTS[name]
         run = experiment.variant(variant) if variant is not None else experiment
         rep = copy.deepcopy(run.representation)
+        encoder = Encoder(name, rep, epochs=run.iterations * rep.train.epochs_per_step, evaluations=run.iterations)
         if name in ENCODER_OVERRIDES:
             if rep.encoder.name != "neuron_set":
                 raise ValueError(f"encoder {name!r} changes the neuron_set learner, but experiment "
                                  f"{experiment.name!r} learns with {rep.encoder.name!r}")
-            override = ENCODER_OVERRIDES[name]
-            rep.encoder = replace(rep.encoder, **override.encoder)
-            rep.loss, rep.train = replace(rep.loss, **override.loss), replace(rep.train, **override.train)
-        epochs = run.iterations * rep.train.epochs_per_step * (ENCODER_OVERRIDES[name].epochs
-                                                               if name in ENCODER_OVERRIDES else 1)
-        encoder = Encoder(name, rep, epochs=epochs, evaluations=run.iterations)
+            encoder = overridden(encoder, ENCODER_OVERRIDES[name])
+            rep = encoder.config
         if smoke:
             rep.train = replace(rep.train, batch_size=16)
             if rep.encoder.name == "neuron_set":
