@@ -11,6 +11,7 @@ Each zoo's encoders, checkpoints and targets are exactly its folder's (its defau
     python bench/representation_quality.py --zoo digits_hyp --label-scarce   # also probes with k labels
     python bench/representation_quality.py --zoo digits_hyp --raw rows.csv   # every finished part kept
     python bench/representation_quality.py --zoo digits_hyp --from-raw rows.csv  # merge them (cut runs too)
+    python bench/representation_quality.py --zoo tetris_hyp --no-baselines --encoders 2021...  # encoders only
     python bench/representation_quality.py --zoo tetris_seed --encoders 'neuron_set, outputs target'
         # the default learner reconstructing the networks' logits on data-free queries (function space)
 """
@@ -61,8 +62,8 @@ def part_from_raw(path: Path, zoo: str, encoders: list[str]) -> pd.DataFrame:
     """The table part of `zoo` from the rows a ``--raw`` run appended: baselines and the seeds it finished."""
     raw = pd.read_csv(path, dtype={"k": object, "note": object})
     raw = raw[(raw.zoo == zoo) & raw.encoder.isin(["baselines", *encoders])]
-    if not (raw.encoder == "baselines").any():
-        raise SystemExit(f"{path} holds no finished baselines of {zoo!r}: nothing to merge")
+    if raw.empty:
+        raise SystemExit(f"{path} holds no finished part of {zoo!r} (baselines or {encoders}): nothing to merge")
     part = summarize(raw.reindex(columns=RAW_COLUMNS))
     seeds = raw[raw.encoder != "baselines"].groupby("encoder").seed.nunique()
     finished = ", ".join(f"{e}: {n} seed(s)" for e, n in seeds.items()) or "no encoder"
@@ -90,6 +91,11 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
     parser.add_argument("--label-scarce", action="store_true",
                         help="also probe with the labels of only k = 10, 30, 100, all training models (5 draws)")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="only the encoders' rows; the table keeps the baselines it has")
+    parser.add_argument("--no-encoder-trees", action="store_true",
+                        help="linear probes only on the embeddings (boosted trees on a wide embedding take most of "
+                             "a large zoo's time)")
     parser.add_argument("--device", default="cpu", help="where encoders train (cpu, cuda); probes run on the CPU")
     parser.add_argument("--jobs", type=int, default=1, help="encoder x seed trainings at a time, each in its own process")
     parser.add_argument("--threads", type=int, default=None, help="threads per --jobs process (default: cores / jobs)")
@@ -104,13 +110,16 @@ def main() -> None:
     device = str(resolve_device(args.device))
     chosen = args.encoders or list(DEFAULT_ENCODERS)
     config = QualityConfig(seeds=args.seeds, encoders=tuple(chosen), smoke=args.smoke, label_scarce=args.label_scarce,
-                           device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads)
+                           device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
+                           baselines=not args.no_baselines, encoder_trees=not args.no_encoder_trees)
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, chosen)
         else:
             command = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
-                       f"{' --smoke' if args.smoke else ''}{' --label-scarce' if args.label_scarce else ''} "
+                       f"{' --smoke' if args.smoke else ''}{' --label-scarce' if args.label_scarce else ''}"
+                       f"{' --no-baselines' if args.no_baselines else ''}"
+                       f"{' --no-encoder-trees' if args.no_encoder_trees else ''} "
                        "--encoders " + " ".join(f"'{e}'" for e in chosen)
                        + (f" --device {device}" if device != "cpu" else "")
                        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
@@ -122,7 +131,8 @@ def main() -> None:
                                log=lambda line: print(f"  {name}: {line}", file=sys.stderr, flush=True))
             part = summarize(rows)
             part["command"] = command + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}"
-        replaced = list(part.encoder.unique()) if args.from_raw is not None else ["baselines", *chosen]
+        replaced = list(part.encoder.unique()) if args.from_raw is not None else (
+            chosen if args.no_baselines else ["baselines", *chosen])
         write_table(args.out, part, name, replaced, order=ZOOS, source=SOURCE)
     print(f"wrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.md')}")
 

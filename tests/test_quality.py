@@ -14,7 +14,8 @@ from weightspace.downstream.label_scarce import LabelScarceConfig
 from weightspace.downstream.model_outputs import Unavailable
 from weightspace.pipeline import quality
 from weightspace.pipeline.experiment import zoo_experiment
-from weightspace.pipeline.quality_table import COLUMN_DOCS, COLUMNS, markdown, read_table, summarize, write_table
+from weightspace.pipeline.quality_table import (COLUMN_DOCS, COLUMNS, goal_lines, goal_rows, markdown, read_table,
+                                                summarize, write_table)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "representation_quality.csv"
 TEXT = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "command"]
@@ -59,6 +60,35 @@ def test_summary_counts_the_seeds_that_chose_the_random_init():
     assert "### z: probes with k labelled training models" in text and "| e | linear | 10 |" in text
 
 
+def _cells(cells: list[tuple]) -> pd.DataFrame:
+    """Test cells of a summarized table: (feature_set, probe, target, k, mean, spread)."""
+    return pd.DataFrame([dict(zoo="z", encoder="baselines" if fs in ("code", "B_s", "B_probe (data-free)") else "e",
+                              feature_set=fs, probe=p, target=t, metric="r2", split="test", k=k, mean=m, spread=sp,
+                              seeds=1 if fs in ("code", "B_s", "B_probe (data-free)") else 3)
+                         for fs, p, t, k, m, sp in cells]).reindex(columns=COLUMNS)
+
+
+def test_goals_are_met_only_where_the_mean_clears_the_spread():
+    cells = [("e, random init", "linear", "test_acc", None, 0.40, 0.02), ("e", "linear", "test_acc", None, 0.55, 0.04),
+             ("e, random init", "linear", "training_iteration", None, 0.90, 0.0),  # less than 0.2 left: half of it
+             ("e", "linear", "training_iteration", None, 0.96, 0.01),
+             ("e, random init", "linear", "lr", None, 0.50, 0.01), ("e", "linear", "lr", None, 0.40, 0.02),
+             ("code", "linear", "test_acc", None, 0.50, 0.0),  # cleared by 0.05 > spread 0.04
+             ("code", "linear", "training_iteration", None, 0.955, 0.0),  # by 0.005, not above the spread 0.01
+             ("e", "linear", "test_acc", "30", 0.30, 0.20), ("B_s", "gbt", "test_acc", "30", 0.05, 0.30)]
+    row = goal_rows(_cells(cells)).iloc[0]
+    assert row.training["test_acc"][0] and row.training["training_iteration"][0]  # +0.15 > 0.10; +0.06 > 0.05
+    assert row["> code"]["test_acc"][0] and not row["> code"]["training_iteration"][0]
+    assert not row["k=30: > B_s + gbt"]["test_acc"][0]  # +0.25, but the baseline's draws spread by 0.30
+    assert row["k=30: > B_s + gbt"]["training_iteration"] is None and row["> B_probe"]["test_acc"] is None
+    assert row["training loses on"] == "lr -0.100"
+    short = goal_rows(_cells([(fs, p, t, k, m - 0.06 * (fs == "e" and t == "test_acc" and k is None), sp)
+                              for fs, p, t, k, m, sp in cells])).iloc[0]
+    assert not short.training["test_acc"][0]  # +0.09 < 0.10
+    text = "\n".join(goal_lines(_cells(cells)))
+    assert "| z | e | acc **met** +0.150 (0.100); epoch **met** +0.060 (0.050) |" in text
+
+
 def test_markdown_names_no_issue_or_milestone():
     text = markdown(read_table(DOCS), source="s")
     assert "issue" not in text.lower() and "milestone" not in text.lower()
@@ -99,6 +129,15 @@ def test_the_random_init_is_a_candidate_of_each_seeds_choice(make_zoo, monkeypat
     monkeypatch.setattr(quality, "probe_scores", lambda targets: lambda model, d: {"probe_mean_val": next(scores)})
     run = quality.train_encoder(encoder, data, 0, None)
     assert run.evaluation == 0 and np.array_equal(run.chosen, run.control)
+
+
+def test_a_run_without_baselines_or_trees_gives_only_the_encoders_linear_rows(make_zoo):
+    zoo = make_zoo(models=30)
+    config = quality.QualityConfig(seeds=1, encoders=("neuron_set",), smoke=True, baselines=False,
+                                   encoder_trees=False)
+    rows = quality.run_quality(zoo, zoo_experiment(zoo), config)
+    assert set(rows.encoder) == {"neuron_set"} and set(rows.probe) == {"linear"}
+    assert set(rows.feature_set) == {"neuron_set", "neuron_set, random init"}
 
 
 def test_quality_command_parses():

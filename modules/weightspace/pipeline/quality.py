@@ -107,6 +107,8 @@ class QualityConfig:
     encoders: tuple[str, ...] = DEFAULT_ENCODERS  # table names (or short names: "2021", "neuron_set")
     smoke: bool = False  # tiny encoders, one epoch, every checkpoint: seconds, not science
     label_scarce: bool = False  # also the label-scarce protocol (k labelled training models)
+    baselines: bool = True  # False: only the encoders' rows (their baselines already in a table)
+    encoder_trees: bool = True  # boosted trees on neuron_set embeddings too (most of a wide zoo's probing time)
     scarce: LabelScarceConfig = field(default_factory=LabelScarceConfig)  # its ks, draws and seed
     device: str = "cpu"  # where encoders train; probes run on the CPU
     outputs_device: str = "auto"  # where B_probe runs the zoo's models (auto: cuda when available)
@@ -308,7 +310,8 @@ def encoder_rows(encoder: Encoder, seed: int, data: dict[str, ZooDataset], targe
     if log:
         log(f"{encoder.name}, seed {seed}: {run.minutes:.1f} min, chose "
             + ("the random init" if run.evaluation == 0 else f"evaluation {run.evaluation}"))
-    probes = ("linear", "gbt") if encoder.config.encoder.name == "neuron_set" else ("linear",)
+    trees = config.encoder_trees and encoder.config.encoder.name == "neuron_set"
+    probes = ("linear", "gbt") if trees else ("linear",)
     control_name = encoder.name + INIT
     rows = [embedding_scores(control_name, run.control, data, targets).assign(minutes=0.0),
             embedding_scores(encoder.name, run.chosen, data, targets, probes).assign(minutes=run.minutes,
@@ -333,7 +336,8 @@ def _job(path: str, epochs, targets, encoder: Encoder, seed: int, config: Qualit
 
 def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name: str | None = None,
                 done: Callable[[pd.DataFrame], None] | None = None, log: Log | None = None) -> pd.DataFrame:
-    """Every raw row of one zoo (columns `RAW_COLUMNS`): baselines, then each encoder x seed.
+    """Every raw row of one zoo (columns `RAW_COLUMNS`): baselines (unless ``config.baselines`` is False),
+    then each encoder x seed.
 
     Args:
         experiment: gives the encoders (its learner and its "2021" variant), checkpoints and targets.
@@ -363,13 +367,15 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProbeWarning)
         data = zoo_data(zoo, epochs)
-        features = baseline_features(zoo, data, config)
-        parts = [baselines(features, data, targets)]
-        if config.label_scarce:
-            parts.append(scarce_baselines(features, data, targets, config.scarce))
-        rows = [finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines"))]
-        if log:
-            log("baselines done")
+        rows = []
+        if config.baselines:
+            features = baseline_features(zoo, data, config)
+            parts = [baselines(features, data, targets)]
+            if config.label_scarce:
+                parts.append(scarce_baselines(features, data, targets, config.scarce))
+            rows.append(finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines")))
+            if log:
+                log("baselines done")
         work = [(encoder, seed) for encoder in encoders for seed in range(config.seeds)]
         if config.jobs <= 1:
             rows += [finished(encoder_rows(e, seed, data, targets, config, log)) for e, seed in work]
