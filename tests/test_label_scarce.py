@@ -46,9 +46,9 @@ def test_the_labels_of_unlabelled_models_never_reach_a_probe(monkeypatch):
     seen = []
     real = label_scarce._fit_and_score
 
-    def spy(probe_name, task, X, y, rows, *args):
+    def spy(probe_name, task, X, y, rows, *args, **kwargs):
         seen.append(np.unique(model_ids[rows]))
-        return real(probe_name, task, X, y, rows, *args)
+        return real(probe_name, task, X, y, rows, *args, **kwargs)
 
     monkeypatch.setattr(label_scarce, "_fit_and_score", spy)
     label_scarce_scores({"x": X}, [target], model_ids, splits, config)
@@ -69,3 +69,18 @@ def test_classification_targets_score_accuracy_and_bad_ks_are_refused():
     with pytest.raises(ValueError, match="at least 2"):
         LabelScarceConfig(ks=(1,))
     assert isinstance(table, pd.DataFrame)
+
+
+def test_scored_rows_are_clipped_to_the_labelled_models_range():
+    X, target, model_ids, splits = population()
+    rng = np.random.default_rng(1)
+    # a feature of pure noise, nearly constant on the training models and wide elsewhere: standardised by the
+    # labelled rows' tiny spread, it stands ~1e4 deviations out on the test rows
+    narrow = np.where(splits == "train", 1e-4, 1.0) * rng.normal(size=len(model_ids))
+    X = np.column_stack([X, narrow])
+    config = LabelScarceConfig(ks=(10,), draws=3, probes=("linear",))
+    clipped = label_scarce_scores({"x": X}, [target], model_ids, splits, config)
+    raw = label_scarce_scores({"x": X}, [target], model_ids, splits, LabelScarceConfig(ks=(10,), draws=3,
+                                                                                      probes=("linear",), clip=False))
+    assert clipped.score.min() > 0.9  # what the four real features give
+    assert raw.score.min() < 0.5  # unclipped, the noise feature's tiny fitted weight times 1e4 runs away

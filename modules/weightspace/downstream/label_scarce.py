@@ -7,6 +7,12 @@ cross-validation over those labelled models (whole models held out: the probes' 
 on the validation split, whose labels the protocol does not grant. It is scored on every row of
 the test split.
 
+A linear probe fitted on a few models standardises each feature by those models' spread; a feature nearly
+constant among them (a hinge of the code that few of them reach) then stands thousands of standard deviations
+out on other models, and the probe's prediction there runs away (tetris_seed, the code, 10 models: R² -55 on
+one draw). So the rows a probe scores are clipped to the range its labelled rows span (`clip`): a probe sees
+no feature value beyond what its labelled models showed, as a tree's splits do by construction.
+
 The labels of the other models never reach a probe: the fitting step reads its targets from a
 copy in which every row outside the drawn models is blanked (NaN, or None for a class), and
 refuses (`LabelLeakError`) when a blank reaches it.
@@ -39,6 +45,7 @@ class LabelScarceConfig:
     draws: int = 5  # draws of the labelled models per k (one for ALL)
     probes: tuple[str, ...] = ("linear", "gbt")  # probe kinds
     seed: int = 0  # seeds the draws
+    clip: bool = True  # scored rows clipped to the range of the labelled rows' features (linear probes)
 
     def __post_init__(self) -> None:
         for k in self.ks:
@@ -118,7 +125,7 @@ def label_scarce_scores(features: Mapping[str, np.ndarray], targets: Sequence[Ta
                     y = _checked_labels(visible[usable], target.task)
                     for probe_name in config.probes:
                         value = _fit_and_score(probe_name, target.task, X, y, usable, model_ids, scored,
-                                               target.values, probe_config)
+                                               target.values, probe_config, clip=config.clip)
                         rows.append({"feature_set": name, "probe": probe_name, "target": target.name,
                                      "k": str(k), "draw": draw, "labelled_models": len(labelled),
                                      "labelled_rows": len(usable),
@@ -129,12 +136,15 @@ def label_scarce_scores(features: Mapping[str, np.ndarray], targets: Sequence[Ta
 
 def _fit_and_score(probe_name: str, task: str, X: np.ndarray, y: np.ndarray, rows: np.ndarray,
                    model_ids: np.ndarray, scored: np.ndarray, truth: np.ndarray,
-                   probe_config: ProbeConfig | None) -> float:
+                   probe_config: ProbeConfig | None, *, clip: bool = True) -> float:
     if task == CLASSIFICATION and len(set(y)) < 2:
         return np.nan  # one class among the labelled models: nothing to fit
     probe = make_probe(probe_name, task, probe_config)
     probe.fit(X[rows], y, groups=model_ids[rows])  # no validation split: CV over the labelled models
-    predicted = probe.predict(X[scored])
+    Z = X[scored]
+    if clip and probe_name == "linear":
+        Z = np.clip(Z, X[rows].min(axis=0), X[rows].max(axis=0))
+    predicted = probe.predict(Z)
     result = score(task, truth[scored], predicted)
     return result["accuracy" if task == CLASSIFICATION else "r2"]
 
