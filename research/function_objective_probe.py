@@ -14,6 +14,8 @@ logits). Variants:
 - ``linear decoder, no contrast``: the same with gamma 0 (the reconstruction alone);
 - ``linear decoder, no contrast, 3x epochs``: three times the folder's epochs, at lr 3e-3;
 - ``linear decoder, no contrast, 8x epochs``: eight times the folder's epochs, at lr 3e-3;
+- ``statistics + outputs, linear decoder, no contrast, 3x epochs``: the same, decoding the invariant statistics
+  beside the outputs (what the default objective decodes, which carry the weights' growth over training);
 - ``two-layer phi, linear decoder, no contrast, 3x epochs``: a second layer in the per-neuron MLP, so that a
   neuron's features can hold products such as its outgoing weight times its response to a query, which a
   network's output sums over its neurons.
@@ -50,6 +52,8 @@ VARIANTS = {
     "linear decoder, no contrast, 3x epochs": ENCODER_OVERRIDES["neuron_set, function objective"],
     "linear decoder, no contrast, 8x epochs": Override(encoder={"target": "outputs", "decoder_hidden": 0},
                                                        loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=8),
+    "statistics + outputs, linear decoder, no contrast, 3x epochs": Override(
+        encoder={"target": "both", "decoder_hidden": 0}, loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3),
     "two-layer phi, linear decoder, no contrast, 3x epochs": Override(
         encoder={"target": "outputs", "decoder_hidden": 0, "phi_layers": 2}, loss={"gamma": 0.0},
         train={"lr": 3e-3}, epochs=3),

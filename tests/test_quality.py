@@ -140,6 +140,28 @@ def test_a_run_without_baselines_or_trees_gives_only_the_encoders_linear_rows(ma
     assert set(rows.feature_set) == {"neuron_set", "neuron_set, random init"}
 
 
+def test_the_chosen_state_gives_the_chosen_embedding(make_zoo, monkeypatch):
+    import copy
+
+    import torch
+
+    from weightspace.representation import embed
+
+    zoo = make_zoo(models=30)
+    data = quality.zoo_data(zoo, None)
+    encoder = quality.encoders_of(zoo_experiment(zoo), ["neuron_set"], smoke=True)[0]
+    encoder.evaluations, encoder.epochs = 2, 2
+    scores = iter([0.1, 0.9, 0.5])  # the first evaluation scores best, and training goes on after it
+    monkeypatch.setattr(quality, "probe_scores", lambda targets: lambda model, d: {"probe_mean_val": next(scores)})
+    run = quality.train_encoder(encoder, data, 0, None)
+    assert run.evaluation == 1
+    model = copy.deepcopy(run.model)
+    model.load_state_dict(run.chosen_state)
+    every = torch.cat([d.weights for d in data.values()])
+    assert np.array_equal(embed(model, every).numpy(), run.chosen)
+    assert not np.array_equal(embed(run.model, every).numpy(), run.chosen)  # the end of training differs
+
+
 def test_quality_command_parses():
     args = build_parser().parse_args(["quality", "tetris_seed", "--seeds", "1", "--encoders", "2021", "--smoke",
                                       "--label-scarce"])

@@ -273,6 +273,7 @@ class Trained:
     evaluation: int  # which state was chosen: 0 the random init, i the i-th evaluation during training
     minutes: float  # training time
     model: torch.nn.Module | None = None  # the encoder at the end of training
+    chosen_state: dict | None = None  # the chosen evaluation's state_dict (None when the random init was chosen)
 
 
 def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targets, device: str = "cpu") -> Trained:
@@ -285,6 +286,7 @@ def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targ
     probe = probe_scores(targets)
     control = embed(learner.model, every).numpy()
     best, best_score, chosen, seconds = control, probe(learner.model, data).get(SELECT_METRIC, -np.inf), 0, 0.0
+    state = None
     per_eval = max(1, encoder.epochs // encoder.evaluations)
     for i in range(encoder.evaluations):
         start = time.perf_counter()
@@ -293,7 +295,8 @@ def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targ
         score = probe(learner.model, data).get(SELECT_METRIC, -np.inf)
         if score > best_score:
             best, best_score, chosen = embed(learner.model, every).numpy(), score, i + 1
-    return Trained(control, best, chosen, seconds / 60, learner.model)
+            state = copy.deepcopy(learner.model.state_dict())
+    return Trained(control, best, chosen, seconds / 60, learner.model, state)
 
 
 def embedding_scores(name: str, z: np.ndarray, data: dict[str, ZooDataset], targets, probes=("linear",)) -> pd.DataFrame:

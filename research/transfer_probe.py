@@ -1,0 +1,100 @@
+"""Research probe: an encoder trained on one zoo's weights, probed with a few labelled models of another zoo.
+
+The stretch goal of self-supervision: trained without labels on one zoo (e.g. tetris_hyp, many
+hyperparameters) and probed with the labels of only k models of another zoo of the same architecture
+(tetris_seed), the embedding should beat B_s + boosted trees there. For each training seed the encoder trains
+on the source zoo exactly as the quality table trains it (the source's validation split chooses the state;
+the random init is a candidate), embeds every model of the target zoo, and the label-scarce protocol
+(`LabelScarceConfig`: k labelled target training models, 5 draws, cross-validation among them, scored rows
+clipped to their range) scores it on the target's test split. The same encoder at random initialisation is
+the control. The baselines to beat are the target's own label-scarce rows in docs/representation_quality.csv.
+
+    python research/transfer_probe.py --source tetris_hyp --target tetris_seed --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+from representation_quality import FOLDERS, folder_experiment  # noqa: E402  (bench/, on sys.path above)
+
+from weightspace.downstream.evaluate import ProbeWarning  # noqa: E402
+from weightspace.downstream.label_scarce import LabelScarceConfig  # noqa: E402
+from weightspace.pipeline.quality import (ENCODER_VARIANTS, encoders_of, label_scarce, load_preset_zoo,  # noqa: E402
+                                          train_encoder, zoo_data)
+from weightspace.pipeline.quality_table import read_table  # noqa: E402
+from weightspace.representation import Learner, embed  # noqa: E402
+from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402
+
+TABLE = ROOT / "docs" / "representation_quality.csv"
+BASELINES = [("B_s", "gbt"), ("code", "gbt"), ("B_probe (data-free)", "linear")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default="tetris_hyp", choices=sorted(FOLDERS))
+    parser.add_argument("--target", default="tetris_seed", choices=sorted(FOLDERS))
+    parser.add_argument("--datasets", type=Path, default=ROOT / "datasets")
+    parser.add_argument("--encoder", default="neuron_set, function objective", choices=list(ENCODER_VARIANTS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--k", type=int, default=30)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ProbeWarning)
+    source_experiment, target_experiment = folder_experiment(args.source), folder_experiment(args.target)
+    source_zoo, target_zoo = load_preset_zoo(args.source, args.datasets), load_preset_zoo(args.target, args.datasets)
+    source = zoo_data(source_zoo, source_experiment.zoo_epochs)
+    target = zoo_data(target_zoo, target_experiment.zoo_epochs)
+    if source["train"].layout != target["train"].layout:
+        raise SystemExit(f"{args.source} and {args.target} hold networks of different layouts: no transfer")
+    encoder = encoders_of(source_experiment, [args.encoder])[0]
+    encoder.config.encoder = with_zoo_architecture(encoder.config.encoder, source_zoo)
+    wanted = ["test_acc", "training_iteration"]
+    config = LabelScarceConfig(ks=(args.k,), draws=5, probes=("linear",))
+    every = torch.cat([d.weights for d in target.values()])
+    rows = []
+    for seed in range(args.seeds):
+        start = time.perf_counter()
+        run = train_encoder(encoder, source, seed, list(source_experiment.targets or []))
+        control = Learner(replace(copy.deepcopy(encoder.config), train=replace(encoder.config.train, seed=seed)),
+                          source["train"].layout).model
+        control.fit_input_scale(source["train"].weights)
+        model = copy.deepcopy(run.model)  # the state chosen on the source's validation split
+        if run.chosen_state is None:
+            model = control
+        else:
+            model.load_state_dict(run.chosen_state)
+        features = {"transferred": embed(model, every).numpy(), "transferred, random init": embed(control, every).numpy()}
+        table = label_scarce(target, features, wanted, config)
+        rows.append(table.assign(seed=seed))
+        print(f"seed {seed}: {(time.perf_counter() - start) / 60:.1f} min, chose evaluation {run.evaluation}", flush=True)
+    table = pd.concat(rows, ignore_index=True)
+    summary = table.groupby(["feature_set", "target"], sort=False).value.agg(
+        mean="mean", spread=lambda v: v.max() - v.min()).reset_index()
+    print(f"\n{args.encoder}, trained on {args.source}, probed on {args.target} with {args.k} labelled models "
+          f"(test; mean ± spread over {args.seeds} seeds x 5 draws):")
+    for r in summary.itertuples():
+        print(f"  {r.feature_set:28s} {r.target:20s} {r.mean:.3f} ± {r.spread:.3f}")
+    if TABLE.exists():
+        known = read_table(TABLE)
+        known = known[(known.zoo == args.target) & (known.split == "test") & (known.k == str(args.k))
+                      & known.target.isin(wanted)]
+        print(f"{args.target}'s own rows in {TABLE.name} (k = {args.k}):")
+        for feature_set, probe in BASELINES + [(args.encoder, "linear")]:
+            for r in known[(known.feature_set == feature_set) & (known.probe == probe)].itertuples():
+                print(f"  {feature_set + ' (' + probe + ')':28s} {r.target:20s} {r.mean:.3f} ± {r.spread:.3f}")
+
+
+if __name__ == "__main__":
+    main()
