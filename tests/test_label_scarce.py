@@ -44,13 +44,20 @@ def test_the_labels_of_unlabelled_models_never_reach_a_probe(monkeypatch):
     X, target, model_ids, splits = population()
     config = LabelScarceConfig(ks=(10,), draws=1, probes=("linear",))
     seen = []
-    real = label_scarce._fit_and_score
+    real = label_scarce.make_probe
 
-    def spy(probe_name, task, X, y, rows, *args, **kwargs):
-        seen.append(np.unique(model_ids[rows]))
-        return real(probe_name, task, X, y, rows, *args, **kwargs)
+    def spy(*args, **kwargs):  # every probe the protocol fits records the models of its rows
+        probe = real(*args, **kwargs)
+        fit = probe.fit
 
-    monkeypatch.setattr(label_scarce, "_fit_and_score", spy)
+        def recorded(X, y, **fit_kwargs):
+            seen.append(np.unique(fit_kwargs["groups"]))
+            return fit(X, y, **fit_kwargs)
+
+        probe.fit = recorded
+        return probe
+
+    monkeypatch.setattr(label_scarce, "make_probe", spy)
     label_scarce_scores({"x": X}, [target], model_ids, splits, config)
     assert len(seen) == 1 and len(seen[0]) == 10
 
@@ -84,3 +91,22 @@ def test_scored_rows_are_clipped_to_the_labelled_models_range():
                                                                                       probes=("linear",), clip=False))
     assert clipped.score.min() > 0.9  # what the four real features give
     assert raw.score.min() < 0.5  # unclipped, the noise feature's tiny fitted weight times 1e4 runs away
+
+
+def test_regression_targets_fitted_together_score_as_each_alone():
+    X, target, model_ids, splits = population()
+    rng = np.random.default_rng(2)
+    other = Target("z", "regression", X @ np.array([0.0, 1.0, 1.0, -1.0]) + rng.normal(size=len(model_ids)))
+    gappy = target.values.copy()
+    gappy[::7] = np.nan  # rows without this target: fitted apart from the others
+    gappy = Target("g", "regression", gappy)
+    targets = [target, other, gappy]
+    config = LabelScarceConfig(ks=(10, ALL), draws=2, probes=("linear",))
+    together = label_scarce_scores({"x": X}, targets, model_ids, splits, config)
+    alone = pd.concat([label_scarce_scores({"x": X}, [t], model_ids, splits, config) for t in targets])
+    keys = ["target", "k", "draw"]
+    merged = together.merge(alone, on=keys, suffixes=("", "_alone"))
+    assert len(merged) == len(together) == 3 * 3
+    assert (merged.labelled_rows == merged.labelled_rows_alone).all()
+    # one decomposition for every target instead of one each: the same fit up to rounding
+    np.testing.assert_allclose(merged.score, merged.score_alone, rtol=0, atol=1e-9)

@@ -111,27 +111,56 @@ def label_scarce_scores(features: Mapping[str, np.ndarray], targets: Sequence[Ta
     test = splits == "test"
     train_models = model_ids[splits == "train"]
     rows = []
+    live = [t for t in targets if not t.note]
     for k in config.ks:
         for draw, labelled in enumerate(draw_labelled(train_models, k, config.draws, config.seed)):
             fit_rows = _labelled_rows(model_ids, splits, labelled)
-            for target in targets:
-                if target.note:
-                    continue
-                visible = _visible(target, np.flatnonzero(np.isin(model_ids, labelled) & target.valid))
-                scored = test & target.valid
-                for name, X in features.items():
-                    X = np.asarray(X)
-                    usable = fit_rows[np.isfinite(X[fit_rows]).all(axis=1) & target.valid[fit_rows]]
+            labelled_rows = np.isin(model_ids, labelled)
+
+            def record(name, probe_name, target, usable, value):
+                rows.append({"feature_set": name, "probe": probe_name, "target": target.name, "k": str(k),
+                             "draw": draw, "labelled_models": len(labelled), "labelled_rows": len(usable),
+                             "metric": "accuracy" if target.task == CLASSIFICATION else "r2", "score": value})
+
+            for name, X in features.items():
+                X = np.asarray(X)
+                finite = np.isfinite(X[fit_rows]).all(axis=1)
+                together = {}  # the linear probe fits every regression target on the same rows at once
+                for target in live:
+                    usable = fit_rows[finite & target.valid[fit_rows]]
+                    visible = _visible(target, np.flatnonzero(labelled_rows & target.valid))
                     y = _checked_labels(visible[usable], target.task)
                     for probe_name in config.probes:
-                        value = _fit_and_score(probe_name, target.task, X, y, usable, model_ids, scored,
+                        if probe_name == "linear" and target.task != CLASSIFICATION:
+                            together.setdefault(usable.tobytes(), (usable, []))[1].append((target, y))
+                            continue
+                        value = _fit_and_score(probe_name, target.task, X, y, usable, model_ids, test & target.valid,
                                                target.values, probe_config, clip=config.clip)
-                        rows.append({"feature_set": name, "probe": probe_name, "target": target.name,
-                                     "k": str(k), "draw": draw, "labelled_models": len(labelled),
-                                     "labelled_rows": len(usable),
-                                     "metric": "accuracy" if target.task == CLASSIFICATION else "r2",
-                                     "score": value})
+                        record(name, probe_name, target, usable, value)
+                for usable, group in together.values():
+                    for (target, _), value in zip(group, _fit_and_score_together(X, usable, group, model_ids, test,
+                                                                                 probe_config, clip=config.clip)):
+                        record(name, "linear", target, usable, value)
     return pd.DataFrame(rows)
+
+
+def _fit_and_score_together(X: np.ndarray, rows: np.ndarray, group: list, model_ids: np.ndarray, test: np.ndarray,
+                            probe_config: ProbeConfig | None, *, clip: bool = True) -> list[float]:
+    """R² of each (target, labels) in `group`: one ridge probe fitted on `rows` for all of them (each target
+    keeps its own alpha: the same fits as one probe per target, from one decomposition)."""
+    Y = np.column_stack([y for _, y in group]).astype(np.float64)
+    probe = make_probe("linear", group[0][0].task, probe_config)
+    probe.fit(X[rows], Y if Y.shape[1] > 1 else Y[:, 0], groups=model_ids[rows])
+    scored = test & np.any([target.valid for target, _ in group], axis=0)
+    Z = X[scored]
+    if clip:
+        Z = np.clip(Z, X[rows].min(axis=0), X[rows].max(axis=0))
+    predicted = np.asarray(probe.predict(Z)).reshape(len(Z), -1)
+    out = []
+    for j, (target, _) in enumerate(group):
+        mask = target.valid[scored]
+        out.append(score(target.task, target.values[scored][mask], predicted[mask, j])["r2"])
+    return out
 
 
 def _fit_and_score(probe_name: str, task: str, X: np.ndarray, y: np.ndarray, rows: np.ndarray,
