@@ -59,18 +59,23 @@ def append_rows(path: Path, rows: pd.DataFrame) -> None:
 
 
 def part_from_raw(path: Path, zoo: str, encoders: list[str]) -> pd.DataFrame:
-    """The table part of `zoo` from the rows a ``--raw`` run appended: baselines and the seeds it finished."""
+    """The table part of `zoo` from the rows ``--raw`` runs appended: baselines and the seeds they finished.
+
+    Rows of several runs (e.g. baselines, then encoders with ``--no-baselines``) keep each its own command."""
     raw = pd.read_csv(path, dtype={"k": object, "note": object})
     raw = raw[(raw.zoo == zoo) & raw.encoder.isin(["baselines", *encoders])]
     if raw.empty:
         raise SystemExit(f"{path} holds no finished part of {zoo!r} (baselines or {encoders}): nothing to merge")
-    part = summarize(raw.reindex(columns=RAW_COLUMNS))
-    seeds = raw[raw.encoder != "baselines"].groupby("encoder").seed.nunique()
-    finished = ", ".join(f"{e}: {n} seed(s)" for e, n in seeds.items()) or "no encoder"
-    command, where = raw.command.iloc[0].split("  # on ")[0], raw.command.iloc[0].split("  # on ")[-1]
-    part["command"] = (f"{command}  # {raw.elapsed_min.max():.0f} min on {where}; merged with --from-raw "
-                       f"({finished} finished)")
-    return part
+    parts = []
+    for line, rows in raw.groupby("command", sort=False):
+        part = summarize(rows.reindex(columns=RAW_COLUMNS))
+        seeds = rows[rows.encoder != "baselines"].groupby("encoder").seed.nunique()
+        finished = ", ".join(f"{e}: {n} seed(s)" for e, n in seeds.items()) or "baselines only"
+        command, where = line.split("  # on ")[0], line.split("  # on ")[-1]
+        part["command"] = (f"{command}  # {rows.elapsed_min.max():.0f} min on {where}; merged with --from-raw "
+                           f"({finished} finished)")
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def machine(device: str) -> str:
