@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from weightspace.downstream.label_scarce import LabelScarceConfig
 from weightspace.pipeline.experiment import Experiment
 from weightspace.pipeline.quality import (DEFAULT_ENCODERS, ENCODER_VARIANTS, RAW_COLUMNS, QualityConfig,
                                           load_preset_zoo, run_quality)
@@ -96,6 +97,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
     parser.add_argument("--label-scarce", action="store_true",
                         help="also probe with the labels of only k = 10, 30, 100, all training models (5 draws)")
+    parser.add_argument("--no-scarce-classes", action="store_true",
+                        help="label-scarce rows of the continuous targets only (the class targets' logistic "
+                             "cross-validation takes most of the time on wide embeddings)")
     parser.add_argument("--no-baselines", action="store_true",
                         help="only the encoders' rows; the table keeps the baselines it has")
     parser.add_argument("--no-encoder-trees", action="store_true",
@@ -116,7 +120,8 @@ def main() -> None:
     chosen = args.encoders or list(DEFAULT_ENCODERS)
     config = QualityConfig(seeds=args.seeds, encoders=tuple(chosen), smoke=args.smoke, label_scarce=args.label_scarce,
                            device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
-                           baselines=not args.no_baselines, encoder_trees=not args.no_encoder_trees)
+                           baselines=not args.no_baselines, encoder_trees=not args.no_encoder_trees,
+                           scarce=LabelScarceConfig(classes=not args.no_scarce_classes))
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, chosen)
@@ -124,7 +129,8 @@ def main() -> None:
             command = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
                        f"{' --smoke' if args.smoke else ''}{' --label-scarce' if args.label_scarce else ''}"
                        f"{' --no-baselines' if args.no_baselines else ''}"
-                       f"{' --no-encoder-trees' if args.no_encoder_trees else ''} "
+                       f"{' --no-encoder-trees' if args.no_encoder_trees else ''}"
+                       f"{' --no-scarce-classes' if args.no_scarce_classes else ''} "
                        "--encoders " + " ".join(f"'{e}'" for e in chosen)
                        + (f" --device {device}" if device != "cpu" else "")
                        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))

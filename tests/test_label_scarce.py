@@ -110,3 +110,11 @@ def test_regression_targets_fitted_together_score_as_each_alone():
     assert (merged.labelled_rows == merged.labelled_rows_alone).all()
     # one decomposition for every target instead of one each: the same fit up to rounding
     np.testing.assert_allclose(merged.score, merged.score_alone, rtol=0, atol=1e-9)
+
+
+def test_class_targets_can_be_left_out():
+    X, target, model_ids, splits = population()
+    labels = Target("c", "classification", np.where(target.values > 0, "high", "low").astype(object))
+    config = LabelScarceConfig(ks=(30,), draws=1, probes=("linear",), classes=False)
+    table = label_scarce_scores({"x": X}, [target, labels], model_ids, splits, config)
+    assert list(table.target) == ["y"]
