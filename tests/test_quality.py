@@ -85,6 +85,9 @@ def test_goals_are_met_only_where_the_mean_clears_the_spread():
     short = goal_rows(_cells([(fs, p, t, k, m - 0.06 * (fs == "e" and t == "test_acc" and k is None), sp)
                               for fs, p, t, k, m, sp in cells])).iloc[0]
     assert not short.training["test_acc"][0]  # +0.09 < 0.10
+    one = _cells(cells).assign(seeds=lambda t: np.where(t.encoder == "e", 1, t.seeds))
+    alone = goal_rows(one).iloc[0]
+    assert alone.training["test_acc"] == (False, "+0.150 (one run)") and alone["training loses on"] == "-"
     text = "\n".join(goal_lines(_cells(cells)))
     assert "| z | e | acc **met** +0.150 (0.100); epoch **met** +0.060 (0.050) |" in text
 

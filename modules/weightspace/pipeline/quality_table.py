@@ -164,21 +164,24 @@ GOALS = {"> code": (None, "code", "linear"), "> B_probe": (None, "B_probe (data-
 
 
 def _score(part: pd.DataFrame, feature_set: str, probe: str, target: str, k: str | None):
-    """(mean, spread) of one test cell, or None where the table lacks it."""
+    """(mean, spread, training seeds) of one test cell, or None where the table lacks it."""
     rows = part[(part.feature_set == feature_set) & (part.probe == probe) & (part.target == target)
                 & (part.k.isna() if k is None else part.k == k)]
     if rows.empty or not np.isfinite(rows["mean"].iloc[0]):
         return None
     r = rows.iloc[0]
-    return float(r["mean"]), float(r.spread) if np.isfinite(r.spread) else 0.0
+    return float(r["mean"]), float(r.spread) if np.isfinite(r.spread) else 0.0, int(r.seeds)
 
 
 def _versus(ours, theirs, need: float = 0.0) -> tuple[bool, str] | None:
-    """(met, text): `ours` clears `theirs` by more than `need` and both rows' spreads; None where one is missing."""
+    """(met, text): `ours` clears `theirs` by more than `need` and both rows' spreads; None where one is missing.
+    A learned row of one training seed has no spread: it is one run and claims nothing."""
     if ours is None or theirs is None:
         return None
-    (m, spread), (b, other) = ours, theirs
+    (m, spread, seeds), (b, other, _) = ours, theirs
     bar = max(need, spread, other)
+    if seeds < 2:
+        return False, f"{m - b:+.3f} (one run)"
     return m - b > bar, f"{m - b:+.3f} ({bar:.3f})"
 
 
@@ -207,7 +210,7 @@ def goal_rows(table: pd.DataFrame) -> pd.DataFrame:
             worse = []
             for t in sorted(set(part[(part.feature_set == encoder) & part.k.isna()].target) - set(GOAL_TARGETS)):
                 ours, init = _score(part, encoder, "linear", t, None), _score(part, control, "linear", t, None)
-                if ours is not None and init is not None and init[0] - ours[0] > max(ours[1], init[1]):
+                if ours is not None and init is not None and ours[2] > 1 and init[0] - ours[0] > max(ours[1], init[1]):
                     worse.append(f"{t} {ours[0] - init[0]:+.3f}")
             row["training loses on"] = ", ".join(worse) or "-"
             out.append(row)
