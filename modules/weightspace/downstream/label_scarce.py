@@ -145,6 +145,12 @@ def label_scarce_scores(features: Mapping[str, np.ndarray], targets: Sequence[Ta
     return pd.DataFrame(rows)
 
 
+def _scored_rows(X: np.ndarray, rows: np.ndarray, scored: np.ndarray, clip: bool) -> np.ndarray:
+    """The features of the `scored` rows, clipped (with `clip`) to the range the fitted `rows` span."""
+    Z = X[scored]
+    return np.clip(Z, X[rows].min(axis=0), X[rows].max(axis=0)) if clip else Z
+
+
 def _fit_and_score_together(X: np.ndarray, rows: np.ndarray, group: list, model_ids: np.ndarray, test: np.ndarray,
                             probe_config: ProbeConfig | None, *, clip: bool = True) -> list[float]:
     """R² of each (target, labels) in `group`: one ridge probe fitted on `rows` for all of them (each target
@@ -153,9 +159,7 @@ def _fit_and_score_together(X: np.ndarray, rows: np.ndarray, group: list, model_
     probe = make_probe("linear", group[0][0].task, probe_config)
     probe.fit(X[rows], Y if Y.shape[1] > 1 else Y[:, 0], groups=model_ids[rows])
     scored = test & np.any([target.valid for target, _ in group], axis=0)
-    Z = X[scored]
-    if clip:
-        Z = np.clip(Z, X[rows].min(axis=0), X[rows].max(axis=0))
+    Z = _scored_rows(X, rows, scored, clip)
     predicted = np.asarray(probe.predict(Z)).reshape(len(Z), -1)
     out = []
     for j, (target, _) in enumerate(group):
@@ -171,10 +175,7 @@ def _fit_and_score(probe_name: str, task: str, X: np.ndarray, y: np.ndarray, row
         return np.nan  # one class among the labelled models: nothing to fit
     probe = make_probe(probe_name, task, probe_config)
     probe.fit(X[rows], y, groups=model_ids[rows])  # no validation split: CV over the labelled models
-    Z = X[scored]
-    if clip and probe_name == "linear":
-        Z = np.clip(Z, X[rows].min(axis=0), X[rows].max(axis=0))
-    predicted = probe.predict(Z)
+    predicted = probe.predict(_scored_rows(X, rows, scored, clip and probe_name == "linear"))
     result = score(task, truth[scored], predicted)
     return result["accuracy" if task == CLASSIFICATION else "r2"]
 
