@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -30,8 +31,8 @@ import torch
 
 from weightspace.downstream.label_scarce import LabelScarceConfig
 from weightspace.pipeline.experiment import Experiment
-from weightspace.pipeline.quality import (DEFAULT_ENCODERS, ENCODER_VARIANTS, RAW_COLUMNS, QualityConfig,
-                                          load_preset_zoo, run_quality)
+from weightspace.pipeline.quality import (BASELINES, DEFAULT_ENCODERS, ENCODER_VARIANTS, RAW_COLUMNS,
+                                          QualityConfig, load_preset_zoo, run_quality)
 from weightspace.pipeline.quality_table import summarize, write_table
 from weightspace.zoo.devices import resolve_device
 
@@ -91,9 +92,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per encoder (>= 3 for the table)")
     parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "representation_quality", help="table path stem")
-    parser.add_argument("--encoders", nargs="+", choices=list(ENCODER_VARIANTS), default=None,
+    parser.add_argument("--encoders", nargs="*", choices=list(ENCODER_VARIANTS), default=None,
                         help="run these encoders (default: the two learners; the 'neuron_set, ... target' ones "
-                             "only when named); their rows replace the old ones")
+                             "only when named; none with no name); their rows replace the old ones")
     parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
     parser.add_argument("--label-scarce", action="store_true",
                         help="also probe with the labels of only k = 10, 30, 100, all training models (5 draws)")
@@ -102,6 +103,9 @@ def main() -> None:
                              "cross-validation takes most of the time on wide embeddings)")
     parser.add_argument("--no-baselines", action="store_true",
                         help="only the encoders' rows; the table keeps the baselines it has")
+    parser.add_argument("--baseline-sets", nargs="+", choices=list(BASELINES), default=None,
+                        help="only these baselines (their rows replace the old ones; the table keeps the others); "
+                             "with '--encoders' and no name, no encoder runs")
     parser.add_argument("--no-encoder-trees", action="store_true",
                         help="linear probes only on the embeddings (boosted trees on a wide embedding take most of "
                              "a large zoo's time)")
@@ -117,10 +121,13 @@ def main() -> None:
     if args.seeds < 1 or args.jobs < 1:
         parser.error("--seeds and --jobs must be >= 1")
     device = str(resolve_device(args.device))
-    chosen = args.encoders or list(DEFAULT_ENCODERS)
+    if args.no_baselines and (args.baseline_sets or args.encoders == []):
+        parser.error("--no-baselines runs no baseline: give it no --baseline-sets, and name --encoders")
+    chosen = list(DEFAULT_ENCODERS) if args.encoders is None else args.encoders
     config = QualityConfig(seeds=args.seeds, encoders=tuple(chosen), smoke=args.smoke, label_scarce=args.label_scarce,
                            device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
-                           baselines=not args.no_baselines, encoder_trees=not args.no_encoder_trees,
+                           baselines=tuple(args.baseline_sets or ()) or not args.no_baselines,
+                           encoder_trees=not args.no_encoder_trees,
                            scarce=LabelScarceConfig(classes=not args.no_scarce_classes))
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
@@ -130,8 +137,10 @@ def main() -> None:
                        f"{' --smoke' if args.smoke else ''}{' --label-scarce' if args.label_scarce else ''}"
                        f"{' --no-baselines' if args.no_baselines else ''}"
                        f"{' --no-encoder-trees' if args.no_encoder_trees else ''}"
-                       f"{' --no-scarce-classes' if args.no_scarce_classes else ''} "
-                       "--encoders " + " ".join(f"'{e}'" for e in chosen)
+                       f"{' --no-scarce-classes' if args.no_scarce_classes else ''}"
+                       + (" --baseline-sets " + " ".join(map(shlex.quote, args.baseline_sets))
+                          if args.baseline_sets else "")
+                       + " --encoders" + "".join(f" '{e}'" for e in chosen)
                        + (f" --device {device}" if device != "cpu" else "")
                        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
             start = time.perf_counter()
@@ -144,7 +153,10 @@ def main() -> None:
             part["command"] = command + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}"
         replaced = list(part.encoder.unique()) if args.from_raw is not None else (
             chosen if args.no_baselines else ["baselines", *chosen])
-        write_table(args.out, part, name, replaced, order=ZOOS, source=SOURCE)
+        subset = None  # a --baseline-sets run replaces only its baselines (and its encoders' rows)
+        if args.baseline_sets:
+            subset = [*args.baseline_sets, *part[part.encoder != "baselines"].feature_set.unique()]
+        write_table(args.out, part, name, replaced, order=ZOOS, source=SOURCE, feature_sets=subset)
     print(f"wrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.md')}")
 
 

@@ -143,6 +143,25 @@ def test_a_run_without_baselines_or_trees_gives_only_the_encoders_linear_rows(ma
     assert set(rows.feature_set) == {"neuron_set", "neuron_set, random init"}
 
 
+def test_a_run_of_one_baseline_gives_its_linear_and_tree_rows_and_keeps_the_others_in_the_table(make_zoo, tmp_path):
+    zoo = make_zoo(models=30)
+    config = quality.QualityConfig(seeds=1, encoders=(), smoke=True, baselines=("B_W",))
+    rows = quality.run_quality(zoo, zoo_experiment(zoo), config)
+    assert set(rows.encoder) == {"baselines"} and set(rows.feature_set) == {"B_W"}
+    assert set(rows.probe) == {"linear", "gbt"} and rows.value.notna().all()
+    old = summarize(_raw([dict(encoder="baselines", feature_set=fs, probe="linear", target="test_acc", metric="r2",
+                               split="test", value=0.5, seed=0, minutes=0.0) for fs in ("B_W", "B_s")]))
+    write_table(tmp_path / "t", old.assign(command="old"), "z", ["baselines"])
+    part = summarize(rows.assign(zoo="z")).assign(command="new")
+    table = write_table(tmp_path / "t", part, "z", ["baselines"], feature_sets=["B_W"])
+    assert set(table[table.command == "old"].feature_set) == {"B_s"}
+    assert set(table[table.feature_set == "B_W"].command) == {"new"}
+    with pytest.raises(ValueError, match="unknown baselines"):
+        quality.QualityConfig(encoders=(), baselines=("B_X",))
+    with pytest.raises(ValueError, match="or run the baselines"):
+        quality.QualityConfig(encoders=(), baselines=False)
+
+
 def test_the_chosen_state_gives_the_chosen_embedding(make_zoo, monkeypatch):
     import copy
 

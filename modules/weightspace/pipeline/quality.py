@@ -30,7 +30,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -84,6 +84,9 @@ CODE, OUTPUTS = "code", {"free": "B_probe (data-free)", "task": "B_probe (task i
 # boosted trees read the code's entries before hinging, as the experiments' baselines do: the same splits, a fifth
 # of the columns; their rows are named CODE
 _CODE_TREES = "code, unhinged"
+# the baseline feature sets of the table, each with its every-label probes
+BASELINES = {"B_W": ("linear", "gbt"), "B_s": ("linear", "gbt"), CODE: ("linear", "gbt"),
+             OUTPUTS["free"]: ("linear", "gbt"), OUTPUTS["task"]: ("linear", "gbt"), "hyperparameters": ("linear",)}
 RAW_COLUMNS = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "k", "draw", "value", "seed",
                "minutes", "chosen", "note"]
 Log = Callable[[str], None]
@@ -107,7 +110,7 @@ class QualityConfig:
     encoders: tuple[str, ...] = DEFAULT_ENCODERS  # table names (or short names: "2021", "neuron_set")
     smoke: bool = False  # tiny encoders, one epoch, every checkpoint: seconds, not science
     label_scarce: bool = False  # also the label-scarce protocol (k labelled training models)
-    baselines: bool = True  # False: only the encoders' rows (their baselines already in a table)
+    baselines: bool | tuple[str, ...] = True  # False: only the encoders' rows; names: only these baselines
     encoder_trees: bool = True  # boosted trees on neuron_set embeddings too (most of a wide zoo's probing time)
     scarce: LabelScarceConfig = field(default_factory=LabelScarceConfig)  # its ks, draws and seed
     device: str = "cpu"  # where encoders train; probes run on the CPU
@@ -119,9 +122,18 @@ class QualityConfig:
     def __post_init__(self) -> None:
         self.encoders = tuple(SHORT_NAMES.get(e, e) for e in self.encoders)
         unknown = [e for e in self.encoders if e not in ENCODER_VARIANTS]
-        if unknown or not self.encoders:
+        if unknown or not (self.encoders or self.baselines):
             raise ValueError(f"unknown encoders {unknown}; choose from {sorted(SHORT_NAMES)} (table names "
-                             f"{list(ENCODER_VARIANTS)})")
+                             f"{list(ENCODER_VARIANTS)}), or run the baselines")
+        if not isinstance(self.baselines, bool):
+            self.baselines = tuple(self.baselines)
+            wrong = [b for b in self.baselines if b not in BASELINES]
+            if wrong or not self.baselines:
+                raise ValueError(f"unknown baselines {wrong}; choose from {list(BASELINES)}")
+
+    def runs_baseline(self, name: str) -> bool:
+        """Whether baseline feature set `name` (a key of `BASELINES`) runs."""
+        return self.baselines is True or (not isinstance(self.baselines, bool) and name in self.baselines)
         if int(self.seeds) < 1 or int(self.jobs) < 1:
             raise ValueError(f"seeds and jobs must be at least 1, got seeds={self.seeds}, jobs={self.jobs}")
 
@@ -201,6 +213,8 @@ def baseline_features(zoo: Zoo, data: dict[str, ZooDataset], config: QualityConf
             "the invariant statistics code summarises hidden layers, and this zoo's networks have a single layer")
     selected = _selection(zoo, data)
     for variant, name in OUTPUTS.items():
+        if not config.runs_baseline(name):
+            continue  # running the zoo's networks costs minutes on a large zoo
         try:
             features[name] = zoo_model_outputs(selected, variant, data_root=config.data_root,
                                                device=config.outputs_device)
@@ -211,11 +225,11 @@ def baseline_features(zoo: Zoo, data: dict[str, ZooDataset], config: QualityConf
     return features
 
 
-def baselines(features: dict[str, object], data: dict[str, ZooDataset], targets) -> pd.DataFrame:
-    """Every baseline's probe scores on train, val and test (notes say why a row is NaN)."""
-    pairs = [("B_W", "linear"), ("B_s", "linear"), ("B_s", "gbt"), (CODE, "linear"), (_CODE_TREES, "gbt")]
-    pairs += [(name, probe) for name in OUTPUTS.values() for probe in ("linear", "gbt")]
-    pairs += [("hyperparameters", "linear")] if "hyperparameters" in features else []
+def baselines(features: dict[str, object], data: dict[str, ZooDataset], targets,
+              names: Sequence[str] = tuple(BASELINES)) -> pd.DataFrame:
+    """The probe scores on train, val and test of the baselines `names` (notes say why a row is NaN)."""
+    pairs = [(_CODE_TREES if (name, probe) == (CODE, "gbt") else name, probe)
+             for name in names for probe in BASELINES[name] if name in features]
     samples = _samples(data)
     weights = np.concatenate([d.weights.numpy() for d in data.values()])
     table = evaluate(weights, samples, feature_sets=features, probes=["linear", "gbt"], targets=targets,
@@ -224,16 +238,16 @@ def baselines(features: dict[str, object], data: dict[str, ZooDataset], targets)
 
 
 def scarce_baselines(features: dict[str, object], data: dict[str, ZooDataset], targets,
-                     config: LabelScarceConfig) -> pd.DataFrame:
+                     config: LabelScarceConfig, names: Sequence[str] = tuple(BASELINES)) -> pd.DataFrame:
     """Label-scarce scores of B_s and the code (linear, boosted trees) and B_probe data-free (linear), of
-    the probes that `config` names."""
+    the probes that `config` names, among the baselines `names`."""
     weights = np.concatenate([d.weights.numpy() for d in data.values()])
     train = data["train"].weights.numpy()
     parts, notes = [], []
     for name, key, wanted in (("B_s", "B_s", ("linear", "gbt")), (CODE, CODE, ("linear",)),
                               (CODE, _CODE_TREES, ("gbt",)), (OUTPUTS["free"], OUTPUTS["free"], ("linear",))):
         probes = tuple(p for p in wanted if p in config.probes)
-        if not probes:
+        if not probes or name not in names:
             continue
         extractor = features[key]
         if isinstance(extractor, Unavailable):
@@ -372,10 +386,11 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
         data = zoo_data(zoo, epochs)
         rows = []
         if config.baselines:
+            names = [b for b in BASELINES if config.runs_baseline(b)]
             features = baseline_features(zoo, data, config)
-            parts = [baselines(features, data, targets)]
+            parts = [baselines(features, data, targets, names)]
             if config.label_scarce:
-                parts.append(scarce_baselines(features, data, targets, config.scarce))
+                parts.append(scarce_baselines(features, data, targets, config.scarce, names))
             rows.append(finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines")))
             if log:
                 log("baselines done")

@@ -85,15 +85,20 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders: Sequence[str], *,
-                order: Sequence[str] = (), source: str = "`weightspace quality`") -> pd.DataFrame:
-    """Write `part` into the table at ``stem.csv`` (and ``stem.md``), replacing the rows of `zoo` x `encoders`.
+                order: Sequence[str] = (), source: str = "`weightspace quality`",
+                feature_sets: Sequence[str] | None = None) -> pd.DataFrame:
+    """Write `part` into the table at ``stem.csv`` (and ``stem.md``), replacing the rows of `zoo` x `encoders`
+    (only those of `feature_sets` among them when given, e.g. one baseline rerun with another probe).
 
     The table is read just before writing, so that runs of other zoos or encoders at the same time keep
     their rows (two runs of the same zoo and encoder: the later one wins). Zoos sort in `order`, others after.
     """
     csv_path = Path(stem).with_suffix(".csv")
     old = read_table(csv_path) if csv_path.exists() else pd.DataFrame(columns=COLUMNS)
-    old = old[~((old.zoo == zoo) & old.encoder.isin(list(encoders)))]
+    replaced = (old.zoo == zoo) & old.encoder.isin(list(encoders))
+    if feature_sets is not None:
+        replaced &= old.feature_set.isin(list(feature_sets))
+    old = old[~replaced]
     table = pd.concat([t for t in (old, part.reindex(columns=COLUMNS)) if len(t)], ignore_index=True)
     zoos = list(order) + [z for z in dict.fromkeys(table.zoo) if z not in order]
     rank = {"baselines": -1} | {name: i for i, name in enumerate(ENCODER_VARIANTS)}
