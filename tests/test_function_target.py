@@ -96,6 +96,28 @@ def test_target_equals_running_each_model_alone(arch):
     torch.testing.assert_close(function(x), reference, rtol=1e-5, atol=atol)
 
 
+def test_a_row_met_again_is_looked_up_not_run(monkeypatch):
+    from weightspace.representation import function_target
+
+    zoo = make_zoo("mlp", 8)
+    x = torch.from_numpy(zoo.weights)
+    function = FunctionTarget(zoo.layout, zoo_architecture(zoo), n_queries=4)
+    fresh = function._run(x)  # every row run once, uncached
+    ran, run = [], function._run
+    monkeypatch.setattr(function, "_run", lambda rows: ran.append(len(rows)) or run(rows))
+    first = function(x[:5])
+    again = function(torch.cat([x[3:], x[3:]]))  # rows 3 and 4 met before; 5, 6, 7 new, each twice in the batch
+    assert ran == [5, 3]
+    tol = dict(rtol=1e-5, atol=1e-5 * max(1.0, float(fresh.abs().max())))  # rows run in other batches
+    torch.testing.assert_close(first, fresh[:5], **tol)
+    torch.testing.assert_close(again, torch.cat([fresh[3:], fresh[3:]]), **tol)
+    # a full cache keeps what fits and returns every row's outputs all the same
+    monkeypatch.setattr(function_target, "CACHE_BYTES", 2 * 4 * function.n_outputs)
+    small = FunctionTarget(zoo.layout, zoo_architecture(zoo), n_queries=4)
+    torch.testing.assert_close(small(x), fresh, **tol)
+    assert len(small.__dict__["_cache"]) == 2
+
+
 def test_one_learner_step_trains_on_weights_alone():
     zoo = make_zoo("mlp", 12)
     config = config_neuron_set(width=8, target="outputs")
