@@ -54,6 +54,11 @@ VARIANTS = {
                                                        loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=8),
     "statistics + outputs, linear decoder, no contrast, 3x epochs": Override(
         encoder={"target": "both", "decoder_hidden": 0}, loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3),
+    "task queries, linear decoder, no contrast, 3x epochs": Override(
+        encoder={"target": "outputs", "decoder_hidden": 0, "queries": "task"}, loss={"gamma": 0.0},
+        train={"lr": 3e-3}, epochs=3),
+    "statistics, linear decoder, no contrast, 3x epochs": Override(
+        encoder={"decoder_hidden": 0}, loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3),
     "two-layer phi, linear decoder, no contrast, 3x epochs": Override(
         encoder={"target": "outputs", "decoder_hidden": 0, "phi_layers": 2}, loss={"gamma": 0.0},
         train={"lr": 3e-3}, epochs=3),
@@ -61,7 +66,8 @@ VARIANTS = {
 
 
 def output_r2(model, data) -> float:
-    """R² of the decoder's prediction of the standardised logits on the validation rows."""
+    """R² of the decoder's prediction of its target on the validation rows (the standardised logits, where it
+    predicts them)."""
     x = data["val"].weights
     with torch.no_grad():
         target = model.reconstruction_target(x)
@@ -96,7 +102,7 @@ def main() -> None:
                 table = embedding_scores(label, z, data, targets)
                 val = table[table.split == "val"].set_index("target")["value"]
                 rows.append(f"{label} " + " ".join(f"{t} {v:.3f}" for t, v in val.items()) + f" mean {val.mean():.3f}")
-            print(f"{name} | seed {seed} | chose evaluation {run.evaluation} | outputs R² (val) "
+            print(f"{name} | seed {seed} | chose evaluation {run.evaluation} | decoder R² (val) "
                   f"{output_r2(run.model, data):.3f} | {(time.perf_counter() - start) / 60:.1f} min", flush=True)
             for row in rows:
                 print("    " + row, flush=True)

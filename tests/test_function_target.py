@@ -136,11 +136,30 @@ def test_one_learner_step_trains_on_weights_alone():
 def test_architecture_comes_from_zoo_json_and_no_property_is_read():
     zoo = make_zoo("tetris_mlp")
     arch = zoo_architecture(zoo)
-    assert arch == {"name": "tetris_mlp", "kwargs": {}, "input_shape": [1, 4, 4], "activation": "tanh"}
+    assert arch == {"name": "tetris_mlp", "kwargs": {}, "input_shape": [1, 4, 4], "activation": "tanh",
+                    "task": {"name": "synthetic", "input_shape": [1, 4, 4]}}
     blind = Zoo(zoo.weights, zoo.samples.assign(test_acc=np.nan, lr=np.nan, epoch=0), zoo.layout, zoo.info)
     assert zoo_architecture(blind) == arch
     x = torch.from_numpy(zoo.weights)
     torch.testing.assert_close(outputs_encoder(blind).reconstruction_target(x), outputs_encoder(zoo).reconstruction_target(x))
+
+
+def test_task_queries_are_the_tasks_inputs_and_a_task_without_inputs_says_so():
+    from weightspace.zoo.tasks import load_task
+
+    zoo = make_zoo("tetris_mlp")
+    tetris = Zoo(zoo.weights, zoo.samples, zoo.layout, {**zoo.info, "task": {"name": "tetris", "input_shape": [1, 4, 4]}})
+    function = FunctionTarget(tetris.layout, zoo_architecture(tetris), n_queries=5, queries="task")
+    inputs = load_task("tetris").x_train.reshape(-1, 16)
+    found = [(inputs == q.reshape(1, 16)).all(dim=1).any() for q in function.queries]
+    assert function.queries.shape == (5, 1, 4, 4) and all(found)
+    with pytest.raises(ValueError, match=r"queries='task': the task's inputs are \(1, 28, 28\)"):
+        FunctionTarget(zoo.layout, zoo_architecture(zoo), queries="task")  # "synthetic" makes 28 x 28 images
+    unknown = {**zoo_architecture(zoo), "task": {"name": "nonesuch"}}
+    with pytest.raises(ValueError, match="queries='task'.*nonesuch"):
+        FunctionTarget(zoo.layout, unknown, queries="task")
+    with pytest.raises(ValueError, match="queries must be one of"):
+        NeuronSetConfig(target="outputs", queries="images")
 
 
 def test_a_varied_activation_is_a_hyperparameter_and_runs_as_a_fixed_pseudo_function():

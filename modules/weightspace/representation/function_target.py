@@ -1,8 +1,9 @@
-"""A function-space reconstruction target: each network's logits on K fixed, data-free query inputs.
+"""A function-space reconstruction target: each network's logits on K fixed query inputs.
 
 A weight decoder can only be asked to rebuild what the weights say; this target asks for what the
 network *does*. Every weight row is devectorized into the zoo's registered architecture and run on
-the same K queries (uniform on [0, 1) in the task's input shape, drawn from a seed: no task data);
+the same K queries (by default uniform on [0, 1) in the task's input shape, drawn from a seed: no task
+data; or K of the task's training inputs, without their labels);
 the ``(K, classes)`` logits, flattened query by query, are the target. A network's outputs do not
 change under function-preserving neuron permutations, so an invariant encoder can learn them.
 
@@ -47,9 +48,10 @@ def zoo_architecture(zoo: Zoo) -> dict:
     """What a function-space target may know of `zoo`'s networks, from ``zoo.json`` alone.
 
     Returns:
-        ``{"name", "kwargs", "input_shape", "activation"}``: the registered architecture, its
-        arguments (no activation, no dropout), the task's input shape ``(C, H, W)`` and the activation
-        every model of the zoo shares, or None where it varies between models (a hyperparameter).
+        ``{"name", "kwargs", "input_shape", "activation", "task"}``: the registered architecture, its
+        arguments (no activation, no dropout), the task's input shape ``(C, H, W)``, the activation
+        every model of the zoo shares, or None where it varies between models (a hyperparameter), and
+        the task as zoo.json records it (its inputs, never their labels, can be queries).
 
     Raises:
         ValueError: the zoo records no architecture or no input shape.
@@ -69,7 +71,7 @@ def zoo_architecture(zoo: Zoo) -> dict:
         shared = zoo.samples["activation"].dropna().unique()  # one value: the zoo declares it fixed
         activation = str(shared[0]) if len(shared) == 1 else None
     return {"name": arch["name"], "kwargs": kwargs, "input_shape": [int(s) for s in task["input_shape"]],
-            "activation": None if varied else activation}
+            "activation": None if varied else activation, "task": task}
 
 
 def with_zoo_architecture(config: Any, zoo: Zoo) -> Any:
@@ -91,13 +93,17 @@ class FunctionTarget(nn.Module):
         seed: draws the queries.
         activation: overrides the architecture's activation; None uses it, or `PSEUDO_ACTIVATION` where
             the zoo has none.
+        queries: "uniform" or "normal" draws in the task's input shape (data-free), or "task": K of the
+            task's training inputs, without their labels (files of a file-based task under
+            ``$WEIGHTSPACE_DATA`` or `data_root`).
 
     Raises:
-        ValueError: the architecture cannot be built, or its parameters differ from `layout`.
+        ValueError: the architecture cannot be built, or its parameters differ from `layout`, or the
+            task's inputs cannot be had.
     """
 
     def __init__(self, layout: WeightLayout, architecture: Mapping, *, n_queries: int = 64, seed: int = 0,
-                 activation: str | None = None):
+                 activation: str | None = None, queries: str = "uniform", data_root: str | None = None):
         super().__init__()
         self.activation = activation or architecture.get("activation") or PSEUDO_ACTIVATION
         kwargs = {**dict(architecture.get("kwargs") or {}), "activation": self.activation}
@@ -109,7 +115,21 @@ class FunctionTarget(nn.Module):
         self.names = names  # layout key -> the template's parameter name
         self.layout = layout
         self.grouped = supports_grouped(template)
-        queries = draw_queries("uniform", int(n_queries), tuple(architecture["input_shape"]), seed)  # (K, C, H, W)
+        source = queries
+        if queries == "task":
+            from weightspace.downstream.model_outputs import task_inputs  # downstream reads representation
+
+            if not architecture.get("task"):
+                raise ValueError("the architecture records no task, so no task inputs can be queries; fill it "
+                                 "again from the zoo (with_zoo_architecture) or use queries='uniform'")
+            try:
+                source = task_inputs({"task": architecture["task"]}, root=data_root)
+            except ProbeUnavailable as err:
+                raise ValueError(f"queries='task': {err}") from None
+            if tuple(source.shape[1:]) != tuple(architecture["input_shape"]):
+                raise ValueError(f"queries='task': the task's inputs are {tuple(source.shape[1:])}, but the networks "
+                                 f"take {tuple(architecture['input_shape'])}; check zoo.json's task")
+        queries = draw_queries(source, int(n_queries), tuple(architecture["input_shape"]), seed)  # (K, C, H, W)
         self.register_buffer("queries", queries, persistent=False)  # rebuilt from the seed, not saved
         with torch.no_grad():
             self.n_outputs = int(template(queries[:1].to("meta")).shape[1]) * int(n_queries)

@@ -51,6 +51,7 @@ from weightspace.zoo.activations import ACTIVATIONS, make_activation
 
 POOLS = ("mean", "max", "min")
 TARGETS = ("statistics", "outputs", "both")  # what the decoder predicts
+QUERIES = ("uniform", "normal", "task")  # what the outputs target runs the networks on
 QUANTILES = (0.0, 0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99, 1.0)
 
 
@@ -115,8 +116,9 @@ class NeuronSetConfig(EncoderConfig):
     decoder_hidden: int = 256  # hidden width of the decoder; 0: a linear decoder (the target linear in the features)
     target: str = "statistics"  # the decoder predicts "statistics", "outputs" (logits on queries) or "both"
     output_weight: float = 0.5  # "both": the outputs' share of the reconstruction loss, in (0, 1)
-    n_queries: int = 64  # K, data-free query inputs of the outputs target
+    n_queries: int = 64  # K, query inputs of the outputs target
     query_seed: int = 0  # draws the queries
+    queries: str = "uniform"  # "uniform" or "normal" (data-free), or "task": the zoo's task inputs, no labels
     target_activation: str = "zoo"  # "zoo": the zoo's shared activation, else tanh; or a name for every zoo
     architecture: dict | None = None  # the zoo's networks (function_target.zoo_architecture); the pipeline fills it
 
@@ -134,6 +136,8 @@ class NeuronSetConfig(EncoderConfig):
                              "use target='statistics' or 'outputs' for the ends")
         if self.n_queries < 1:
             raise ValueError(f"NeuronSetConfig.n_queries must be >= 1, got {self.n_queries}")
+        if self.queries not in QUERIES:
+            raise ValueError(f"NeuronSetConfig.queries must be one of {QUERIES}, got {self.queries!r}")
         if self.target_activation != "zoo" and self.target_activation not in ACTIVATIONS:
             raise ValueError(f"NeuronSetConfig.target_activation {self.target_activation!r} is unknown; choose 'zoo' "
                              f"or one of {sorted(ACTIVATIONS)}")
@@ -378,7 +382,8 @@ def build_neuron_set(c: NeuronSetConfig, layout: WeightLayout, generator: torch.
                              "is not filled in; set it from the zoo: with_zoo_architecture(config, zoo) (the "
                              "experiment pipeline and `weightspace quality` do this)")
         function = FunctionTarget(layout, c.architecture, n_queries=c.n_queries, seed=c.query_seed,
-                                  activation=None if c.target_activation == "zoo" else c.target_activation)
+                                  activation=None if c.target_activation == "zoo" else c.target_activation,
+                                  queries=c.queries)
     return NeuronSetEncoder(layout, width=c.width, phi_layers=c.phi_layers, activation=c.activation,
                             neuron_stats=c.neuron_stats, skip=c.skip, project_dim=c.project_dim, code=c.code,
                             code_knots=c.code_knots, decoder_hidden=c.decoder_hidden, target=c.target,
