@@ -12,6 +12,7 @@ Each zoo's encoders, checkpoints and targets are exactly its folder's (its defau
     python bench/representation_quality.py --zoo digits_hyp --raw rows.csv   # every finished part kept
     python bench/representation_quality.py --zoo digits_hyp --from-raw rows.csv  # merge them (cut runs too)
     python bench/representation_quality.py --zoo tetris_hyp --no-baselines --encoders 2021...  # encoders only
+    python bench/representation_quality.py --zoo tetris_hyp --baseline-sets B_W --encoders    # one baseline only
     python bench/representation_quality.py --zoo tetris_seed --encoders 'neuron_set, outputs target'
         # the default learner reconstructing the networks' logits on data-free queries (function space)
 """
