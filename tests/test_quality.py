@@ -160,6 +160,8 @@ def test_a_run_of_one_baseline_gives_its_linear_and_tree_rows_and_keeps_the_othe
         quality.QualityConfig(encoders=(), baselines=("B_X",))
     with pytest.raises(ValueError, match="or run the baselines"):
         quality.QualityConfig(encoders=(), baselines=False)
+    with pytest.raises(ValueError, match="seeds and jobs must be at least 1"):
+        quality.QualityConfig(encoders=(), baselines=("B_W",), seeds=0)
 
 
 def test_the_chosen_state_gives_the_chosen_embedding(make_zoo, monkeypatch):

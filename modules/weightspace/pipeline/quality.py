@@ -130,12 +130,12 @@ class QualityConfig:
             wrong = [b for b in self.baselines if b not in BASELINES]
             if wrong or not self.baselines:
                 raise ValueError(f"unknown baselines {wrong}; choose from {list(BASELINES)}")
+        if int(self.seeds) < 1 or int(self.jobs) < 1:
+            raise ValueError(f"seeds and jobs must be at least 1, got seeds={self.seeds}, jobs={self.jobs}")
 
     def runs_baseline(self, name: str) -> bool:
         """Whether baseline feature set `name` (a key of `BASELINES`) runs."""
         return self.baselines is True or (not isinstance(self.baselines, bool) and name in self.baselines)
-        if int(self.seeds) < 1 or int(self.jobs) < 1:
-            raise ValueError(f"seeds and jobs must be at least 1, got seeds={self.seeds}, jobs={self.jobs}")
 
 
 def overridden(encoder: Encoder, override: Override, name: str | None = None) -> Encoder:
