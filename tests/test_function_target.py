@@ -207,7 +207,8 @@ def test_the_quality_table_names_the_function_targets():
     from weightspace.pipeline.quality import DEFAULT_ENCODERS, ENCODER_OVERRIDES, QualityConfig, encoders_of
 
     got = encoders_of(zoo_experiment(make_zoo("mlp")), list(ENCODER_OVERRIDES))
-    assert [e.config.encoder.target for e in got] == ["outputs", "both", "outputs"]
+    assert [e.config.encoder.target for e in got] == ["outputs", "both", "outputs", "outputs"]
+    assert [e.config.encoder.queries for e in got] == ["uniform"] * 3 + ["task"]
     base, function = got[0], got[2]
     assert function.config.encoder.decoder_hidden == 0 and function.config.loss.gamma == 0.0
     assert function.epochs == 3 * base.epochs and function.evaluations == base.evaluations

@@ -344,7 +344,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 # pipeline.quality.SHORT_NAMES (not imported: --help stays fast)
-QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both", "function")
+QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both", "function", "function_task")
 QUALITY_DEFAULT = ("neuron_set", "2021")
 
 
@@ -357,7 +357,8 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     qual.add_argument("--encoders", nargs="+", choices=list(QUALITY_ENCODERS), default=None,
                       help="encoders to train (default: neuron_set and 2021; outputs / both: neuron_set with the "
                            "function-space reconstruction target, alone or beside the statistics; function: the "
-                           "outputs through a linear decoder, no contrastive term, 3x the epochs); their rows "
+                           "outputs through a linear decoder, no contrastive term, 3x the epochs; function_task: "
+                           "the same on the task's inputs, without labels, as queries); their rows "
                            "replace those of an earlier run in --out")
     qual.add_argument("--out", type=Path, default=None,
                       help="folder for representation_quality.csv and .md (default: quality/<zoo name>)")

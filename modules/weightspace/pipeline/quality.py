@@ -54,10 +54,11 @@ from weightspace.zoo.store import Zoo
 # table name -> the experiment's variant (None: its default learner); short name -> table name
 ENCODER_VARIANTS = {"2021 transformer (cpu schedule)": "2021", "neuron_set": None,
                     "neuron_set, outputs target": None, "neuron_set, statistics + outputs target": None,
-                    "neuron_set, function objective": None}
+                    "neuron_set, function objective": None, "neuron_set, function objective, task queries": None}
 SHORT_NAMES = {"2021": "2021 transformer (cpu schedule)", "neuron_set": "neuron_set",
                "outputs": "neuron_set, outputs target", "both": "neuron_set, statistics + outputs target",
-               "function": "neuron_set, function objective"}
+               "function": "neuron_set, function objective",
+               "function_task": "neuron_set, function objective, task queries"}
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,15 @@ class Override:
 # table name -> its changes to the folder's learner: the function-space targets. "function objective" is the
 # variant research/function_objective_probe.py found on tetris_seed's validation split: the outputs target
 # through a linear decoder (what it reads of the features, a linear probe can read), no contrastive term,
-# three times the epochs at lr 3e-3
+# three times the epochs at lr 3e-3; "task queries" asks for the outputs on K of the task's training inputs
+# (without their labels) instead of uniform noise
 ENCODER_OVERRIDES = {"neuron_set, outputs target": Override(encoder={"target": "outputs"}),
                      "neuron_set, statistics + outputs target": Override(encoder={"target": "both"}),
                      "neuron_set, function objective": Override(encoder={"target": "outputs", "decoder_hidden": 0},
-                                                                loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3)}
+                                                                loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3),
+                     "neuron_set, function objective, task queries": Override(
+                         encoder={"target": "outputs", "decoder_hidden": 0, "queries": "task"}, loss={"gamma": 0.0},
+                         train={"lr": 3e-3}, epochs=3)}
 DEFAULT_ENCODERS = ("2021 transformer (cpu schedule)", "neuron_set")  # what runs unless encoders are named
 INIT = ", random init"  # suffix of an encoder's control feature set
 CODE, OUTPUTS = "code", {"free": "B_probe (data-free)", "task": "B_probe (task inputs)"}
