@@ -57,6 +57,9 @@ VARIANTS = {
     "task queries, linear decoder, no contrast, 3x epochs": Override(
         encoder={"target": "outputs", "decoder_hidden": 0, "queries": "task"}, loss={"gamma": 0.0},
         train={"lr": 3e-3}, epochs=3),
+    "statistics + task outputs, linear decoder, no contrast, 3x epochs": Override(
+        encoder={"target": "both", "decoder_hidden": 0, "queries": "task"}, loss={"gamma": 0.0},
+        train={"lr": 3e-3}, epochs=3),
     "statistics, linear decoder, no contrast, 3x epochs": Override(
         encoder={"decoder_hidden": 0}, loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3),
     "two-layer phi, linear decoder, no contrast, 3x epochs": Override(
