@@ -33,13 +33,13 @@ from torch.func import functional_call, vmap
 
 from weightspace.downstream.features import _check_weights, read_chunks
 from weightspace.layout import WeightLayout
-from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, list_zoo_models
+from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES
 from weightspace.zoo.devices import resolve_device
-from weightspace.zoo.functional import DATA_FREE, ProbeUnavailable, build_template, draw_queries
+from weightspace.zoo.functional import (DATA_FREE, ProbeUnavailable, build_template, draw_queries,  # noqa: F401
+                                        task_inputs)  # task_inputs: re-exported
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 from weightspace.zoo.population import activation_floats
 from weightspace.zoo.store import Zoo
-from weightspace.zoo.tasks import list_tasks, load_task, missing_task_files, task_options
 
 # 64 queries: K x classes features (256 on tetris, 640 on ten classes) are as wide as the raw weights
 # (100 to 4970 parameters), so B_probe meets B_W at a similar width; the cost grows linearly with K
@@ -240,29 +240,3 @@ def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAU
         for i in range(0, len(rows), step):
             out[rows[i:i + step]] = extractor.transform(zoo.weights[rows[i:i + step]])  # (step, K * classes)
     return out
-
-
-def task_inputs(info: Mapping, *, root: str | None = None) -> np.ndarray:
-    """The training inputs ``(N, C, H, W)`` of the task a zoo was trained on (``info["task"]``), no labels.
-
-    Raises:
-        ProbeUnavailable: no or an unknown task, or a file-based task whose files are not here.
-    """
-    task = info.get("task")
-    name = task.get("name") if isinstance(task, dict) else task
-    if name not in list_tasks():
-        raise ProbeUnavailable(f"zoo.json names task {name!r}, which is not one of {list_tasks()}, so its "
-                               "inputs cannot be loaded")
-    options = {k: v for k, v in (task if isinstance(task, dict) else {}).items() if k in task_options(name)}
-    try:
-        missing = missing_task_files(name, root)
-        if missing:
-            raise ProbeUnavailable(f"task {name!r} reads files that are not here ({len(missing)} missing, e.g. "
-                                   f"'{missing[0]}'); put them there (or point $WEIGHTSPACE_DATA at their folder) "
-                                   "to probe with its inputs")
-        return load_task(name, root=root, **options).x_train.numpy()
-    except ProbeUnavailable:
-        raise
-    except (ValueError, TypeError, OSError, RuntimeError) as err:
-        raise ProbeUnavailable(f"the inputs of task {name!r} cannot be loaded offline: "
-                               f"{str(err).splitlines()[0]}") from None

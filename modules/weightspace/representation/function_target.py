@@ -36,7 +36,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from weightspace.layout import WeightLayout
-from weightspace.zoo.functional import ProbeUnavailable, build_template, draw_queries
+from weightspace.zoo.functional import ProbeUnavailable, build_template, draw_queries, task_inputs
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 from weightspace.zoo.store import Zoo
 
@@ -117,8 +117,6 @@ class FunctionTarget(nn.Module):
         self.grouped = supports_grouped(template)
         source = queries
         if queries == "task":
-            from weightspace.downstream.model_outputs import task_inputs  # downstream reads representation
-
             if not architecture.get("task"):
                 raise ValueError("the architecture records no task, so no task inputs can be queries; fill it "
                                  "again from the zoo (with_zoo_architecture) or use queries='uniform'")

@@ -8,11 +8,14 @@ on the same queries with ``torch.func.functional_call`` over a meta-device templ
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import numpy as np
 import torch
 
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model, list_zoo_models
+from weightspace.zoo.tasks import list_tasks, load_task, missing_task_files, task_options
 
 DATA_FREE = ("uniform", "normal")  # uniform on [0, 1) (the images' value range) or standard normal
 
@@ -70,3 +73,29 @@ def draw_queries(queries: str | np.ndarray, n: int, input_shape: tuple[int, ...]
     if pool.dim() < 2 or len(pool) < 1:
         raise ValueError(f"task inputs must be a non-empty (N, C, H, W) array, got {tuple(pool.shape)}")
     return pool[torch.randperm(len(pool), generator=gen)[:n]].contiguous()
+
+
+def task_inputs(info: Mapping, *, root: str | None = None) -> np.ndarray:
+    """The training inputs ``(N, C, H, W)`` of the task a zoo was trained on (``info["task"]``), no labels.
+
+    Raises:
+        ProbeUnavailable: no or an unknown task, or a file-based task whose files are not here.
+    """
+    task = info.get("task")
+    name = task.get("name") if isinstance(task, dict) else task
+    if name not in list_tasks():
+        raise ProbeUnavailable(f"zoo.json names task {name!r}, which is not one of {list_tasks()}, so its "
+                               "inputs cannot be loaded")
+    options = {k: v for k, v in (task if isinstance(task, dict) else {}).items() if k in task_options(name)}
+    try:
+        missing = missing_task_files(name, root)
+        if missing:
+            raise ProbeUnavailable(f"task {name!r} reads files that are not here ({len(missing)} missing, e.g. "
+                                   f"'{missing[0]}'); put them there (or point $WEIGHTSPACE_DATA at their folder) "
+                                   "to probe with its inputs")
+        return load_task(name, root=root, **options).x_train.numpy()
+    except ProbeUnavailable:
+        raise
+    except (ValueError, TypeError, OSError, RuntimeError) as err:
+        raise ProbeUnavailable(f"the inputs of task {name!r} cannot be loaded offline: "
+                               f"{str(err).splitlines()[0]}") from None
