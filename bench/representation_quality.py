@@ -30,7 +30,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from weightspace.downstream.label_scarce import LabelScarceConfig
+from weightspace.downstream.label_scarce import ALL, LabelScarceConfig
+from weightspace.errors import InputError
 from weightspace.pipeline.experiment import Experiment
 from weightspace.pipeline.quality import (BASELINES, DEFAULT_ENCODERS, ENCODER_VARIANTS, RAW_COLUMNS,
                                           QualityConfig, load_preset_zoo, run_quality)
@@ -87,6 +88,16 @@ def machine(device: str) -> str:
     return f"{os.cpu_count()} cores{gpu}"
 
 
+def scarce_k(text: str):
+    """A k of the label-scarce protocol: a whole number, or 'all'."""
+    if text == ALL:
+        return ALL
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a whole number nor {ALL!r}") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", action="append", choices=ZOOS, help="run only this zoo (repeatable)")
@@ -102,6 +113,9 @@ def main() -> None:
     parser.add_argument("--no-scarce-classes", action="store_true",
                         help="label-scarce rows of the continuous targets only (the class targets' logistic "
                              "cross-validation takes most of the time on wide embeddings)")
+    parser.add_argument("--scarce-ks", nargs="+", type=scarce_k, default=None, metavar="K",
+                        help="the label-scarce protocol's k (default 10 30 100 all); 'all' fits a wide embedding "
+                             "with several eigendecompositions of its width, the most of a large zoo's time")
     parser.add_argument("--no-baselines", action="store_true",
                         help="only the encoders' rows; the table keeps the baselines it has")
     parser.add_argument("--baseline-sets", nargs="+", choices=list(BASELINES), default=None,
@@ -125,11 +139,16 @@ def main() -> None:
     if args.no_baselines and (args.baseline_sets or args.encoders == []):
         parser.error("--no-baselines runs no baseline: give it no --baseline-sets, and name --encoders")
     chosen = list(DEFAULT_ENCODERS) if args.encoders is None else args.encoders
+    ks = {} if args.scarce_ks is None else {"ks": tuple(args.scarce_ks)}
+    try:
+        scarce = LabelScarceConfig(classes=not args.no_scarce_classes, **ks)
+    except InputError as err:
+        parser.error(str(err))
     config = QualityConfig(seeds=args.seeds, encoders=tuple(chosen), smoke=args.smoke, label_scarce=args.label_scarce,
                            device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
                            baselines=tuple(args.baseline_sets or ()) or not args.no_baselines,
                            encoder_trees=not args.no_encoder_trees,
-                           scarce=LabelScarceConfig(classes=not args.no_scarce_classes))
+                           scarce=scarce)
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, chosen)
@@ -139,6 +158,7 @@ def main() -> None:
                        f"{' --no-baselines' if args.no_baselines else ''}"
                        f"{' --no-encoder-trees' if args.no_encoder_trees else ''}"
                        f"{' --no-scarce-classes' if args.no_scarce_classes else ''}"
+                       + (" --scarce-ks " + " ".join(map(str, args.scarce_ks)) if args.scarce_ks else "")
                        + (" --baseline-sets " + " ".join(map(shlex.quote, args.baseline_sets))
                           if args.baseline_sets else "")
                        + " --encoders" + "".join(f" '{e}'" for e in chosen)
