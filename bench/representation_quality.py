@@ -139,6 +139,8 @@ def main() -> None:
     if args.no_baselines and (args.baseline_sets or args.encoders == []):
         parser.error("--no-baselines runs no baseline: give it no --baseline-sets, and name --encoders")
     chosen = list(DEFAULT_ENCODERS) if args.encoders is None else args.encoders
+    if args.scarce_ks and not args.label_scarce:
+        parser.error("--scarce-ks sets the label-scarce protocol's k; add --label-scarce")
     ks = {} if args.scarce_ks is None else {"ks": tuple(args.scarce_ks)}
     try:
         scarce = LabelScarceConfig(classes=not args.no_scarce_classes, **ks)
