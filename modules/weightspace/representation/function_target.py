@@ -30,7 +30,6 @@ import hashlib
 from typing import Any, Mapping
 
 import numpy as np
-
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -128,7 +127,7 @@ class FunctionTarget(nn.Module):
                 raise ValueError(f"queries='task': the task's inputs are {tuple(source.shape[1:])}, but the networks "
                                  f"take {tuple(architecture['input_shape'])}; check zoo.json's task")
         queries = draw_queries(source, int(n_queries), tuple(architecture["input_shape"]), seed)  # (K, C, H, W)
-        self.register_buffer("queries", queries, persistent=False)  # rebuilt from the seed, not saved
+        self.register_buffer("queries", queries, persistent=False)  # rebuilt from the seed (and task), not saved
         with torch.no_grad():
             self.n_outputs = int(template(queries[:1].to("meta")).shape[1]) * int(n_queries)
 
