@@ -17,9 +17,9 @@ permutation-invariant, though not the function the model computed.
 
 The target is computed on the fly from each batch of (permuted, un-erased) views: permutations leave
 it unchanged, so it never has to be looked up by zoo row, and the learner sees weights only. Running every
-network on the queries costs twice the encoder's step on a CNN zoo (bench/bench_function_target.py), and a view that is not permuted is the zoo row itself, every epoch: so
-each row's outputs are kept under a digest of its bytes (up to `CACHE_BYTES`), and a row met again is
-looked up, not run. A permuted view has other bytes and runs; the outputs are the same either way.
+network on the queries costs twice the encoder's step on a CNN zoo (bench/bench_function_target.py), and
+a view that is not permuted is the zoo row itself, every epoch: so each row's outputs are kept under a
+digest of its bytes (up to `CACHE_BYTES`), and a row met again is looked up, not run. A permuted view has other bytes and runs; the outputs are the same either way.
 """
 
 from __future__ import annotations
