@@ -136,16 +136,14 @@ class FunctionTarget(nn.Module):
         cache = self.__dict__.setdefault("_cache", {})  # digest -> (K * classes,) on the CPU; not a buffer
         keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x.cpu().numpy()]
         missing = list(dict.fromkeys(k for k in keys if k not in cache))
+        found = {}
         if missing:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}  # a row once, however often it repeats
             rows = torch.as_tensor(np.array([first[k] for k in missing]), device=x.device)
-            fresh = self._run(x[rows]).cpu()
+            found = dict(zip(missing, self._run(x[rows]).cpu()))
             room = max(0, CACHE_BYTES // (4 * self.n_outputs) - len(cache))
-            cache.update(zip(missing[:room], fresh[:room]))
-            if len(missing) > room:  # the cache is full: this batch's extra rows are returned, not kept
-                extra = dict(zip(missing[room:], fresh[room:]))
-                return torch.stack([cache.get(k, extra.get(k)) for k in keys]).to(x.device)
-        return torch.stack([cache[k] for k in keys]).to(x.device)
+            cache.update(list(found.items())[:room])  # a full cache keeps what fits; the rest is returned only
+        return torch.stack([found[k] if k in found else cache[k] for k in keys]).to(x.device)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` float weights -> ``(B, K * classes)``: every network run on the queries."""
