@@ -116,6 +116,9 @@ def main() -> None:
     parser.add_argument("--scarce-ks", nargs="+", type=scarce_k, default=None, metavar="K",
                         help="the label-scarce protocol's k (default 10 30 100 all); 'all' fits a wide embedding "
                              "with several eigendecompositions of its width, the most of a large zoo's time")
+    parser.add_argument("--scarce-only", action="store_true",
+                        help="only the label-scarce rows (with --label-scarce): the table keeps its every-label "
+                             "rows of the same encoders and baselines; with --from-raw, merges such a run")
     parser.add_argument("--no-baselines", action="store_true",
                         help="only the encoders' rows; the table keeps the baselines it has")
     parser.add_argument("--baseline-sets", nargs="+", choices=list(BASELINES), default=None,
@@ -141,12 +144,15 @@ def main() -> None:
     chosen = list(DEFAULT_ENCODERS) if args.encoders is None else args.encoders
     if args.scarce_ks and not args.label_scarce:
         parser.error("--scarce-ks sets the label-scarce protocol's k; add --label-scarce")
+    if args.scarce_only and not (args.label_scarce or args.from_raw):
+        parser.error("--scarce-only keeps only the label-scarce rows; add --label-scarce")
     ks = {} if args.scarce_ks is None else {"ks": tuple(args.scarce_ks)}
     try:
         scarce = LabelScarceConfig(classes=not args.no_scarce_classes, **ks)
     except InputError as err:
         parser.error(str(err))
     config = QualityConfig(seeds=args.seeds, encoders=tuple(chosen), smoke=args.smoke, label_scarce=args.label_scarce,
+                           every_label=not (args.scarce_only and args.label_scarce),  # --from-raw runs nothing
                            device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
                            baselines=tuple(args.baseline_sets or ()) or not args.no_baselines,
                            encoder_trees=not args.no_encoder_trees,
@@ -160,6 +166,7 @@ def main() -> None:
                        f"{' --no-baselines' if args.no_baselines else ''}"
                        f"{' --no-encoder-trees' if args.no_encoder_trees else ''}"
                        f"{' --no-scarce-classes' if args.no_scarce_classes else ''}"
+                       f"{' --scarce-only' if args.scarce_only else ''}"
                        + (" --scarce-ks " + " ".join(map(str, args.scarce_ks)) if args.scarce_ks else "")
                        + (" --baseline-sets " + " ".join(map(shlex.quote, args.baseline_sets))
                           if args.baseline_sets else "")
@@ -179,7 +186,8 @@ def main() -> None:
         subset = None  # a --baseline-sets run replaces only its baselines (and its encoders' rows)
         if args.baseline_sets:
             subset = [*args.baseline_sets, *part[part.encoder != "baselines"].feature_set.unique()]
-        write_table(args.out, part, name, replaced, order=ZOOS, source=SOURCE, feature_sets=subset)
+        write_table(args.out, part, name, replaced, order=ZOOS, source=SOURCE, feature_sets=subset,
+                    scarce_only=args.scarce_only)
     print(f"wrote {args.out.with_suffix('.csv')} and {args.out.with_suffix('.md')}")
 
 

@@ -3,6 +3,7 @@ the seeds that chose the random init, label-scarce rows come per k, and `weights
 zoo folder."""
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +163,25 @@ def test_a_run_of_one_baseline_gives_its_linear_and_tree_rows_and_keeps_the_othe
         quality.QualityConfig(encoders=(), baselines=False)
     with pytest.raises(ValueError, match="seeds and jobs must be at least 1"):
         quality.QualityConfig(encoders=(), baselines=("B_W",), seeds=0)
+
+
+def test_a_label_scarce_only_run_replaces_only_the_label_scarce_rows_of_the_table(make_zoo, tmp_path):
+    zoo = make_zoo(models=30)
+    scarce = LabelScarceConfig(ks=(10,), draws=2, classes=False)
+    config = quality.QualityConfig(seeds=1, encoders=("neuron_set",), smoke=True, baselines=False,
+                                   encoder_trees=False, label_scarce=True, every_label=False, scarce=scarce)
+    rows = quality.run_quality(zoo, zoo_experiment(zoo), config)
+    assert rows.k.notna().all() and set(rows.k) == {"10"} and rows.value.notna().all()
+    assert set(rows.feature_set) == {"neuron_set", "neuron_set, random init"}
+    full = replace(config, every_label=True)
+    old = summarize(quality.run_quality(zoo, zoo_experiment(zoo), full).assign(zoo="z")).assign(command="old")
+    write_table(tmp_path / "t", old, "z", ["neuron_set"])
+    table = write_table(tmp_path / "t", summarize(rows.assign(zoo="z")).assign(command="new"), "z",
+                        ["neuron_set"], scarce_only=True)
+    assert set(table[table.k.isna()].command) == {"old"} and set(table[table.k.notna()].command) == {"new"}
+    assert len(table[table.k.isna()]) == len(old[old.k.isna()])
+    with pytest.raises(ValueError, match="set label_scarce=True too"):
+        quality.QualityConfig(encoders=("neuron_set",), every_label=False)
 
 
 def test_the_chosen_state_gives_the_chosen_embedding(make_zoo, monkeypatch):

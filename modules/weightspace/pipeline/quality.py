@@ -14,7 +14,8 @@ a row whose features cannot be had says why in its note), the hyperparameters al
 encoder at its random initialisation.
 
 With ``label_scarce``, the probes also see the labels of only k training models (`label_scarce.py`),
-while self-supervised training still reads every training model's weights.
+while self-supervised training still reads every training model's weights; with ``every_label`` False,
+only those rows (to add them to a table that holds the every-label ones: training chooses the same states).
 
 `run_quality` returns the raw rows (one per seed, and per draw for label-scarce rows); `quality_table`
 summarizes them and writes the CSV and markdown table. ray is not used here.
@@ -115,6 +116,7 @@ class QualityConfig:
     encoders: tuple[str, ...] = DEFAULT_ENCODERS  # table names (or short names: "2021", "neuron_set")
     smoke: bool = False  # tiny encoders, one epoch, every checkpoint: seconds, not science
     label_scarce: bool = False  # also the label-scarce protocol (k labelled training models)
+    every_label: bool = True  # False: the label-scarce rows only (needs label_scarce; a table keeps its other rows)
     baselines: bool | tuple[str, ...] = True  # False: only the encoders' rows; names: only these baselines
     encoder_trees: bool = True  # boosted trees on neuron_set embeddings too (most of a wide zoo's probing time)
     scarce: LabelScarceConfig = field(default_factory=LabelScarceConfig)  # its ks, draws and seed
@@ -137,6 +139,8 @@ class QualityConfig:
                 raise ValueError(f"unknown baselines {wrong}; choose from {list(BASELINES)}")
         if int(self.seeds) < 1 or int(self.jobs) < 1:
             raise ValueError(f"seeds and jobs must be at least 1, got seeds={self.seeds}, jobs={self.jobs}")
+        if not (self.every_label or self.label_scarce):
+            raise ValueError("every_label=False leaves only the label-scarce rows; set label_scarce=True too")
 
     def runs_baseline(self, name: str) -> bool:
         """Whether baseline feature set `name` (a key of `BASELINES`) runs."""
@@ -335,9 +339,11 @@ def encoder_rows(encoder: Encoder, seed: int, data: dict[str, ZooDataset], targe
     trees = config.encoder_trees and encoder.config.encoder.name == "neuron_set"
     probes = ("linear", "gbt") if trees else ("linear",)
     control_name = encoder.name + INIT
-    rows = [embedding_scores(control_name, run.control, data, targets).assign(minutes=0.0),
-            embedding_scores(encoder.name, run.chosen, data, targets, probes).assign(minutes=run.minutes,
-                                                                                     chosen=run.evaluation)]
+    rows = []
+    if config.every_label:
+        rows += [embedding_scores(control_name, run.control, data, targets).assign(minutes=0.0),
+                 embedding_scores(encoder.name, run.chosen, data, targets, probes).assign(minutes=run.minutes,
+                                                                                          chosen=run.evaluation)]
     if config.label_scarce:
         scarce = label_scarce(data, {control_name: run.control, encoder.name: run.chosen}, targets,
                               replace(config.scarce, probes=("linear",)))
@@ -393,7 +399,7 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
         if config.baselines:
             names = [b for b in BASELINES if config.runs_baseline(b)]
             features = baseline_features(zoo, data, config)
-            parts = [baselines(features, data, targets, names)]
+            parts = [baselines(features, data, targets, names)] if config.every_label else []
             if config.label_scarce:
                 parts.append(scarce_baselines(features, data, targets, config.scarce, names))
             rows.append(finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines")))

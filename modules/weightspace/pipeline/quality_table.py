@@ -86,9 +86,10 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders: Sequence[str], *,
                 order: Sequence[str] = (), source: str = "`weightspace quality`",
-                feature_sets: Sequence[str] | None = None) -> pd.DataFrame:
+                feature_sets: Sequence[str] | None = None, scarce_only: bool = False) -> pd.DataFrame:
     """Write `part` into the table at ``stem.csv`` (and ``stem.md``), replacing the rows of `zoo` x `encoders`
-    (only those of `feature_sets` among them when given, e.g. one baseline rerun with another probe).
+    (only those of `feature_sets` among them when given, e.g. one baseline rerun with another probe; only
+    the label-scarce ones with `scarce_only`, for a run that made no every-label row).
 
     The table is read just before writing, so that runs of other zoos or encoders at the same time keep
     their rows (two runs of the same zoo and encoder: the later one wins). Zoos sort in `order`, others after.
@@ -98,6 +99,8 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
     replaced = (old.zoo == zoo) & old.encoder.isin(list(encoders))
     if feature_sets is not None:
         replaced &= old.feature_set.isin(list(feature_sets))
+    if scarce_only:
+        replaced &= old.k.notna()
     old = old[~replaced]
     table = pd.concat([t for t in (old, part.reindex(columns=COLUMNS)) if len(t)], ignore_index=True)
     zoos = list(order) + [z for z in dict.fromkeys(table.zoo) if z not in order]
