@@ -62,6 +62,32 @@ def test_ridge_equals_sklearn_ridge_on_standardized_features(n):
         np.testing.assert_allclose(probe.predict(X[n:])[:, j], single.predict(X[n:]), rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("n", [700, 300])  # primal (n >= D) and dual (n < D) decompositions
+def test_ridge_fits_on_the_same_rows_share_one_decomposition_and_score_as_without(monkeypatch, n):
+    from weightspace.downstream import probes
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(n + 100, 400)).astype(np.float32)
+    y = X[:, :5].sum(1) + rng.normal(size=n + 100)
+    classes = np.where(X[:, 0] > 0, "a", "b")
+    fit = lambda: (RidgeProbe().fit(X[:n], y[:n], X[n:], y[n:]),  # noqa: E731
+                   RidgeClassifierProbe().fit(X[:n], classes[:n], X[n:], classes[n:]))
+    monkeypatch.setattr(probes, "CACHE_ENTRIES", 0)
+    alone = fit()
+    monkeypatch.setattr(probes, "CACHE_ENTRIES", 2)
+    probes._DECOMPOSITIONS.clear()
+    calls = []
+    eigh = np.linalg.eigh
+    monkeypatch.setattr(np.linalg, "eigh", lambda *a, **k: calls.append(1) or eigh(*a, **k))
+    shared = fit()
+    assert len(calls) == 1  # the classifier found the regression probe's decomposition
+    for a, b in zip(alone, shared):
+        assert np.array_equal(a.ridge_.coef_, b.ridge_.coef_) and np.array_equal(a.predict(X[n:]), b.predict(X[n:]))
+    X[0, 0] += 1.0  # other rows: decomposed anew
+    RidgeProbe().fit(X[:n], y[:n], X[n:], y[n:])
+    assert len(calls) == 2
+
+
 def test_ridge_without_validation_uses_leave_one_out():
     X, y = linear_data()
     probe = RidgeProbe().fit(X[:400], y[:400])

@@ -14,7 +14,10 @@ never penalized.
 from __future__ import annotations
 
 import copy
+import hashlib
+import threading
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -51,6 +54,41 @@ _PREDICT_CHUNK = 4096  # rows per chunk when predicting
 # Cholesky factorization per C is what costs (a 90-row smoke zoo of 4970 weights: 140 s preconditioned, seconds
 # without)
 PRECONDITIONED_FEATURES = 64
+# The ridge probe's eigendecomposition is kept for the next fit on the same rows: on a wide embedding it is most
+# of a fit (digits_hyp's 3,928 learned features: tens of seconds a decomposition), and the probes of one feature
+# set decompose the same rows again and again (a ridge per class target beside the one of every continuous
+# target; the final fit after a cross-validation). Entries are keyed by a digest of the rows and the scaler.
+CACHED_FROM = 256  # rows and features from which a decomposition is kept (below, it costs less than the digest)
+CACHE_ENTRIES = 2  # decompositions kept per process (one of 3,928 features: 123 MB)
+_DECOMPOSITIONS: OrderedDict = OrderedDict()
+_DECOMPOSITIONS_LOCK = threading.Lock()
+
+
+def _rows_key(X: np.ndarray, scaler: StandardScaler) -> bytes:
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(repr((X.shape, X.dtype.str)).encode())
+    for array in (X, scaler.mean_, scaler.scale_):
+        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.digest()
+
+
+def _cached(key: bytes | None):
+    if key is None:
+        return None
+    with _DECOMPOSITIONS_LOCK:
+        found = _DECOMPOSITIONS.get(key)
+        if found is not None:
+            _DECOMPOSITIONS.move_to_end(key)
+        return found
+
+
+def _cache(key: bytes | None, value: tuple):
+    if key is not None and CACHE_ENTRIES > 0:
+        with _DECOMPOSITIONS_LOCK:
+            _DECOMPOSITIONS[key] = value
+            while len(_DECOMPOSITIONS) > CACHE_ENTRIES:
+                _DECOMPOSITIONS.popitem(last=False)
+    return value
 
 
 @dataclass
@@ -195,22 +233,37 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
     def _coefs_for_grid(self, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         n, d = X.shape
         Yc = Y - Y.mean(0)
-        if n >= d:  # primal: Gram (D, D) accumulated in chunks, upper triangle by syrk
-            gram = np.zeros((d, d), order="F")
+        s2, V = self._decomposition(X)
+        if n >= d:  # primal: V holds the Gram matrix's eigenvectors (D, D)
             xty = np.zeros((d, Y.shape[1]))
             for start in range(0, n, self.chunk_size):
-                Z = self._standardized(X[start:start + self.chunk_size])  # (rows, D)
-                gram = dsyrk(1.0, Z.T, beta=1.0, c=gram, trans=0, overwrite_c=1)
-                xty += Z.T @ Yc[start:start + self.chunk_size]
-            s2, V = np.linalg.eigh(gram, UPLO="U")
-            s2 = np.clip(s2, 0.0, None)
+                xty += self._standardized(X[start:start + self.chunk_size]).T @ Yc[start:start + self.chunk_size]
             B = V.T @ xty  # (D, k)
             return np.stack([V @ (B / (s2 + a)[:, None]) for a in alphas])
-        Z = self._standardized(X)  # dual: kernel (n, n) for few samples and many features
-        s2, U = np.linalg.eigh(Z @ Z.T)
+        Z = self._standardized(X)  # dual: V holds the kernel matrix's eigenvectors (n, n)
+        C = V.T @ Yc  # (n, k)
+        return np.stack([Z.T @ (V @ (C / (s2 + a)[:, None])) for a in alphas])
+
+    def _decomposition(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Eigenvalues (clipped at 0) and eigenvectors of the standardized Gram matrix Z'Z (D, D), or of the
+        kernel matrix ZZ' (n, n) when n < D; looked up when the same rows were decomposed before (`_cached`)."""
+        key = _rows_key(X, self.scaler_) if min(X.shape) >= CACHED_FROM else None
+        found = _cached(key)
+        if found is not None:
+            return found
+        n, d = X.shape
+        if n >= d:  # Gram accumulated in chunks, upper triangle by syrk
+            matrix = np.zeros((d, d), order="F")
+            for start in range(0, n, self.chunk_size):
+                Z = self._standardized(X[start:start + self.chunk_size])  # (rows, D)
+                matrix = dsyrk(1.0, Z.T, beta=1.0, c=matrix, trans=0, overwrite_c=1)
+        else:
+            Z = self._standardized(X)
+            matrix = Z @ Z.T
+        s2, V = np.linalg.eigh(matrix, UPLO="U")
         s2 = np.clip(s2, 0.0, None)
-        C = U.T @ Yc  # (n, k)
-        return np.stack([Z.T @ (U @ (C / (s2 + a)[:, None])) for a in alphas])
+        s2.flags.writeable = V.flags.writeable = False  # shared by the fits that find it
+        return _cache(key, (s2, V))
 
     def _val_scores(self, W: np.ndarray, y_mean: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray) -> np.ndarray:
         """(n_alphas, k) validation scores that choose each target's alpha: R² (NaN for a constant target)."""
