@@ -59,6 +59,9 @@ def test_summary_counts_the_seeds_that_chose_the_random_init():
     text = markdown(summary.assign(command="c"))
     assert "| e | linear | 0.600 ± 0.200 | 1.0 | 2/3 |" in text
     assert "### z: probes with k labelled training models" in text and "| e | linear | 10 |" in text
+    assert "before the random init was a candidate" not in text  # every learned row says what it chose
+    stale = markdown(summary.assign(command="c", init_chosen=np.nan))
+    assert "before the random init was a candidate" in stale and "| e | linear | 0.600 ± 0.200 | 1.0 | - |" in stale
 
 
 def _cells(cells: list[tuple]) -> pd.DataFrame:
