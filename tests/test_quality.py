@@ -133,7 +133,7 @@ def test_the_random_init_is_a_candidate_of_each_seeds_choice(make_zoo, monkeypat
     data = quality.zoo_data(zoo, None)
     encoder = quality.encoders_of(zoo_experiment(zoo), ["neuron_set"], smoke=True)[0]
     scores = iter([0.9, 0.1])  # the init scores best on validation
-    monkeypatch.setattr(quality, "probe_scores", lambda targets: lambda model, d: {"probe_mean_val": next(scores)})
+    monkeypatch.setattr(quality, "selection_scores", lambda z, d, targets: {"probe_mean_val": next(scores)})
     run = quality.train_encoder(encoder, data, 0, None)
     assert run.evaluation == 0 and np.array_equal(run.chosen, run.control)
 
@@ -199,7 +199,7 @@ def test_the_chosen_state_gives_the_chosen_embedding(make_zoo, monkeypatch):
     encoder = quality.encoders_of(zoo_experiment(zoo), ["neuron_set"], smoke=True)[0]
     encoder.evaluations, encoder.epochs = 2, 2
     scores = iter([0.1, 0.9, 0.5])  # the first evaluation scores best, and training goes on after it
-    monkeypatch.setattr(quality, "probe_scores", lambda targets: lambda model, d: {"probe_mean_val": next(scores)})
+    monkeypatch.setattr(quality, "selection_scores", lambda z, d, targets: {"probe_mean_val": next(scores)})
     run = quality.train_encoder(encoder, data, 0, None)
     assert run.evaluation == 1
     model = copy.deepcopy(run.model)

@@ -11,7 +11,7 @@ import torch
 
 from weightspace import WeightLayout, create_zoo_model, list_zoo_models
 from weightspace.data.dataset import DataConfig, ZooDataset
-from weightspace.downstream.probing import probe_scores
+from weightspace.downstream.probing import embedding_scores, probe_scores
 from weightspace.representation import (
     AugmentConfig,
     EncoderConfig,
@@ -301,6 +301,17 @@ def test_probe_scores_plug_into_fit(make_zoo):
                   evaluate_fn=probe_scores(targets=["test_acc"]))
     row = learner.history[-1]
     assert {"test_acc_train", "test_acc_val", "test_acc_test", "test_acc_kendall_tau_test"} <= set(row)
+
+
+def test_scores_of_a_made_embedding_equal_those_of_the_model(make_zoo):
+    zoo = make_zoo(models=20, **NETS)
+    splits = {s: ZooDataset(zoo, s) for s in ("train", "val", "test")}
+    learner = fit(small_config(), splits["train"], epochs=1, evaluate_every=0, progress=False)
+    z = embed(learner.model, torch.cat([d.weights for d in splits.values()])).numpy()
+    scores = embedding_scores(z, splits, ["test_acc", "ggap"])
+    assert scores == probe_scores(["test_acc", "ggap"])(learner.model, splits) and "probe_mean_val" in scores
+    with pytest.raises(ValueError, match="rows for"):
+        embedding_scores(z[1:], splits)
 
 
 def test_same_seed_same_training(make_zoo):

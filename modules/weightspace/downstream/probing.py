@@ -53,24 +53,38 @@ def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = (
         if not parts:
             return {}
         weights = np.concatenate([d.weights.numpy() for d in parts])
-        samples = pd.concat([d.properties for d in parts], ignore_index=True)
-        device = str(next(model.parameters()).device)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ProbeWarning)  # e.g. a target missing from this zoo: noted in the table
-            embedding = Embedding(model, batch_size=batch_size, device=device)
-            table = evaluate(weights, samples, feature_sets={"embedding": embedding}, probes=list(probes),
-                             targets=targets, splits=samples["split"].to_numpy(),
-                             hyperparameters=parts[0].hyperparameters,
-                             config=config if config is not None else ProbeConfig(**SELECTION_PROBES))
-        out, val_scores = {}, []
-        for r in table.itertuples():
-            prefix = "" if r.probe == "linear" else f"{r.probe}_"
-            metric = "" if r.metric == PRIMARY_METRIC[r.task] else f"{r.metric}_"
-            out[f"{prefix}{r.target}_{metric}{r.split}"] = float(r.value)
-            if r.probe == "linear" and r.split == "val" and not metric and np.isfinite(r.value):
-                val_scores.append(float(r.value))
-        if val_scores:  # one number to pick a checkpoint by (Experiment.select): validation only, never test
-            out[SELECT_METRIC] = float(np.mean(val_scores))
-        return out
+        embedding = Embedding(model, batch_size=batch_size, device=str(next(model.parameters()).device))
+        return _scores(weights, embedding, parts, targets, probes, config)
 
     return evaluate_fn
+
+
+def embedding_scores(z: np.ndarray, datasets: Mapping[str, ZooDataset], targets: Sequence[str] | None = None,
+                     probes: Sequence[str] = ("linear",), *, config=None) -> dict[str, float]:
+    """What `probe_scores`' ``evaluate_fn`` returns, from an embedding already made: `z` holds a row per
+    sample of the non-empty `datasets`, in their order (as ``embed`` of their concatenated weights gives it)."""
+    parts = [d for d in datasets.values() if len(d)]
+    if len(z) != sum(len(d) for d in parts):
+        raise ValueError(f"the embedding has {len(z)} rows for {sum(len(d) for d in parts)} samples")
+    return _scores(z, np.asarray(z), parts, targets, probes, config) if parts else {}
+
+
+def _scores(X, features, parts: list[ZooDataset], targets, probes, config) -> dict[str, float]:
+    """Probe `features` (an array, or a transformer of `X`) of the rows of `parts` (their splits)."""
+    samples = pd.concat([d.properties for d in parts], ignore_index=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ProbeWarning)  # e.g. a target missing from this zoo: noted in the table
+        table = evaluate(X, samples, feature_sets={"embedding": features}, probes=list(probes),
+                         targets=targets, splits=samples["split"].to_numpy(),
+                         hyperparameters=parts[0].hyperparameters,
+                         config=config if config is not None else ProbeConfig(**SELECTION_PROBES))
+    out, val_scores = {}, []
+    for r in table.itertuples():
+        prefix = "" if r.probe == "linear" else f"{r.probe}_"
+        metric = "" if r.metric == PRIMARY_METRIC[r.task] else f"{r.metric}_"
+        out[f"{prefix}{r.target}_{metric}{r.split}"] = float(r.value)
+        if r.probe == "linear" and r.split == "val" and not metric and np.isfinite(r.value):
+            val_scores.append(float(r.value))
+    if val_scores:  # one number to pick a checkpoint by (Experiment.select): validation only, never test
+        out[SELECT_METRIC] = float(np.mean(val_scores))
+    return out

@@ -43,7 +43,8 @@ from weightspace.downstream.evaluate import ProbeWarning
 from weightspace.downstream.features import Hyperparameters, InvariantCode, RawWeights
 from weightspace.downstream.label_scarce import LabelScarceConfig, label_scarce_scores
 from weightspace.downstream.model_outputs import VARIANTS, ProbeUnavailable, Unavailable, zoo_model_outputs
-from weightspace.downstream.probing import SELECT_METRIC, probe_scores
+from weightspace.downstream.probing import SELECT_METRIC
+from weightspace.downstream.probing import embedding_scores as selection_scores
 from weightspace.downstream.targets import CLASSIFICATION, derive_targets
 from weightspace.pipeline.experiment import Experiment
 from weightspace.representation import Learner, LearnerConfig, embed, fit
@@ -306,18 +307,21 @@ def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targ
     learner = Learner(config, data["train"].layout)
     learner.model.fit_input_scale(data["train"].weights)  # the control sees what training will fit
     every = torch.cat([d.weights for d in data.values()])
-    probe = probe_scores(targets)
-    control = embed(learner.model, every).numpy()
-    best, best_score, chosen, seconds = control, probe(learner.model, data).get(SELECT_METRIC, -np.inf), 0, 0.0
-    state = None
+
+    def scored() -> tuple[np.ndarray, float]:  # one forward pass serves the selection probes and the row
+        z = embed(learner.model, every).numpy()
+        return z, selection_scores(z, data, targets).get(SELECT_METRIC, -np.inf)
+
+    control, best_score = scored()
+    best, chosen, seconds, state = control, 0, 0.0, None
     per_eval = max(1, encoder.epochs // encoder.evaluations)
     for i in range(encoder.evaluations):
         start = time.perf_counter()
         fit(config, data["train"], learner=learner, epochs=per_eval, evaluate_every=0, progress=False)
         seconds += time.perf_counter() - start
-        score = probe(learner.model, data).get(SELECT_METRIC, -np.inf)
+        z, score = scored()
         if score > best_score:
-            best, best_score, chosen = embed(learner.model, every).numpy(), score, i + 1
+            best, best_score, chosen = z, score, i + 1
             state = copy.deepcopy(learner.model.state_dict())
     return Trained(control, best, chosen, seconds / 60, learner.model, state)
 
