@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import re
 import shlex
 import sys
 import time
@@ -71,13 +72,17 @@ def part_from_raw(path: Path, zoo: str, encoders: list[str]) -> pd.DataFrame:
     if raw.empty:
         raise SystemExit(f"{path} holds no finished part of {zoo!r} (baselines or {encoders}): nothing to merge")
     parts = []
-    for line, rows in raw.groupby("command", sort=False):
+    # the seeds of one run split over processes (--seed-ids, each with its own --jobs) summarize together
+    run = raw.command.map(lambda line: re.sub(r" --(seed-ids( \d+)+|jobs \d+)", "", line))
+    for _, rows in raw.groupby(run, sort=False):
         part = summarize(rows.reindex(columns=RAW_COLUMNS))
         seeds = rows[rows.encoder != "baselines"].groupby("encoder").seed.nunique()
         finished = ", ".join(f"{e}: {n} seed(s)" for e, n in seeds.items()) or "baselines only"
-        command, where = line.split("  # on ")[0], line.split("  # on ")[-1]
+        lines = list(dict.fromkeys(rows.command))
+        command, where = lines[0].split("  # on ")[0], lines[0].split("  # on ")[-1]
+        also = "".join(f"; with {line.split('  # on ')[0]}" for line in lines[1:])
         part["command"] = (f"{command}  # {rows.elapsed_min.max():.0f} min on {where}; merged with --from-raw "
-                           f"({finished} finished)")
+                           f"({finished} finished{also})")
         parts.append(part)
     return pd.concat(parts, ignore_index=True)
 
@@ -102,6 +107,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", action="append", choices=ZOOS, help="run only this zoo (repeatable)")
     parser.add_argument("--seeds", type=int, default=3, help="training seeds per encoder (>= 3 for the table)")
+    parser.add_argument("--seed-ids", nargs="+", type=int, default=None, metavar="SEED",
+                        help="run only these of the --seeds seeds (a run split over processes: give each its own "
+                             "--raw, or the same one, and merge with --from-raw)")
     parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "representation_quality", help="table path stem")
     parser.add_argument("--encoders", nargs="*", choices=list(ENCODER_VARIANTS), default=None,
@@ -151,12 +159,15 @@ def main() -> None:
         scarce = LabelScarceConfig(classes=not args.no_scarce_classes, **ks)
     except InputError as err:
         parser.error(str(err))
-    config = QualityConfig(seeds=args.seeds, encoders=tuple(chosen), smoke=args.smoke, label_scarce=args.label_scarce,
-                           every_label=not (args.scarce_only and args.label_scarce),  # --from-raw runs nothing
-                           device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
-                           baselines=tuple(args.baseline_sets or ()) or not args.no_baselines,
-                           encoder_trees=not args.no_encoder_trees,
-                           scarce=scarce)
+    try:
+        config = QualityConfig(seeds=args.seeds, seed_ids=args.seed_ids, encoders=tuple(chosen), smoke=args.smoke,
+                               label_scarce=args.label_scarce,
+                               every_label=not (args.scarce_only and args.label_scarce),  # --from-raw runs nothing
+                               device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
+                               baselines=tuple(args.baseline_sets or ()) or not args.no_baselines,
+                               encoder_trees=not args.no_encoder_trees, scarce=scarce)
+    except ValueError as err:
+        parser.error(str(err))
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, chosen)
@@ -167,6 +178,7 @@ def main() -> None:
                        f"{' --no-encoder-trees' if args.no_encoder_trees else ''}"
                        f"{' --no-scarce-classes' if args.no_scarce_classes else ''}"
                        f"{' --scarce-only' if args.scarce_only else ''}"
+                       + (" --seed-ids " + " ".join(map(str, args.seed_ids)) if args.seed_ids else "")
                        + (" --scarce-ks " + " ".join(map(str, args.scarce_ks)) if args.scarce_ks else "")
                        + (" --baseline-sets " + " ".join(map(shlex.quote, args.baseline_sets))
                           if args.baseline_sets else "")

@@ -138,13 +138,16 @@ def test_the_random_init_is_a_candidate_of_each_seeds_choice(make_zoo, monkeypat
     assert run.evaluation == 0 and np.array_equal(run.chosen, run.control)
 
 
-def test_a_run_without_baselines_or_trees_gives_only_the_encoders_linear_rows(make_zoo):
+def test_a_run_without_baselines_or_trees_gives_only_the_encoders_linear_rows_of_the_seeds_asked(make_zoo):
     zoo = make_zoo(models=30)
-    config = quality.QualityConfig(seeds=1, encoders=("neuron_set",), smoke=True, baselines=False,
+    config = quality.QualityConfig(seeds=2, seed_ids=(1,), encoders=("neuron_set",), smoke=True, baselines=False,
                                    encoder_trees=False)
     rows = quality.run_quality(zoo, zoo_experiment(zoo), config)
     assert set(rows.encoder) == {"neuron_set"} and set(rows.probe) == {"linear"}
     assert set(rows.feature_set) == {"neuron_set", "neuron_set, random init"}
+    assert set(rows.seed) == {1}  # only the seed asked for: the others can run elsewhere
+    with pytest.raises(ValueError, match="must be some of the seeds"):
+        quality.QualityConfig(seeds=2, seed_ids=(2,))
 
 
 def test_a_run_of_one_baseline_gives_its_linear_and_tree_rows_and_keeps_the_others_in_the_table(make_zoo, tmp_path):
@@ -185,6 +188,24 @@ def test_a_label_scarce_only_run_replaces_only_the_label_scarce_rows_of_the_tabl
     assert len(table[table.k.isna()]) == len(old[old.k.isna()])
     with pytest.raises(ValueError, match="set label_scarce=True too"):
         quality.QualityConfig(encoders=("neuron_set",), every_label=False)
+
+
+def test_seeds_run_apart_merge_into_one_row_from_their_raw_rows(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quality", DOCS.parents[1] / "bench" / "representation_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    base = "python bench/representation_quality.py --zoo z --seeds 2 --encoders 'e'"
+    rows = [dict(encoder="e", feature_set="e", probe="linear", target="t", metric="r2", split="test", value=v,
+                 seed=seed, minutes=1.0, chosen=1, elapsed_min=m, command=f"{base}{flags}  # on 2 cores")
+            for v, seed, m, flags in [(0.4, 0, 10.0, " --jobs 2"), (0.6, 1, 12.0, " --seed-ids 1")]]
+    path = tmp_path / "raw.csv"
+    _raw(rows).assign(elapsed_min=[10.0, 12.0], command=[r["command"] for r in rows]).to_csv(path, index=False)
+    part = bench.part_from_raw(path, "z", ["e"])
+    assert len(part) == 1 and part.seeds.iloc[0] == 2 and part["mean"].iloc[0] == pytest.approx(0.5)
+    assert part.command.iloc[0].startswith(base + " --jobs 2  # 12 min on 2 cores")
+    assert "with " + base + " --seed-ids 1" in part.command.iloc[0]
 
 
 def test_the_chosen_state_gives_the_chosen_embedding(make_zoo, monkeypatch):

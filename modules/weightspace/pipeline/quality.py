@@ -114,6 +114,7 @@ class QualityConfig:
     """What `run_quality` runs."""
 
     seeds: int = 3  # training seeds per encoder (3 or more for the table)
+    seed_ids: tuple[int, ...] | None = None  # only these of range(seeds): a run split over processes or machines
     encoders: tuple[str, ...] = DEFAULT_ENCODERS  # table names (or short names: "2021", "neuron_set")
     smoke: bool = False  # tiny encoders, one epoch, every checkpoint: seconds, not science
     label_scarce: bool = False  # also the label-scarce protocol (k labelled training models)
@@ -140,6 +141,10 @@ class QualityConfig:
                 raise ValueError(f"unknown baselines {wrong}; choose from {list(BASELINES)}")
         if int(self.seeds) < 1 or int(self.jobs) < 1:
             raise ValueError(f"seeds and jobs must be at least 1, got seeds={self.seeds}, jobs={self.jobs}")
+        if self.seed_ids is not None:
+            self.seed_ids = tuple(int(s) for s in self.seed_ids)
+            if not self.seed_ids or not set(self.seed_ids) <= set(range(int(self.seeds))):
+                raise ValueError(f"seed_ids {self.seed_ids} must be some of the seeds 0 ... {int(self.seeds) - 1}")
         if not (self.every_label or self.label_scarce):
             raise ValueError("every_label=False leaves only the label-scarce rows; set label_scarce=True too")
 
@@ -409,7 +414,8 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
             rows.append(finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines")))
             if log:
                 log("baselines done")
-        work = [(encoder, seed) for encoder in encoders for seed in range(config.seeds)]
+        seeds = range(config.seeds) if config.seed_ids is None else config.seed_ids
+        work = [(encoder, seed) for encoder in encoders for seed in seeds]
         if config.jobs <= 1:
             rows += [finished(encoder_rows(e, seed, data, targets, config, log)) for e, seed in work]
         else:
