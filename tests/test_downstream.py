@@ -70,8 +70,10 @@ def test_ridge_fits_on_the_same_rows_share_one_decomposition_and_score_as_withou
     X = rng.normal(size=(n + 100, 400)).astype(np.float32)
     y = X[:, :5].sum(1) + rng.normal(size=n + 100)
     classes = np.where(X[:, 0] > 0, "a", "b")
-    fit = lambda: (RidgeProbe().fit(X[:n], y[:n], X[n:], y[n:]),  # noqa: E731
-                   RidgeClassifierProbe().fit(X[:n], classes[:n], X[n:], classes[n:]))
+    def fit():
+        return (RidgeProbe().fit(X[:n], y[:n], X[n:], y[n:]),
+                RidgeClassifierProbe().fit(X[:n], classes[:n], X[n:], classes[n:]))
+
     monkeypatch.setattr(probes, "CACHE_ENTRIES", 0)
     alone = fit()
     monkeypatch.setattr(probes, "CACHE_ENTRIES", 2)
