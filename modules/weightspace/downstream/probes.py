@@ -233,18 +233,18 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
     def _coefs_for_grid(self, X: np.ndarray, Y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
         n, d = X.shape
         Yc = Y - Y.mean(0)
-        s2, V = self._decomposition(X)
+        Z = None if n >= d else self._standardized(X)  # dual: standardized once, for the kernel and the coefficients
+        s2, V = self._decomposition(X, Z)
         if n >= d:  # primal: V holds the Gram matrix's eigenvectors (D, D)
             xty = np.zeros((d, Y.shape[1]))
             for start in range(0, n, self.chunk_size):
                 xty += self._standardized(X[start:start + self.chunk_size]).T @ Yc[start:start + self.chunk_size]
             B = V.T @ xty  # (D, k)
             return np.stack([V @ (B / (s2 + a)[:, None]) for a in alphas])
-        Z = self._standardized(X)  # dual: V holds the kernel matrix's eigenvectors (n, n)
-        C = V.T @ Yc  # (n, k)
+        C = V.T @ Yc  # dual: V holds the kernel matrix's eigenvectors (n, n)
         return np.stack([Z.T @ (V @ (C / (s2 + a)[:, None])) for a in alphas])
 
-    def _decomposition(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _decomposition(self, X: np.ndarray, Z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Eigenvalues (clipped at 0) and eigenvectors of the standardized Gram matrix Z'Z (D, D), or of the
         kernel matrix ZZ' (n, n) when n < D; looked up when the same rows were decomposed before (`_cached`)."""
         key = _rows_key(X, self.scaler_) if min(X.shape) >= CACHED_FROM else None
@@ -257,8 +257,8 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
             for start in range(0, n, self.chunk_size):
                 Z = self._standardized(X[start:start + self.chunk_size])  # (rows, D)
                 matrix = dsyrk(1.0, Z.T, beta=1.0, c=matrix, trans=0, overwrite_c=1)
-        else:
-            Z = self._standardized(X)
+        else:  # `Z`: X standardized, when the caller has it
+            Z = self._standardized(X) if Z is None else Z
             matrix = Z @ Z.T
         s2, V = np.linalg.eigh(matrix, UPLO="U")
         s2 = np.clip(s2, 0.0, None)
