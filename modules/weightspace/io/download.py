@@ -244,7 +244,7 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise DownloadError(f"refusing to extract tar member {name!r}: not a regular file or directory")
 
 
-_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python's own checks, where it has them
+_FILTER: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}  # Python's own checks, where it has them
 
 
 @contextmanager

@@ -28,10 +28,12 @@ import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Iterator
 
 from weightspace.errors import OutputError, WeightspaceError
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; runs are not serialised there

@@ -38,6 +38,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD
     error: type[Exception] = InputError
     buildable: tuple[type, ...] = ()
     dispatch = dict(pickle._Unpickler.dispatch)
+    stack: list[Any]  # the Python unpickler's value stack, set by load(); typeshed does not declare it
 
     def __init__(self, file: Any, *, source: str, allowed: Mapping[tuple[str, str], Any], budget: int,
                  encoding: str = "latin1"):
@@ -89,7 +90,8 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD
         else:
             raise self.refuse(f"BUILD on a {type(inst).__name__}, which this file format never sets state on")
 
-    dispatch[pickle.BUILD[0]] = load_build
+    # typeshed types the handlers as taking the C Unpickler; the Python one calls them with itself
+    dispatch[pickle.BUILD[0]] = load_build  # type: ignore[assignment]
 
     # ------------------------------------------------------------------ numpy
     def _shape(self, shape: Any) -> tuple[int, ...]:
@@ -129,7 +131,7 @@ class RestrictedUnpickler(pickle._Unpickler):  # the Python unpickler: its BUILD
         if dtype.kind not in "SUV" and elsize not in (-1, dtype.itemsize):
             raise self.refuse(f"numpy dtype {dtype} given {elsize} bytes")
         try:
-            dtype.__setstate__(state)
+            dtype.__setstate__(state)  # type: ignore[attr-defined]  # numpy's stubs omit dtype.__setstate__
         except (TypeError, ValueError) as err:
             raise self.refuse(f"numpy dtype state {reprlib.repr(state)} ({err})") from None
         self._check_dtype(dtype)
