@@ -275,7 +275,7 @@ class WeightLayout:
         k = torch.arange(spec.n_out).unsqueeze(1)
         idx = spec.offset + k * spec.fan_in + torch.arange(spec.fan_in).unsqueeze(0)
         if spec.has_bias:
-            idx = torch.cat([idx, spec.bias_slice.start + k], dim=1)
+            idx = torch.cat([idx, spec.offset + spec.n_weights + k], dim=1)  # the bias follows the weights
         return idx
 
     def token_indices(self) -> list[torch.Tensor]:

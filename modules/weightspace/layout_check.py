@@ -10,21 +10,22 @@ normalization over neurons break that assumption; the layout would then be
 wrong without any error. `check_permutations` runs the network on one small
 random batch with random weights and biases, then with every hidden layer
 permuted, and refuses the network when the outputs differ.
+
+The check reads a layout through the `Layout` protocol, which
+`weightspace.layout.WeightLayout` satisfies: `weightspace.layout` imports this
+module, never the other way round.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import Mapping, Protocol, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from weightspace.errors import InputError
-
-if TYPE_CHECKING:
-    from weightspace.layout import WeightLayout
 
 # normalizations hold statistics, groups or shapes tied to neuron positions that a layout does not track
 NORMALIZATIONS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm,
@@ -37,6 +38,36 @@ RELATIVE_TOLERANCE = math.sqrt(torch.finfo(torch.float64).eps)
 SEED = 0  # the check's weights, input and permutations come from this seed: same network, same verdict
 
 
+class Layer(Protocol):
+    """What the check reads of one layer (a `weightspace.layout.LayerSpec`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def weight_shape(self) -> tuple[int, ...]: ...
+    @property
+    def has_bias(self) -> bool: ...
+    @property
+    def n_out(self) -> int: ...
+    @property
+    def n_weights(self) -> int: ...
+    @property
+    def fan_in(self) -> int: ...
+
+
+class Layout(Protocol):
+    """What the check reads of a layout (a `weightspace.layout.WeightLayout`)."""
+
+    @property
+    def layers(self) -> Sequence[Layer]: ...
+    @property
+    def hidden_layers(self) -> Sequence[Layer]: ...
+    def devectorize(self, vector: torch.Tensor) -> dict[str, torch.Tensor]: ...
+    def permutation_index(self, perms: Mapping[str, torch.Tensor]) -> torch.Tensor: ...
+
+
 def refuse_normalization(name: str, module: nn.Module) -> None:
     """Raise InputError when `module` normalizes over neurons (any normalization, with or without affine parameters)."""
     if isinstance(module, NORMALIZATIONS):
@@ -47,7 +78,7 @@ def refuse_normalization(name: str, module: nn.Module) -> None:
         )
 
 
-def check_permutations(module: nn.Module, layout: "WeightLayout", input_shape: Sequence[int] | None = None) -> None:
+def check_permutations(module: nn.Module, layout: Layout, input_shape: Sequence[int] | None = None) -> None:
     """Refuse `module` unless permuting its hidden neurons as `layout` says keeps its outputs.
 
     Args:
@@ -128,7 +159,7 @@ def _forward(module: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor
     return out
 
 
-def _input_shape(module: nn.Module, layout: "WeightLayout") -> tuple[int, ...]:
+def _input_shape(module: nn.Module, layout: Layout) -> tuple[int, ...]:
     """The input size of a first linear layer, or the smallest square image a conv network accepts."""
     first = layout.layers[0]
     if first.kind == "linear":
