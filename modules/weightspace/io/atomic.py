@@ -24,8 +24,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from weightspace.io.outputs import (MANIFEST, MANIFEST_FORMAT, OWNED_KINDS, check_replaceable, clean_stale, output_errors,
-                                    output_lock, read_manifest)
+from weightspace.io.outputs import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    OWNED_KINDS,
+    check_replaceable,
+    clean_stale,
+    output_errors,
+    output_lock,
+    read_manifest,
+)
 
 
 def _temporary(path: Path) -> Path:

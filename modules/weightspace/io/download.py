@@ -36,8 +36,14 @@ from tqdm.auto import tqdm
 
 from weightspace.errors import OutputError, WeightspaceError
 from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, write_json
-from weightspace.io.outputs import (EXTRACTION_FORMAT, EXTRACTION_MARKER, check_replaceable, clean_stale,
-                                    output_errors, output_lock)
+from weightspace.io.outputs import (
+    EXTRACTION_FORMAT,
+    EXTRACTION_MARKER,
+    check_replaceable,
+    clean_stale,
+    output_errors,
+    output_lock,
+)
 
 __all__ = [
     "ChecksumError",
@@ -171,7 +177,7 @@ def _retrieve(url: str, resource: Resource, directory: Path, timeout: float) -> 
         ChecksumError: the bytes are not the published file (pooch deleted them).
         urllib.error.URLError, OSError, ValueError, http.client.HTTPException, DownloadError: as `fetch_url`.
     """
-    import pooch
+    import pooch  # lazy: `import weightspace` must not load pooch; only downloads need it
 
     transferred = False
 
