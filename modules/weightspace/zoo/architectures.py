@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import inspect
 from collections import OrderedDict
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 from torch import nn
 
 from weightspace.zoo.activations import make_activation
 
-INITS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+
+class Init(Protocol):
+    """An in-place initializer of `torch.nn.init`: the tensor, a generator, its other arguments left at their defaults."""
+
+    def __call__(self, tensor: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor: ...
+
+
+INITS: dict[str, Init] = {
     # uniform/normal follow the 2021 zoos: U[0, 1) and N(0, 1) unless std is given
     "uniform": nn.init.uniform_,
     "normal": nn.init.normal_,

@@ -60,13 +60,16 @@ def draw_queries(queries: str | np.ndarray, n: int, input_shape: tuple[int, ...]
     (all of them, in a drawn order, where the task has fewer than n).
 
     Raises:
-        ValueError: an unknown distribution, or task inputs that are not a batch.
+        ValueError: an unknown distribution, a data-free draw without `input_shape`, or task inputs that
+            are not a batch.
     """
     gen = torch.Generator()
     gen.manual_seed(0 if random_state is None else int(random_state))
     if isinstance(queries, str):
         if queries not in DATA_FREE:
             raise ValueError(f"queries must be one of {DATA_FREE} or an array of task inputs, got {queries!r}")
+        if input_shape is None:
+            raise ValueError(f"{queries!r} queries are drawn in the shape of one input; pass input_shape=(C, H, W)")
         draw = torch.rand if queries == "uniform" else torch.randn
         return draw((n, *input_shape), generator=gen)
     pool = torch.as_tensor(np.asarray(queries), dtype=torch.float32)

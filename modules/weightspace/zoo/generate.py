@@ -30,16 +30,25 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from weightspace.io.atomic import atomic_file, write_json
 from weightspace.errors import WeightspaceError
-from weightspace.io.outputs import (WORK_FORMAT, OutputExistsError, check_replaceable, clean_stale, output_errors,
-                                 output_lock, remove)
+from weightspace.io.atomic import atomic_file, write_json
+from weightspace.io.outputs import (
+    WORK_FORMAT,
+    OutputExistsError,
+    check_replaceable,
+    clean_stale,
+    output_errors,
+    output_lock,
+    remove,
+)
 from weightspace.io.resources import check_disk, check_memory, format_bytes
+from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import count_zoo_parameters, create_zoo_model
 from weightspace.zoo.devices import resolve_device
-from weightspace.zoo.population import cpu_population_size, train_population
+from weightspace.zoo.population import cpu_population_size, init_member, train_population
 from weightspace.zoo.spec import GRID_KEYS, Shard, ZooSpec
 from weightspace.zoo.store import Zoo, ZooFormatError, package_versions
+from weightspace.zoo.tasks import load_task
 
 _ROW_BYTES, _MODEL_BYTES = 200, 1000  # memory per samples row and per listed model, besides the weights
 COLUMN_ORDER = ["model_id", "epoch", "seed", *GRID_KEYS, "train_loss", "train_acc", "test_loss", "test_acc",
@@ -91,8 +100,6 @@ def _generate(spec: ZooSpec, out: Path, *, overwrite: bool, workers: int, ray_ad
         raise OutputExistsError(f"'{out}' already holds something other than this zoo ({spec.name}); "
                                 "pass --overwrite to replace it or choose another --out")
     check_replaceable(out, accept=("zoo",))  # before hours of training, not after
-
-    from weightspace.zoo.tasks import load_task
 
     task = load_task(spec.task, root=data_root, download=download, **spec.task_options)  # before any work folder
     shards = spec.shards()
@@ -214,7 +221,7 @@ def _ray_shard_task(spec_dict: dict, shard: Shard, task, fingerprint: str, devic
 
 
 def _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address) -> list:
-    import ray
+    import ray  # lazy: `import weightspace` must not load ray, and only a ray run needs it
 
     if not ray.is_initialized():
         if ray_address:
@@ -344,9 +351,6 @@ def _assemble(spec: ZooSpec, shards: list[Shard], work: Path, task, fingerprint:
     if samples["init_std"].isna().all():
         samples = samples.drop(columns=["init_std"])
     config, members = shards[0].population(spec, task.input_shape[0], task.num_classes)
-    from weightspace.zoo.population import init_member
-    from weightspace.layout import WeightLayout
-
     layout = WeightLayout.from_module(init_member(config, members[0]))
     varied = spec.varied
     info = {

@@ -46,7 +46,7 @@ def supports_grouped(template: nn.Module) -> bool:
     return True
 
 
-def grouped_forward(template: nn.Sequential, params: dict[str, torch.Tensor], x: torch.Tensor, *,
+def grouped_forward(template: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor, *,
                     shared_input: bool = False, dropout: torch.Tensor | None = None) -> torch.Tensor:
     """Logits of every model: ``(N, B, classes)``.
 

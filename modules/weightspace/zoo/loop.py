@@ -42,6 +42,7 @@ def train_single(config: PopulationConfig, member: Member, x_train: torch.Tensor
             loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
             loss.backward()
             if on_step is not None:
-                on_step(epoch, step, {k: p.grad.detach().clone() for k, p in model.named_parameters()})
+                on_step(epoch, step, {k: p.grad.detach().clone() for k, p in model.named_parameters()
+                                      if p.grad is not None})
             opt.step()
     return model

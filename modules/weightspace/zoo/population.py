@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -321,7 +321,8 @@ def train_population(config: PopulationConfig, members: Sequence[Member], x_trai
         raise ValueError(f"checkpoint epochs must lie in [0, {epochs}], got {keep}")
     size = len(members) if population_size is None else max(1, population_size)
     devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
-    weights, rows = [], []
+    weights: list[np.ndarray] = []
+    rows: list[dict[str, Any]] = []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(dropout_seed)
         for start in range(0, len(members), size):
@@ -339,7 +340,7 @@ def _train_and_record(pop: Population, x_train, y_train, x_test, y_test, epochs:
     x_test, y_test = x_test.to(pop.device), y_test.to(pop.device)
     n_train, fraction = len(x_train), pop.config.train_fraction
     orders = torch.stack([epoch_order(m.seed, n_train, fraction, epochs) for m in pop.members], 1) \
-        if epochs > 0 else None  # (epochs, N, n_used)
+        if epochs > 0 else torch.empty(0, len(pop), 0, dtype=torch.long)  # (epochs, N, n_used)
     for epoch in range(epochs + 1):
         if epoch > 0:
             pop.train_epoch(x_train, y_train, orders[epoch - 1])

@@ -19,6 +19,7 @@ import itertools
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -231,7 +232,7 @@ class ZooSpec:
         keys = sorted(self.grid)
         base = {**DEFAULT_HYPERPARAMETERS, **self.fixed}
         stride = max(self.seed_list, default=0) + 1
-        out = []
+        out: list[dict[str, Any]] = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
             for j, drawn in enumerate(self.draws()):
                 for seed in self.seed_list:

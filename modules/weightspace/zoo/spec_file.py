@@ -25,7 +25,9 @@ from dataclasses import fields
 from pathlib import Path
 
 from weightspace.errors import InputError
+from weightspace.zoo.architectures import list_zoo_models, zoo_model_arguments
 from weightspace.zoo.spec import ZooSpec
+from weightspace.zoo.tasks import list_tasks, task_options
 
 FORMATS = ("json", "toml")
 REQUIRED = ("name", "task", "architecture")
@@ -126,8 +128,6 @@ def _parse(path: Path) -> dict:
 
 
 def _check_task(path: Path, task: str, options: dict) -> None:
-    from weightspace.zoo.tasks import list_tasks, task_options
-
     if task not in list_tasks():
         raise SpecFileError(f"'{path}': task {task!r} is not one of {list_tasks()}")
     valid = task_options(task)
@@ -138,8 +138,6 @@ def _check_task(path: Path, task: str, options: dict) -> None:
 
 
 def _check_architecture(path: Path, architecture: str, kwargs: dict) -> None:
-    from weightspace.zoo.architectures import list_zoo_models, zoo_model_arguments
-
     if architecture not in list_zoo_models():
         raise SpecFileError(f"'{path}': architecture {architecture!r} is not one of {list_zoo_models()}")
     hyper = sorted({"activation", "dropout"} & set(kwargs))

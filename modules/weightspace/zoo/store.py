@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
-from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, write_json
+import weightspace
 from weightspace.errors import InputError
-from weightspace.layout import WeightLayout
+from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, write_json
 from weightspace.io.outputs import ZOO_FORMAT, check_replaceable, clean_stale, output_errors, output_lock
+from weightspace.layout import WeightLayout
 
 FORMAT = ZOO_FORMAT  # "weightspace-zoo"
 VERSION = 1
@@ -226,10 +228,6 @@ def _check_unique_keys(samples: pd.DataFrame, *, where: str) -> None:
 
 
 def package_versions() -> dict[str, str]:
-    import torch
-
-    import weightspace
-
     return {"weightspace": weightspace.__version__, "torch": torch.__version__,
             "numpy": np.__version__, "pandas": pd.__version__}
 
@@ -298,7 +296,7 @@ class ZooWriter:
         if self.rows_written + len(rows) > self.num_rows:
             raise ValueError(f"writing {len(rows)} rows after {self.rows_written} exceeds the {self.num_rows} announced")
         with output_errors(self.path):
-            self._file.write(memoryview(rows).cast("B"))
+            self._file.write(rows.data.cast("B"))  # rows is C-contiguous
         self.rows_written += len(rows)
 
     def finish(self, samples: pd.DataFrame, info: dict) -> Zoo:

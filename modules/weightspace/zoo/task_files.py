@@ -22,7 +22,6 @@ import torch
 from weightspace.errors import InputError
 from weightspace.io.restricted_pickle import RestrictedUnpickler
 
-
 # --------------------------------------------------------------------------- IDX (MNIST)
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -90,7 +89,7 @@ SVHN_FILES = ("train_32x32.mat", "test_32x32.mat")
 
 
 def read_svhn(path: Path, grayscale: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # lazy: scipy.io (about 0.1 s) serves only SVHN's .mat files
 
     try:
         mat = loadmat(path)

@@ -173,6 +173,7 @@ def _load_digits(*, test_fraction: float = 0.25, seed: int = 0, size: int = 8) -
 
     ``size`` > 8 resizes the images bilinearly (corners aligned) to ``size x size``, so that a network
     built for MNIST's geometry sees it (28: the Small CNN Zoo's 28 -> 13 -> 6 -> 2)."""
+    # lazy: scikit-learn takes about 0.5 s to import, and only the digits task needs it here
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -238,7 +239,8 @@ def _load_idx_task(task: str, root: Path, download: bool, *, verify: bool = Fals
     present = [p for p in paths.values() if p is not None]
     task_sources.ensure_files(task, directory, [s + "[.gz]" for s in task_files.IDX_STEMS], missing, present,
                               download, verify)
-    paths = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
+    found = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
+    paths = {stem: p for stem, p in found.items() if p is not None}  # all of them, ensure_files saw to it
 
     def split(prefix: str) -> tuple[torch.Tensor, torch.Tensor]:
         img_path, lbl_path = paths[f"{prefix}-images-idx3-ubyte"], paths[f"{prefix}-labels-idx1-ubyte"]
