@@ -234,9 +234,9 @@ def _load_synthetic(*, shape: tuple[int, int, int] = (1, 28, 28), num_classes: i
 def _load_idx_task(task: str, root: Path, download: bool, *, verify: bool = False) -> TaskData:
     """MNIST-style task from the four IDX files in ``<root>/<task>/`` (gz or plain)."""
     directory = root / task
-    paths = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
-    missing = [stem + ".gz" for stem, p in paths.items() if p is None]
-    present = [p for p in paths.values() if p is not None]
+    found = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
+    missing = [stem + ".gz" for stem, p in found.items() if p is None]
+    present = [p for p in found.values() if p is not None]
     task_sources.ensure_files(task, directory, [s + "[.gz]" for s in task_files.IDX_STEMS], missing, present,
                               download, verify)
     found = {stem: task_files.find_idx(directory, stem) for stem in task_files.IDX_STEMS}
