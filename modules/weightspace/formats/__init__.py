@@ -16,8 +16,8 @@ import os
 from typing import Any, Callable
 
 from weightspace.formats.checkpoints import convert_checkpoints, export_checkpoints, import_checkpoints
-from weightspace.formats.published_zoos import DownloadError, download, list_downloads
 from weightspace.formats.legacy_pickle import LegacyPickleError, load_legacy_pickle
+from weightspace.formats.published_zoos import DownloadError, download, list_downloads
 from weightspace.formats.raytune_dirs import convert_raytune, export_raytune, import_raytune
 from weightspace.formats.unterthiner import convert_unterthiner, tf_to_torch, torch_to_tf
 from weightspace.formats.zenodo_2021 import convert_zenodo_2021, read_zenodo_2021

@@ -346,10 +346,14 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
     csv = Path(csv) if csv is not None else src / CSV
     meta = _export_meta(src)
     table = read_table(csv, src, dtypes=meta.get("column_dtypes"))
+    arch_info: dict[str, Any]  # {"name": ..., "kwargs": {...}}
+    layout: WeightLayout | None
+    reference: str | None
     if architecture is not None:
-        arch_info = {"name": architecture, "kwargs": dict(arch_kwargs or {})}
-        layout = WeightLayout.from_module(create_zoo_model(architecture, **arch_info["kwargs"]))
-        reference = f"architecture {architecture!r} {arch_info['kwargs'] or ''}".rstrip()
+        kwargs = dict(arch_kwargs or {})
+        arch_info = {"name": architecture, "kwargs": kwargs}
+        layout = WeightLayout.from_module(create_zoo_model(architecture, **kwargs))
+        reference = f"architecture {architecture!r} {kwargs or ''}".rstrip()
     elif arch_kwargs:
         raise InputError("arch_kwargs (--arch-kwargs) needs an architecture (--architecture NAME)")
     elif "layout" in meta:
@@ -361,7 +365,8 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
     position = np.empty(len(table), np.int64)
     position[np.lexsort((table["epoch"], table["model_id"]))] = np.arange(len(table))
     weights, usable = None, np.zeros(len(table), bool)
-    problems, dtypes = [], set()
+    problems: list[str] = []
+    dtypes: set[str] = set()
     for i, (row, file) in enumerate(table["file"].items()):
         try:
             state = read_state(src / file)
@@ -384,7 +389,7 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
             raise InputError(f"'{src}': {len(problems)} checkpoint files cannot be imported, nothing was written:\n  - "
                              f"{listed}\nFix or remove them, or pass --skip-bad (skip_bad=True) to import the others")
         warnings.warn(f"'{src}': skipping {len(problems)} checkpoint files:\n  - {listed}", stacklevel=2)
-    if weights is None:
+    if weights is None or layout is None:  # the first usable checkpoint sets both
         raise InputError(f"'{src}': none of the {len(table)} checkpoints in {csv.name} could be imported")
     weights = weights if usable.all() else weights[usable]
     samples = table.iloc[np.argsort(position)[usable]].drop(columns="file").reset_index(drop=True)

@@ -67,10 +67,13 @@ def read_index_dict(index_dict: Mapping | str | os.PathLike) -> WeightLayout:
     blocks before it end at 2480 (bug B4). Starts that do not follow from the
     lengths are recomputed, with a warning.
     """
-    if not isinstance(index_dict, Mapping):
+    given: Mapping
+    if isinstance(index_dict, Mapping):
+        given = index_dict
+    else:
         with open(index_dict) as f:
-            index_dict = json.load(f)
-    index_dict = {k: list(v) for k, v in index_dict.items()}
+            given = json.load(f)
+    index_dict = {k: list(v) for k, v in given.items()}
     lengths = index_dict.get("idx_length", [])
     starts = [int(s) for s in np.concatenate([[0], np.cumsum(lengths)[:-1]])] if lengths else []
     if "idx_start" in index_dict and list(index_dict["idx_start"]) != starts:

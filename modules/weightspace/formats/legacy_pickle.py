@@ -255,7 +255,9 @@ for _name, _kind in [("PosixPath", PurePosixPath), ("PurePosixPath", PurePosixPa
     _ALLOWED[("pathlib", _name)] = _path(_kind)
 for _name, _st in _STORAGE_TYPES.items():
     _ALLOWED[("torch", _name)] = _st
-_ALLOWED.update({tuple(p.rsplit(".", 1)): cls for p, cls in {**STAND_INS, **_INDEX_CLASSES}.items()})
+for _dotted, _cls in {**STAND_INS, **_INDEX_CLASSES}.items():
+    _module, _name = _dotted.rsplit(".", 1)
+    _ALLOWED[(_module, _name)] = _cls
 
 # numpy's globals are the unpickler's own checked stand-ins (weightspace.io.restricted_pickle)
 _NUMPY_GLOBALS = [("numpy", "ndarray"), ("numpy", "dtype"), *((m, n) for m in ("numpy.core.multiarray",
@@ -331,6 +333,7 @@ class _StorageReader:
         if not isinstance(numel, int) or numel < 0 or info.file_size < numel * dtype.itemsize:
             raise LegacyPickleError(f"'{self.path}': storage '{name}' holds {info.file_size} bytes, "
                                     f"fewer than {numel} x {dtype.itemsize}; the file is truncated or corrupt")
+        array: np.ndarray
         if info.file_size > _MMAP_BYTES:
             array = np.memmap(self.path, dtype=dtype, mode="r", offset=self._data_offset(info), shape=(numel,))
         else:

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from weightspace.formats.unterthiner import convert_unterthiner
+from weightspace.formats.zenodo_2021 import convert_zenodo_2021
 from weightspace.io.atomic import write_text
 from weightspace.io.data_root import data_root
 from weightspace.io.download import ChecksumError, DownloadError, extract_tar, fetch_url, read_url
@@ -304,9 +306,6 @@ def download(name: str, root: str | os.PathLike | None = None, *, overwrite: boo
         DownloadError: the file could not be fetched, or its archive is corrupt.
         ChecksumError: the file (downloaded now, or on disk) is not the published one; a download is deleted.
     """
-    from weightspace.formats.unterthiner import convert_unterthiner
-    from weightspace.formats.zenodo_2021 import convert_zenodo_2021
-
     file, url, alternative = _source(name)
     root = data_root(root, needed_by=f"zoo {name!r}")
     out = root / name

@@ -35,10 +35,10 @@ import torch
 from weightspace.errors import InputError
 from weightspace.formats import legacy
 from weightspace.formats.tensor_checks import check_tensors
-from weightspace.layout import WeightLayout
-from weightspace.zoo.architectures import create_zoo_model
 from weightspace.io.atomic import atomic_directory
 from weightspace.io.outputs import check_replaceable
+from weightspace.layout import WeightLayout
+from weightspace.zoo.architectures import create_zoo_model
 from weightspace.zoo.store import Zoo
 
 META = "weightspace.json"
@@ -205,6 +205,8 @@ def import_raytune(src: str | os.PathLike, *, architecture: str | None = None,
     hyper = meta.get("hyperparameters", [names[k] for k in config_keys if not _SEED_KEY.fullmatch(k.lower())])
     not_metrics = _NOT_METRICS | set(hyper) | set(names.values()) | {"epoch"}
     metrics = meta.get("metrics", [c for c in samples if c not in not_metrics and pd.api.types.is_numeric_dtype(samples[c])])
+    task: dict[str, Any]
+    task_from: str | None
     if isinstance(meta.get("task"), dict) and meta["task"].get("name") is not None:
         task, task_from = meta["task"], "weightspace.json"
     else:

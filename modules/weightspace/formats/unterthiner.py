@@ -267,7 +267,7 @@ def find_files(src: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
-def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int, bool]:
+def _npy_header(path: Path) -> tuple[tuple[int, int], np.dtype, int, bool]:
     try:
         view = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
@@ -278,7 +278,7 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int, bool]:
         raise ValueError(f"'{path}' holds a {dtype} array of shape {shape}; expected float rows (N, 4970)")
     if offset + math.prod(shape) * dtype.itemsize > path.stat().st_size:
         raise ValueError(f"'{path}' is shorter than its header announces; the file is truncated")
-    return shape, dtype, offset, fortran
+    return (shape[0], shape[1]), dtype, offset, fortran
 
 
 def _row_chunks(path: Path, shape: tuple[int, int], dtype: np.dtype, offset: int, fortran: bool, chunk_rows: int):
@@ -294,7 +294,7 @@ def _row_chunks(path: Path, shape: tuple[int, int], dtype: np.dtype, offset: int
         f.seek(offset)
         for start in range(0, n, chunk_rows):
             rows = buf[: min(chunk_rows, n - start)]
-            if f.readinto(memoryview(rows).cast("B")) != rows.nbytes:
+            if f.readinto(rows.data.cast("B")) != rows.nbytes:  # rows: leading rows of a C-contiguous buffer
                 raise ValueError(f"'{path}' ended early at row {start}; the file is truncated")
             yield start, rows
 

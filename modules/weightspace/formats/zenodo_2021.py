@@ -25,8 +25,15 @@ import numpy as np
 import pandas as pd
 
 from weightspace.formats import legacy, unterthiner
-from weightspace.formats.legacy_pickle import (LegacyFrame, LegacyObject, LegacyPickleError, LegacySeries,
-                                               frame_to_pandas, load_legacy_pickle, series_values)
+from weightspace.formats.legacy_pickle import (
+    LegacyFrame,
+    LegacyObject,
+    LegacyPickleError,
+    LegacySeries,
+    frame_to_pandas,
+    load_legacy_pickle,
+    series_values,
+)
 from weightspace.io.outputs import check_replaceable
 from weightspace.zoo.store import Zoo, ZooWriter
 
@@ -94,7 +101,8 @@ def _simclr_part(ds: LegacyObject, split: str) -> _Part:
     keys = ds.__dict__.get("property_keys") or {}
     config_keys = set(keys.get("config_keys") or []) if isinstance(keys, dict) else set()
     names = legacy.column_names(properties)
-    hyper, metrics = [], []
+    hyper: list[str] = []
+    metrics: list[str] = []
     for key, values in properties.items():
         column = names[key] if names[key] not in samples else f"property_{names[key]}"
         samples[column] = _as_list(values, n, f"{split}: properties[{key!r}]")
