@@ -17,7 +17,7 @@ from typing import Mapping, Protocol, Sequence
 
 import torch
 
-from weightspace.layout import WeightLayout
+from weightspace.layout import LayerSpec, WeightLayout
 
 
 class Transform(Protocol):
@@ -51,23 +51,24 @@ def batched_permutation_index(layout: WeightLayout, perms: Mapping[str, torch.Te
         if name not in hidden:
             raise ValueError(f"cannot permute layer {name!r}; permutable (hidden) layers are {sorted(hidden)}")
     parts = []
-    prev = None
+    prev: LayerSpec | None = None
     for spec in layout.layers:
         ar_out = torch.arange(spec.n_out, device=device)
         rows = perms.get(spec.name, ar_out.expand(batch, -1))  # (B, n_out)
         n_in = spec.n_in
         block = spec.fan_in // n_in  # kh*kw for a conv, the flatten block for a linear layer
-        cols = perms.get(prev.name) if prev is not None and prev.name in perms else None
-        if cols is None:
+        if prev is not None and prev.name in perms:
+            cols = perms[prev.name]
+            if prev.n_out != n_in:
+                raise ValueError(f"layer {spec.name!r} has {n_in} input units but {prev.name!r} has {prev.n_out} outputs")
+        else:
             cols = torch.arange(n_in, device=device).expand(batch, -1)
-        elif prev.n_out != n_in:
-            raise ValueError(f"layer {spec.name!r} has {n_in} input units but {prev.name!r} has {prev.n_out} outputs")
         # (B, n_out, n_in, block): source position of every weight of this layer
         w = (spec.offset + rows[:, :, None, None] * spec.fan_in + cols[:, None, :, None] * block
              + torch.arange(block, device=device))
         parts.append(w.reshape(batch, -1))
         if spec.has_bias:
-            parts.append(spec.bias_slice.start + rows)
+            parts.append(spec.offset + spec.n_weights + rows)  # the bias follows the weights
         prev = spec
     return torch.cat(parts, dim=1)
 

@@ -33,9 +33,11 @@ class DataConfig:
     exclude_diverged: bool = True  # drop rows flagged `diverged` and rows with non-finite weights
 
     def __post_init__(self) -> None:
-        self.fractions = tuple(float(f) for f in self.fractions)
-        if len(self.fractions) != 3 or min(self.fractions) < 0 or abs(sum(self.fractions) - 1) > 1e-6:
-            raise ValueError(f"DataConfig.fractions must be (train, val, test) >= 0 summing to 1, got {self.fractions}")
+        fractions = tuple(float(f) for f in self.fractions)
+        if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+            raise ValueError(f"DataConfig.fractions must be (train, val, test) >= 0 summing to 1, got {fractions}")
+        train, val, test = fractions
+        self.fractions = (train, val, test)
         if self.epochs is not None:
             self.epochs = tuple(int(e) for e in self.epochs)
 
@@ -83,7 +85,7 @@ class ZooDataset(Dataset):
         names = model_split.column(samples["model_id"].to_numpy())
         keep = names == split
         if epochs is not None:
-            wanted = [int(epochs)] if np.isscalar(epochs) else [int(e) for e in epochs]
+            wanted = [int(e) for e in np.atleast_1d(epochs)]  # one epoch or several
             missing = sorted(set(wanted) - set(zoo.epochs))
             if missing:
                 raise ValueError(f"zoo {zoo.name!r} has no checkpoints at epochs {missing}; it holds epochs {zoo.epochs}")

@@ -11,15 +11,13 @@ checkpoints of one model on both sides.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from weightspace.errors import InputError
-
-if TYPE_CHECKING:
-    from weightspace.zoo.store import Zoo
+from weightspace.zoo.store import Zoo
 
 SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -91,7 +89,7 @@ class ModelSplit:
         return cls(split_models(model_ids, fractions, seed), fractions, int(seed))
 
     @classmethod
-    def of_zoo(cls, zoo: "Zoo", fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 42) -> "ModelSplit":
+    def of_zoo(cls, zoo: Zoo, fractions: Sequence[float] = DEFAULT_FRACTIONS, seed: int = 42) -> "ModelSplit":
         """The split of every model of `zoo` (pass the whole zoo, not a selection of its rows)."""
         return cls.draw(zoo.samples["model_id"].to_numpy(), fractions, seed)
 
@@ -127,22 +125,23 @@ def model_folds(groups: Sequence, n_splits: int, *, y: Sequence | None = None,
     With `y` the folds are stratified by it and shuffled with `random_state`; without, they are
     `GroupKFold`'s folds of balanced size.
     """
+    # lazy: scikit-learn takes about 0.5 s to import, which `import weightspace.data` need not pay
     from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 
-    groups = np.asarray(groups)
+    ids = np.asarray(groups)
     if y is None:
-        return list(GroupKFold(n_splits).split(groups, groups=groups))
+        return list(GroupKFold(n_splits).split(ids, groups=ids))
     folds = StratifiedGroupKFold(n_splits, shuffle=True, random_state=random_state)
-    return list(folds.split(groups, np.asarray(y), groups))
+    return list(folds.split(ids, np.asarray(y), ids))
 
 
 def model_holdout(groups: Sequence, fraction: float = 0.1,
                   random_state: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(train rows, held-out rows): about `fraction` of the groups (models) held out whole."""
-    from sklearn.model_selection import GroupShuffleSplit
+    from sklearn.model_selection import GroupShuffleSplit  # lazy: as in `model_folds`
 
-    groups = np.asarray(groups)
-    return next(GroupShuffleSplit(1, test_size=fraction, random_state=random_state).split(groups, groups=groups))
+    ids = np.asarray(groups)
+    return next(GroupShuffleSplit(1, test_size=fraction, random_state=random_state).split(ids, groups=ids))
 
 
 def has_repeats(groups: Sequence | None) -> bool:
