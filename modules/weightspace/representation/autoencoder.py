@@ -8,8 +8,6 @@ embedding, a fitted input standardisation) overrides the members that differ.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import torch
 from torch import nn
 
@@ -20,7 +18,7 @@ class Autoencoder(nn.Module):
     Subclasses set `num_params` and `embedding_dim` and implement `encode` and `decode`.
     """
 
-    reconstruction_kind: ClassVar[str] = "weights"  # what `decode` rebuilds, and so what the reconstruction R² scores
+    reconstruction_kind: str = "weights"  # what `decode` rebuilds, and so what the reconstruction R² scores
     num_params: int  # D, the length of the weight vectors
     embedding_dim: int  # width of what `encode` returns
 

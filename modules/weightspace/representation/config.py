@@ -14,13 +14,16 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from weightspace.data.augment import Compose, GaussianNoise, PermuteNeurons, RandomErasing, Transform
 from weightspace.data.dataset import DataConfig
 from weightspace.layout import WeightLayout
 from weightspace.representation.encoders.transformer import TransformerConfig  # imports every encoder
 from weightspace.representation.registry import EncoderConfig, encoder_config, list_encoders
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance  # the stubs' name for "any dataclass"; no runtime module
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 SCHEDULERS = ("plateau", "cosine", "none")
@@ -82,10 +85,11 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         if self.permute_layers is not None:
             self.permute_layers = tuple(self.permute_layers)
-        self.erase_scale = tuple(float(s) for s in self.erase_scale)
+        scale = tuple(float(s) for s in self.erase_scale)
         _check(0.0 <= self.erase_p <= 1.0, f"AugmentConfig.erase_p must lie in [0, 1], got {self.erase_p}")
-        _check(len(self.erase_scale) == 2 and 0 <= self.erase_scale[0] <= self.erase_scale[1] <= 1,
-               f"AugmentConfig.erase_scale must be (min, max) within [0, 1], got {self.erase_scale}")
+        _check(len(scale) == 2 and 0 <= scale[0] <= scale[1] <= 1,
+               f"AugmentConfig.erase_scale must be (min, max) within [0, 1], got {scale}")
+        self.erase_scale = (scale[0], scale[1])
         _check(self.erase_mode in ("block", "scatter"),
                f"AugmentConfig.erase_mode must be 'block' or 'scatter', got {self.erase_mode!r}")
         _check(not isinstance(self.erase_value, str) or self.erase_value == "random",
@@ -98,7 +102,7 @@ class AugmentConfig:
         A view is ``corruption(symmetry(x))``; the "clean" reconstruction target is ``symmetry(x)``.
         """
         symmetry = Compose([PermuteNeurons(layout, self.permute_layers)] if self.permute else [])
-        corruption = []
+        corruption: list[Transform] = []
         if self.erase_p > 0:
             corruption.append(RandomErasing(self.erase_p, self.erase_scale, self.erase_value, self.erase_mode))
         if self.noise_std > 0:
@@ -149,7 +153,7 @@ class LearnerConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-C = TypeVar("C")
+C = TypeVar("C", bound="DataclassInstance")  # a config dataclass
 
 
 def config_to_dict(config: Any) -> dict:
@@ -176,7 +180,8 @@ def config_from_dict(cls: type[C], data: dict) -> C:
     if not isinstance(data, dict):
         raise ValueError(f"expected a dict for {cls.__name__}, got {type(data).__name__}")
     if issubclass(cls, EncoderConfig) and "name" in data:
-        cls = encoder_config(data["name"])
+        # the class the name is registered with: a subclass of `cls` where cls is EncoderConfig (nested configs)
+        cls = cast("type[C]", encoder_config(data["name"]))
     elif cls is EncoderConfig:
         raise ValueError(f"an encoder config dict needs its 'name', one of {list_encoders()}")
     hints = typing.get_type_hints(cls)
@@ -187,11 +192,12 @@ def config_from_dict(cls: type[C], data: dict) -> C:
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
-        nested = [t for t in (typing.get_args(hint) or (hint,)) if dataclasses.is_dataclass(t)]
+        nested = [t for t in (typing.get_args(hint) or (hint,)) if isinstance(t, type) and dataclasses.is_dataclass(t)]
         if nested and isinstance(value, dict):
             target = nested[0]
-            if target is EncoderConfig and "name" not in value:  # the default encoder's class
-                target = type(fields[key].default_factory())
+            factory = fields[key].default_factory
+            if target is EncoderConfig and "name" not in value and callable(factory):  # the default encoder's class
+                target = type(factory())
             value = config_from_dict(target, value)
         elif isinstance(value, list):
             value = tuple(value)

@@ -58,7 +58,8 @@ def zoo_architecture(zoo: Zoo) -> dict:
     if not isinstance(arch, dict) or not arch.get("name"):
         raise ValueError(f"zoo {zoo.name!r} records no architecture in zoo.json, so its weights cannot be run on "
                          "query inputs; use target='statistics' for it")
-    task = zoo.info.get("task") if isinstance(zoo.info.get("task"), dict) else {}
+    recorded = zoo.info.get("task")
+    task = recorded if isinstance(recorded, dict) else {}
     if not task.get("input_shape"):
         raise ValueError(f"zoo {zoo.name!r} records no task input_shape in zoo.json, so no query inputs can be "
                          "drawn; use target='statistics' for it")
@@ -100,6 +101,9 @@ class FunctionTarget(nn.Module):
             task's inputs cannot be had.
     """
 
+    template: nn.Module  # the zoo's network on the meta device, held in __dict__ (see __init__)
+    queries: torch.Tensor  # buffer (K, C, H, W)
+
     def __init__(self, layout: WeightLayout, architecture: Mapping, *, n_queries: int = 64, seed: int = 0,
                  activation: str | None = None, queries: str = "uniform", data_root: str | None = None):
         super().__init__()
@@ -113,7 +117,7 @@ class FunctionTarget(nn.Module):
         self.names = names  # layout key -> the template's parameter name
         self.layout = layout
         self.grouped = supports_grouped(template)
-        source = queries
+        source: str | np.ndarray = queries
         if queries == "task":
             if not architecture.get("task"):
                 raise ValueError("the architecture records no task, so no task inputs can be queries; fill it "
@@ -125,10 +129,10 @@ class FunctionTarget(nn.Module):
             if tuple(source.shape[1:]) != tuple(architecture["input_shape"]):
                 raise ValueError(f"queries='task': the task's inputs are {tuple(source.shape[1:])}, but the networks "
                                  f"take {tuple(architecture['input_shape'])}; check zoo.json's task")
-        queries = draw_queries(source, int(n_queries), tuple(architecture["input_shape"]), seed)  # (K, C, H, W)
-        self.register_buffer("queries", queries, persistent=False)  # rebuilt from the seed (and task), not saved
+        drawn = draw_queries(source, int(n_queries), tuple(architecture["input_shape"]), seed)  # (K, C, H, W)
+        self.register_buffer("queries", drawn, persistent=False)  # rebuilt from the seed (and task), not saved
         with torch.no_grad():
-            self.n_outputs = int(template(queries[:1].to("meta")).shape[1]) * int(n_queries)
+            self.n_outputs = int(template(drawn[:1].to("meta")).shape[1]) * int(n_queries)
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -18,7 +18,7 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from weightspace.representation.config import LearnerConfig, config_to_dict
 from weightspace.representation.heads import ProjectionHead
 from weightspace.representation.losses import build_loss
 from weightspace.representation.registry import create_autoencoder
+from weightspace.zoo import devices as zoo_devices
 
 EvaluateFn = Callable[[nn.Module, Mapping[str, ZooDataset]], Mapping[str, float]]
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -48,9 +49,7 @@ class NonFiniteLossError(RuntimeError):
 
 def resolve_device(name: str = "auto") -> torch.device:
     """"auto" is cuda when available, else cpu; an unknown or absent device raises `InputError`."""
-    from weightspace.zoo.devices import resolve_device as resolve
-
-    return resolve(name)
+    return zoo_devices.resolve_device(name)
 
 
 @contextmanager
@@ -85,7 +84,8 @@ class Learner:
         tc = config.train
         self.device = torch.device(device) if device is not None else resolve_device(tc.device)
         init = torch.Generator().manual_seed(tc.seed)
-        self.model: Autoencoder = create_autoencoder(config.encoder, layout, generator=init).to(self.device)
+        # every registered builder returns an Autoencoder (the registry, a leaf module, types it nn.Module)
+        self.model = cast(Autoencoder, create_autoencoder(config.encoder, layout, generator=init).to(self.device))
         hc = config.head
         self.head = ProjectionHead(self.model.trained_dim, layers=hc.layers, hidden=hc.hidden, out_dim=hc.out_dim,
                                    batch_norm=hc.batch_norm, generator=init).to(self.device)
@@ -93,6 +93,7 @@ class Learner:
         self.symmetry, self.corruption = config.augment.build(layout)
         self.params = [*self.model.parameters(), *self.head.parameters()]
         self.optimizer = torch.optim.Adam(self.params, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
+        self.scheduler: torch.optim.lr_scheduler.LRScheduler | None  # ReduceLROnPlateau is one too
         if tc.scheduler == "plateau":
             self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer, mode="min", factor=tc.plateau_factor, patience=tc.plateau_patience)
@@ -276,7 +277,8 @@ def reconstruction_r2(model: Autoencoder, weights: torch.Tensor | np.ndarray, *,
     device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
-    sse, total, total_sq = 0.0, 0.0, 0.0
+    sse = 0.0
+    total = total_sq = torch.zeros((), dtype=torch.float64)  # (D,) running sums once a batch is in
     try:
         for batch in _batches(weights, batch_size):
             batch = batch.to(device)

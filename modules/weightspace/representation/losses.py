@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from weightspace.layout import WeightLayout
-
-if TYPE_CHECKING:
-    from weightspace.representation.config import LossConfig
+from weightspace.representation.config import LossConfig
 
 
 class NTXentLoss(nn.Module):
@@ -68,12 +66,16 @@ class ReconstructionLoss(nn.Module):
     layers dominate (the 2021 loss was unweighted, bug B3).
     """
 
+    # buffers, with per_layer_normalize only
+    segment: torch.Tensor  # (D,) the layer of each entry
+    sizes: torch.Tensor  # (L,) entries per layer
+
     def __init__(self, layout: WeightLayout | None = None, per_layer_normalize: bool = False, eps: float = 1e-8):
         super().__init__()
         if per_layer_normalize and layout is None:
             raise ValueError("per_layer_normalize needs the WeightLayout of the vectors")
         self.per_layer_normalize, self.eps = per_layer_normalize, eps
-        if per_layer_normalize:
+        if per_layer_normalize and layout is not None:
             segment = torch.cat([torch.full((s.size,), i) for i, s in enumerate(layout.layers)])
             self.register_buffer("segment", segment, persistent=False)
             self.register_buffer("sizes", torch.tensor([float(s.size) for s in layout.layers]), persistent=False)
@@ -121,7 +123,7 @@ class GammaLoss(nn.Module):
         return LossParts(self.gamma * c + (1.0 - self.gamma) * r, c, r)
 
 
-def build_loss(config: "LossConfig", layout: WeightLayout | None = None) -> GammaLoss:
+def build_loss(config: LossConfig, layout: WeightLayout | None = None) -> GammaLoss:
     """The `GammaLoss` a `LossConfig` describes."""
     if config.contrast == "ntxent":
         contrast: nn.Module = NTXentLoss(config.temperature)

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from weightspace.layout import WeightLayout
+from weightspace.layout import WeightLayout
 
-Builder = Callable[[Any, "WeightLayout", "torch.Generator | None"], nn.Module]
+Builder = Callable[[Any, WeightLayout, "torch.Generator | None"], nn.Module]
 
 
 @dataclass
@@ -42,12 +41,7 @@ class EncoderConfig:
     name: str  # a registered encoder (`list_encoders`) whose config class is this one
 
     def __post_init__(self) -> None:
-        cls = encoder_config(self.name)
-        if type(self) is not cls:
-            own = [n for n, e in _ENCODERS.items() if e.config is type(self)]
-            raise ValueError(f"{type(self).__name__}.name {self.name!r} is configured by {cls.__name__}, not by "
-                             f"{type(self).__name__}; use {cls.__name__}(name={self.name!r}, ...)"
-                             + (f" or one of {own}" if own else ""))
+        _entry(self)
 
 
 class _Entry(NamedTuple):
@@ -56,6 +50,21 @@ class _Entry(NamedTuple):
 
 
 _ENCODERS: dict[str, _Entry] = {}
+
+
+def _entry(config: EncoderConfig) -> _Entry:
+    """The registered encoder of ``config.name``, whose config class must be exactly the type of `config`.
+
+    Raises:
+        ValueError: an unknown name, or a config of another class than the name's.
+    """
+    cls = encoder_config(config.name)
+    if type(config) is not cls:
+        own = [n for n, e in _ENCODERS.items() if e.config is type(config)]
+        raise ValueError(f"{type(config).__name__}.name {config.name!r} is configured by {cls.__name__}, not by "
+                         f"{type(config).__name__}; use {cls.__name__}(name={config.name!r}, ...)"
+                         + (f" or one of {own}" if own else ""))
+    return _ENCODERS[config.name]
 
 
 def register_encoder(name: str, *, config: type[EncoderConfig]) -> Callable[[Builder], Builder]:
@@ -92,7 +101,7 @@ def encoder_config(name: str) -> type[EncoderConfig]:
     return _ENCODERS[name].config
 
 
-def create_autoencoder(config: EncoderConfig | str, layout: "WeightLayout", *,
+def create_autoencoder(config: EncoderConfig | str, layout: WeightLayout, *,
                        generator: torch.Generator | None = None, **overrides: Any) -> nn.Module:
     """Build a registered encoder for vectors of `layout`.
 
@@ -109,9 +118,7 @@ def create_autoencoder(config: EncoderConfig | str, layout: "WeightLayout", *,
         config = encoder_config(config)(name=config, **overrides)
     elif overrides:
         raise ValueError("pass field overrides only with a name; with a config, set them on the config")
-    entry = _ENCODERS.get(config.name)
-    if entry is None or type(config) is not entry.config:
-        EncoderConfig.__post_init__(config)  # raises, saying which config the name needs
+    entry = _entry(config)  # raises, saying which config the name needs
     if generator is None:
         return entry.build(config, layout, None)
     with torch.random.fork_rng(devices=[]):  # module constructors draw a default init from the global RNG

@@ -71,6 +71,8 @@ class TokenEmbedder(nn.Module):
 class TokenDebedder(nn.Module):
     """``(B, T, d_model)`` -> ``(B, D)``: each group's Linear back to token entries, then one gather into place."""
 
+    inverse: torch.Tensor  # buffer (D,): token-ordered outputs -> vector order
+
     def __init__(self, groups: Sequence[torch.Tensor], num_params: int, d_model: int):
         super().__init__()
         flat = _check_cover(groups, num_params)

@@ -36,6 +36,7 @@ decoder) sees only the learned features, so the code changes nothing the objecti
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -73,6 +74,11 @@ def _neuron_summary(values: torch.Tensor) -> torch.Tensor:
 class _HiddenLayerTokens(nn.Module):
     """Gathers the invariant tokens ``(B, n, token_dim)`` of one hidden layer from flat weights ``(B, D)``."""
 
+    # buffers: positions in the flat vector of the incoming weights, the outgoing weights and the biases
+    w_in: torch.Tensor  # (n, in units, block)
+    w_out: torch.Tensor  # (n, next layer's units, block)
+    bias: torch.Tensor  # (n,), or (0,) without biases
+
     def __init__(self, spec: LayerSpec, nxt: LayerSpec, *, prev_hidden: bool, next_hidden: bool, neuron_stats: bool):
         super().__init__()
         n = spec.n_out
@@ -80,7 +86,8 @@ class _HiddenLayerTokens(nn.Module):
         w_out = nxt.offset + torch.arange(nxt.n_weights).view(nxt.n_out, n, -1).transpose(0, 1)  # (n, next, block)
         self.register_buffer("w_in", w_in.contiguous(), persistent=False)
         self.register_buffer("w_out", w_out.contiguous(), persistent=False)
-        bias = torch.arange(spec.bias_slice.start, spec.bias_slice.stop) if spec.has_bias else torch.zeros(0, dtype=torch.long)
+        bias_slice = spec.bias_slice
+        bias = torch.arange(bias_slice.start, bias_slice.stop) if bias_slice is not None else torch.zeros(0, dtype=torch.long)
         self.register_buffer("bias", bias, persistent=False)
         self.prev_hidden, self.next_hidden, self.neuron_stats = prev_hidden, next_hidden, neuron_stats
         block_in, block_out = w_in.shape[2], w_out.shape[2]
@@ -172,6 +179,15 @@ class NeuronSetEncoder(Autoencoder):
         generator: draws the initial parameters.
     """
 
+    # buffers (besides shift_<i> / scale_<i>, the token standardisation of hidden layer i)
+    scale_fitted: torch.Tensor  # () bool: whether `fit_input_scale` ran
+    out_bias: torch.Tensor  # positions of the output layer's biases
+    target_shift: torch.Tensor  # (num_targets,)
+    target_scale: torch.Tensor  # (num_targets,)
+    knots: torch.Tensor  # (code_knots, hinged entries)
+    output_shift: torch.Tensor  # (num_outputs,), only with `function`
+    output_scale: torch.Tensor  # (num_outputs,), only with `function`
+
     def __init__(self, layout: WeightLayout, *, width: int = 512, phi_layers: int = 1, activation: str = "tanh",
                  neuron_stats: bool = True, skip: bool = True, project_dim: int = 0, code: bool = False,
                  code_knots: int = 5, decoder_hidden: int = 256, target: str = "statistics",
@@ -188,20 +204,20 @@ class NeuronSetEncoder(Autoencoder):
                                neuron_stats=neuron_stats)
             for i, spec in enumerate(layers[:-1]))
         self.phi = nn.ModuleList()
-        for t in self.tokens:
+        for t in self._layers:
             stack = [nn.Linear(t.token_dim, width), make_activation(activation)]
             for _ in range(phi_layers - 1):
                 stack += [nn.Linear(width, width), make_activation(activation)]
             self.phi.append(nn.Sequential(*stack))
-        for i, t in enumerate(self.tokens):  # standardisation of token entries, shared by a layer's neurons
+        for i, t in enumerate(self._layers):  # standardisation of token entries, shared by a layer's neurons
             self.register_buffer(f"shift_{i}", torch.zeros(t.token_dim))
             self.register_buffer(f"scale_{i}", torch.ones(t.token_dim))
         self.register_buffer("scale_fitted", torch.zeros((), dtype=torch.bool))
-        last = layers[-1]
-        out_bias = torch.arange(last.bias_slice.start, last.bias_slice.stop) if last.has_bias else torch.zeros(0, dtype=torch.long)
+        last_bias = layers[-1].bias_slice
+        out_bias = torch.arange(last_bias.start, last_bias.stop) if last_bias is not None else torch.zeros(0, dtype=torch.long)
         self.register_buffer("out_bias", out_bias, persistent=False)
         self.skip = skip
-        pooled = sum(3 * width + (3 * t.token_dim if skip else 0) for t in self.tokens) + out_bias.numel()
+        pooled = sum(3 * width + (3 * t.token_dim if skip else 0) for t in self._layers) + out_bias.numel()
         self.project = nn.Linear(pooled, project_dim) if project_dim else nn.Identity()
         self.learned_dim = project_dim or pooled  # the learned features: what the head and the decoder read
         self.layer_index = [torch.arange(s.offset, s.offset + s.size) for s in layers]
@@ -209,7 +225,7 @@ class NeuronSetEncoder(Autoencoder):
         self.register_buffer("target_shift", torch.zeros(self.num_targets))
         self.register_buffer("target_scale", torch.ones(self.num_targets))
         self.code, self.code_knots = code, code_knots if code else 0
-        hinged = self.num_targets + sum(3 * t.token_dim for t in self.tokens)  # statistics, pooled tokens
+        hinged = self.num_targets + sum(3 * t.token_dim for t in self._layers)  # statistics, pooled tokens
         self.register_buffer("knots", torch.zeros(self.code_knots, hinged))
         self.code_dim = (self.num_targets + self.code_knots * hinged) if code else 0
         self.embedding_dim = self.learned_dim + self.code_dim  # the embedding `encode` returns
@@ -219,7 +235,8 @@ class NeuronSetEncoder(Autoencoder):
             raise ValueError(f"target {target!r} " + ("needs the networks' outputs (function); fill "
                              "NeuronSetConfig.architecture from the zoo (function_target.zoo_architecture)"
                              if function is None else "predicts no outputs; pass function=None"))
-        self.target, self.function = target, function
+        self.target = target
+        self.function: FunctionTarget | None = function
         recon_dim = self.num_targets
         if function is not None:
             self.num_outputs = function.n_outputs
@@ -243,19 +260,24 @@ class NeuronSetEncoder(Autoencoder):
         """The learned features' width: the embedding without the fixed code."""
         return self.learned_dim
 
+    @property
+    def _layers(self) -> list[_HiddenLayerTokens]:
+        """`tokens`, typed: the ModuleList holds one `_HiddenLayerTokens` per hidden layer."""
+        return [cast(_HiddenLayerTokens, t) for t in self.tokens]
+
     # ------------------------------------------------------------ inputs
     @torch.no_grad()
     def fit_input_scale(self, weights: torch.Tensor, batch_size: int = 1000) -> None:
         """Fit the per-layer, per-position shift and scale of the tokens, the statistics' standardisation
         and the code's knots on `weights` ``(S, D)`` (training rows; no property of any model is used)."""
-        sums = [torch.zeros(3, t.token_dim, dtype=torch.float64) for t in self.tokens]
+        sums = [torch.zeros(3, t.token_dim, dtype=torch.float64) for t in self._layers]
         sums.append(torch.zeros(3, self.num_targets, dtype=torch.float64))
         if self.function is not None:
             sums.append(torch.zeros(3, self.num_outputs, dtype=torch.float64))
-        device = self.shift_0.device
+        device = self.target_shift.device  # where every buffer lives
         for start in range(0, weights.shape[0], batch_size):
             x = torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32).to(device)
-            rows = [t(x).reshape(-1, t.token_dim) for t in self.tokens] + [self.invariant_targets(x)]
+            rows = [t(x).reshape(-1, t.token_dim) for t in self._layers] + [self.invariant_targets(x)]
             if self.function is not None:
                 rows.append(self.function(x))
             for s, r in zip(sums, rows):
@@ -285,7 +307,7 @@ class NeuronSetEncoder(Autoencoder):
         for idx in self.layer_index:
             w = x[:, idx.to(x.device)].float()
             parts += [torch.quantile(w, q.float(), dim=1).T, torch.quantile(w.abs(), q.float(), dim=1).T]
-        for t in self.tokens:
+        for t in self._layers:
             b, n = x.shape[0], t.w_in.shape[0]
             summary = torch.cat([_neuron_summary(x[:, t.w_in].reshape(b, n, -1)),
                                  _neuron_summary(x[:, t.w_out].reshape(b, n, -1))], dim=-1).float()
@@ -294,7 +316,7 @@ class NeuronSetEncoder(Autoencoder):
 
     def _standard_tokens(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each hidden layer's tokens ``(B, n, token_dim)``, standardised."""
-        return [(t(x) - getattr(self, f"shift_{i}")) / getattr(self, f"scale_{i}") for i, t in enumerate(self.tokens)]
+        return [(t(x) - getattr(self, f"shift_{i}")) / getattr(self, f"scale_{i}") for i, t in enumerate(self._layers)]
 
     def _code_inputs(self, x: torch.Tensor, tokens: list[torch.Tensor]) -> torch.Tensor:
         """``(B, num_targets + pooled tokens)``: the entries the code hinges, the standardised statistics
@@ -354,7 +376,14 @@ class NeuronSetEncoder(Autoencoder):
         return (self.invariant_targets(x) - self.target_shift) / self.target_scale
 
     def standard_outputs(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, D)`` -> ``(B, K * classes)``: the networks' logits on the queries, standardised per entry."""
+        """``(B, D)`` -> ``(B, K * classes)``: the networks' logits on the queries, standardised per entry.
+
+        Raises:
+            ValueError: the encoder predicts statistics only, and holds no outputs (``function``).
+        """
+        if self.function is None:
+            raise ValueError("this neuron_set encoder predicts statistics only (target 'statistics'); it holds no "
+                             "networks' outputs to standardise")
         return (self.function(x) - self.output_shift) / self.output_scale
 
     def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:

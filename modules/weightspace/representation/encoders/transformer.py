@@ -155,8 +155,8 @@ class TransformerAutoencoder(Autoencoder):
         self.encoder = Stack(n_blocks, d_model, n_heads, d_ff, dropout, attn_dropout)
         read = d_model if compression_token else t * d_model
         if bottleneck == "linear":
-            self.to_latent = nn.Sequential(nn.Linear(read, latent_dim), nn.Tanh())
-            self.from_latent = nn.Linear(latent_dim, t * d_model)
+            self.to_latent: nn.Module = nn.Sequential(nn.Linear(read, latent_dim), nn.Tanh())
+            self.from_latent: nn.Module = nn.Linear(latent_dim, t * d_model)
         else:
             widths = mlp_widths(read, latent_dim, bottleneck_layers)
             self.to_latent = mlp_stack(widths, activation, dropout, tanh_out=True)
