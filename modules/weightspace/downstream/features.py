@@ -16,17 +16,19 @@ from __future__ import annotations
 
 import mmap
 import warnings
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import KernelPCA
 from sklearn.preprocessing import OneHotEncoder
 from sklearn.utils.validation import check_is_fitted
 
 from weightspace.layout import WeightLayout
+from weightspace.representation.encoders.neuron_set import NeuronSetEncoder
 
 CHUNK_BYTES = 32 * 2**20  # rows are read in chunks of about this many float32 bytes
 
@@ -137,8 +139,9 @@ class LayerStatistics(TransformerMixin, BaseEstimator):
         tensors = []
         for spec in self.layout.layers:
             tensors.append((f"{spec.name}.weight", spec.weight_slice))
-            if biases and spec.has_bias:
-                tensors.append((f"{spec.name}.bias", spec.bias_slice))
+            bias = spec.bias_slice  # None without a bias
+            if biases and bias is not None:
+                tensors.append((f"{spec.name}.bias", bias))
         self.tensors_ = tensors  # (name, slice) of every summarized tensor
         self.statistics_ = PRESETS[self.preset]
         self.n_features_in_ = X.shape[1]
@@ -253,6 +256,7 @@ class Embedding(TransformerMixin, BaseEstimator):
     def transform(self, X: np.ndarray) -> np.ndarray:
         check_is_fitted(self)
         X = _check_weights(X, self.n_features_in_)
+        encode: Callable[[torch.Tensor], torch.Tensor] = getattr(self.model, "encode")  # checked by fit
         was_training = self.model.training
         self.model.eval()
         parts = []
@@ -260,7 +264,7 @@ class Embedding(TransformerMixin, BaseEstimator):
             with torch.no_grad():
                 for _, chunk in read_chunks(X, self.batch_size):
                     x = torch.as_tensor(chunk, dtype=torch.float32, device=self.device)
-                    z = self.model.encode(x)  # (B, L)
+                    z = encode(x)  # (B, L)
                     if z.dim() != 2 or z.shape[0] != x.shape[0]:
                         raise ValueError(f"model.encode returned shape {tuple(z.shape)} for a batch of "
                                          f"{x.shape[0]}; expected (B, L)")
@@ -295,8 +299,6 @@ class InvariantCode(TransformerMixin, BaseEstimator):
         self.chunk_size = chunk_size  # rows per chunk
 
     def fit(self, X: np.ndarray, y=None) -> "InvariantCode":
-        from weightspace.representation.encoders.neuron_set import NeuronSetEncoder
-
         _check_weights(X, self.layout.num_params)
         if int(self.knots) < 0:
             raise ValueError(f"InvariantCode.knots must be 0 or more, got {self.knots}")
@@ -365,8 +367,6 @@ class KernelPCAFeatures(_Projection):
         self.random_state = random_state  # seeds the eigensolver where it is randomized
 
     def fit(self, X: np.ndarray, y=None) -> "KernelPCAFeatures":
-        from sklearn.decomposition import KernelPCA
-
         rows = self._fit_rows(X)
         self.model_ = KernelPCA(self.n_components, kernel=self.kernel, random_state=self.random_state).fit(rows)
         return self
@@ -391,7 +391,7 @@ class UMAPFeatures(_Projection):
         self.random_state = random_state  # seeds fit and transform (the 2021 transform_seed was 42)
 
     def fit(self, X: np.ndarray, y=None) -> "UMAPFeatures":
-        import umap
+        import umap  # lazy: umap-learn takes seconds to import, and `import weightspace` must not load it
 
         rows = self._fit_rows(X)
         seed = self.random_state

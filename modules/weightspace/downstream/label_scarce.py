@@ -126,7 +126,8 @@ def label_scarce_scores(features: Mapping[str, np.ndarray], targets: Sequence[Ta
             for name, X in features.items():
                 X = np.asarray(X)
                 finite = np.isfinite(X[fit_rows]).all(axis=1)
-                together = {}  # the linear probe fits every regression target on the same rows at once
+                # the linear probe fits every regression target on the same rows at once: rows -> (rows, [(target, y)])
+                together: dict[bytes, tuple[np.ndarray, list[tuple[Target, np.ndarray]]]] = {}
                 for target in live:
                     usable = fit_rows[finite & target.valid[fit_rows]]
                     visible = _visible(target, np.flatnonzero(labelled_rows & target.valid))

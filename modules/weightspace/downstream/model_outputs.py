@@ -35,8 +35,13 @@ from weightspace.downstream.features import _check_weights, read_chunks
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES
 from weightspace.zoo.devices import resolve_device
-from weightspace.zoo.functional import (DATA_FREE, ProbeUnavailable, build_template, draw_queries,  # noqa: F401
-                                        task_inputs)  # task_inputs: re-exported
+from weightspace.zoo.functional import (  # noqa: F401
+    DATA_FREE,
+    ProbeUnavailable,
+    build_template,
+    draw_queries,
+    task_inputs,  # task_inputs: re-exported
+)
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 from weightspace.zoo.population import activation_floats
 from weightspace.zoo.store import Zoo
@@ -108,12 +113,12 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
     source = "weights"
     fit_on_rows = False  # fit reads only the shape: evaluate passes all rows, no copy
 
-    def __init__(self, layout: WeightLayout, architecture: str, arch_kwargs: Mapping | None = None, *,
+    def __init__(self, layout: WeightLayout, architecture: str | None, arch_kwargs: Mapping | None = None, *,
                  input_shape: tuple[int, ...] | None = None, queries: str | np.ndarray = "uniform",
                  n_queries: int = DEFAULT_QUERIES, output: str = "logits", random_state: int | None = 0,
                  chunk_size: int | None = None, device: str = "cpu"):
         self.layout = layout  # where each parameter lives in the flat vector
-        self.architecture = architecture  # a name from list_zoo_models()
+        self.architecture = architecture  # a name from list_zoo_models() (None: fit says there is none)
         self.arch_kwargs = arch_kwargs  # the architecture's arguments, activation included
         self.input_shape = input_shape  # (C, H, W) of one data-free query; None: the architecture's default
         self.queries = queries  # "uniform", "normal" or an (N, C, H, W) array of task inputs to draw from
@@ -211,7 +216,8 @@ def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAU
     if not isinstance(arch, dict):
         raise ProbeUnavailable("zoo.json records no architecture, so the weights cannot be built into a network")
     name, kwargs = arch.get("name"), dict(arch.get("kwargs") or {})
-    task = zoo.info.get("task") if isinstance(zoo.info.get("task"), dict) else {}
+    recorded = zoo.info.get("task")
+    task = recorded if isinstance(recorded, dict) else {}
     shape = tuple(task["input_shape"]) if task.get("input_shape") else None
     queries = data_free if variant == "free" else task_inputs(zoo.info, root=data_root)
     if "activation" in zoo.samples:
@@ -239,4 +245,6 @@ def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAU
         step = max(1, _GATHER_BYTES // (4 * zoo.layout.num_params))
         for i in range(0, len(rows), step):
             out[rows[i:i + step]] = extractor.transform(zoo.weights[rows[i:i + step]])  # (step, K * classes)
+    if out is None:  # a zoo without rows
+        return np.empty((0, 0), dtype=np.float32)
     return out

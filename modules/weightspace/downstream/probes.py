@@ -34,8 +34,12 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from weightspace.data.splits import has_repeats, model_folds
 from weightspace.downstream.logistic import fit_logistic, gram
 from weightspace.downstream.probe_checks import FLOATS, check_grid, check_groups, has_val
-from weightspace.downstream.trees import (THREADED_CELLS, BoostedTreesClassifierProbe,  # noqa: F401 (re-exported)
-                                          BoostedTreesRegressorProbe, boosting_threads)
+from weightspace.downstream.trees import (  # noqa: F401 (re-exported)
+    THREADED_CELLS,
+    BoostedTreesClassifierProbe,
+    BoostedTreesRegressorProbe,
+    boosting_threads,
+)
 
 # the 2021 ridge grid (reference_system.md 5.1); 2021 did not standardize, so we extend it upwards:
 # with standardized features the Gram diagonal is n, and large zoos need alphas beyond 1e3
@@ -68,7 +72,7 @@ def _rows_key(X: np.ndarray, scaler: StandardScaler) -> bytes:
     digest = hashlib.blake2b(digest_size=20)
     digest.update(repr((X.shape, X.dtype.str)).encode())
     for array in (X, scaler.mean_, scaler.scale_):
-        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+        digest.update(np.ascontiguousarray(array).data.cast("B"))
     return digest.digest()
 
 
@@ -235,7 +239,7 @@ class RidgeProbe(RegressorMixin, BaseEstimator):
         Yc = Y - Y.mean(0)
         Z = None if n >= d else self._standardized(X)  # dual: standardized once, for the kernel and the coefficients
         s2, V = self._decomposition(X, Z)
-        if n >= d:  # primal: V holds the Gram matrix's eigenvectors (D, D)
+        if Z is None:  # primal (n >= d): V holds the Gram matrix's eigenvectors (D, D)
             xty = np.zeros((d, Y.shape[1]))
             for start in range(0, n, self.chunk_size):
                 xty += self._standardized(X[start:start + self.chunk_size]).T @ Yc[start:start + self.chunk_size]

@@ -10,7 +10,7 @@ accuracy), ``<target>_<metric>_<split>`` for the others (Kendall τ).
 from __future__ import annotations
 
 import warnings
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,7 +30,7 @@ SELECT_METRIC = "probe_mean_val"
 # (tetris_hyp, neuron_set at width 1024: 3156 features x 4296 rows, 25 s of each evaluation's 29 s for
 # activation and init on a short grid), so classes are scored by least squares on class indicators
 # (`RidgeClassifierProbe`), whose alpha grid costs one decomposition.
-SELECTION_PROBES = dict(classifier="ridge")
+SELECTION_PROBES: dict[str, Any] = dict(classifier="ridge")  # `ProbeConfig` fields
 
 
 def probe_scores(targets: Sequence[str] | None = None, probes: Sequence[str] = ("linear",), *,

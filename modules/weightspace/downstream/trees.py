@@ -86,7 +86,7 @@ class _BoostedTrees(BaseEstimator):
 
 
 class BoostedTreesRegressorProbe(RegressorMixin, _BoostedTrees):
-    __doc__ = "Regression probe: " + _BoostedTrees.__doc__
+    __doc__ = "Regression probe: " + (_BoostedTrees.__doc__ or "")
 
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "BoostedTreesRegressorProbe":
         return self._fit(HistGradientBoostingRegressor, X, y, X_val, y_val, groups)
@@ -94,7 +94,7 @@ class BoostedTreesRegressorProbe(RegressorMixin, _BoostedTrees):
 
 class BoostedTreesClassifierProbe(ClassifierMixin, _BoostedTrees):
     __doc__ = "Classification probe (validation rows of classes unseen in training are ignored for stopping): " \
-              + _BoostedTrees.__doc__
+              + (_BoostedTrees.__doc__ or "")
 
     def fit(self, X, y, X_val=None, y_val=None, groups=None) -> "BoostedTreesClassifierProbe":
         check_classification_targets(y)
