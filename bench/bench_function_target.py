@@ -23,8 +23,7 @@ import torch
 
 from weightspace import WeightLayout, create_zoo_model
 from weightspace.data.dataset import ZooDataset
-from weightspace.representation import Learner
-from weightspace.representation import function_target
+from weightspace.representation import Learner, function_target
 from weightspace.representation.function_target import with_zoo_architecture
 from weightspace.representation.presets import config_neuron_set
 from weightspace.zoo.store import Zoo

@@ -19,8 +19,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from weightspace.downstream import RidgeClassifierProbe, RidgeProbe
-from weightspace.downstream import probes
+from weightspace.downstream import RidgeClassifierProbe, RidgeProbe, probes
 
 
 def fit_all(X: np.ndarray, Y: np.ndarray, classes: list[np.ndarray], train: int) -> list:

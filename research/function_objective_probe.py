@@ -40,8 +40,16 @@ sys.path.insert(0, str(ROOT / "bench"))
 from representation_quality import FOLDERS, folder_experiment  # noqa: E402  (bench/, on sys.path above)
 
 from weightspace.downstream.evaluate import ProbeWarning  # noqa: E402
-from weightspace.pipeline.quality import (ENCODER_OVERRIDES, Override, embedding_scores,  # noqa: E402
-                                          encoders_of, load_preset_zoo, overridden, train_encoder, zoo_data)
+from weightspace.pipeline.quality import (  # noqa: E402
+    ENCODER_OVERRIDES,
+    Override,
+    embedding_scores,
+    encoders_of,
+    load_preset_zoo,
+    overridden,
+    train_encoder,
+    zoo_data,
+)
 from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402
 
 # each variant's changes to the folder's neuron_set learner

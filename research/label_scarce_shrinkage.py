@@ -44,8 +44,7 @@ from weightspace.downstream.features import InvariantCode  # noqa: E402
 from weightspace.downstream.label_scarce import LabelScarceConfig, label_scarce_scores  # noqa: E402
 from weightspace.downstream.probes import DEFAULT_ALPHAS, ProbeConfig  # noqa: E402
 from weightspace.downstream.targets import derive_targets  # noqa: E402
-from weightspace.pipeline.quality import (ENCODER_VARIANTS, encoders_of, load_preset_zoo,  # noqa: E402
-                                          train_encoder, zoo_data)
+from weightspace.pipeline.quality import ENCODER_VARIANTS, encoders_of, load_preset_zoo, train_encoder, zoo_data  # noqa: E402
 from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402
 
 EXTENDED = (1e9, 3e8, 1e8, 3e7, 1e7, 3e6, 1e6, 3e5) + DEFAULT_ALPHAS

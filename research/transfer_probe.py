@@ -31,8 +31,14 @@ from representation_quality import FOLDERS, folder_experiment  # noqa: E402  (be
 
 from weightspace.downstream.evaluate import ProbeWarning  # noqa: E402
 from weightspace.downstream.label_scarce import LabelScarceConfig  # noqa: E402
-from weightspace.pipeline.quality import (ENCODER_VARIANTS, encoders_of, label_scarce, load_preset_zoo,  # noqa: E402
-                                          train_encoder, zoo_data)
+from weightspace.pipeline.quality import (  # noqa: E402
+    ENCODER_VARIANTS,
+    encoders_of,
+    label_scarce,
+    load_preset_zoo,
+    train_encoder,
+    zoo_data,
+)
 from weightspace.pipeline.quality_table import read_table  # noqa: E402
 from weightspace.representation import Learner, embed  # noqa: E402
 from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402

@@ -14,11 +14,26 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from weightspace import WeightLayout, create_zoo_model
 from weightspace.cli import main
-from weightspace.downstream import (BaselineConfig, BoostedTreesClassifierProbe, BoostedTreesRegressorProbe,
-                                    Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics, LogisticProbe,
-                                    ProbeConfig, ProbeWarning, RawWeights, RidgeClassifierProbe, RidgeProbe,
-                                    UMAPFeatures, derive_targets,
-                                    evaluate, run_baselines, write_results_json)
+from weightspace.downstream import (
+    BaselineConfig,
+    BoostedTreesClassifierProbe,
+    BoostedTreesRegressorProbe,
+    Embedding,
+    Hyperparameters,
+    KernelPCAFeatures,
+    LayerStatistics,
+    LogisticProbe,
+    ProbeConfig,
+    ProbeWarning,
+    RawWeights,
+    RidgeClassifierProbe,
+    RidgeProbe,
+    UMAPFeatures,
+    derive_targets,
+    evaluate,
+    run_baselines,
+    write_results_json,
+)
 
 SPLIT_KEYS = ("train", "val", "test")
 

@@ -8,19 +8,17 @@ folder only when it is empty or carries weightspace's extraction marker.
 import io
 import json
 import tarfile
-import urllib.request
 
 import numpy as np
 import pytest
+from test_loaders import serve_small_cnn_zoo
 
-from test_formats import unterthiner_models, write_unterthiner
-from test_loaders import SMALLCNN, FakeServer, serve_small_cnn_zoo
 from weightspace.cli import main
 from weightspace.errors import OutputError
 from weightspace.formats import download
-from weightspace.io.outputs import EXTRACTION_MARKER
 from weightspace.io import download as io_download
 from weightspace.io.download import DownloadError
+from weightspace.io.outputs import EXTRACTION_MARKER
 
 
 @pytest.fixture

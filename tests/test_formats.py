@@ -30,9 +30,19 @@ from torch import nn
 
 from weightspace import WeightLayout, create_zoo_model
 from weightspace.cli import main
-from weightspace.formats import (DownloadError, LegacyPickleError, convert_unterthiner, convert_zenodo_2021, download,
-                                 export_raytune, import_raytune, load_legacy_pickle, read_zenodo_2021, tf_to_torch,
-                                 torch_to_tf)
+from weightspace.formats import (
+    DownloadError,
+    LegacyPickleError,
+    convert_unterthiner,
+    convert_zenodo_2021,
+    download,
+    export_raytune,
+    import_raytune,
+    load_legacy_pickle,
+    read_zenodo_2021,
+    tf_to_torch,
+    torch_to_tf,
+)
 from weightspace.formats.legacy import read_index_dict
 from weightspace.zoo.store import Zoo
 
@@ -449,7 +459,7 @@ def trained_tetris_zoo():
     x, y = torch.randn(64, 1, 4, 4, generator=gen), torch.randint(0, 4, (64,), generator=gen)
     rows, weights = [], []
     for m, (lr, act) in enumerate([(0.1, "tanh"), (0.01, "relu"), (0.05, "tanh")]):
-        torch.manual_seed(m)  # noqa: test-local model init
+        torch.manual_seed(m)  # the test's own model init; the library never seeds
         model = create_zoo_model("tetris_mlp", activation=act, init="normal", init_std=0.5, generator=gen)
         opt = torch.optim.SGD(model.parameters(), lr=lr)
         for epoch in range(3):

@@ -5,8 +5,14 @@ import pandas as pd
 import pytest
 
 from weightspace.downstream import label_scarce
-from weightspace.downstream.label_scarce import (ALL, LabelLeakError, LabelScarceConfig, draw_labelled,
-                                                 label_scarce_scores, summarize)
+from weightspace.downstream.label_scarce import (
+    ALL,
+    LabelLeakError,
+    LabelScarceConfig,
+    draw_labelled,
+    label_scarce_scores,
+    summarize,
+)
 from weightspace.downstream.targets import Target
 
 

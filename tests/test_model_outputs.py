@@ -12,8 +12,13 @@ import torch
 from weightspace import WeightLayout, create_zoo_model
 from weightspace.data.augment import PermuteNeurons
 from weightspace.downstream.baselines import BaselineConfig, run_baselines
-from weightspace.downstream.model_outputs import (ModelOutputs, OutputsConfig, ProbeUnavailable, task_inputs,
-                                                  zoo_model_outputs)
+from weightspace.downstream.model_outputs import (
+    ModelOutputs,
+    OutputsConfig,
+    ProbeUnavailable,
+    task_inputs,
+    zoo_model_outputs,
+)
 from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, list_zoo_models
 from weightspace.zoo.store import Zoo
 

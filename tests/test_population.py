@@ -69,7 +69,7 @@ def test_population_matches_lone_training(arch, optimizer, layout, float64):
     steps = []
     for epoch in range(3):
         order = torch.stack([epoch_order(m.seed, len(x), 1.0, 3)[epoch] for m in ms])
-        pop.train_epoch(x, y, order, on_step=(lambda s, l, g: steps.append({k: v[lone_model] for k, v in g.items()}))
+        pop.train_epoch(x, y, order, on_step=(lambda s, losses, g: steps.append({k: v[lone_model] for k, v in g.items()}))
                         if epoch == 0 else None)
     assert len(steps) == len(lone_grads) == 6
     assert pop.params["fc1.weight" if name == "mlp" else "conv1.weight"].dtype == torch.float64
@@ -103,8 +103,8 @@ def test_train_population_records_checkpoints_and_metrics():
     assert [(r["model_id"], r["epoch"]) for r in res.rows] == [(m, e) for m in range(3) for e in (0, 2, 3)]
     assert all(0 <= r["test_acc"] <= 1 and r["diverged"] is False for r in res.rows)
     # epoch 0 is the initialisation: the same weights a fresh model gets
-    from weightspace.zoo.population import init_member
     from weightspace import WeightLayout
+    from weightspace.zoo.population import init_member
     net = init_member(cfg, members(3)[1])
     init = WeightLayout.from_module(net).vectorize(dict(net.named_parameters())).detach().numpy()
     assert (res.weights[3] == init).all()

@@ -9,11 +9,13 @@ import json
 import resource
 import socket
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_cli_errors import _one_error_line
 
 from weightspace import cli
 from weightspace.errors import InputError
@@ -21,8 +23,6 @@ from weightspace.formats import checkpoints, import_checkpoints
 from weightspace.zoo import generate as generate_module
 from weightspace.zoo.spec import ZooSpec
 from weightspace.zoo.store import Zoo
-
-from test_cli_errors import _one_error_line
 
 # a tiny linear model the checkpoint folders hold: 'fc.weight' (3, 4) and 'fc.bias' (3,)
 GOOD = {"fc.weight": torch.ones(3, 4), "fc.bias": torch.zeros(3)}
@@ -47,7 +47,7 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KB
 
 
-def spec_file(tmp_path, **changes) -> "Path":
+def spec_file(tmp_path, **changes) -> Path:
     """A smoke-sized tetris spec file with `changes` applied (arch_kwargs / task_options merged in)."""
     spec = {"name": "hostile", "task": "tetris", "architecture": "mlp", "seeds": 2, "epochs": 1,
             "arch_kwargs": {"in_dim": 16, "hidden": [5], "out_dim": 4}, "task_options": {"n_train": 20, "n_test": 20}}

@@ -16,7 +16,8 @@ from weightspace.data.splits import split_column
 from weightspace.downstream.baselines import run_baselines
 from weightspace.downstream.evaluate import COLUMNS, evaluate
 from weightspace.io.atomic import write_csv
-from weightspace.pipeline.projection import COLUMNS as PROJECTION_COLUMNS, project_embedding
+from weightspace.pipeline.projection import COLUMNS as PROJECTION_COLUMNS
+from weightspace.pipeline.projection import project_embedding
 from weightspace.report.markdown import FIGURES, build_report
 from weightspace.report.tables import results_markdown
 from weightspace.zoo.generate import generate
