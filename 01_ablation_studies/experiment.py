@@ -21,7 +21,6 @@ completed from the base learner; see ``weightspace.pipeline.ablation``):
 from ray import tune
 
 from weightspace.pipeline.experiment import Experiment
-from weightspace.representation.presets import config_2021, cpu_schedule
 
 NOTES = (
     "The 11_tetris_seed learner and checkpoints (epochs 0, 5, ..., 25 of the 1000 Tetris seed models). "
@@ -35,11 +34,9 @@ NOTES = (
     "On a GPU or a ray cluster (--ray-address), trials run side by side with a GPU fraction each."
 )
 
-REPRESENTATION = cpu_schedule(config_2021("tetris_seed")[0])  # the model of 11_tetris_seed
-
 COMMON = dict(preset="tetris_seed", zenodo="01_ablations", zoo_epochs=(0, 5, 10, 15, 20, 25),
-              targets=("test_acc", "training_iteration", "ggap"), representation=REPRESENTATION,
-              iterations=4, notes=NOTES)
+              targets=("test_acc", "training_iteration", "ggap"), notes=NOTES,
+              learner="2021", learner_options={"2021": {"iterations": 4}})  # the model of 11_tetris_seed
 
 ARCHITECTURE = Experiment(
     name="ablations/architecture",

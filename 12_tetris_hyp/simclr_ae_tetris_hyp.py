@@ -4,7 +4,7 @@ import sys
 
 from experiment import EXPERIMENT
 
-from weightspace.pipeline.cli import run_script
+from weightspace.cli.experiment_run import run_script
 
 if __name__ == "__main__":
     sys.exit(run_script(EXPERIMENT, "representation", __file__))

@@ -7,7 +7,6 @@ it, else the mnist_seed preset (MNIST itself is fetched with --download). See NO
 """
 
 from weightspace.pipeline.experiment import Experiment
-from weightspace.representation.presets import config_2021
 
 NOTES = (
     "The 2021 configuration, unshortened: transformer over neuron tokens with a compression token (d 800, "
@@ -20,13 +19,12 @@ NOTES = (
     "images when the MNIST files are absent."
 )
 
-REPRESENTATION, ITERATIONS = config_2021("mnist_seed")  # unshortened
 
 EXPERIMENT = Experiment(
     name="mnist_seed",
     preset="mnist_seed",
     zenodo="21_mnist_seed",
-    representation=REPRESENTATION,
-    iterations=ITERATIONS,
+    learner="2021",
+    learner_options={"2021": {"size": "mnist_seed", "schedule": "2021"}},  # unshortened
     notes=NOTES,
 )

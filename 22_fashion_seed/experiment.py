@@ -7,7 +7,6 @@ it, else the fashion_seed preset (Fashion-MNIST itself is fetched with --downloa
 """
 
 from weightspace.pipeline.experiment import Experiment
-from weightspace.representation.presets import config_2021
 
 NOTES = (
     "The 2021 configuration, unshortened: transformer over neuron tokens with a compression token (d 800, "
@@ -20,13 +19,12 @@ NOTES = (
     "images when the Fashion-MNIST files are absent."
 )
 
-REPRESENTATION, ITERATIONS = config_2021("fashion_mnist_seed")  # unshortened
 
 EXPERIMENT = Experiment(
     name="fashion_mnist_seed",
     preset="fashion_seed",
     zenodo="31_f-mnist_seed",
-    representation=REPRESENTATION,
-    iterations=ITERATIONS,
+    learner="2021",
+    learner_options={"2021": {"size": "fashion_mnist_seed", "schedule": "2021"}},  # unshortened
     notes=NOTES,
 )

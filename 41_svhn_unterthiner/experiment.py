@@ -8,7 +8,6 @@ datasets/svhn_unterthiner, else the svhn_unterthiner preset is generated (a GPU 
 """
 
 from weightspace.pipeline.experiment import Experiment
-from weightspace.representation.presets import config_2021
 
 NOTES = (
     "The 2021 configuration, unshortened: transformer over neuron tokens with a compression token (d 512, "
@@ -23,14 +22,13 @@ NOTES = (
     "instead of 2021's 25000 fixed ones. --smoke-test trains on synthetic 32x32 images when SVHN is absent."
 )
 
-REPRESENTATION, ITERATIONS = config_2021("svhn_hyp")  # unshortened
 
 EXPERIMENT = Experiment(
     name="svhn_hyp",
     preset="svhn_unterthiner",
     zenodo="43_svhn_hyp",
     external=("unterthiner_svhn",),
-    representation=REPRESENTATION,
-    iterations=ITERATIONS,
+    learner="2021",
+    learner_options={"2021": {"size": "svhn_hyp", "schedule": "2021"}},  # unshortened
     notes=NOTES,
 )

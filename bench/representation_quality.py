@@ -1,7 +1,7 @@
 """The quality table of the offline zoos: `weightspace quality` on each, with its experiment folder's settings.
 
-Each zoo's encoders, checkpoints and targets are exactly its folder's (its default learner and its
-``--variant 2021``); the library (`weightspace.pipeline.quality`) trains, chooses each seed on validation
+Each zoo's checkpoints, targets and learner options are exactly its folder's; learners are registered names
+(`weightspace learners`), each row what the folder's ``--variant NAME`` gives; the library (`weightspace.pipeline.quality`) trains, chooses each seed on validation
 (the random init among the candidates) and probes. Writes ``docs/representation_quality.md`` and ``.csv``;
 ``--zoo NAME`` runs one zoo and merges it into the existing table, so the parts can run apart.
 
@@ -11,9 +11,9 @@ Each zoo's encoders, checkpoints and targets are exactly its folder's (its defau
     python bench/representation_quality.py --zoo digits_hyp --label-scarce   # also probes with k labels
     python bench/representation_quality.py --zoo digits_hyp --raw rows.csv   # every finished part kept
     python bench/representation_quality.py --zoo digits_hyp --from-raw rows.csv  # merge them (cut runs too)
-    python bench/representation_quality.py --zoo tetris_hyp --no-baselines --encoders 2021...  # encoders only
+    python bench/representation_quality.py --zoo tetris_hyp --no-baselines --encoders 2021  # learners only
     python bench/representation_quality.py --zoo tetris_hyp --baseline-sets B_W --encoders    # one baseline only
-    python bench/representation_quality.py --zoo tetris_seed --encoders 'neuron_set, outputs target'
+    python bench/representation_quality.py --zoo tetris_seed --encoders outputs
         # the default learner reconstructing the networks' logits on data-free queries (function space)
 """
 
@@ -34,7 +34,8 @@ import torch
 from weightspace.downstream.label_scarce import ALL, LabelScarceConfig
 from weightspace.errors import InputError
 from weightspace.pipeline.experiment import Experiment
-from weightspace.pipeline.quality import (BASELINES, DEFAULT_ENCODERS, ENCODER_VARIANTS, RAW_COLUMNS,
+from weightspace.pipeline.learners import create_learner, list_learners
+from weightspace.pipeline.quality import (DEFAULT_ENCODERS, RAW_COLUMNS, TABLE_BASELINES,
                                           QualityConfig, load_preset_zoo, run_quality)
 from weightspace.pipeline.quality_table import summarize, write_table
 from weightspace.zoo.devices import resolve_device
@@ -112,7 +113,7 @@ def main() -> None:
                              "--raw, or the same one, and merge with --from-raw)")
     parser.add_argument("--datasets", type=Path, default=ROOT / "datasets", help="where the zoos are (or go)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "representation_quality", help="table path stem")
-    parser.add_argument("--encoders", nargs="*", choices=list(ENCODER_VARIANTS), default=None,
+    parser.add_argument("--encoders", nargs="*", choices=list_learners(), default=None,
                         help="run these encoders (default: the two learners; the 'neuron_set, ... target' ones "
                              "only when named; none with no name); their rows replace the old ones")
     parser.add_argument("--smoke", action="store_true", help="a tiny zoo and budget: seconds, not science")
@@ -129,7 +130,7 @@ def main() -> None:
                              "rows of the same encoders and baselines; with --from-raw, merges such a run")
     parser.add_argument("--no-baselines", action="store_true",
                         help="only the encoders' rows; the table keeps the baselines it has")
-    parser.add_argument("--baseline-sets", nargs="+", choices=list(BASELINES), default=None,
+    parser.add_argument("--baseline-sets", nargs="+", choices=list(TABLE_BASELINES), default=None,
                         help="only these baselines (their rows replace the old ones; the table keeps the others); "
                              "with '--encoders' and no name, no encoder runs")
     parser.add_argument("--no-encoder-trees", action="store_true",
@@ -150,6 +151,7 @@ def main() -> None:
     if args.no_baselines and (args.baseline_sets or args.encoders == []):
         parser.error("--no-baselines runs no baseline: give it no --baseline-sets, and name --encoders")
     chosen = list(DEFAULT_ENCODERS) if args.encoders is None else args.encoders
+    titles = [create_learner(e).title for e in chosen]  # the learners' names in the table
     if args.scarce_ks and not args.label_scarce:
         parser.error("--scarce-ks sets the label-scarce protocol's k; add --label-scarce")
     if args.scarce_only and not (args.label_scarce or args.from_raw):
@@ -170,7 +172,7 @@ def main() -> None:
         parser.error(str(err))
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
-            part = part_from_raw(args.from_raw, name, chosen)
+            part = part_from_raw(args.from_raw, name, titles)
         else:
             command = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
                        f"{' --smoke' if args.smoke else ''}{' --label-scarce' if args.label_scarce else ''}"
@@ -182,7 +184,7 @@ def main() -> None:
                        + (" --scarce-ks " + " ".join(map(str, args.scarce_ks)) if args.scarce_ks else "")
                        + (" --baseline-sets " + " ".join(map(shlex.quote, args.baseline_sets))
                           if args.baseline_sets else "")
-                       + " --encoders" + "".join(f" '{e}'" for e in chosen)
+                       + " --encoders" + "".join(f" {e}" for e in chosen)
                        + (f" --device {device}" if device != "cpu" else "")
                        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
             start = time.perf_counter()
@@ -194,7 +196,7 @@ def main() -> None:
             part = summarize(rows)
             part["command"] = command + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}"
         replaced = list(part.encoder.unique()) if args.from_raw is not None else (
-            chosen if args.no_baselines else ["baselines", *chosen])
+            titles if args.no_baselines else ["baselines", *titles])
         subset = None  # a --baseline-sets run replaces only its baselines (and its encoders' rows)
         if args.baseline_sets:
             subset = [*args.baseline_sets, *part[part.encoder != "baselines"].feature_set.unique()]

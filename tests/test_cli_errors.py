@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from weightspace import cli
-from weightspace.pipeline import cli as experiment_cli
+from weightspace.cli import experiment_run as experiment_cli
 from weightspace.errors import InputError, OutputError
 
 SMOKE = ["zoo", "generate", "--preset", "tetris_seed", "--smoke"]
@@ -48,14 +48,12 @@ def no_generate(monkeypatch):
 def experiment(tmp_path, monkeypatch):
     """(experiment, script path) for `run_script`; reaching `find_zoo` fails the test unless a test replaces it."""
     from weightspace.pipeline.experiment import Experiment
-    from weightspace.representation.config import LearnerConfig
 
     def unreachable(*args, **kwargs):
         raise AssertionError("find_zoo() was reached; the option should have been refused up front")
 
     monkeypatch.setattr(experiment_cli, "find_zoo", unreachable)
-    exp = Experiment(name="tetris_seed", preset="tetris_seed", zenodo="11_tetris_seed",
-                     representation=LearnerConfig(), iterations=1)
+    exp = Experiment(name="tetris_seed", preset="tetris_seed", zenodo="11_tetris_seed")
     return exp, tmp_path / "simclr_ae_tetris_seed.py"
 
 

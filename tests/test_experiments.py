@@ -151,10 +151,8 @@ def test_ablation_grid_variants_are_completed_shrunk_and_named():
 
 def _mnist_experiment():
     from weightspace.pipeline.experiment import Experiment
-    from weightspace.representation.config import LearnerConfig
 
-    return Experiment(name="mnist_seed", preset="mnist_seed", zenodo="21_mnist_seed",
-                      representation=LearnerConfig(), iterations=1)
+    return Experiment(name="mnist_seed", preset="mnist_seed", zenodo="21_mnist_seed")
 
 
 def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
@@ -173,8 +171,8 @@ def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
 def test_failed_download_names_the_alternatives(tmp_path, monkeypatch):
     import urllib.error
 
-    from weightspace.pipeline.experiment import find_zoo
     from weightspace.io import download as io_download
+    from weightspace.pipeline.experiment import find_zoo
 
     def offline(url, dest, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")

@@ -15,8 +15,12 @@ import torch
 from weightspace import WeightLayout, create_zoo_model
 from weightspace.data.augment import PermuteNeurons
 from weightspace.representation import Learner, NeuronSetConfig, create_autoencoder
-from weightspace.representation.function_target import (PSEUDO_ACTIVATION, FunctionTarget, with_zoo_architecture,
-                                                         zoo_architecture)
+from weightspace.representation.function_target import (
+    PSEUDO_ACTIVATION,
+    FunctionTarget,
+    with_zoo_architecture,
+    zoo_architecture,
+)
 from weightspace.representation.presets import config_neuron_set
 from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES, list_zoo_models
 from weightspace.zoo.store import Zoo
@@ -202,14 +206,15 @@ def test_an_outputs_target_without_the_zoo_architecture_says_how_to_fill_it():
     assert with_zoo_architecture(NeuronSetConfig(), zoo).architecture is None  # statistics: nothing to fill
 
 
-def test_the_quality_table_names_the_function_targets():
-    from weightspace.pipeline.experiment import zoo_experiment
-    from weightspace.pipeline.quality import DEFAULT_ENCODERS, ENCODER_OVERRIDES, QualityConfig, encoders_of
+def test_the_function_space_learners_are_registered_beside_neuron_set():
+    from weightspace.pipeline.learners import create_learner
+    from weightspace.pipeline.quality import DEFAULT_ENCODERS, QualityConfig
 
-    got = encoders_of(zoo_experiment(make_zoo("mlp")), list(ENCODER_OVERRIDES))
+    got = [create_learner(n) for n in ("outputs", "both", "function", "function_task")]
     assert [e.config.encoder.target for e in got] == ["outputs", "both", "outputs", "outputs"]
     assert [e.config.encoder.queries for e in got] == ["uniform"] * 3 + ["task"]
-    base, function = got[0], got[2]
+    base, function = create_learner("neuron_set"), got[2]
     assert function.config.encoder.decoder_hidden == 0 and function.config.loss.gamma == 0.0
-    assert function.epochs == 3 * base.epochs and function.evaluations == base.evaluations
+    assert function.epochs == 3 * base.epochs and function.iterations == base.iterations
+    assert function.shrunk().config.encoder.decoder_hidden == 0  # a smoke copy keeps its linear decoder
     assert QualityConfig().encoders == DEFAULT_ENCODERS  # named on request only

@@ -9,9 +9,9 @@ import pathlib
 import numpy as np
 import pytest
 
-from weightspace.io.atomic import append_text
 from weightspace.cli import main
 from weightspace.errors import OutputError
+from weightspace.io.atomic import append_text
 from weightspace.io.outputs import clean_stale, lock_path, output_lock
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
@@ -73,11 +73,10 @@ def test_overwrite_replaces_a_zoo_and_an_empty_folder(make_zoo, tmp_path):
 
 
 def test_experiment_refuses_a_foreign_output_dir_and_resume_of_a_finished_run(tmp_path, capsys):
+    from weightspace.cli.experiment_run import _refuse_overwrite, run_script
     from weightspace.pipeline.experiment import Experiment
-    from weightspace.pipeline.cli import _refuse_overwrite, run_script
-    from weightspace.representation.config import LearnerConfig
 
-    experiment = Experiment(name="t", preset="tetris_seed", representation=LearnerConfig(), iterations=1)
+    experiment = Experiment(name="t", preset="tetris_seed")
     out = user_folder(tmp_path / "DIR")
     for flags in ([], ["--overwrite"]):
         code = run_script(experiment, "baselines", tmp_path / "script.py",
@@ -100,8 +99,8 @@ def test_experiment_refuses_a_foreign_output_dir_and_resume_of_a_finished_run(tm
 
 
 def test_a_run_under_a_storage_uri_is_refused_replaced_or_kept_like_a_local_one(tmp_path):
+    from weightspace.cli.experiment_run import _refuse_overwrite
     from weightspace.pipeline import storage
-    from weightspace.pipeline.cli import _refuse_overwrite
     from weightspace.pipeline.output_folder import mark_output_dir
     from weightspace.pipeline.run_record import RECORD_FILE, Recorder
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "modules" / "weightspace"
 # lowest first; a module may import its own room and any room before it
 ROOMS = ["core", "io", "layout", "zoo", "formats", "data", "representation", "downstream", "report", "pipeline",
          "edge"]
-SPECIAL = {"errors": "core", "layout": "layout", "layout_check": "layout", "cli": "edge", "pipeline.cli": "edge"}
+SPECIAL = {"errors": "core", "layout": "layout", "layout_check": "layout", "cli": "edge"}
 ROOT_MODULES = 5  # at most this many modules beside __init__.py at the package root; the rest live in rooms
 
 

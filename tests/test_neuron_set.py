@@ -198,7 +198,6 @@ def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
 
 def test_an_encoder_that_cannot_take_the_zoo_stops_before_training(tmp_path, monkeypatch):
     from weightspace.pipeline.experiment import Experiment, train_representation
-    from weightspace.representation.presets import config_neuron_set
     from weightspace.zoo.store import Zoo
 
     layout = WeightLayout.from_module(nn.Sequential(nn.Linear(4, 3)))
@@ -209,6 +208,6 @@ def test_an_encoder_that_cannot_take_the_zoo_stops_before_training(tmp_path, mon
         raise AssertionError("training started")
 
     monkeypatch.setattr("weightspace.pipeline.tune.run_tuner", never)
-    experiment = Experiment(name="flat", preset="tetris_seed", representation=config_neuron_set(), iterations=1)
+    experiment = Experiment(name="flat", preset="tetris_seed", learner="neuron_set")
     with pytest.raises(ValueError, match="only 1 layer.*transformer_neuron or mlp"):
         train_representation(experiment, zoo, tmp_path / "out")

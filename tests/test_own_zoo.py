@@ -126,7 +126,7 @@ def test_an_experiment_script_runs_on_the_zoo_given_by_zoo(own_zoo, tmp_path):
     own start-up is run by tests/test_experiments.py's smoke runs)."""
     import importlib.util
 
-    from weightspace.pipeline.cli import run_script
+    from weightspace.cli.experiment_run import run_script
 
     out, datasets = tmp_path / "out", tmp_path / "datasets"
     folder = ROOT / "11_tetris_seed"
@@ -145,13 +145,12 @@ def test_an_experiment_script_runs_on_the_zoo_given_by_zoo(own_zoo, tmp_path):
 
 
 def test_zoo_that_is_not_a_zoo_folder_is_refused_before_anything_is_written(tmp_path, capsys):
+    from weightspace.cli.experiment_run import run_script
     from weightspace.pipeline.experiment import Experiment
-    from weightspace.pipeline.cli import run_script
-    from weightspace.representation.config import LearnerConfig
 
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "notes.md").write_text("mine")
-    experiment = Experiment(name="t", preset="tetris_seed", representation=LearnerConfig(), iterations=1)
+    experiment = Experiment(name="t", preset="tetris_seed")
     code = run_script(experiment, "baselines", tmp_path / "script.py",
                       ["--smoke-test", "--zoo", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out")])
     line = _one_error_line(capsys)

@@ -126,7 +126,7 @@ def check_script(words: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     if "run_script(" not in script.read_text():  # 01_ablation_studies/summarize.py: one optional folder
         assert not flags(words), f"`{shlex.join(words)}`: {words[1]} takes no options"
         return
-    from weightspace.pipeline import cli as pipeline_cli
+    from weightspace.cli import experiment_run as pipeline_cli
 
     parsers = []
     parse = argparse.ArgumentParser.parse_args

@@ -1,6 +1,5 @@
 """One split by model, drawn once per zoo, shared by the encoder, the probes and the baselines."""
 
-import copy
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,7 +9,8 @@ import pytest
 from weightspace.cli import main
 from weightspace.data.splits import split_models
 from weightspace.downstream.baselines import run_baselines
-from weightspace.pipeline.experiment import SMOKE_REPRESENTATION, Experiment, compute_baselines, train_representation
+from weightspace.pipeline.experiment import Experiment, compute_baselines, train_representation
+from weightspace.pipeline.learners import create_learner
 from weightspace.zoo.store import Zoo
 
 
@@ -22,9 +22,9 @@ def drop_rows(zoo: Zoo, drop: np.ndarray) -> Zoo:
 # ------------------------------------------------------- the pipeline of an experiment
 def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder_training(make_zoo, tmp_path,
                                                                                           monkeypatch):
-    import weightspace.pipeline.tune
     from ray.train import Checkpoint
 
+    import weightspace.pipeline.tune
     from weightspace.representation.config import config_to_dict
 
     full = make_zoo(hyper=False)
@@ -37,22 +37,21 @@ def test_a_model_missing_a_selected_epoch_keeps_probe_test_models_out_of_encoder
                                                                   42).items()))
     zoo = drop_rows(full, ((full.samples["model_id"] == missing) & (full.samples["epoch"] == 1)).to_numpy())
     zoo = Zoo.load(zoo.save(tmp_path / "zoo"))
-    rep = copy.deepcopy(SMOKE_REPRESENTATION)
-    rep.train.device = "cpu"
-    experiment = Experiment(name="toy", preset="tetris_seed", representation=rep, iterations=1, zoo_epochs=(1,),
+    experiment = Experiment(name="toy", preset="tetris_seed", learner="2021", smoke_test=True, zoo_epochs=(1,),
                             targets=("test_acc",), select="last", umap_projection=False, untrained_candidate=False)  # PCA: no umap start-up
     encoder = {}
 
     def run_tuner(config, *, storage_path, **kwargs):  # one trial of the real trainable, without ray
         trial = object.__new__(weightspace.pipeline.tune.WeightspaceTrainable)
         trial.setup(config_to_dict(config), **{k: kwargs[k] for k in ("model_split", "zoo") if k in kwargs})
-        encoder.update({s: set(d.properties["model_id"]) for s, d in trial.datasets.items()})
+        encoder.update({s: set(d.properties["model_id"]) for s, d in trial.session.datasets.items()})
         checkpoint = tmp_path / "checkpoint"
         checkpoint.mkdir()
         trial.save_checkpoint(str(checkpoint))
-        return [SimpleNamespace(error=None, metrics_dataframe=pd.DataFrame({"training_iteration": [1]}),
+        done = kwargs["iterations"]  # as if every iteration ran
+        return [SimpleNamespace(error=None, metrics_dataframe=pd.DataFrame({"training_iteration": [done]}),
                                 checkpoint=Checkpoint.from_directory(str(checkpoint)),
-                                metrics={"training_iteration": 1}, best_checkpoints=[])]
+                                metrics={"training_iteration": done}, best_checkpoints=[])]
 
     monkeypatch.setattr(weightspace.pipeline.tune, "run_tuner", run_tuner)
     monkeypatch.setattr(weightspace.pipeline.tune.ray, "get_runtime_context",
@@ -139,10 +138,10 @@ def test_nothing_is_chosen_on_the_test_split(tmp_path):
     from weightspace.data.dataset import DataConfig
     from weightspace.pipeline.tune import run_tuner
 
-    rep = copy.deepcopy(SMOKE_REPRESENTATION)
+    rep = create_learner("2021").shrunk().config
     rep.data = DataConfig(path=str(tmp_path / "zoo"), fractions=(0.8, 0.0, 0.2))
     for metric in ("loss_test", "test_acc_test"):
         with pytest.raises(ValueError, match="test split"):
             run_tuner(rep, name="x", storage_path=tmp_path, iterations=1, metric=metric)
     with pytest.raises(ValueError, match="test split"):
-        Experiment(name="toy", preset="tetris_seed", representation=rep, iterations=1, select="rsq_test")
+        Experiment(name="toy", preset="tetris_seed", select="rsq_test")

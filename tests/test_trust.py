@@ -291,7 +291,7 @@ def test_generate_with_out_dot_inside_a_zoo_is_refused_before_training(zoo_b, tm
 DRIVER = """
 import sys
 from dataclasses import replace
-from weightspace.pipeline.cli import parse_args, run_experiment
+from weightspace.cli.experiment_run import parse_args, run_experiment
 from weightspace.pipeline.experiment import zoo_experiment
 from weightspace.zoo.store import Zoo
 
@@ -414,7 +414,7 @@ def test_overwrite_unmarks_the_finished_run_first_so_an_interrupted_rerun_never_
 
     from weightspace.io.atomic import write_json
     from weightspace.io.outputs import OutputExistsError
-    from weightspace.pipeline.cli import _refuse_overwrite
+    from weightspace.cli.experiment_run import _refuse_overwrite
     from weightspace.pipeline.output_folder import mark_output_dir
 
     out = tmp_path / "res"

@@ -1,7 +1,7 @@
 """The `weightspace ...` command line and the options the experiment scripts share.
 
 `commands.py` holds the command groups (zoo, baselines, report, run), `options.py` the run options that
-`weightspace run` shares with the experiment scripts (`weightspace.pipeline.cli`), `errors.py` how an error
+`weightspace run` shares with the experiment scripts (`weightspace.cli.experiment_run`), `errors.py` how an error
 becomes one line and an exit code. `main` imports the commands when called, so that the experiment scripts'
 command line, which imports `options`, never loads the commands that call back into it.
 """

@@ -247,14 +247,13 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
 
 
 def _baselines(args: argparse.Namespace) -> int:
-    from weightspace.downstream.baselines import FILES, BaselineConfig, run_baselines
     import warnings
 
-    from weightspace.downstream.evaluate import ProbeWarning, format_table
-    from weightspace.zoo.store import Zoo
-
+    from weightspace.downstream.baselines import FILES, BaselineConfig, format_table, run_baselines
+    from weightspace.downstream.evaluate import ProbeWarning
     from weightspace.io.outputs import OutputExistsError, check_apart, check_replaceable, output_lock
     from weightspace.pipeline.output_folder import mark_output_dir
+    from weightspace.zoo.store import Zoo
 
     zoo = Zoo.load(args.zoo)
     targets = tuple(t.strip() for t in args.targets.split(",") if t.strip()) if args.targets else None
@@ -309,8 +308,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("zoo", type=Path, help="zoo directory (generated, converted or downloaded)")
     run.add_argument("--out", dest="output_dir", required=True, type=Path,
                      help="folder for baseline_performance.json, results.json, report.md, ...")
-    run.add_argument("--learner", choices=["neuron_set", "2021"], default="neuron_set",
-                     help="neuron_set (the experiment folders' default) or 2021 (the 2021 transformer, CPU schedule)")
+    run.add_argument("--learner", default="neuron_set",
+                     help="a registered learner: neuron_set (the default), 2021 (the 2021 transformer), ...; "
+                          "`weightspace learners` lists them with their schedules")
     run.add_argument("--epochs", type=_epochs, default=None,
                      help="checkpoints to use: 'all' or comma-separated epochs (default: all of a zoo with at most "
                           "6 epochs, else 6 evenly spaced ones, the first and the last included)")
@@ -334,18 +334,32 @@ def _epochs(text: str) -> tuple[int, ...] | str:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from weightspace.cli.experiment_run import load_given_zoo, run_experiment
     from weightspace.pipeline.experiment import zoo_experiment
-    from weightspace.pipeline.cli import load_given_zoo, run_experiment
 
     experiment = zoo_experiment(load_given_zoo(args.zoo), epochs=args.epochs)
     args.datasets, args.download = None, False
-    args.variant = None if args.learner == "neuron_set" else args.learner
+    args.variant = args.learner
     return run_experiment(experiment, "representation", args)
 
 
-# pipeline.quality.SHORT_NAMES (not imported: --help stays fast)
-QUALITY_ENCODERS = ("neuron_set", "2021", "outputs", "both", "function", "function_task")
-QUALITY_DEFAULT = ("neuron_set", "2021")
+def _add_learners(sub: argparse._SubParsersAction) -> None:
+    learners = sub.add_parser("learners", help="list the registered learners, their schedules and what they are")
+    learners.set_defaults(func=_learners)
+
+
+def _learners(args: argparse.Namespace) -> int:
+    from weightspace.pipeline.learners import create_learner, learner_schedules, list_learners
+
+    for name in list_learners():
+        spec = create_learner(name)
+        print(f"{name}: {spec.title}; schedules {', '.join(learner_schedules(name))}; {spec.iterations} x "
+              f"{spec.config.train.epochs_per_step} epochs at batch {spec.config.train.batch_size} on its first\n"
+              f"    {spec.notes}")
+    return 0
+
+
+QUALITY_DEFAULT = ("neuron_set", "2021")  # the learners of `weightspace quality` unless --encoders names others
 
 
 def _add_quality(sub: argparse._SubParsersAction) -> None:
@@ -354,11 +368,9 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
     qual.add_argument("zoo", help="a zoo folder (with zoo.json) or a preset name (its zoo in --datasets, generated "
                                   "there when missing; see `weightspace zoo presets`)")
     qual.add_argument("--seeds", type=_positive, default=3, help="training seeds per encoder (default 3)")
-    qual.add_argument("--encoders", nargs="+", choices=list(QUALITY_ENCODERS), default=None,
-                      help="encoders to train (default: neuron_set and 2021; outputs / both: neuron_set with the "
-                           "function-space reconstruction target, alone or beside the statistics; function: the "
-                           "outputs through a linear decoder, no contrastive term, 3x the epochs; function_task: "
-                           "the same on the task's inputs, without labels, as queries); their rows "
+    qual.add_argument("--encoders", nargs="+", default=None, metavar="LEARNER",
+                      help="registered learners to train (default: neuron_set and 2021; `weightspace learners` "
+                           "lists them); each row is what `weightspace run --learner LEARNER` gives; their rows "
                            "replace those of an earlier run in --out")
     qual.add_argument("--out", type=Path, default=None,
                       help="folder for representation_quality.csv and .md (default: quality/<zoo name>)")
@@ -382,9 +394,9 @@ def _positive(text: str) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from weightspace.pipeline.cli import load_given_zoo
+    from weightspace.cli.experiment_run import load_given_zoo
     from weightspace.pipeline.experiment import zoo_experiment
-    from weightspace.pipeline.quality import SHORT_NAMES, QualityConfig, load_preset_zoo, run_quality
+    from weightspace.pipeline.quality import QualityConfig, load_preset_zoo, run_quality
     from weightspace.pipeline.quality_table import summarize, write_table
     from weightspace.zoo.devices import resolve_device
     from weightspace.zoo.presets import list_presets
@@ -395,9 +407,9 @@ def _quality(args: argparse.Namespace) -> int:
         zoo = load_given_zoo(given)
     else:
         zoo = load_preset_zoo(args.zoo, root, smoke=args.smoke)
-    encoders = [SHORT_NAMES[e] for e in (args.encoders or QUALITY_DEFAULT)]
+    encoders = tuple(args.encoders or QUALITY_DEFAULT)
     device = str(resolve_device(args.device))
-    config = QualityConfig(seeds=args.seeds, encoders=tuple(encoders), smoke=args.smoke,
+    config = QualityConfig(seeds=args.seeds, encoders=encoders, smoke=args.smoke,
                            label_scarce=args.label_scarce, device=device, data_root=str(root), jobs=args.jobs)
     name = zoo.name
     out = args.out if args.out is not None else Path("quality") / name
@@ -408,7 +420,7 @@ def _quality(args: argparse.Namespace) -> int:
                        log=lambda line: print(f"{name}: {line}", file=sys.stderr, flush=True))
     part = summarize(rows).assign(command=f"{command}  # on {os.cpu_count()} cores, encoders on {device}")
     stem = out / "representation_quality"
-    write_table(stem, part, name, ["baselines", *encoders])
+    write_table(stem, part, name, ["baselines", *config.titles])
     print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.md')}")
     return 0
 
@@ -420,6 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_baselines(sub)
     _add_report(sub)
     _add_run(sub)
+    _add_learners(sub)
     _add_quality(sub)
     return parser
 

@@ -1,6 +1,6 @@
 """The command line's edge: user and environment errors become one line on stderr and an exit code.
 
-Both command lines (`weightspace.cli` and the experiment scripts' `weightspace.pipeline.cli`)
+Both command lines (`weightspace.cli` and the experiment scripts' `weightspace.cli.experiment_run`)
 send every exception through `report_error`. Exit codes: 2 for a wrong input or option
 (``WeightspaceError``, ``ValueError``, ``KeyError``, a missing or existing file), 3 for an
 environment that refuses the work (a full, read-only or unwritable disk, a path below a file,

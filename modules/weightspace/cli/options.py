@@ -1,5 +1,5 @@
 """The options of a pipeline run, shared by `weightspace run` (`weightspace.cli.commands`) and the experiment
-scripts' command line (`weightspace.pipeline.cli`).
+scripts' command line (`weightspace.cli.experiment_run`).
 
 Both import this module; it imports neither, so the two command lines depend on it one way.
 """
@@ -22,6 +22,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Add the options of a pipeline run (device, precision, ray, storage, resume, overwrite, report)."""
     from weightspace.representation.config import PRECISIONS
@@ -31,6 +42,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="training precision of the representation (default: the learner's config; "
                              "bf16 is several times faster than fp32 on recent GPUs); --resume keeps the "
                              "precision the run started with")
+    parser.add_argument("--schedule", default=None,
+                        help="the learner's schedule: cpu, gpu, or 2021 for the 2021 transformer's own (default: the "
+                             "folder's, else the learner's first; `weightspace learners` lists them)")
+    parser.add_argument("--seed", type=_seed, default=None,
+                        help="training seed of the representation: initialisation, views, batch order (default: the "
+                             "learner's, 42); the split by model keeps its own seed")
     parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")
     parser.add_argument("--ray-timeout", type=seconds, default=DEFAULT_RAY_TIMEOUT_S,
                         help=f"seconds to wait for --ray-address to answer (default {DEFAULT_RAY_TIMEOUT_S})")

@@ -8,9 +8,9 @@ training; ``run_baselines`` runs the standard baseline suite and writes
 ``baseline_performance.json`` in the 2021 shape.
 """
 
-from weightspace.downstream.baselines import BaselineConfig, run_baselines
-from weightspace.downstream.evaluate import (ProbeWarning, evaluate, format_table, json_key, results_dict,
-                                             write_baseline_json, write_results_json)
+from weightspace.downstream.baselines import (BASELINES, Baseline, BaselineConfig, format_table, json_key,
+                                              list_baselines, run_baselines, write_baseline_json)
+from weightspace.downstream.evaluate import ProbeWarning, evaluate, results_dict, write_results_json
 from weightspace.downstream.features import (Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics,
                                              RawWeights, UMAPFeatures)
 from weightspace.downstream.probing import SELECT_METRIC, probe_scores
@@ -19,7 +19,7 @@ from weightspace.downstream.probes import (BoostedTreesClassifierProbe, BoostedT
 from weightspace.downstream.targets import Target, derive_targets, score
 
 __all__ = [
-    "BaselineConfig", "run_baselines",
+    "BASELINES", "Baseline", "BaselineConfig", "list_baselines", "run_baselines",
     "ProbeWarning", "evaluate", "format_table", "json_key", "results_dict", "write_baseline_json",
     "write_results_json", "SELECT_METRIC", "probe_scores",
     "Embedding", "Hyperparameters", "KernelPCAFeatures", "LayerStatistics", "RawWeights", "UMAPFeatures",

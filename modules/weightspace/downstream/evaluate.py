@@ -21,15 +21,14 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-import tabulate  # noqa: F401 - DataFrame.to_markdown (format_table) imports it lazily; a missing one fails at import
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 
-from weightspace.io.atomic import write_csv, write_json
 from weightspace.data.splits import DEFAULT_FRACTIONS, SPLITS, ModelSplit, has_repeats
 from weightspace.downstream.features import release_pages
 from weightspace.downstream.probes import ProbeConfig, make_probe
 from weightspace.downstream.targets import CLASSIFICATION, METRICS, REGRESSION, Target, derive_targets, score
+from weightspace.io.atomic import write_csv, write_json
 from weightspace.zoo.store import Zoo
 
 COLUMNS = ["feature_set", "probe", "target", "task", "split", "metric", "value", "param", "n", "note"]
@@ -304,31 +303,12 @@ def _fail(fs, probe, targets: list[Target], note: str) -> list[dict]:
     return [r for t in targets for r in _nan_rows(fs, probe, t, note)]
 
 
-# ------------------------------------------------------------------ 2021 JSON files
-JSON_FEATURE_KEYS = {"raw": "im", "stats": "lq"}  # 2021: results_im = raw weights, results_lq = statistics
-
-
-def json_key(feature_set: str, probe: str) -> str:
-    """``results_<im|lq|feature set>`` for the linear probe, ``..._<probe>`` for the others."""
-    return f"results_{JSON_FEATURE_KEYS.get(feature_set, feature_set)}" + ("" if probe == "linear" else f"_{probe}")
-
-
+# ------------------------------------------------------------------ JSON files
 def results_dict(table: pd.DataFrame, feature_set: str, probe: str = "linear") -> dict[str, float | None]:
     """``{<target>_<split>: value}`` of one feature set and probe: R² (regression) or accuracy (classification)."""
     part = table[(table["feature_set"] == feature_set) & (table["probe"] == probe)]
     part = part[part["metric"] == part["task"].map({REGRESSION: "r2", CLASSIFICATION: "accuracy"})]
     return {f"{r.target}_{r.split}": (None if pd.isna(r.value) else float(r.value)) for r in part.itertuples()}
-
-
-def write_baseline_json(table: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """``baseline_performance.json`` in the 2021 shape, one ``results_*`` entry per (feature set, probe).
-
-    ``results_im`` (raw weights) and ``results_lq`` (statistics) hold the linear probe as in
-    2021; other pairs get `json_key` names such as ``results_lq_gbt``, ``results_hyper``,
-    ``results_pca_rbf_dim_50`` or ``results_umap_dim_33``. Undefined values are null.
-    """
-    pairs = table[["feature_set", "probe"]].drop_duplicates().itertuples(index=False)
-    return _write_json({json_key(fs, p): results_dict(table, fs, p) for fs, p in pairs}, path)
 
 
 def write_results_json(table: pd.DataFrame, path: str | os.PathLike, *, feature_set: str = "embedding",
@@ -339,27 +319,3 @@ def write_results_json(table: pd.DataFrame, path: str | os.PathLike, *, feature_
 
 def _write_json(data: dict, path: str | os.PathLike) -> Path:
     return write_json(path, data, allow_nan=False)
-
-
-# short console names of (feature set, probe) columns; "+T": boosted trees
-SHORT_NAMES = {"raw/linear": "B_W", "stats/linear": "B_s", "stats/gbt": "B_s+T", "code/linear": "code",
-               "code_stats/gbt": "code+T", "outputs_free/linear": "probe", "outputs_free/gbt": "probe+T",
-               "outputs_task/linear": "probe_task", "outputs_task/gbt": "probe_task+T", "hyper/linear": "hyper",
-               "hyper/gbt": "hyper+T", "embedding/linear": "repr", "embedding/gbt": "repr+T"}
-
-
-def format_table(table: pd.DataFrame, split: str = "test") -> str:
-    """A Markdown table of targets x (feature set / probe) on one split: R² for regression, accuracy for
-    classification, "-" where nothing was scored. Columns carry the short names of `SHORT_NAMES`."""
-    part = table[(table["split"] == split)
-                 & (table["metric"] == table["task"].map({REGRESSION: "r2", CLASSIFICATION: "accuracy"}))]
-    if part.empty:
-        return f"(no results on split {split!r})"
-    part = part.assign(column=(part["feature_set"] + "/" + part["probe"]).map(lambda c: SHORT_NAMES.get(c, c)),
-                       row=part["target"] + " (" + part["metric"].str.replace("r2", "R²") + ")")
-    order = list(dict.fromkeys(part["column"]))
-    grid = part.pivot_table(index="row", columns="column", values="value", aggfunc="first", dropna=False, sort=False)
-    grid = grid.reindex(columns=order).rename_axis(index="target")
-    cells = grid.astype(object).where(grid.notna(), None)  # None: tabulate writes `missingval`, NaN it writes "nan"
-    legend = "B_W raw weights, B_s statistics, code invariant statistics code, probe outputs on fixed inputs; +T trees"
-    return f"{split} split ({legend})\n" + cells.to_markdown(floatfmt=".3f", missingval="-")

@@ -16,12 +16,11 @@ the scores; gzip matters at a million rows (a 12 000-sample zoo, 10 targets, 8 p
 68 MiB as CSV, 19 MiB gzipped).
 
 ray is imported lazily inside `train_representation`; this module never calls
-``ray.init`` (the script edge, `weightspace.pipeline.cli`, does).
+``ray.init`` (the script edge, `weightspace.cli.experiment_run`, does).
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import time
@@ -32,48 +31,55 @@ import numpy as np
 import pandas as pd
 import torch
 
+from weightspace.data.rows import usable_rows
 from weightspace.data.splits import ModelSplit, names_test_split
-from weightspace.io.atomic import atomic_file, record_written
-from weightspace.pipeline.output_folder import tune_run
+from weightspace.downstream.baselines import EMBEDDING, BaselineConfig, run_baselines
+from weightspace.downstream.evaluate import evaluate, write_results_json
+from weightspace.downstream.probing import SELECT_METRIC, probe_scores
+from weightspace.io.atomic import atomic_file, record_written, write_csv
+from weightspace.io.download import DownloadError
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
-from weightspace.representation.config import HeadConfig, LearnerConfig, TrainConfig, config_to_dict
-from weightspace.representation.encoders.transformer import TransformerConfig
-from weightspace.downstream.probing import SELECT_METRIC
+from weightspace.pipeline.learners import LearnerSpec, create_learner
+from weightspace.pipeline.output_folder import tune_run
+from weightspace.pipeline.progress import stage
+from weightspace.pipeline.projection import project_embedding
+from weightspace.pipeline.training import pick_best
+from weightspace.representation.config import LearnerConfig, config_to_dict
+from weightspace.representation.function_target import with_zoo_architecture
+from weightspace.representation.learner import Learner, embed
+from weightspace.representation.registry import create_autoencoder
+from weightspace.zoo.generate import generate
+from weightspace.zoo.presets import get_preset, list_presets
 from weightspace.zoo.store import Zoo
-
-
-@dataclass
-class Variant:
-    """Another learner an experiment folder can run instead of its default (``--variant NAME``)."""
-
-    representation: LearnerConfig  # the learner
-    iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
-    notes: str = ""  # what it is and what it gives up
+from weightspace.zoo.tasks import missing_task_files, synthetic_options
 
 
 @dataclass
 class Experiment:
-    """One experiment folder's settings."""
+    """One experiment folder's settings (and `weightspace run`'s on any zoo, `zoo_experiment`)."""
 
     name: str  # output subfolder and tune experiment name, e.g. "tetris_seed"
     preset: str  # zoo preset generated when datasets/ holds no zoo for this experiment
-    representation: LearnerConfig  # the learner; data.path is filled in from the zoo found
-    iterations: int  # ray.tune iterations, each `representation.train.epochs_per_step` epochs
+    learner: str = "neuron_set"  # a registered learner (`weightspace.pipeline.learners.list_learners`)
+    # this folder's options of any learner it may run, by name: builder options and schedule, e.g.
+    # {"2021": {"size": "mnist_seed", "schedule": "2021"}}; a learner not named here runs with its defaults
+    learner_options: dict[str, dict] = field(default_factory=dict)
+    schedule: str | None = None  # the learner's schedule (--schedule); None: this folder's, else the learner's default
+    precision: str | None = None  # training precision instead of the learner's (--precision)
+    seed: int | None = None  # training seed instead of the learner's (--seed): initialisation, views, batches
+    smoke_test: bool = False  # the learner shrunk to seconds (`LearnerSpec.shrunk`), see `smoke`
     zenodo: str | None = None  # name of the converted 2021 dataset in datasets/, e.g. "11_tetris_seed"
     external: tuple[str, ...] = ()  # other converted external zoos in datasets/, tried after zenodo
     zoo_epochs: tuple[int, ...] | None = None  # checkpoints used by baselines and representation; None: all
     targets: tuple[str, ...] | None = None  # probe targets; None: accuracies, ggap, epoch, varied hyperparameters
     baseline_extras: bool = False  # the 2021 Tetris extras (kernel PCA, UMAP) among the baselines
     search_space: dict | None = None  # ray.tune grid over config fields (ablations; see weightspace.pipeline.ablation)
-    smoke_representation: LearnerConfig | None = None  # the learner of --smoke-test runs
     # which checkpoint gives the embedding: "probe_mean_val" (the iteration whose linear probes score
     # best on the validation split, averaged over targets; the test split plays no part), any other
     # reported metric where higher is better, or "last"
     select: str = SELECT_METRIC
-    notes: str = ""  # what this configuration gives up compared with the 2021 one, and why
+    notes: str = ""  # the zoo and checkpoints, and what this folder gives up compared with 2021
     extra: dict = field(default_factory=dict)  # free-form settings recorded in experiment.json
-    learner: str = ""  # the name of the learner the report shows, e.g. "neuron_set" or "2021 transformer"
-    variants: dict[str, Variant] = field(default_factory=dict)  # other learners, run with --variant NAME
     umap_projection: bool = True  # save a UMAP projection of the embedding for the report (PCA is always saved)
     embedding_trees: bool = False  # also probe the final embedding with boosted trees (minutes on a wide embedding)
     # the untrained encoder (iteration 0) is evaluated and may be chosen like any trained iteration: the
@@ -84,54 +90,69 @@ class Experiment:
         if names_test_split(self.select):
             raise ValueError(f"Experiment.select {self.select!r} is a test-split metric, and nothing may be chosen "
                              f"on the test split; use {SELECT_METRIC!r}, another validation metric, or 'last'")
+        self.spec  # an unknown learner, schedule or option fails here  # noqa: B018
+
+    @property
+    def spec(self) -> LearnerSpec:
+        """The learner this experiment trains, resolved from the registry with this folder's options."""
+        options = dict(self.learner_options.get(self.learner, {}))
+        if self.schedule is not None:
+            options["schedule"] = self.schedule
+        spec = create_learner(self.learner, **options)
+        if self.precision is not None:
+            spec = spec.with_precision(self.precision)
+        if self.seed is not None:
+            spec = spec.with_seed(self.seed)
+        return spec.shrunk() if self.smoke_test else spec
+
+    @property
+    def representation(self) -> LearnerConfig:
+        """The learner's config (a fresh copy)."""
+        return self.spec.config
+
+    @property
+    def iterations(self) -> int:
+        """Evaluations on validation during training, each ``representation.train.epochs_per_step`` epochs."""
+        return self.spec.iterations
 
     def variant(self, name: str) -> "Experiment":
-        """The same experiment with the learner of variant `name`, writing into ``<name>_<variant>``.
+        """The same experiment with learner `name` (any registered one), writing into ``<name>_<learner>``.
 
         Raises:
-            ValueError: the folder has no such variant (the message lists them).
+            ValueError: an unknown learner (the message lists them).
         """
-        if name not in self.variants:
-            raise ValueError(f"experiment {self.name!r} has no variant {name!r}; "
-                             f"choose one of {sorted(self.variants) or 'none (it has only its default learner)'}")
-        v = self.variants[name]
-        return replace(self, name=f"{self.name}_{name}", representation=copy.deepcopy(v.representation),
-                       iterations=v.iterations, notes=v.notes, learner=name, variants={})
+        if name == self.learner:
+            return self
+        return replace(self, name=f"{self.name}_{name}", learner=name)
 
     def smoke(self) -> "Experiment":
-        """The same experiment shrunk to seconds: a tiny zoo, a tiny learner, two iterations."""
-        rep = copy.deepcopy(self.smoke_representation or SMOKE_REPRESENTATION)
-        if self.representation.encoder.name == "neuron_set":  # keep the encoder kind, at a tiny width
-            rep.encoder = replace(self.representation.encoder, width=16)
-        rep.loss = copy.deepcopy(self.representation.loss)
-        rep.augment = copy.deepcopy(self.representation.augment)
-        return replace(self, name=f"{self.name}_smoke", representation=rep, iterations=2, zoo_epochs=None,
-                       baseline_extras=False, search_space=shrink_search_space(self.search_space),
-                       umap_projection=False)
+        """The same experiment shrunk to seconds: its own learner shrunk, every checkpoint of a tiny zoo."""
+        return replace(self, name=f"{self.name}_smoke", smoke_test=True, zoo_epochs=None, baseline_extras=False,
+                       search_space=shrink_search_space(self.search_space), umap_projection=False)
 
     def with_precision(self, precision: str) -> "Experiment":
         """The same experiment training its representation in `precision` ("fp32", "bf16" or "fp16")."""
-        rep = copy.deepcopy(self.representation)
-        rep.train = replace(rep.train, precision=precision)  # replace validates the value
-        return replace(self, representation=rep)
+        return replace(self, precision=precision)
 
-
-SMOKE_REPRESENTATION = LearnerConfig(
-    encoder=TransformerConfig(d_model=32, n_heads=2, n_blocks=1, d_ff=64, latent_dim=8),
-    head=HeadConfig(layers=2, hidden=16, out_dim=8),
-    train=TrainConfig(batch_size=16, epochs_per_step=1),
-)
+    def record(self) -> dict:
+        """What experiment.json records of the experiment: its name, learner, resolved config and notes."""
+        spec = self.spec
+        return {"name": self.name, "learner": spec.title,
+                "config": {"learner": spec.name, "schedule": spec.schedule,
+                           "representation": config_to_dict(spec.config), "iterations": spec.iterations,
+                           "targets": self.targets, "search_space": str(self.search_space or ""),
+                           "select": self.select},
+                "notes": " ".join(n for n in (self.notes, spec.notes) if n)}
 
 
 RUN_EPOCHS = 6  # checkpoints per model `zoo_experiment` uses by default, as the experiment folders
 
 
 def zoo_experiment(zoo: Zoo, *, epochs: tuple[int, ...] | str | None = None) -> Experiment:
-    """The experiment `weightspace run` runs on a zoo that has no experiment folder of its own.
+    """The experiment `weightspace run` and `weightspace quality` run on a zoo that has no experiment folder.
 
-    Named after the zoo, default targets (accuracies, ggap, epoch, varied hyperparameters). The learner
-    is the folders' default, `neuron_set` (4 iterations x 2 epochs); variant "2021" is the 2021
-    transformer in its Tetris size on the CPU schedule of 11_tetris_seed (12 iterations x 5 epochs).
+    Named after the zoo, default targets (accuracies, ggap, epoch, varied hyperparameters), the default
+    learner (`neuron_set`); ``variant(NAME)`` gives any other registered learner with its defaults.
 
     Args:
         epochs: the checkpoints used by baselines and representation: "all", explicit epochs, or None:
@@ -141,8 +162,6 @@ def zoo_experiment(zoo: Zoo, *, epochs: tuple[int, ...] | str | None = None) -> 
     Raises:
         ValueError: an epoch the zoo has no checkpoints of.
     """
-    from weightspace.representation.presets import config_2021, config_neuron_set, cpu_schedule
-
     held = zoo.epochs
     if epochs == "all" or (epochs is None and len(held) <= RUN_EPOCHS):
         chosen = None
@@ -154,14 +173,8 @@ def zoo_experiment(zoo: Zoo, *, epochs: tuple[int, ...] | str | None = None) -> 
             raise ValueError(f"zoo '{zoo.path}' has no checkpoints at epochs {missing}; it holds epochs {held}")
         chosen = tuple(sorted(epochs))
     used = f"epochs {', '.join(map(str, chosen))}" if chosen else f"all {len(held)} checkpoints"
-    return Experiment(
-        name=zoo.name, preset="", representation=config_neuron_set(), iterations=4, zoo_epochs=chosen,
-        learner="neuron_set", notes=f"`weightspace run` on zoo {zoo.name}: the experiment folders' default learner "
-                                    f"(neuron_set, 4 x 2 epochs at batch 200, lr 1e-3) on {used} per model.",
-        variants={"2021": Variant(cpu_schedule(config_2021("tetris_seed")[0]), iterations=12,
-                                  notes=f"`weightspace run --learner 2021` on zoo {zoo.name}: the 2021 transformer "
-                                        "of the Tetris folders (d 256, 2 blocks, 4 heads, latent 50) on a CPU "
-                                        f"schedule (12 x 5 epochs at batch 100, lr 5e-4, bf16) on {used} per model.")})
+    return Experiment(name=zoo.name, preset="", zoo_epochs=chosen,
+                      notes=f"`weightspace run` on zoo {zoo.name}, {used} per model.")
 
 
 # ------------------------------------------------------------------ the zoo
@@ -175,10 +188,6 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
     `download`). Smoke runs generate a tiny zoo in `scratch`, never download, and train on
     the ``synthetic`` task instead when the preset's task files are not in `datasets`.
     """
-    from weightspace.io.download import DownloadError
-    from weightspace.zoo.generate import generate
-    from weightspace.zoo.presets import get_preset
-    from weightspace.zoo.tasks import missing_task_files, synthetic_options
 
     datasets = Path(datasets)
     if smoke:
@@ -221,8 +230,6 @@ def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool
 
 def _offline_alternatives(experiment: Experiment, datasets: Path) -> str:
     """What a user without a network can do instead: the zoo folders to place, the presets that need no files."""
-    from weightspace.zoo.presets import get_preset, list_presets
-    from weightspace.zoo.tasks import missing_task_files
 
     zoos = [f"'{datasets / name}' (`weightspace zoo download {name}`)"
             for name in (experiment.zenodo, *experiment.external) if name]
@@ -254,7 +261,6 @@ def compute_baselines(experiment: Experiment, zoo: Zoo, out_dir: str | os.PathLi
 
     `model_split` is the split the representation uses too (default: `experiment_split`).
     """
-    from weightspace.downstream.baselines import BaselineConfig, run_baselines
 
     data = experiment.representation.data
     config = BaselineConfig(split_seed=data.seed, fractions=data.fractions, targets=experiment.targets,
@@ -286,22 +292,10 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
         RunInterrupted: ray stopped the run before its last iteration (Ctrl-C); nothing is written
             but what the run saved, and `resume` continues it.
     """
-    from weightspace.downstream.evaluate import write_results_json
-    from weightspace.io.atomic import write_csv
-    from weightspace.pipeline.tune import CHECKPOINT_FILE, run_tuner
-    from weightspace.representation.learner import Learner
-    from weightspace.downstream.probing import probe_scores
-    from weightspace.representation.registry import create_autoencoder
-    from weightspace.representation.function_target import with_zoo_architecture
+    from weightspace.pipeline.tune import CHECKPOINT_FILE, run_tuner  # lazy: it imports ray (seconds)
 
     out = Path(out_dir).resolve()
-    config = copy.deepcopy(experiment.representation)
-    config.encoder = with_zoo_architecture(config.encoder, zoo)  # a function-space target runs the zoo's networks
-    # an encoder that cannot take this zoo's layout stops here, with its message, not inside a ray trial
-    create_autoencoder(config.encoder, zoo.layout, generator=torch.Generator().manual_seed(0))
-    config.data.path = str(Path(zoo.path).resolve())
-    config.data.epochs = experiment.zoo_epochs
-    config.train.device = device
+    config = resolved_config(experiment, zoo, device=device)
     targets = experiment.targets
     split = model_split or experiment_split(experiment, zoo)
     storage_path, name = tune_run(out, storage)
@@ -349,6 +343,31 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     return table
 
 
+def resolved_config(experiment: Experiment, zoo: Zoo, *, device: str = "auto") -> LearnerConfig:
+    """The experiment's learner config as it trains on `zoo`: the zoo's architecture filled in (a function-space
+    target runs the zoo's networks), its path and checkpoints, the device; checked against the zoo's layout.
+
+    Raises:
+        ValueError: an encoder that cannot take this zoo's layout (its message says why).
+    """
+    config = experiment.representation
+    config.encoder = with_zoo_architecture(config.encoder, zoo)
+    # an encoder that cannot take this zoo's layout stops here, with its message, not inside a ray trial
+    create_autoencoder(config.encoder, zoo.layout, generator=torch.Generator().manual_seed(0))
+    config.data.path = str(Path(zoo.path).resolve()) if zoo.path is not None else ""
+    config.data.epochs = experiment.zoo_epochs
+    config.train.device = device
+    return config
+
+
+def probe_embedding(z: np.ndarray, samples: pd.DataFrame, splits: np.ndarray, *, targets, hyperparameters,
+                    probes: tuple[str, ...] = ("linear",), out_predictions: Path | None = None) -> pd.DataFrame:
+    """The final probes of an embedding `z` of `samples` (feature set "embedding"): what `weightspace run`
+    reports and the quality table collects."""
+    return evaluate(z, samples, feature_sets={EMBEDDING: z}, probes=probes, targets=targets, splits=splits,
+                    hyperparameters=hyperparameters, out_predictions=out_predictions)
+
+
 class RunInterrupted(KeyboardInterrupt):
     """ray stopped a run before its last iteration (it was interrupted); the run is saved and can resume."""
 
@@ -364,13 +383,10 @@ def check_trainable(experiment: Experiment, zoo: Zoo, split: ModelSplit) -> None
     keep = split.column(samples["model_id"].to_numpy()) == "train"
     if experiment.zoo_epochs is not None:
         keep &= samples["epoch"].isin(list(experiment.zoo_epochs)).to_numpy()
-    if config.data.exclude_diverged and "diverged" in samples:
-        keep &= ~samples["diverged"].fillna(False).astype(bool).to_numpy()
     rows = np.flatnonzero(keep)
     usable = len(rows)
     if config.data.exclude_diverged:
-        usable = sum(int(np.isfinite(zoo.weights[rows[i:i + 4096]]).all(axis=1).sum())
-                     for i in range(0, len(rows), 4096))
+        usable = int(usable_rows(samples.iloc[rows], zoo.weights[rows]).sum())
     batch = config.train.batch_size
     if usable < batch:
         dropped = f" ({len(rows) - usable} more have NaN or infinite weights)" if usable < len(rows) else ""
@@ -389,11 +405,6 @@ def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, 
     Returns:
         The results table, and why ``embedding_2d.csv`` holds no UMAP projection ("" when it does).
     """
-    from weightspace.downstream.evaluate import evaluate
-    from weightspace.io.atomic import write_csv
-    from weightspace.pipeline.progress import stage
-    from weightspace.pipeline.projection import project_embedding
-    from weightspace.representation.learner import embed
 
     with stage("embedding", enabled=progress):
         weights = np.array(zoo.weights, dtype=np.float32)  # a writable copy: the zoo may be memory-mapped
@@ -406,9 +417,9 @@ def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, 
     with stage("final probes", enabled=progress) as bar:
         probes = ("linear", "gbt") if trees else ("linear",)
         bar.set_postfix_str(f"{' and '.join(probes)} on {z.shape[1]} features")
-        table = evaluate(z, zoo.samples, feature_sets={"embedding": z}, probes=probes, targets=targets,
-                         splits=samples["split"].to_numpy(), hyperparameters=zoo.hyperparameters,
-                         out_predictions=out / "predictions.csv.gz")
+        table = probe_embedding(z, zoo.samples, samples["split"].to_numpy(), targets=targets,
+                                hyperparameters=zoo.hyperparameters, probes=probes,
+                                out_predictions=out / "predictions.csv.gz")
         write_csv(table, out / "results.csv")
     with stage("projection", enabled=progress):
         projection, no_umap = project_embedding(z, umap=umap)
@@ -426,20 +437,19 @@ def selected_checkpoint(result, select: str):
     last = (result.checkpoint, result.metrics.get("training_iteration") if result.metrics else None, "last")
     if select == "last":
         return last
-    scored = [(c, m) for c, m in (result.best_checkpoints or []) if np.isfinite(m.get(select, np.nan))]
-    if not scored:  # choosing the last one silently would hide a broken evaluation
+    best = pick_best(result.best_checkpoints or [], select)
+    if best is None:  # choosing the last one silently would hide a broken evaluation
         reported = sorted({k for _, m in (result.best_checkpoints or []) for k in m})
         raise RuntimeError(f"no checkpoint reported the selection metric {select!r}, so none can be chosen by it; "
                            f"the checkpoints reported {reported or 'nothing'}. Check the probes' evaluation, or set "
                            "Experiment.select to one of those metrics or to 'last'")
-    checkpoint, metrics = max(scored, key=lambda cm: (cm[1][select], cm[1].get("training_iteration", 0)))
+    checkpoint, metrics = best
     return checkpoint, metrics.get("training_iteration"), select
 
 
 def summarize_trials(grid, out: Path) -> pd.DataFrame:
     """Write ``trials.csv``: one row per trial of a grid search, its config values (dotted keys such as
     ``encoder.name``; lists left out) and its last reported numeric metrics."""
-    from weightspace.io.atomic import write_csv
 
     trials = grid.get_dataframe()  # last reported metrics and "config/<section>/<field>" columns
     config = [c for c in trials if c.startswith("config/")]

@@ -10,15 +10,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 from weightspace.io.atomic import write_json, write_manifest
 from weightspace.io.outputs import EXPERIMENT_FORMAT, read_manifest
-from weightspace.representation.config import config_to_dict
 from weightspace.zoo.store import Zoo
-
-if TYPE_CHECKING:
-    from weightspace.pipeline.experiment import Experiment
 
 
 def tune_run(out_dir: str | os.PathLike, storage: str | None = None) -> tuple[str, str]:
@@ -31,24 +27,23 @@ def tune_run(out_dir: str | os.PathLike, storage: str | None = None) -> tuple[st
     return (str(out), "tune") if storage is None else (storage_.normalize(storage), out.name)
 
 
-def write_experiment_json(experiment: Experiment, out_dir: str | os.PathLike, *, zoo: Zoo, source: str,
-                          timings: Mapping[str, float], tune: str | None = None) -> Path:
-    """Record the resolved experiment (config, zoo source, timings, where its ray.tune run lives) beside its
-    results."""
+def write_experiment_json(record: Mapping, out_dir: str | os.PathLike, *, zoo: Zoo, source: str,
+                          timings: Mapping[str, float], epochs: tuple[int, ...] | None = None,
+                          tune: str | None = None) -> Path:
+    """Record the resolved experiment (`Experiment.record`: name, learner, config, notes), the zoo it read
+    (`epochs`: the checkpoints used; None: all), timings and where its ray.tune run lives, beside its results."""
     out = Path(out_dir)
     path = out / "experiment.json"
     previous = json.loads(path.read_text()) if path.exists() else {}
     data = {
         "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.io.outputs`)
-        "name": experiment.name,
-        "learner": experiment.learner or experiment.representation.encoder.name,
+        "name": record["name"],
+        "learner": record["learner"],
         "zoo": {"path": str(zoo.path), "source": source, "models": zoo.num_models, "samples": zoo.num_samples,
-                "epochs_used": list(experiment.zoo_epochs) if experiment.zoo_epochs else zoo.epochs},
-        "config": {"representation": config_to_dict(experiment.representation), "iterations": experiment.iterations,
-                   "targets": experiment.targets, "search_space": str(experiment.search_space or ""),
-                   "select": experiment.select},
+                "epochs_used": list(epochs) if epochs else zoo.epochs},
+        "config": record["config"],
         "timings": {**previous.get("timings", {}), **dict(timings)},
-        "notes": experiment.notes,
+        "notes": record["notes"],
     }
     if tune or "tune" in previous:
         data["tune"] = tune or previous["tune"]  # the ray.tune run: results, checkpoints, what --resume reads

@@ -1,17 +1,15 @@
 """The quality table: learned representations of one zoo against the baselines, each seed chosen on validation.
 
-For each encoder (the experiment's default learner, ``neuron_set``, and its ``2021`` variant; on request
-the default learner with a function-space reconstruction target, `ENCODER_OVERRIDES`), taken exactly
-as the experiment runs it, the encoder is trained self-supervised (no model property is seen) for its
-stated budget with several training seeds, and linear probes (ridge, alpha chosen on validation) are fitted
-on its embedding. Each seed keeps the embedding whose linear probes score best on the validation split
-(mean over targets); the state at random initialisation is one of the candidates, so a seed whose training
-never beats it on validation reports the untrained state (`chosen` = 0, counted in ``init_chosen``).
-The test split chooses nothing. Beside them, the same probes on the baselines: B_W (raw weights), B_s (the
-2021 layer statistics, also with boosted trees), the invariant statistics code (untrained, linear and
-boosted trees), B_probe (the models' outputs on fixed data-free and task inputs, linear and boosted trees;
-a row whose features cannot be had says why in its note), the hyperparameters alone, and a control row per
-encoder at its random initialisation.
+The table is the experiment pipeline run over training seeds, learners and k labelled models, its rows
+collected: each learner (a registered name, `weightspace.pipeline.learners`) is resolved as
+`weightspace run --learner NAME` resolves it on this zoo (`Experiment.variant`), trained with
+`train_in_process` (the same steps, evaluations and choice as a ray.tune trial), and its chosen embedding
+probed by `probe_embedding` (the same probes as the run's final ones). Each seed keeps the state whose linear
+probes score best on the validation split (mean over targets); the random init is a candidate, so a seed
+whose training never beats it reports the untrained state (`chosen` = 0, counted in ``init_chosen``). The
+test split chooses nothing. Beside them, the baselines of the registry (`weightspace.downstream.baselines`),
+computed as the run computes them, under their quality-table names, and a control row per learner at its
+random initialisation.
 
 With ``label_scarce``, the probes also see the labels of only k training models (`label_scarce.py`),
 while self-supervised training still reads every training model's weights; with ``every_label`` False,
@@ -23,122 +21,76 @@ summarizes them and writes the CSV and markdown table. ray is not used here.
 
 from __future__ import annotations
 
-import copy
 import multiprocessing
 import os
-import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 
-from weightspace.data.dataset import ZooDataset
-from weightspace.downstream import LayerStatistics, evaluate
+from weightspace.data.rows import usable_rows
+from weightspace.downstream.baselines import BASELINES, BY_KEY, BaselineConfig, baseline_table
 from weightspace.downstream.evaluate import ProbeWarning
-from weightspace.downstream.features import Hyperparameters, InvariantCode, RawWeights
 from weightspace.downstream.label_scarce import LabelScarceConfig, label_scarce_scores
-from weightspace.downstream.model_outputs import VARIANTS, ProbeUnavailable, Unavailable, zoo_model_outputs
-from weightspace.downstream.probing import SELECT_METRIC
-from weightspace.downstream.probing import embedding_scores as selection_scores
+from weightspace.downstream.model_outputs import OutputsConfig, Unavailable
 from weightspace.downstream.targets import CLASSIFICATION, derive_targets
-from weightspace.pipeline.experiment import Experiment
-from weightspace.representation import Learner, LearnerConfig, embed, fit
-from weightspace.representation.function_target import with_zoo_architecture
+from weightspace.pipeline.experiment import (
+    Experiment,
+    experiment_split,
+    probe_embedding,
+    resolved_config,
+    select_epochs,
+)
+from weightspace.pipeline.learners import create_learner, list_learners
+from weightspace.pipeline.training import control_model, train_in_process
+from weightspace.representation.learner import embed
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
 from weightspace.zoo.store import Zoo
 
-# table name -> the experiment's variant (None: its default learner); short name -> table name
-ENCODER_VARIANTS = {"2021 transformer (cpu schedule)": "2021", "neuron_set": None,
-                    "neuron_set, outputs target": None, "neuron_set, statistics + outputs target": None,
-                    "neuron_set, function objective": None, "neuron_set, function objective, task queries": None}
-SHORT_NAMES = {"2021": "2021 transformer (cpu schedule)", "neuron_set": "neuron_set",
-               "outputs": "neuron_set, outputs target", "both": "neuron_set, statistics + outputs target",
-               "function": "neuron_set, function objective",
-               "function_task": "neuron_set, function objective, task queries"}
-
-
-@dataclass(frozen=True)
-class Override:
-    """What a table row changes in its folder's (neuron_set) learner."""
-
-    encoder: dict = field(default_factory=dict)  # NeuronSetConfig fields
-    loss: dict = field(default_factory=dict)  # LossConfig fields
-    train: dict = field(default_factory=dict)  # TrainConfig fields
-    epochs: int = 1  # a multiple of the folder's training epochs (its evaluations stay as many)
-
-
-# table name -> its changes to the folder's learner: the function-space targets. "function objective" is the
-# variant research/function_objective_probe.py found on tetris_seed's validation split: the outputs target
-# through a linear decoder (what it reads of the features, a linear probe can read), no contrastive term,
-# three times the epochs at lr 3e-3; "task queries" asks for the outputs on K of the task's training inputs
-# (without their labels) instead of uniform noise
-ENCODER_OVERRIDES = {"neuron_set, outputs target": Override(encoder={"target": "outputs"}),
-                     "neuron_set, statistics + outputs target": Override(encoder={"target": "both"}),
-                     "neuron_set, function objective": Override(encoder={"target": "outputs", "decoder_hidden": 0},
-                                                                loss={"gamma": 0.0}, train={"lr": 3e-3}, epochs=3),
-                     "neuron_set, function objective, task queries": Override(
-                         encoder={"target": "outputs", "decoder_hidden": 0, "queries": "task"}, loss={"gamma": 0.0},
-                         train={"lr": 3e-3}, epochs=3)}
-DEFAULT_ENCODERS = ("2021 transformer (cpu schedule)", "neuron_set")  # what runs unless encoders are named
-INIT = ", random init"  # suffix of an encoder's control feature set
-CODE, OUTPUTS = "code", {"free": "B_probe (data-free)", "task": "B_probe (task inputs)"}
-# boosted trees read the code's entries before hinging, as the experiments' baselines do: the same splits, a fifth
-# of the columns; their rows are named CODE
-_CODE_TREES = "code, unhinged"
-# the baseline feature sets of the table, each with its every-label probes
-BASELINES = {"B_W": ("linear", "gbt"), "B_s": ("linear", "gbt"), CODE: ("linear", "gbt"),
-             OUTPUTS["free"]: ("linear", "gbt"), OUTPUTS["task"]: ("linear", "gbt"), "hyperparameters": ("linear",)}
+DEFAULT_ENCODERS = ("neuron_set", "2021")  # the learners that run unless others are named
+INIT = ", random init"  # suffix of a learner's control feature set
+TABLE_BASELINES = tuple(dict.fromkeys(b.table for b in BASELINES))  # the baselines' names in the table
 RAW_COLUMNS = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "k", "draw", "value", "seed",
                "minutes", "chosen", "note"]
 Log = Callable[[str], None]
 
 
 @dataclass
-class Encoder:
-    """One row group of the table: a learner configuration and its training budget."""
-
-    name: str  # the table's name, a key of ENCODER_VARIANTS
-    config: LearnerConfig
-    epochs: int  # training epochs over the zoo's training split
-    evaluations: int  # embeddings probed on validation during training (the best one, or the initial state, is kept)
-
-
-@dataclass
 class QualityConfig:
     """What `run_quality` runs."""
 
-    seeds: int = 3  # training seeds per encoder (3 or more for the table)
+    seeds: int = 3  # training seeds per learner (3 or more for the table)
     seed_ids: tuple[int, ...] | None = None  # only these of range(seeds): a run split over processes or machines
-    encoders: tuple[str, ...] = DEFAULT_ENCODERS  # table names (or short names: "2021", "neuron_set")
-    smoke: bool = False  # tiny encoders, one epoch, every checkpoint: seconds, not science
+    encoders: tuple[str, ...] = DEFAULT_ENCODERS  # registered learner names
+    smoke: bool = False  # each learner shrunk (`LearnerSpec.shrunk`), every checkpoint: seconds, not science
     label_scarce: bool = False  # also the label-scarce protocol (k labelled training models)
     every_label: bool = True  # False: the label-scarce rows only (needs label_scarce; a table keeps its other rows)
-    baselines: bool | tuple[str, ...] = True  # False: only the encoders' rows; names: only these baselines
+    baselines: bool | tuple[str, ...] = True  # False: only the learners' rows; names: only these (table names)
     encoder_trees: bool = True  # boosted trees on neuron_set embeddings too (most of a wide zoo's probing time)
     scarce: LabelScarceConfig = field(default_factory=LabelScarceConfig)  # its ks, draws and seed
-    device: str = "cpu"  # where encoders train; probes run on the CPU
+    device: str = "cpu"  # where learners train; probes run on the CPU
     outputs_device: str = "auto"  # where B_probe runs the zoo's models (auto: cuda when available)
     data_root: str | None = None  # where file-based task data lives, for B_probe's task inputs
-    jobs: int = 1  # encoder x seed trainings at a time, each in its own process (needs a zoo on disk)
+    jobs: int = 1  # learner x seed trainings at a time, each in its own process (needs a zoo on disk)
     threads: int | None = None  # threads per job process (default: cores / jobs)
 
     def __post_init__(self) -> None:
-        self.encoders = tuple(SHORT_NAMES.get(e, e) for e in self.encoders)
-        unknown = [e for e in self.encoders if e not in ENCODER_VARIANTS]
+        self.encoders = tuple(self.encoders)
+        unknown = [e for e in self.encoders if e not in list_learners()]
         if unknown or not (self.encoders or self.baselines):
-            raise ValueError(f"unknown encoders {unknown}; choose from {sorted(SHORT_NAMES)} (table names "
-                             f"{list(ENCODER_VARIANTS)}), or run the baselines")
+            raise ValueError(f"unknown learners {unknown}; choose from {list_learners()}, or run the baselines")
         if not isinstance(self.baselines, bool):
             self.baselines = tuple(self.baselines)
-            wrong = [b for b in self.baselines if b not in BASELINES]
+            wrong = [b for b in self.baselines if b not in TABLE_BASELINES]
             if wrong or not self.baselines:
-                raise ValueError(f"unknown baselines {wrong}; choose from {list(BASELINES)}")
+                raise ValueError(f"unknown baselines {wrong}; choose from {list(TABLE_BASELINES)}")
         if int(self.seeds) < 1 or int(self.jobs) < 1:
             raise ValueError(f"seeds and jobs must be at least 1, got seeds={self.seeds}, jobs={self.jobs}")
         if self.seed_ids is not None:
@@ -148,42 +100,20 @@ class QualityConfig:
         if not (self.every_label or self.label_scarce):
             raise ValueError("every_label=False leaves only the label-scarce rows; set label_scarce=True too")
 
+    @property
+    def titles(self) -> list[str]:
+        """The table's names of the learners that run."""
+        return [create_learner(e).title for e in self.encoders]
+
     def runs_baseline(self, name: str) -> bool:
-        """Whether baseline feature set `name` (a key of `BASELINES`) runs."""
+        """Whether the baseline called `name` in the table runs."""
         return self.baselines is True or (not isinstance(self.baselines, bool) and name in self.baselines)
 
 
-def overridden(encoder: Encoder, override: Override, name: str | None = None) -> Encoder:
-    """A copy of `encoder` with `override`'s changes (named `name`, default its own)."""
-    rep = copy.deepcopy(encoder.config)
-    rep.encoder = replace(rep.encoder, **override.encoder)
-    rep.loss, rep.train = replace(rep.loss, **override.loss), replace(rep.train, **override.train)
-    return Encoder(name or encoder.name, rep, epochs=encoder.epochs * override.epochs, evaluations=encoder.evaluations)
-
-
-def encoders_of(experiment: Experiment, names, *, smoke: bool = False) -> list[Encoder]:
-    """The encoders `names` (table names), as `experiment` runs them (`smoke`: tiny, one epoch)."""
-    out = []
-    for name in names:
-        variant = ENCODER_VARIANTS[name]
-        run = experiment.variant(variant) if variant is not None else experiment
-        rep = copy.deepcopy(run.representation)
-        encoder = Encoder(name, rep, epochs=run.iterations * rep.train.epochs_per_step, evaluations=run.iterations)
-        if name in ENCODER_OVERRIDES:
-            if rep.encoder.name != "neuron_set":
-                raise ValueError(f"encoder {name!r} changes the neuron_set learner, but experiment "
-                                 f"{experiment.name!r} learns with {rep.encoder.name!r}")
-            encoder = overridden(encoder, ENCODER_OVERRIDES[name])
-            rep = encoder.config
-        if smoke:
-            rep.train = replace(rep.train, batch_size=16)
-            if rep.encoder.name == "neuron_set":
-                rep.encoder = replace(rep.encoder, width=16)
-            else:
-                rep.encoder = replace(rep.encoder, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8)
-            encoder = Encoder(name, rep, epochs=1, evaluations=1)
-        out.append(encoder)
-    return out
+def learner_experiment(experiment: Experiment, name: str, *, seed: int, smoke: bool = False) -> Experiment:
+    """`experiment` as `weightspace run --learner NAME --seed SEED` (``--smoke``) runs it."""
+    run = replace(experiment.variant(name), seed=seed)
+    return replace(run, smoke_test=True, zoo_epochs=None) if smoke else run
 
 
 def load_preset_zoo(name: str, datasets: str | os.PathLike, *, smoke: bool = False, progress: bool = True) -> Zoo:
@@ -197,9 +127,24 @@ def load_preset_zoo(name: str, datasets: str | os.PathLike, *, smoke: bool = Fal
     return generate(spec, path, progress=progress and not smoke, data_root=datasets)
 
 
-def zoo_data(zoo: Zoo, epochs: tuple[int, ...] | None) -> dict[str, ZooDataset]:
-    """The zoo's train, val and test splits at `epochs` (None: every checkpoint)."""
-    return {s: ZooDataset(zoo, s, epochs=epochs) for s in ("train", "val", "test")}
+@dataclass
+class Rows:
+    """The zoo's rows the table probes: the experiment's checkpoints, usable rows only, with their split."""
+
+    zoo: Zoo  # the selected rows as a zoo (its weights in memory)
+    splits: np.ndarray  # (S,) "train" / "val" / "test"
+
+    @classmethod
+    def of(cls, zoo: Zoo, experiment: Experiment) -> "Rows":
+        selected = select_epochs(zoo, experiment.zoo_epochs)
+        keep = usable_rows(selected.samples, selected.weights)
+        rows = Zoo(np.asarray(selected.weights[keep]), selected.samples.loc[keep].reset_index(drop=True),
+                   zoo.layout, zoo.info, zoo.path)
+        split = experiment_split(experiment, zoo)
+        return cls(rows, split.column(rows.samples["model_id"].to_numpy()))
+
+    def targets(self, targets) -> list:
+        return [t for t in derive_targets(self.zoo.samples, targets, self.zoo.hyperparameters) if not t.note]
 
 
 def _scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -208,167 +153,124 @@ def _scores(table: pd.DataFrame) -> pd.DataFrame:
     return table[["feature_set", "probe", "target", "metric", "split", "value", "note"]]
 
 
-def _samples(data: dict[str, ZooDataset]) -> pd.DataFrame:
-    return pd.concat([d.properties for d in data.values()], ignore_index=True)
+def baseline_config(experiment: Experiment, config: QualityConfig) -> BaselineConfig:
+    """The baselines as the experiment computes them, B_probe with boosted trees, on the quality run's devices."""
+    data = experiment.representation.data
+    return BaselineConfig(split_seed=data.seed, fractions=data.fractions, targets=experiment.targets,
+                          outputs=OutputsConfig(trees=True, device=config.outputs_device, data_root=config.data_root))
 
 
-def _selection(zoo: Zoo, data: dict[str, ZooDataset]) -> Zoo:
-    """The rows of `data` (in its order) as a zoo of their own, so B_probe runs only the models probed."""
-    samples = _samples(data)
-    weights = np.concatenate([d.weights.numpy() for d in data.values()])
-    return Zoo(weights, samples.drop(columns=["row", "split"]), zoo.layout, zoo.info, zoo.path)
+def _wanted(config: QualityConfig) -> list[str]:
+    return [b.key for b in BASELINES if config.runs_baseline(b.table)]
 
 
-def baseline_features(zoo: Zoo, data: dict[str, ZooDataset], config: QualityConfig) -> dict[str, object]:
-    """Baseline name -> an unfitted feature extractor, a precomputed array, or an `Unavailable` saying why."""
-    layout = data["train"].layout
-    features = {"B_W": RawWeights(), "B_s": LayerStatistics(layout)}
-    for name, hinged in ((CODE, True), (_CODE_TREES, False)):
-        features[name] = InvariantCode(layout, hinged=hinged) if len(layout.layers) > 1 else Unavailable(
-            "the invariant statistics code summarises hidden layers, and this zoo's networks have a single layer")
-    selected = _selection(zoo, data)
-    for variant, name in OUTPUTS.items():
-        if not config.runs_baseline(name):
-            continue  # running the zoo's networks costs minutes on a large zoo
-        try:
-            features[name] = zoo_model_outputs(selected, variant, data_root=config.data_root,
-                                               device=config.outputs_device)
-        except ProbeUnavailable as err:
-            features[name] = Unavailable(f"{VARIANTS[variant]}: not available: {err}")
-    if data["train"].hyperparameters:
-        features["hyperparameters"] = Hyperparameters(data["train"].hyperparameters)
-    return features
+def baselines(rows: Rows, experiment: Experiment, config: QualityConfig) -> pd.DataFrame:
+    """Every-label scores on train, val and test of the baselines, under their table names."""
+    split = experiment_split(experiment, rows.zoo)
+    table = baseline_table(rows.zoo, baseline_config(experiment, config), split, names=_wanted(config))
+    return _scores(table.assign(feature_set=table.feature_set.map(lambda k: BY_KEY[k].table)))
 
 
-def baselines(features: dict[str, object], data: dict[str, ZooDataset], targets,
-              names: Sequence[str] = tuple(BASELINES)) -> pd.DataFrame:
-    """The probe scores on train, val and test of the baselines `names` (notes say why a row is NaN)."""
-    pairs = [(_CODE_TREES if (name, probe) == (CODE, "gbt") else name, probe)
-             for name in names for probe in BASELINES[name] if name in features]
-    samples = _samples(data)
-    weights = np.concatenate([d.weights.numpy() for d in data.values()])
-    table = evaluate(weights, samples, feature_sets=features, probes=["linear", "gbt"], targets=targets,
-                     pairs=pairs, splits=samples["split"].to_numpy(), hyperparameters=data["train"].hyperparameters)
-    return _scores(table.replace({"feature_set": {_CODE_TREES: CODE}}))
-
-
-def scarce_baselines(features: dict[str, object], data: dict[str, ZooDataset], targets,
-                     config: LabelScarceConfig, names: Sequence[str] = tuple(BASELINES)) -> pd.DataFrame:
-    """Label-scarce scores of B_s and the code (linear, boosted trees) and B_probe data-free (linear), of
-    the probes that `config` names, among the baselines `names`."""
-    weights = np.concatenate([d.weights.numpy() for d in data.values()])
-    train = data["train"].weights.numpy()
+def scarce_baselines(rows: Rows, experiment: Experiment, config: QualityConfig) -> pd.DataFrame:
+    """Label-scarce scores of the baselines that declare label-scarce probes (`Baseline.scarce`)."""
+    settings = baseline_config(experiment, config)
+    train = rows.zoo.weights[rows.splits == "train"]
     parts, notes = [], []
-    for name, key, wanted in (("B_s", "B_s", ("linear", "gbt")), (CODE, CODE, ("linear",)),
-                              (CODE, _CODE_TREES, ("gbt",)), (OUTPUTS["free"], OUTPUTS["free"], ("linear",))):
-        probes = tuple(p for p in wanted if p in config.probes)
-        if not probes or name not in names:
+    for baseline in BASELINES:
+        probes = tuple(p for p in baseline.scarce if p in config.scarce.probes)
+        if not probes or baseline.key not in _wanted(config):
             continue
-        extractor = features[key]
+        extractor = baseline.features(rows.zoo, settings)
         if isinstance(extractor, Unavailable):
-            notes.append((name, probes, extractor.reason))
+            notes.append((baseline.table, probes, extractor.reason))
             continue
-        X = extractor if isinstance(extractor, np.ndarray) else extractor.fit(train).transform(weights)
-        parts.append(label_scarce(data, {name: X}, targets, replace(config, probes=probes)))
+        X = extractor if isinstance(extractor, np.ndarray) else extractor.fit(train).transform(rows.zoo.weights)
+        parts.append(label_scarce(rows, {baseline.table: X}, experiment.targets, replace(config.scarce, probes=probes)))
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RAW_COLUMNS)
     filler = [{"feature_set": name, "probe": probe, "target": t.name, "split": "test",
                "metric": "accuracy" if t.task == CLASSIFICATION else "r2",
                "k": str(k), "draw": 0, "value": np.nan, "note": reason}
-              for name, probes, reason in notes for probe in probes for t in _targets(data, targets) for k in config.ks]
+              for name, probes, reason in notes for probe in probes for t in rows.targets(experiment.targets)
+              for k in config.scarce.ks]
     return pd.concat([table, pd.DataFrame(filler)], ignore_index=True) if filler else table
 
 
-def _targets(data: dict[str, ZooDataset], targets) -> list:
-    found = derive_targets(_samples(data), targets, data["train"].hyperparameters)
-    return [t for t in found if not t.note]
-
-
-def label_scarce(data: dict[str, ZooDataset], features: dict[str, np.ndarray], targets,
-                 config: LabelScarceConfig) -> pd.DataFrame:
-    """`label_scarce_scores` of `features` (rows aligned with `data`), as raw quality rows (split "test")."""
-    samples = _samples(data)
-    table = label_scarce_scores(features, _targets(data, targets), samples["model_id"].to_numpy(),
-                                samples["split"].to_numpy(), config)
+def label_scarce(rows: Rows, features: dict[str, np.ndarray], targets, config: LabelScarceConfig) -> pd.DataFrame:
+    """`label_scarce_scores` of `features` (aligned with `rows`), as raw quality rows (split "test")."""
+    table = label_scarce_scores(features, rows.targets(targets), rows.zoo.samples["model_id"].to_numpy(),
+                                rows.splits, config)
     return table.rename(columns={"score": "value"}).assign(split="test", note="")[
         ["feature_set", "probe", "target", "metric", "split", "k", "draw", "value", "note"]]
 
 
 @dataclass
 class Trained:
-    """One training seed of one encoder."""
+    """One training seed of one learner, its embeddings of the table's rows."""
 
     control: np.ndarray  # (S, L) embedding at random initialisation
     chosen: np.ndarray  # (S, L) embedding of the state chosen on validation (the control when `evaluation` is 0)
     evaluation: int  # which state was chosen: 0 the random init, i the i-th evaluation during training
     minutes: float  # training time
-    model: torch.nn.Module | None = None  # the encoder at the end of training
-    chosen_state: dict | None = None  # the chosen evaluation's state_dict (None when the random init was chosen)
+    model: torch.nn.Module  # the encoder in its chosen state
 
 
-def train_encoder(encoder: Encoder, data: dict[str, ZooDataset], seed: int, targets, device: str = "cpu") -> Trained:
-    """Train `encoder` with `seed`, choosing on validation among its random init and its evaluations."""
-    config = copy.deepcopy(encoder.config)
-    config.train = replace(config.train, seed=seed, device=device)
-    learner = Learner(config, data["train"].layout)
-    learner.model.fit_input_scale(data["train"].weights)  # the control sees what training will fit
-    every = torch.cat([d.weights for d in data.values()])
-
-    def scored() -> tuple[np.ndarray, float]:  # one forward pass serves the selection probes and the row
-        z = embed(learner.model, every).numpy()
-        return z, selection_scores(z, data, targets).get(SELECT_METRIC, -np.inf)
-
-    control, best_score = scored()
-    best, chosen, seconds, state = control, 0, 0.0, None
-    per_eval = max(1, encoder.epochs // encoder.evaluations)
-    for i in range(encoder.evaluations):
-        start = time.perf_counter()
-        fit(config, data["train"], learner=learner, epochs=per_eval, evaluate_every=0, progress=False)
-        seconds += time.perf_counter() - start
-        z, score = scored()
-        if score > best_score:
-            best, best_score, chosen = z, score, i + 1
-            state = copy.deepcopy(learner.model.state_dict())
-    return Trained(control, best, chosen, seconds / 60, learner.model, state)
+def train_learner(run: Experiment, zoo: Zoo, rows: Rows, device: str = "cpu") -> Trained:
+    """Train `run`'s learner as `weightspace run` trains it (in this process), and embed `rows` with its random
+    init and its chosen state."""
+    spec = run.spec
+    config = resolved_config(run, zoo, device=device)
+    trained = train_in_process(config, zoo, experiment_split(run, zoo), iterations=spec.iterations,
+                               targets=run.targets, select=run.select)
+    batch = config.train.eval_batch_size
+    control = embed(control_model(trained), rows.zoo.weights, batch_size=batch).numpy()
+    chosen = embed(trained.learner.model, rows.zoo.weights, batch_size=batch).numpy()
+    return Trained(control, chosen, trained.chosen, trained.minutes, trained.learner.model)
 
 
-def embedding_scores(name: str, z: np.ndarray, data: dict[str, ZooDataset], targets, probes=("linear",)) -> pd.DataFrame:
-    samples = _samples(data)
-    table = evaluate(z, samples, feature_sets={name: z}, probes=list(probes), targets=targets,
-                     splits=samples["split"].to_numpy(), hyperparameters=data["train"].hyperparameters)
-    return _scores(table)
+def embedding_scores(name: str, z: np.ndarray, rows: Rows, targets, probes=("linear",)) -> pd.DataFrame:
+    """The probes' scores of embedding `z` of `rows`, as `weightspace run`'s final probes score it."""
+    table = probe_embedding(z, rows.zoo.samples, rows.splits, targets=targets,
+                            hyperparameters=rows.zoo.hyperparameters, probes=probes)
+    return _scores(table.assign(feature_set=name))
 
 
-def encoder_rows(encoder: Encoder, seed: int, data: dict[str, ZooDataset], targets, config: QualityConfig,
+def encoder_rows(experiment: Experiment, name: str, seed: int, zoo: Zoo, rows: Rows, config: QualityConfig,
                  log: Log | None = None) -> pd.DataFrame:
-    """One training seed of one encoder: its control rows (random init) and its chosen rows."""
-    run = train_encoder(encoder, data, seed, targets, config.device)
+    """One training seed of one learner: its control rows (random init) and its chosen rows."""
+    run = learner_experiment(experiment, name, seed=seed, smoke=config.smoke)
+    title = create_learner(name).title
+    trained = train_learner(run, zoo, rows, config.device)
     if log:
-        log(f"{encoder.name}, seed {seed}: {run.minutes:.1f} min, chose "
-            + ("the random init" if run.evaluation == 0 else f"evaluation {run.evaluation}"))
-    trees = config.encoder_trees and encoder.config.encoder.name == "neuron_set"
+        log(f"{title}, seed {seed}: {trained.minutes:.1f} min, chose "
+            + ("the random init" if trained.evaluation == 0 else f"evaluation {trained.evaluation}"))
+    trees = config.encoder_trees and run.representation.encoder.name == "neuron_set"
     probes = ("linear", "gbt") if trees else ("linear",)
-    control_name = encoder.name + INIT
-    rows = []
+    control_name = title + INIT
+    parts = []
     if config.every_label:
-        rows += [embedding_scores(control_name, run.control, data, targets).assign(minutes=0.0),
-                 embedding_scores(encoder.name, run.chosen, data, targets, probes).assign(minutes=run.minutes,
-                                                                                          chosen=run.evaluation)]
+        parts += [embedding_scores(control_name, trained.control, rows, run.targets).assign(minutes=0.0),
+                  embedding_scores(title, trained.chosen, rows, run.targets, probes).assign(
+                      minutes=trained.minutes, chosen=trained.evaluation)]
     if config.label_scarce:
-        scarce = label_scarce(data, {control_name: run.control, encoder.name: run.chosen}, targets,
+        scarce = label_scarce(rows, {control_name: trained.control, title: trained.chosen}, run.targets,
                               replace(config.scarce, probes=("linear",)))
-        scarce.loc[scarce.feature_set == encoder.name, "chosen"] = run.evaluation
-        rows.append(scarce.assign(minutes=np.where(scarce.feature_set == encoder.name, run.minutes, 0.0)))
-    return pd.concat(rows, ignore_index=True).assign(seed=seed, encoder=encoder.name)
+        scarce.loc[scarce.feature_set == title, "chosen"] = trained.evaluation
+        parts.append(scarce.assign(minutes=np.where(scarce.feature_set == title, trained.minutes, 0.0)))
+    return pd.concat(parts, ignore_index=True).assign(seed=seed, encoder=title)
 
 
-def _job(path: str, epochs, targets, encoder: Encoder, seed: int, config: QualityConfig, threads: int) -> pd.DataFrame:
+def _job(path: str, experiment: Experiment, name: str, seed: int, config: QualityConfig,
+         threads: int) -> pd.DataFrame:
     """`encoder_rows` in a worker process: the zoo is opened there (memory-mapped; no arrays travel)."""
-    from threadpoolctl import threadpool_limits
-
     torch.set_num_threads(threads)
     warnings.simplefilter("ignore", ProbeWarning)
     with threadpool_limits(threads):
-        return encoder_rows(encoder, seed, zoo_data(Zoo.load(path), epochs), targets, config)
+        zoo = Zoo.load(path)
+        return encoder_rows(experiment, name, seed, zoo, Rows.of(zoo, _smoke(experiment, config)), config)
+
+
+def _smoke(experiment: Experiment, config: QualityConfig) -> Experiment:
+    return replace(experiment, zoo_epochs=None) if config.smoke else experiment
 
 
 def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name: str | None = None,
@@ -377,7 +279,7 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
     then each encoder x seed.
 
     Args:
-        experiment: gives the encoders (its learner and its "2021" variant), checkpoints and targets.
+        experiment: the zoo's experiment: checkpoints, targets, split and its folder's learner options.
         name: the zoo's name in the table (default: ``zoo.name``).
         done: called with each finished part's rows (baselines, each encoder x seed) as soon as it is done,
             e.g. to append them to a file that a run cut short keeps.
@@ -389,11 +291,7 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
     if config.jobs > 1 and zoo.path is None:
         raise ValueError("jobs > 1 reopens the zoo in each process; save the zoo to a folder first or use jobs=1")
     name = name or zoo.name
-    epochs = None if config.smoke else experiment.zoo_epochs
-    targets = None if experiment.targets is None else list(experiment.targets)
-    encoders = encoders_of(experiment, config.encoders, smoke=config.smoke)
-    for encoder in encoders:  # a function-space target runs the zoo's networks: only zoo.json is read
-        encoder.config.encoder = with_zoo_architecture(encoder.config.encoder, zoo)
+    experiment = _smoke(experiment, config)
 
     def finished(rows: pd.DataFrame) -> pd.DataFrame:
         rows = rows.assign(zoo=name).reindex(columns=RAW_COLUMNS)
@@ -403,25 +301,24 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ProbeWarning)
-        data = zoo_data(zoo, epochs)
-        rows = []
+        rows = Rows.of(zoo, experiment)
+        out = []
         if config.baselines:
-            names = [b for b in BASELINES if config.runs_baseline(b)]
-            features = baseline_features(zoo, data, config)
-            parts = [baselines(features, data, targets, names)] if config.every_label else []
+            parts = [baselines(rows, experiment, config)] if config.every_label else []
             if config.label_scarce:
-                parts.append(scarce_baselines(features, data, targets, config.scarce, names))
-            rows.append(finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines")))
+                parts.append(scarce_baselines(rows, experiment, config))
+            out.append(finished(pd.concat(parts, ignore_index=True).assign(seed=0, minutes=0.0, encoder="baselines")))
             if log:
                 log("baselines done")
         seeds = range(config.seeds) if config.seed_ids is None else config.seed_ids
-        work = [(encoder, seed) for encoder in encoders for seed in seeds]
+        work = [(learner, seed) for learner in config.encoders for seed in seeds]
         if config.jobs <= 1:
-            rows += [finished(encoder_rows(e, seed, data, targets, config, log)) for e, seed in work]
+            out += [finished(encoder_rows(experiment, learner, seed, zoo, rows, config, log))
+                    for learner, seed in work]
         else:
             threads = config.threads or max(1, (os.cpu_count() or 1) // config.jobs)
             with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_job, str(zoo.path), epochs, targets, e, seed, config, threads)
-                           for e, seed in work]
-                rows += [finished(f.result()) for f in as_completed(futures)]
-    return pd.concat(rows, ignore_index=True)
+                futures = [pool.submit(_job, str(zoo.path), experiment, learner, seed, config, threads)
+                           for learner, seed in work]
+                out += [finished(f.result()) for f in as_completed(futures)]
+    return pd.concat(out, ignore_index=True)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from weightspace.io.atomic import write_text
-from weightspace.pipeline.quality import ENCODER_VARIANTS
+from weightspace.pipeline.learners import create_learner, learner_schedules, list_learners
 
 KEYS = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "k"]
 COLUMNS = KEYS + ["mean", "spread", "seeds", "draws", "minutes", "init_chosen", "note", "command"]
@@ -104,7 +104,8 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
     old = old[~replaced]
     table = pd.concat([t for t in (old, part.reindex(columns=COLUMNS)) if len(t)], ignore_index=True)
     zoos = list(order) + [z for z in dict.fromkeys(table.zoo) if z not in order]
-    rank = {"baselines": -1} | {name: i for i, name in enumerate(ENCODER_VARIANTS)}
+    learners = [create_learner(n, schedule=s).title for n in list_learners() for s in learner_schedules(n)]
+    rank = {"baselines": -1} | {title: i for i, title in enumerate(dict.fromkeys(learners))}
     table = table.sort_values(["zoo", "encoder"], key=lambda c: c.map(zoos.index) if c.name == "zoo"
                               else c.map(lambda e: rank.get(e, len(rank))), kind="stable").reset_index(drop=True)
     csv_path.parent.mkdir(parents=True, exist_ok=True)

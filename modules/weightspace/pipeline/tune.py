@@ -34,11 +34,12 @@ from ray import tune
 
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit, names_test_split
+from weightspace.downstream.probing import SELECT_METRIC, probe_scores
 from weightspace.pipeline import storage
 from weightspace.pipeline.run_record import CHECKPOINT_FILE, Recorder, verify
+from weightspace.pipeline.training import TrainingSession
 from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
-from weightspace.representation.learner import EvaluateFn, Learner
-from weightspace.downstream.probing import SELECT_METRIC, probe_scores
+from weightspace.representation.learner import EvaluateFn
 from weightspace.zoo.store import Zoo
 
 
@@ -62,25 +63,13 @@ class WeightspaceTrainable(tune.Trainable):
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
         if cpus:
             torch.set_num_threads(max(1, int(cpus)))
-        self.datasets = ZooDataset.splits(self.learner_config.data, zoo, model_split=model_split)
-        if "train" not in self.datasets:
-            raise ValueError(f"the zoo at {self.learner_config.data.path} has no training samples with {self.learner_config.data}")
-        self.learner = Learner(self.learner_config, self.datasets["train"].layout)
-        self.evaluate_fn = evaluate_fn
-        self.untrained_first = untrained_first
+        datasets = ZooDataset.splits(self.learner_config.data, zoo, model_split=model_split)
+        self.session = TrainingSession(self.learner_config, datasets, evaluate_fn=evaluate_fn,
+                                       untrained_first=untrained_first)
+        self.learner = self.session.learner
 
     def step(self) -> dict[str, Any]:
-        row: dict[str, Any] = {}
-        if self.untrained_first and self.iteration == 0:  # the random-init control: no training step
-            self.learner.model.fit_input_scale(self.datasets["train"].weights)  # as training's first step does
-        else:
-            for _ in range(self.learner_config.train.epochs_per_step):
-                row = self.learner.train_epoch(self.datasets["train"])  # NonFiniteLossError fails the trial
-        row |= self.learner.evaluate(self.datasets, loss_splits=["val", "test"])
-        if self.evaluate_fn is not None:
-            row |= dict(self.evaluate_fn(self.learner.model, self.datasets))
-        row["step"] = self.learner.step
-        return row
+        return self.session.step(self.iteration)
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         self.learner.save(Path(checkpoint_dir) / CHECKPOINT_FILE)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from weightspace.downstream.baselines import BASELINES, EMBEDDING
 from weightspace.downstream.targets import PRIMARY_METRIC, REGRESSION
 
-# the main table's columns: (label, feature set, probes); of several probes the one best on validation is shown
-COLUMNS = (("B_W", "raw", ("linear",)), ("B_s", "stats", ("linear",)), ("B_s + GBT", "stats", ("gbt",)),
-           ("Code", "code", ("linear",)), ("Code + GBT", "code_stats", ("gbt",)), ("B_probe", "outputs_free", ("linear",)),
-           ("B_probe task", "outputs_task", ("linear",)), ("Hyperparameters", "hyper", ("linear", "gbt")),
-           ("Representation", "embedding", ("linear",)))
+# the main table's columns, from the baseline registry: (label, feature set, probes); of several probes the one
+# best on validation is shown; boosted trees of B_probe stay among the further feature sets
+COLUMNS = tuple(c for b in BASELINES for c in b.columns()) + (("Representation", EMBEDDING, ("linear",)),)
 # what the representation's linear probe is set against in the report's sentence: (label, feature set, probe)
-RIVALS = (("B_s", "stats", "linear"), ("B_s + boosted trees", "stats", "gbt"), ("the code", "code", "linear"),
-          ("the code + boosted trees", "code_stats", "gbt"), ("B_probe", "outputs_free", "linear"))
+RIVALS = tuple((b.prose + (" + boosted trees" if p == "gbt" and "boosted" not in b.prose else ""), b.key, p)
+               for b in BASELINES for p in b.rival)
 METRIC_LABELS = {"r2": "R²", "kendall_tau": "Kendall τ", "accuracy": "accuracy"}
 MISSING = "\u2014"
 # Rows are written by hand, not with DataFrame.to_markdown: tabulate pads every cell to its column's width,

@@ -21,9 +21,6 @@ from weightspace.cli.errors import report_error
 from weightspace.cli.options import add_run_options
 from weightspace.io.outputs import OutputError, OutputExistsError, check_apart, check_replaceable, output_lock
 from weightspace.pipeline import storage
-from weightspace.pipeline.output_folder import mark_output_dir, tune_run, write_experiment_json
-from weightspace.pipeline.progress import stage
-from weightspace.pipeline.run_record import RECORD_FILE, Recorder, owns
 from weightspace.pipeline.cluster import connect_ray
 from weightspace.pipeline.experiment import (
     Experiment,
@@ -34,6 +31,9 @@ from weightspace.pipeline.experiment import (
     find_zoo,
     train_representation,
 )
+from weightspace.pipeline.output_folder import mark_output_dir, tune_run, write_experiment_json
+from weightspace.pipeline.progress import stage
+from weightspace.pipeline.run_record import RECORD_FILE, Recorder, owns
 from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.store import Zoo
 
@@ -52,9 +52,9 @@ def parse_args(step: str, argv: list[str] | None) -> argparse.Namespace:
                         help="run on this zoo folder instead of looking one up by name in --datasets "
                              "(with --smoke-test only the learner shrinks)")
     parser.add_argument("--download", action="store_true", help="download task data (MNIST, ...) when a zoo must be generated")
-    parser.add_argument("--variant", default=None,
-                        help="run another learner of this folder instead of its default (e.g. 2021: the 2021 "
-                             "transformer); results go to <experiment name>_<variant>")
+    parser.add_argument("--variant", default=None, metavar="LEARNER",
+                        help="run another registered learner instead of the folder's (e.g. 2021: the 2021 "
+                             "transformer; `weightspace learners` lists them); results go to <experiment name>_<learner>")
     add_run_options(parser)
     return parser.parse_args(argv)
 
@@ -82,17 +82,10 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
     says otherwise, and zoos are looked up in ``<folder>/../datasets`` unless ``args.datasets`` or
     ``args.zoo`` says otherwise.
     """
-    if args.variant is not None:
-        try:
-            experiment = experiment.variant(args.variant)
-        except ValueError as err:
-            return report_error(err)
-    if args.smoke_test:
-        experiment = experiment.smoke()
-    if args.precision is not None:
-        experiment = experiment.with_precision(args.precision)
-    if getattr(args, "embedding_trees", False):
-        experiment = replace(experiment, embedding_trees=True)
+    try:
+        experiment = configured(experiment, args)
+    except ValueError as err:  # an unknown learner, schedule or option: the message lists the valid ones
+        return report_error(err)
     verbose = getattr(args, "verbose", False)
     out = (args.output_dir or folder / experiment.name).resolve()
     datasets = (args.datasets or (folder or out).parent / "datasets").resolve()
@@ -124,7 +117,7 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
             with Timer() as t, stage("baselines"):
                 table = compute_baselines(experiment, zoo, out, model_split=split)
             timings["baselines_s"] = round(t.seconds, 1)
-            from weightspace.downstream.evaluate import format_table
+            from weightspace.downstream.baselines import format_table
 
             print(format_table(table))
         if step == "representation":
@@ -136,7 +129,8 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
                                      verbose=1 if verbose else 0, model_split=split, record=out / RECORD_FILE,
                                      progress=True)
             timings["representation_s"] = round(t.seconds, 1)
-        write_experiment_json(experiment, out, zoo=zoo, source=source, timings=timings,
+        write_experiment_json(experiment.record(), out, zoo=zoo, source=source, timings=timings,
+                              epochs=experiment.zoo_epochs,
                               tune=storage.join(*tune_run(out, args.storage)) if step == "representation" else None)
         if grid and step == "representation":
             from weightspace.pipeline.ablation import write_ablation_summary
@@ -155,6 +149,25 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
         lock.close()
     print(f"results in '{out}'")
     return 0
+
+
+def configured(experiment: Experiment, args: argparse.Namespace) -> Experiment:
+    """`experiment` as the command line asks: another learner (--variant / --learner), its schedule, seed and
+    precision, shrunk (--smoke-test), the embedding also probed with boosted trees.
+
+    Raises:
+        ValueError: an unknown learner or schedule (the message lists the valid ones).
+    """
+    if args.variant is not None:
+        experiment = experiment.variant(args.variant)
+    changes = {"schedule": getattr(args, "schedule", None), "seed": getattr(args, "seed", None),
+               "precision": args.precision}
+    experiment = replace(experiment, **{k: v for k, v in changes.items() if v is not None})
+    if args.smoke_test:
+        experiment = experiment.smoke()
+    if getattr(args, "embedding_trees", False):
+        experiment = replace(experiment, embedding_trees=True)
+    return experiment
 
 
 def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False,
