@@ -35,8 +35,14 @@ from weightspace.downstream.label_scarce import ALL, LabelScarceConfig
 from weightspace.errors import InputError
 from weightspace.pipeline.experiment import Experiment
 from weightspace.pipeline.learners import create_learner, list_learners
-from weightspace.pipeline.quality import (DEFAULT_ENCODERS, RAW_COLUMNS, TABLE_BASELINES,
-                                          QualityConfig, load_preset_zoo, run_quality)
+from weightspace.pipeline.quality import (
+    DEFAULT_ENCODERS,
+    RAW_COLUMNS,
+    TABLE_BASELINES,
+    QualityConfig,
+    load_preset_zoo,
+    run_quality,
+)
 from weightspace.pipeline.quality_table import summarize, write_table
 from weightspace.zoo.devices import resolve_device
 

@@ -16,8 +16,16 @@ from weightspace.downstream.label_scarce import LabelScarceConfig
 from weightspace.downstream.model_outputs import Unavailable
 from weightspace.pipeline import quality
 from weightspace.pipeline.experiment import zoo_experiment
-from weightspace.pipeline.quality_table import (COLUMN_DOCS, COLUMNS, goal_lines, goal_rows, markdown, read_table,
-                                                summarize, write_table)
+from weightspace.pipeline.quality_table import (
+    COLUMN_DOCS,
+    COLUMNS,
+    goal_lines,
+    goal_rows,
+    markdown,
+    read_table,
+    summarize,
+    write_table,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "representation_quality.csv"
 TEXT = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "command"]

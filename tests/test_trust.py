@@ -93,8 +93,8 @@ def test_resume_refuses_a_tuner_pkl_planted_in_shared_storage(zoo_b, tmp_path, c
 
 
 def test_verify_names_a_planted_or_replaced_file_and_accepts_what_the_record_holds(tmp_path):
-    from weightspace.pipeline.run_record import Recorder, UntrustedRunError, verify
     from weightspace.pipeline import storage
+    from weightspace.pipeline.run_record import Recorder, UntrustedRunError, verify
 
     run = tmp_path / "out" / "tune"
     recorder = Recorder.start(tmp_path / "out" / "tune_record.json", str(run))
@@ -126,8 +126,8 @@ def test_verify_names_a_planted_or_replaced_file_and_accepts_what_the_record_hol
 
 
 def test_the_record_keeps_the_last_digests_of_a_file_and_moves_with_its_output_folder(tmp_path):
-    from weightspace.pipeline.run_record import Recorder, verify
     from weightspace.pipeline import storage
+    from weightspace.pipeline.run_record import Recorder, verify
 
     run = tmp_path / "out" / "tune"
     run.mkdir(parents=True)
@@ -412,9 +412,9 @@ def test_run_refuses_a_train_split_smaller_than_a_batch_and_nan_weights_in_one_l
 def test_overwrite_unmarks_the_finished_run_first_so_an_interrupted_rerun_never_reads_as_finished(tmp_path):
     import argparse
 
+    from weightspace.cli.experiment_run import _refuse_overwrite
     from weightspace.io.atomic import write_json
     from weightspace.io.outputs import OutputExistsError
-    from weightspace.cli.experiment_run import _refuse_overwrite
     from weightspace.pipeline.output_folder import mark_output_dir
 
     out = tmp_path / "res"

@@ -8,14 +8,35 @@ training; ``run_baselines`` runs the standard baseline suite and writes
 ``baseline_performance.json`` in the 2021 shape.
 """
 
-from weightspace.downstream.baselines import (BASELINES, Baseline, BaselineConfig, format_table, json_key,
-                                              list_baselines, run_baselines, write_baseline_json)
+from weightspace.downstream.baselines import (
+    BASELINES,
+    Baseline,
+    BaselineConfig,
+    format_table,
+    json_key,
+    list_baselines,
+    run_baselines,
+    write_baseline_json,
+)
 from weightspace.downstream.evaluate import ProbeWarning, evaluate, results_dict, write_results_json
-from weightspace.downstream.features import (Embedding, Hyperparameters, KernelPCAFeatures, LayerStatistics,
-                                             RawWeights, UMAPFeatures)
+from weightspace.downstream.features import (
+    Embedding,
+    Hyperparameters,
+    KernelPCAFeatures,
+    LayerStatistics,
+    RawWeights,
+    UMAPFeatures,
+)
+from weightspace.downstream.probes import (
+    BoostedTreesClassifierProbe,
+    BoostedTreesRegressorProbe,
+    LogisticProbe,
+    ProbeConfig,
+    RidgeClassifierProbe,
+    RidgeProbe,
+    make_probe,
+)
 from weightspace.downstream.probing import SELECT_METRIC, probe_scores
-from weightspace.downstream.probes import (BoostedTreesClassifierProbe, BoostedTreesRegressorProbe, LogisticProbe,
-                                           ProbeConfig, RidgeClassifierProbe, RidgeProbe, make_probe)
 from weightspace.downstream.targets import Target, derive_targets, score
 
 __all__ = [
