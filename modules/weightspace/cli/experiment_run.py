@@ -16,6 +16,7 @@ import sys
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from typing import Sequence
 
 from weightspace.cli.errors import report_error
 from weightspace.cli.options import add_run_options
@@ -87,7 +88,11 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
     except ValueError as err:  # an unknown learner, schedule or option: the message lists the valid ones
         return report_error(err)
     verbose = getattr(args, "verbose", False)
-    out = (args.output_dir or folder / experiment.name).resolve()
+    if args.output_dir:
+        out = args.output_dir.resolve()
+    else:
+        assert folder is not None, "results go to args.output_dir or under `folder`: give one"
+        out = (folder / experiment.name).resolve()
     datasets = (args.datasets or (folder or out).parent / "datasets").resolve()
     grid = bool(experiment.search_space)  # an ablation: trials.csv and the folder's summary, no baselines or report
     lock = ExitStack()
@@ -171,7 +176,7 @@ def configured(experiment: Experiment, args: argparse.Namespace) -> Experiment:
 
 
 def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False,
-                      reads: list[tuple[str, Path | None]] = ()) -> None:
+                      reads: Sequence[tuple[str, Path | None]] = ()) -> None:
     """Refuse, before anything is written, what the run must not write into or delete (see docs/outputs_and_trust.md).
 
     The output folder must be missing, empty or an experiment folder holding only what weightspace wrote.

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import tabulate  # noqa: F401 - DataFrame.to_markdown (format_table) imports it lazily; a missing one fails at import
+from sklearn.base import TransformerMixin
 
 from weightspace.data.splits import DEFAULT_FRACTIONS, ModelSplit
 from weightspace.downstream.evaluate import evaluate, results_dict
@@ -90,7 +91,8 @@ class Baseline:
     short: str  # the console table's column ("B_W"; boosted trees add "+T")
     table: str  # its name in the quality table ("B_W"); two baselines may share one (linear and trees of the code)
     prose: str  # what the report's sentence calls it ("the code")
-    features: Callable[[Zoo, BaselineConfig], object]  # an unfitted extractor, an array of every row, or Unavailable
+    # an unfitted extractor, an array of every row, or Unavailable (itself a transformer)
+    features: Callable[[Zoo, BaselineConfig], TransformerMixin | np.ndarray]
     probes: tuple[str, ...] = ("linear",)  # every-label probes
     scarce: tuple[str, ...] = ()  # label-scarce probes (the quality table's k rows)
     rival: tuple[str, ...] = ()  # probes the report's sentence sets the representation against

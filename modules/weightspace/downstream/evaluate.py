@@ -44,7 +44,7 @@ class ProbeWarning(UserWarning):
 def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
              feature_sets: Mapping[str, object], probes: Sequence[str] | Mapping[str, Callable] = ("linear",),
              targets: Sequence[str] | None = None, pairs: Sequence[tuple[str, str]] | None = None,
-             splits: Sequence[str] | ModelSplit | None = None, split_seed: int = 42,
+             splits: Sequence[str] | np.ndarray | ModelSplit | None = None, split_seed: int = 42,
              fractions: Sequence[float] = DEFAULT_FRACTIONS, hyperparameters: Sequence[str] = (),
              config: ProbeConfig | None = None, out_csv: str | os.PathLike | None = None,
              out_predictions: str | os.PathLike | None = None) -> pd.DataFrame:
@@ -119,6 +119,7 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
     if out_csv is not None:
         write_csv(table, out_csv)
     if out_predictions is not None:
+        assert predictions is not None  # collected whenever out_predictions is given
         write_csv(_prediction_table(predictions, kept, np.flatnonzero(keep), target_list), out_predictions)
     return table
 

@@ -64,7 +64,7 @@ def resolve_search_space(search_space: Mapping | None, base: Mapping, _path: str
     """
     if search_space is None:
         return None
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in search_space.items():
         where = f"{_path}{key}"
         if key not in base:
@@ -139,7 +139,7 @@ def grid_axes(param_space: Mapping, _path: str = "") -> list[str]:
 
 
 def _flatten(d: Mapping, prefix: str) -> dict:
-    out = {}
+    out: dict[str, Any] = {}
     for key, value in d.items():
         if isinstance(value, dict):
             out |= _flatten(value, f"{prefix}{key}.")

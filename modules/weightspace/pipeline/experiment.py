@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -167,6 +168,8 @@ def zoo_experiment(zoo: Zoo, *, epochs: tuple[int, ...] | str | None = None) -> 
         chosen = None
     elif epochs is None:
         chosen = tuple(held[i] for i in np.linspace(0, len(held) - 1, RUN_EPOCHS).round().astype(int))
+    elif isinstance(epochs, str):
+        raise ValueError(f"epochs must be 'all', explicit epochs or None; got {epochs!r}")
     else:
         missing = sorted(set(epochs) - set(held))
         if missing:
@@ -306,12 +309,13 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
                      model_split=None if "data" in (experiment.search_space or {}) else split, record=record,
                      progress=progress, untrained_candidate=experiment.untrained_candidate)
     offset = int(experiment.untrained_candidate)  # ray's iteration 1 is then the untrained encoder
-    errors = [r for r in grid if r.error]
+    # ResultGrid iterates through __getitem__ and __len__; ray's stub has no __iter__
+    errors = [r for r in grid if r.error]  # type: ignore[attr-defined]
     if errors:
         first = str(errors[0].error).strip().splitlines()
         raise RuntimeError(f"{len(errors)} trial(s) failed, the first with: {first[-1] if first else 'no message'}; "
                            "fix the cause and rerun (--resume continues from the last checkpoint)")
-    unfinished = [r for r in grid
+    unfinished = [r for r in grid  # type: ignore[attr-defined]  # ResultGrid, as above
                   if (r.metrics or {}).get("training_iteration", 0) < experiment.iterations + offset]
     if unfinished:  # ray stops a run on Ctrl-C, saves it and returns as if it had finished
         raise RunInterrupted(f"{len(unfinished)} of {len(grid)} trial(s) stopped before iteration "
@@ -320,6 +324,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
         return summarize_trials(grid, out)
     result = grid[0]
     history = result.metrics_dataframe
+    assert history is not None  # a trial that reached its last iteration reported every one
     history["training_iteration"] -= offset  # training iterations done: 0 is the untrained encoder
     write_csv(history, out / "history.csv")
     checkpoint, iteration, selected_by = selected_checkpoint(result, experiment.select)
@@ -331,7 +336,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
                                       batch_size=config.train.eval_batch_size, trees=experiment.embedding_trees,
                                       progress=progress)
     chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else history.iloc[-1]
-    extra = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
+    extra: dict[str, Any] = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
              if k in chosen and pd.notna(chosen[k])}
     extra |= {"selected_iteration": int(chosen["training_iteration"]), "selected_by": selected_by,
               "reconstruction_kind": learner.model.reconstruction_kind,  # what the rsq_* numbers score

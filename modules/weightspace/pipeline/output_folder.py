@@ -59,9 +59,10 @@ def mark_output_dir(out: str | os.PathLike, name: str, *, run_inside: bool = Fal
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if read_manifest(out) is None:
+    manifest = read_manifest(out)
+    if manifest is None:
         write_manifest(out, [p.name for p in out.iterdir()] + (["tune"] if run_inside else []))
     elif run_inside:
-        write_manifest(out, read_manifest(out) | {"tune"})
+        write_manifest(out, manifest | {"tune"})
     if not (out / "experiment.json").exists():
         write_json(out / "experiment.json", {"format": EXPERIMENT_FORMAT, "name": name})

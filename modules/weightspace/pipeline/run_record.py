@@ -73,7 +73,9 @@ class Recorder:
         data = storage.read_json(path) if Path(path).is_file() else {}
         if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             return None
-        files = data.get("files") if isinstance(data.get("files"), dict) else {}
+        files = data.get("files")
+        if not isinstance(files, dict):
+            files = {}
         location = str(data.get("location", ""))
         if location and not storage.is_uri(location) and not Path(location).is_absolute():
             location = str(Path(path).resolve().parent / location)  # a run inside the output folder moves with it

@@ -18,11 +18,11 @@ from typing import Any, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
-import torch
 
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit
 from weightspace.downstream.probing import probe_scores
+from weightspace.representation.autoencoder import Autoencoder
 from weightspace.representation.config import LearnerConfig
 from weightspace.representation.learner import EvaluateFn, Learner
 from weightspace.zoo.store import Zoo
@@ -113,7 +113,7 @@ def train_in_process(config: LearnerConfig, zoo: Zoo, split: ModelSplit, *, iter
                         session.train_seconds / 60)
 
 
-def control_model(run: InProcessRun) -> torch.nn.Module:
+def control_model(run: InProcessRun) -> Autoencoder:
     """A copy of the run's encoder at its random initialisation (the control)."""
     model = copy.deepcopy(run.learner.model)
     model.load_state_dict(run.control)

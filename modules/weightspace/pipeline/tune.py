@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import signal
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import ray
@@ -41,6 +42,9 @@ from weightspace.pipeline.training import TrainingSession
 from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn
 from weightspace.zoo.store import Zoo
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 
 class WeightspaceTrainable(tune.Trainable):
@@ -74,7 +78,8 @@ class WeightspaceTrainable(tune.Trainable):
     def save_checkpoint(self, checkpoint_dir: str) -> None:
         self.learner.save(Path(checkpoint_dir) / CHECKPOINT_FILE)
 
-    def load_checkpoint(self, checkpoint: str | dict) -> None:
+    # ray's stub declares dict | None, but the class API passes the checkpoint directory a save_checkpoint filled
+    def load_checkpoint(self, checkpoint: str) -> None:  # type: ignore[override]
         self.learner.load(Path(checkpoint) / CHECKPOINT_FILE)
 
 
@@ -96,7 +101,7 @@ class RecordSaves(tune.Callback):
         return {"record": self.record}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(_RESTORING.get("record") or state["record"])
+        type(self).__init__(self, _RESTORING.get("record") or state["record"])
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if trials:
@@ -121,14 +126,14 @@ class TrainingProgress(tune.Callback):
 
     def __init__(self, iterations: int):
         self.iterations = iterations
-        self.bar = None
+        self.bar: tqdm | None = None  # made at the first result
         self.done: dict[str, int] = {}  # trial id -> iterations reported
 
     def __getstate__(self) -> dict:  # ray pickles callbacks with the run; a bar does not travel
         return {"iterations": self.iterations}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["iterations"])
+        type(self).__init__(self, state["iterations"])
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         from tqdm.auto import tqdm
@@ -176,7 +181,7 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
               metric: str | None = None, mode: str = "min", max_failures: int = 0,
               evaluate_fn: EvaluateFn | None = probe_scores(), model_split: ModelSplit | None = None,
               zoo: Zoo | None = None, trainable: type[WeightspaceTrainable] = WeightspaceTrainable,
-              resume: bool = True, verbose: int = 1, record: str | Path | None = None,
+              resume: bool = True, verbose: int = 1, record: str | os.PathLike | None = None,
               progress: bool = False, untrained_candidate: bool = False) -> tune.ResultGrid:
     """Run (or continue) a tune experiment of the representation learner.
 
@@ -239,6 +244,7 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
         if model_split is not None:
             raise ValueError("a search space over 'data' draws a split per trial; pass model_split=None")
     elif model_split is None:
+        assert zoo is not None  # only a search space over data.path leaves it unloaded
         model_split = ModelSplit.of_zoo(zoo, config.data.fractions, config.data.seed)
     resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial, **(trial_resources or {})}
     wrapped = tune.with_resources(tune.with_parameters(trainable, evaluate_fn=evaluate_fn, model_split=model_split,

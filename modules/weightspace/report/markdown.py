@@ -69,7 +69,9 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
     table, table_notes = _read_tables(out)
     samples, why_no_embeddings = _read_embedding_samples(out)
     name = str(meta.get("name") or out.resolve().name)
-    zoo = meta.get("zoo") if isinstance(meta.get("zoo"), dict) else {}
+    zoo = meta.get("zoo")
+    if not isinstance(zoo, dict):
+        zoo = {}
     lines = [f"# Experiment report: {name}", ""]
     source = zoo.get("source") or "source not recorded"
     shown_path = zoo.get("path") and str(zoo["path"]) not in source  # the source sentence often names it already
@@ -208,7 +210,9 @@ def _selection_line(out: Path, meta: dict) -> list[str]:
     """Which training iteration the embedding (the Representation column) comes from."""
     results = _read_json(out / "results.json")
     chosen, select = results.get("selected_iteration"), results.get("selected_by", "last")
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    config = meta.get("config")
+    if not isinstance(config, dict):
+        config = {}
     if chosen is None:
         return []
     total = config.get("iterations")

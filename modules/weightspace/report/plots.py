@@ -82,13 +82,15 @@ def training_curves(history: pd.DataFrame, targets: Sequence[tuple[str, str]],
     """
     x_name = next((c for c in ("training_iteration", "epoch") if c in history), None)
     x = _numeric(history, x_name) if x_name else np.arange(1, len(history) + 1, dtype=float)
-    panels = []  # (title, y label, [(legend, column, colour, line style)])
+    # (title, y label, [(legend, column, colour, line style)])
+    panels: list[tuple[str, str, list[tuple[str, str, str, str]]]] = []
     panels.append(("loss", "loss", [(s, f"loss_{s}", SPLIT_COLORS[s], "-") for s in SPLITS]))
     parts = []
     for part, style in (("contrast", "-"), ("recon", "--")):
         for s in SPLITS:
             col = next((c for c in (f"loss_{s}_{part}", f"loss_{part}_{s}") if c in history), None)
-            parts.append((f"{part} {s}", col, SPLIT_COLORS[s], style))
+            if col is not None:  # history has neither spelling: the line would be dropped below anyway
+                parts.append((f"{part} {s}", col, SPLIT_COLORS[s], style))
     panels.append(("loss components", "loss", parts))
     panels.append(("reconstruction", "R²", [(s, f"rsq_{s}", SPLIT_COLORS[s], "-") for s in SPLITS]))
     for target, metric in targets:
@@ -103,13 +105,13 @@ def training_curves(history: pd.DataFrame, targets: Sequence[tuple[str, str]],
     fig = Figure(figsize=(4.4 * ncols, 3.3 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (title, ylabel, lines) in zip(axes, panels):
-        shown = []
+        shown_parts = []
         for legend, col, colour, style in lines:
             y = _numeric(history, col)
             ok = np.isfinite(x) & np.isfinite(y)
-            shown.append(y[ok])
+            shown_parts.append(y[ok])
             ax.plot(x[ok], y[ok], style, color=colour, label=legend, marker="." if ok.sum() <= 30 else None)
-        shown = np.concatenate(shown)
+        shown = np.concatenate(shown_parts)
         if ylabel == "loss" and len(shown) and shown.min() > 0 and shown.max() > 10 * shown.min():
             ax.set_yscale("log")  # only where losses span more than a decade
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -11,6 +11,7 @@ times the epochs at lr 3e-3 (`function`), on the task's own inputs without label
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from weightspace.pipeline.learners.registry import LearnerSpec, register_learner
 from weightspace.representation.presets import config_neuron_set
@@ -21,10 +22,10 @@ GPU_BATCH = 1000  # a GPU takes larger batches at the same learning rate in far 
 
 def _neuron_set(name: str, title: str, schedule: str, notes: str, *, width: int, gamma: float = 0.5,
                 target: str = "statistics", epochs_factor: int = 1, lr: float | None = None,
-                **encoder) -> LearnerSpec:
+                **encoder: Any) -> LearnerSpec:
     config = config_neuron_set(width=width, gamma=gamma, target=target)
     config.encoder = replace(config.encoder, **encoder)
-    train = {"epochs_per_step": config.train.epochs_per_step * epochs_factor} | ({"lr": lr} if lr else {})
+    train: dict[str, Any] = {"epochs_per_step": config.train.epochs_per_step * epochs_factor} | ({"lr": lr} if lr else {})
     if schedule == "gpu":
         train |= {"batch_size": GPU_BATCH, "precision": "bf16"}
     config.train = replace(config.train, **train)

@@ -54,7 +54,7 @@ class LearnerSpec:
         a tiny head, batch 16, two evaluations of one epoch."""
         config = copy.deepcopy(self.config)
         fields = {f.name for f in dataclasses.fields(config.encoder)}
-        small = {k: v for k, v in SMOKE_ENCODER.items() if k in fields}
+        small: dict[str, Any] = {k: v for k, v in SMOKE_ENCODER.items() if k in fields}
         if "latent_dim" in small and "d_model" in fields:
             small["latent_dim"] = min(small["latent_dim"], small["d_model"])
         config.encoder = replace(config.encoder, **small)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from weightspace.pipeline.learners.registry import LearnerSpec, register_learner
+from weightspace.representation.encoders.transformer import TransformerConfig
 from weightspace.representation.presets import config_2021, cpu_schedule
 
 CPU_ITERATIONS = 12  # x 5 epochs = 60
@@ -22,9 +23,10 @@ CPU_ITERATIONS = 12  # x 5 epochs = 60
 @register_learner("2021", schedules=("cpu", "2021", "gpu"))
 def transformer_2021(schedule: str = "cpu", *, size: str = "tetris_seed", latent_dim: int | None = None) -> LearnerSpec:
     config, iterations = config_2021(size)
-    if latent_dim is not None:
-        config.encoder = replace(config.encoder, latent_dim=int(latent_dim))
     enc = config.encoder
+    assert isinstance(enc, TransformerConfig)  # config_2021 always builds the transformer
+    if latent_dim is not None:
+        enc = config.encoder = replace(enc, latent_dim=int(latent_dim))
     model = (f"the 2021 transformer of the {size} folder (neuron tokens + compression token, d {enc.d_model}, "
              f"{enc.n_blocks} blocks, {enc.n_heads} heads, ff {enc.d_ff}, latent {enc.latent_dim}), NT-Xent "
              f"(tau 0.1) + reconstruction at gamma {config.loss.gamma}, permutation + erasing augmentations")
