@@ -91,6 +91,7 @@ class Baseline:
     short: str  # the console table's column ("B_W"; boosted trees add "+T")
     table: str  # its name in the quality table ("B_W"); two baselines may share one (linear and trees of the code)
     prose: str  # what the report's sentence calls it ("the code")
+    about: str  # what its features are, in a few words (the console table's legend)
     # an unfitted extractor, an array of every row, or Unavailable (itself a transformer)
     features: Callable[[Zoo, BaselineConfig], TransformerMixin | np.ndarray]
     probes: tuple[str, ...] = ("linear",)  # every-label probes
@@ -137,18 +138,20 @@ def _outputs(variant: str) -> Callable[[Zoo, BaselineConfig], object]:
 # the baselines, in the report's column order; boosted trees read the code's entries before hinging (the same
 # splits, a fifth of the columns), as the separate `code_stats` feature set
 BASELINES = (
-    Baseline("raw", "B_W", "B_W", "B_W", "B_W", lambda zoo, config: RawWeights(), json="im"),
-    Baseline("stats", "B_s", "B_s", "B_s", "B_s",
+    Baseline("raw", "B_W", "B_W", "B_W", "B_W", "raw weights", lambda zoo, config: RawWeights(), json="im"),
+    Baseline("stats", "B_s", "B_s", "B_s", "B_s", "layer statistics",
              lambda zoo, config: LayerStatistics(zoo.layout, preset=config.stats_preset, biases=config.stats_biases),
              probes=("linear", "gbt"), scarce=("linear", "gbt"), rival=("linear", "gbt"), json="lq"),
-    Baseline("code", "Code", "code", "code", "the code", _code(hinged=True), scarce=("linear",), rival=("linear",)),
-    Baseline("code_stats", "Code + GBT", "code", "code", "the code", _code(hinged=False), probes=("gbt",),
+    Baseline("code", "Code", "code", "code", "the code", "invariant statistics code", _code(hinged=True), scarce=("linear",), rival=("linear",)),
+    Baseline("code_stats", "Code + GBT", "code", "code", "the code", "invariant statistics code", _code(hinged=False), probes=("gbt",),
              scarce=("gbt",), rival=("gbt",)),
-    Baseline("outputs_free", "B_probe", "probe", "B_probe (data-free)", "B_probe", _outputs("free"),
+    Baseline("outputs_free", "B_probe", "probe", "B_probe (data-free)", "B_probe", "outputs on fixed random inputs",
+             _outputs("free"),
              probes=("linear", "gbt"), scarce=("linear",), rival=("linear",), optional_trees=True),
     Baseline("outputs_task", "B_probe task", "probe_task", "B_probe (task inputs)", "B_probe on task inputs",
-             _outputs("task"), probes=("linear", "gbt"), optional_trees=True),
-    Baseline("hyper", "Hyperparameters", "hyper", "hyperparameters", "the hyperparameters", _hyperparameters,
+             "outputs on task inputs", _outputs("task"), probes=("linear", "gbt"), optional_trees=True),
+    Baseline("hyper", "Hyperparameters", "hyper", "hyperparameters", "the hyperparameters", "hyperparameters",
+             _hyperparameters,
              probes=("linear", "gbt"), best_of_probes=True),
 )
 BY_KEY = {b.key: b for b in BASELINES}
@@ -312,5 +315,8 @@ def format_table(table: pd.DataFrame, split: str = "test") -> str:
     grid = part.pivot_table(index="row", columns="column", values="value", aggfunc="first", dropna=False, sort=False)
     grid = grid.reindex(columns=order).rename_axis(index="target")
     cells = grid.astype(object).where(grid.notna(), None)  # None: tabulate writes `missingval`, NaN it writes "nan"
-    legend = ", ".join(f"{b.short} {b.title}" for b in BASELINES if b.short != b.title) + "; +T boosted trees"
+    shown = set(part["feature_set"])
+    about = dict.fromkeys(f"{b.short} {b.about}" for b in BASELINES if b.key in shown)
+    legend = ", ".join([*about, f"{EMBEDDING_SHORT} the representation"] if EMBEDDING in shown else about)
+    legend += "; +T boosted trees"
     return f"{split} split ({legend})\n" + cells.to_markdown(floatfmt=".3f", missingval="-")
