@@ -29,28 +29,36 @@ import argparse
 import warnings
 from pathlib import Path
 
-import pandas as pd
 import torch
-from random_init_probes import code_inputs, print_summary, random_init_encoders, score_variant
-from representation_quality import ROOT, zoo_data  # bench/, put on sys.path by random_init_probes
+from random_init_probes import (
+    ROOT,
+    code_inputs,
+    print_summary,
+    random_init_encoders,
+    row_weights,
+    score_variant,
+    zoo_rows,
+)
 from sklearn.ensemble import RandomTreesEmbedding
 
 from weightspace.downstream.evaluate import ProbeWarning
-from weightspace.downstream.targets import REGRESSION, derive_targets
+from weightspace.downstream.targets import REGRESSION
 
 VARIANTS = ("none", "statistics", "hinges of statistics", "default", "3 knots", "9 knots", "random features",
             "random features of statistics", "products of statistics", "random trees")
 
 
-def hinges(v: torch.Tensor, train: int, knots: int) -> torch.Tensor:
-    """relu(v - knot) at `knots` quantiles of the first `train` rows of ``(S, F)``, -> ``(S, knots * F)``."""
+def hinges(v: torch.Tensor, train: torch.Tensor, knots: int) -> torch.Tensor:
+    """relu(v - knot) at `knots` quantiles of the training rows (`train`, a bool mask) of ``(S, F)``,
+    -> ``(S, knots * F)``."""
     levels = torch.arange(1, knots + 1, dtype=torch.float64) / (knots + 1)
-    at = torch.quantile(v[:train].double(), levels, dim=0).float()
+    at = torch.quantile(v[train].double(), levels, dim=0).float()
     return torch.relu(v.unsqueeze(1) - at).flatten(1)
 
 
-def features(variant: str, learned, stats, pooled, train: int, seed: int) -> torch.Tensor:
-    """The embedding of `variant` from the learned features, standardised statistics and pooled tokens."""
+def features(variant: str, learned, stats, pooled, train: torch.Tensor, seed: int) -> torch.Tensor:
+    """The embedding of `variant` from the learned features, standardised statistics and pooled tokens (`train`:
+    the training rows, a bool mask)."""
     default = [learned, stats, hinges(torch.cat([stats, pooled], 1), train, 5)]
     gen = torch.Generator().manual_seed(1000 + seed)
     if variant == "none":
@@ -62,7 +70,7 @@ def features(variant: str, learned, stats, pooled, train: int, seed: int) -> tor
     elif variant in ("3 knots", "9 knots"):
         parts = [learned, stats, hinges(torch.cat([stats, pooled], 1), train, int(variant[0]))]
     elif variant == "random features":
-        standard = (learned - learned[:train].mean(0)) / learned[:train].std(0).clamp_min(1e-6)
+        standard = (learned - learned[train].mean(0)) / learned[train].std(0).clamp_min(1e-6)
         w = torch.randn(standard.shape[1], 4096, generator=gen) / standard.shape[1] ** 0.5
         parts = [learned, torch.tanh(standard @ w + 0.3 * torch.randn(4096, generator=gen))]
     elif variant == "random features of statistics":
@@ -73,7 +81,7 @@ def features(variant: str, learned, stats, pooled, train: int, seed: int) -> tor
         i, j = torch.triu_indices(c.shape[1], c.shape[1])
         parts = [*default, c[:, i] * c[:, j]]
     elif variant == "random trees":
-        trees = RandomTreesEmbedding(n_estimators=500, max_depth=8, random_state=seed).fit(stats[:train].numpy())
+        trees = RandomTreesEmbedding(n_estimators=500, max_depth=8, random_state=seed).fit(stats[train].numpy())
         parts = [*default, torch.as_tensor(trees.transform(stats.numpy()).toarray(), dtype=torch.float32)]
     else:
         parts = default
@@ -89,21 +97,20 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore", ProbeWarning)
 
-    data, targets = zoo_data(args.zoo, args.datasets, smoke=False)
-    samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
-    targets = [t.name for t in derive_targets(samples, targets, data["train"].hyperparameters)
-               if t.task == REGRESSION and not t.note]
-    every = torch.cat([d.weights for d in data.values()])
-    train = len(data["train"].weights)
+    experiment, zoo, probed = zoo_rows(args.zoo, args.datasets)
+    targets = [t.name for t in probed.targets(experiment.targets) if t.task == REGRESSION]
+    every = row_weights(probed)
+    train = torch.from_numpy(probed.splits == "train")
     rows = []
-    for seed, model in random_init_encoders(args.zoo, data, args.seeds):
+    for seed, model in random_init_encoders(experiment, zoo, probed, args.seeds):
         with torch.no_grad():
             batches = [every[i:i + 500] for i in range(0, len(every), 500)]
             learned = torch.cat([model.learned(x) for x in batches])
             hinged = torch.cat([code_inputs(model, x) for x in batches])
         stats, pooled = hinged[:, :model.num_targets], hinged[:, model.num_targets:]
         for name in args.variants:
-            score_variant(name, features(name, learned, stats, pooled, train, seed).numpy(), seed, data, targets, rows)
+            score_variant(name, features(name, learned, stats, pooled, train, seed).numpy(), seed, probed, targets,
+                          rows)
     print_summary(rows, args.variants, f"{args.zoo}: validation R² of the continuous targets, mean over "
                                        f"{args.seeds} random initialisation(s)")
 

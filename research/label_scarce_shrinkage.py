@@ -14,7 +14,8 @@ feature nearly constant among them by a tiny spread. This probe runs the label-s
 - ``clipped``: the default grid, each scored row clipped to the range of the labelled rows' features
   (`LabelScarceConfig.clip`, the protocol now).
 
-Features: B_s, the code, and one training seed of an encoder row (default "neuron_set, function objective").
+Features: B_s, the code, and one training seed of a registered learner (default ``function``, the quality
+table's "neuron_set, function objective"), trained as the quality table trains it.
 Every score is on the validation split (the probes fit on the drawn training models, the protocol's
 cross-validation among them chooses alpha); the test split is not read.
 
@@ -44,8 +45,8 @@ from weightspace.downstream.features import InvariantCode  # noqa: E402
 from weightspace.downstream.label_scarce import LabelScarceConfig, label_scarce_scores  # noqa: E402
 from weightspace.downstream.probes import DEFAULT_ALPHAS, ProbeConfig  # noqa: E402
 from weightspace.downstream.targets import derive_targets  # noqa: E402
-from weightspace.pipeline.quality import ENCODER_VARIANTS, encoders_of, load_preset_zoo, train_encoder, zoo_data  # noqa: E402
-from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402
+from weightspace.pipeline.learners import create_learner, list_learners  # noqa: E402
+from weightspace.pipeline.quality import Rows, learner_experiment, load_preset_zoo, train_learner  # noqa: E402
 
 EXTENDED = (1e9, 3e8, 1e8, 3e7, 1e7, 3e6, 1e6, 3e5) + DEFAULT_ALPHAS
 COMPONENTS = 16
@@ -55,31 +56,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", default="tetris_seed", choices=sorted(FOLDERS))
     parser.add_argument("--datasets", type=Path, default=ROOT / "datasets")
-    parser.add_argument("--encoder", default="neuron_set, function objective", choices=list(ENCODER_VARIANTS))
+    parser.add_argument("--encoder", default="function", choices=list_learners(), help="a registered learner")
     parser.add_argument("--ks", nargs="+", type=int, default=[10, 30, 100])
     args = parser.parse_args()
     warnings.simplefilter("ignore", ProbeWarning)
     experiment = folder_experiment(args.zoo)
     zoo = load_preset_zoo(args.zoo, args.datasets)
-    data = zoo_data(zoo, experiment.zoo_epochs)
-    samples = pd.concat([d.properties for d in data.values()], ignore_index=True)
-    weights = np.concatenate([d.weights.numpy() for d in data.values()])
-    train = samples["split"].to_numpy() == "train"
-    layout = data["train"].layout
+    rows = Rows.of(zoo, experiment)
+    samples = rows.zoo.samples
+    weights = np.asarray(rows.zoo.weights, dtype=np.float32)
+    train = rows.splits == "train"
+    layout = zoo.layout
     features = {"B_s": LayerStatistics(layout).fit(weights[train]).transform(weights),
                 "code": InvariantCode(layout).fit(weights[train]).transform(weights)}
-    encoder = encoders_of(experiment, [args.encoder])[0]
-    encoder.config.encoder = with_zoo_architecture(encoder.config.encoder, zoo)
+    title = create_learner(args.encoder).title
     start = time.perf_counter()
-    features[args.encoder] = train_encoder(encoder, data, 0, list(experiment.targets or [])).chosen
-    print(f"{args.encoder}: trained in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    features[title] = train_learner(learner_experiment(experiment, args.encoder, seed=0), zoo, rows).chosen
+    print(f"{title}: trained in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
 
     # the protocol scores its "test" rows: here the validation rows, and the test rows are out of reach
-    splits = samples["split"].replace({"val": "test", "test": "unused"}).to_numpy()
+    splits = pd.Series(rows.splits).replace({"val": "test", "test": "unused"}).to_numpy()
     wanted = ["test_acc", "training_iteration"]
     targets = [t for t in derive_targets(samples, wanted) if not t.note]
     config = LabelScarceConfig(ks=tuple(args.ks), draws=5, probes=("linear",), clip=False)
-    rows = []
+    parts = []
     for name, X in features.items():
         variants = {"grid": (X, ProbeConfig(), False), "grid to 1e9": (X, ProbeConfig(alphas=EXTENDED), False)}
         if X.shape[1] > COMPONENTS:
@@ -89,8 +89,8 @@ def main() -> None:
         for variant, (Z, probe_config, clip) in variants.items():
             table = label_scarce_scores({name: Z}, targets, samples["model_id"].to_numpy(), splits,
                                         replace(config, clip=clip), probe_config)
-            rows.append(table.assign(variant=variant))
-    table = pd.concat(rows, ignore_index=True)
+            parts.append(table.assign(variant=variant))
+    table = pd.concat(parts, ignore_index=True)
     summary = table.groupby(["feature_set", "variant", "k", "target"], sort=False).score.agg(
         mean="mean", spread=lambda v: v.max() - v.min()).reset_index()
     wide = summary.assign(cell=summary["mean"].map("{:.3f}".format) + " ± " + summary.spread.map("{:.3f}".format))

@@ -24,8 +24,15 @@ import warnings
 from pathlib import Path
 
 import torch
-from random_init_probes import fixed_code, print_summary, random_init_encoders, score_variant
-from representation_quality import ROOT, zoo_data  # bench/, put on sys.path by random_init_probes
+from random_init_probes import (
+    ROOT,
+    fixed_code,
+    print_summary,
+    random_init_encoders,
+    row_weights,
+    score_variant,
+    zoo_rows,
+)
 
 from weightspace.downstream.evaluate import ProbeWarning
 
@@ -68,13 +75,13 @@ def main() -> None:
     args = parser.parse_args()
     warnings.simplefilter("ignore", ProbeWarning)
 
-    data, targets = zoo_data(args.zoo, args.datasets, smoke=False)
-    every = torch.cat([d.weights for d in data.values()])
+    experiment, zoo, probed = zoo_rows(args.zoo, args.datasets)
+    every = row_weights(probed)
     rows = []
-    for seed, model in random_init_encoders(args.zoo, data, args.seeds):
+    for seed, model in random_init_encoders(experiment, zoo, probed, args.seeds):
         for name in args.variants:
             z = torch.cat([embed_with(model, every[i:i + 500], VARIANTS[name]) for i in range(0, len(every), 500)])
-            score_variant(name, z.numpy(), seed, data, targets, rows)
+            score_variant(name, z.numpy(), seed, probed, experiment.targets, rows)
     print_summary(rows, args.variants, f"{args.zoo}: validation R² (accuracy for classes), mean over "
                                        f"{args.seeds} random initialisations")
 

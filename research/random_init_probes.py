@@ -1,35 +1,52 @@
 """Shared scaffolding of the research probes that judge `neuron_set` variants at random initialisation
-(`pooling_probe.py`, `code_probe.py`): the folder's encoder per seed, the inputs of its fixed code,
-validation scores per variant, the summary table. Nothing here reads the test split's scores."""
+(`pooling_probe.py`, `code_probe.py`): the zoo's probed rows, the folder's encoder per seed, the inputs of its
+fixed code, validation scores per variant, the summary table. Nothing here reads the test split's scores.
+
+A helper module, not a probe of its own: run `pooling_probe.py` or `code_probe.py`.
+"""
 
 from __future__ import annotations
 
-import copy
+import argparse
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from weightspace.data.dataset import ZooDataset
+from weightspace.pipeline.experiment import Experiment, resolved_config
+from weightspace.pipeline.quality import Rows, embedding_scores, learner_experiment, load_preset_zoo
 from weightspace.representation import Learner
+from weightspace.zoo.store import Zoo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))  # the quality benchmark's helpers
-from representation_quality import embedding_scores, encoders_of  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))  # the quality benchmark's helpers
+from representation_quality import folder_experiment  # noqa: E402
 
 
-def random_init_encoders(zoo: str, data: dict[str, ZooDataset], seeds: int) -> Iterator[tuple[int, object]]:
-    """(seed, the zoo folder's `neuron_set` at that seed's random initialisation, input scale fitted on
-    the training split), in eval mode."""
-    encoder = next(e for e in encoders_of(zoo) if e.name == "neuron_set")
+def zoo_rows(zoo: str, datasets: Path) -> tuple[Experiment, Zoo, Rows]:
+    """The zoo's folder experiment, the zoo (generated from its preset when missing) and the rows the quality
+    table probes (the folder's checkpoints, usable rows, each with its split)."""
+    experiment = folder_experiment(zoo)
+    loaded = load_preset_zoo(zoo, datasets)
+    return experiment, loaded, Rows.of(loaded, experiment)
+
+
+def row_weights(rows: Rows) -> torch.Tensor:
+    """``(S, D)`` float32 weights of `rows`, in their order."""
+    return torch.from_numpy(np.ascontiguousarray(rows.zoo.weights, dtype=np.float32))
+
+
+def random_init_encoders(experiment: Experiment, zoo: Zoo, rows: Rows, seeds: int) -> Iterator[tuple[int, object]]:
+    """(seed, the folder's `neuron_set` at that seed's random initialisation, input scale fitted on the
+    training rows), in eval mode."""
+    train = row_weights(rows)[torch.from_numpy(rows.splits == "train")]
     for seed in range(seeds):
-        config = copy.deepcopy(encoder.config)
-        config.train = replace(config.train, seed=seed, device="cpu")
-        model = Learner(config, data["train"].layout).model.eval()
-        model.fit_input_scale(data["train"].weights)
+        config = resolved_config(learner_experiment(experiment, "neuron_set", seed=seed), zoo, device="cpu")
+        model = Learner(config, zoo.layout).model.eval()
+        model.fit_input_scale(train)
         yield seed, model
 
 
@@ -52,10 +69,10 @@ def fixed_code(model, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([inputs[:, :model.num_targets], torch.relu(inputs.unsqueeze(1) - model.knots).flatten(1)], dim=1)
 
 
-def score_variant(name: str, z: np.ndarray, seed: int, data: dict[str, ZooDataset], targets: list[str] | None,
-                  rows: list[dict]) -> None:
-    """The linear probes' validation scores of embedding `z` ``(S, F)``: appended to `rows` and printed."""
-    table = embedding_scores(name, z, data, targets)
+def score_variant(name: str, z: np.ndarray, seed: int, probed: Rows, targets, rows: list[dict]) -> None:
+    """The linear probes' validation scores of embedding `z` ``(S, F)`` of the rows `probed`: appended to `rows`
+    and printed."""
+    table = embedding_scores(name, z, probed, targets)
     table = table[table.split == "val"]
     rows += [{"variant": name, "width": z.shape[1], "seed": seed, "target": r.target, "val": r.value}
              for r in table.itertuples()]
@@ -69,3 +86,8 @@ def print_summary(rows: list[dict], variants: list[str], title: str) -> None:
     result["mean"] = result.mean(axis=1)
     print(f"\n{title}")
     print(result.reindex(variants).round(3).to_string())
+
+
+if __name__ == "__main__":
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
+    print("a helper module: run research/pooling_probe.py or research/code_probe.py")

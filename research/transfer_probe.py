@@ -15,15 +15,12 @@ the control. The baselines to beat are the target's own label-scarce rows in doc
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -31,17 +28,12 @@ from representation_quality import FOLDERS, folder_experiment  # noqa: E402  (be
 
 from weightspace.downstream.evaluate import ProbeWarning  # noqa: E402
 from weightspace.downstream.label_scarce import LabelScarceConfig  # noqa: E402
-from weightspace.pipeline.quality import (  # noqa: E402
-    ENCODER_VARIANTS,
-    encoders_of,
-    label_scarce,
-    load_preset_zoo,
-    train_encoder,
-    zoo_data,
-)
+from weightspace.pipeline.experiment import experiment_split, resolved_config  # noqa: E402
+from weightspace.pipeline.learners import create_learner, list_learners  # noqa: E402
+from weightspace.pipeline.quality import Rows, label_scarce, learner_experiment, load_preset_zoo  # noqa: E402
 from weightspace.pipeline.quality_table import read_table  # noqa: E402
-from weightspace.representation import Learner, embed  # noqa: E402
-from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402
+from weightspace.pipeline.training import control_model, train_in_process  # noqa: E402
+from weightspace.representation.learner import embed  # noqa: E402
 
 TABLE = ROOT / "docs" / "representation_quality.csv"
 BASELINES = [("B_s", "gbt"), ("code", "gbt"), ("B_probe (data-free)", "linear")]
@@ -52,42 +44,40 @@ def main() -> None:
     parser.add_argument("--source", default="tetris_hyp", choices=sorted(FOLDERS))
     parser.add_argument("--target", default="tetris_seed", choices=sorted(FOLDERS))
     parser.add_argument("--datasets", type=Path, default=ROOT / "datasets")
-    parser.add_argument("--encoder", default="neuron_set, function objective", choices=list(ENCODER_VARIANTS))
+    parser.add_argument("--encoder", default="function", choices=list_learners(), help="a registered learner")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--k", type=int, default=30)
     args = parser.parse_args()
     warnings.simplefilter("ignore", ProbeWarning)
     source_experiment, target_experiment = folder_experiment(args.source), folder_experiment(args.target)
     source_zoo, target_zoo = load_preset_zoo(args.source, args.datasets), load_preset_zoo(args.target, args.datasets)
-    source = zoo_data(source_zoo, source_experiment.zoo_epochs)
-    target = zoo_data(target_zoo, target_experiment.zoo_epochs)
-    if source["train"].layout != target["train"].layout:
+    if source_zoo.layout != target_zoo.layout:
         raise SystemExit(f"{args.source} and {args.target} hold networks of different layouts: no transfer")
-    encoder = encoders_of(source_experiment, [args.encoder])[0]
-    encoder.config.encoder = with_zoo_architecture(encoder.config.encoder, source_zoo)
+    target = Rows.of(target_zoo, target_experiment)
+    title = create_learner(args.encoder).title
     wanted = ["test_acc", "training_iteration"]
     config = LabelScarceConfig(ks=(args.k,), draws=5, probes=("linear",))
-    every = torch.cat([d.weights for d in target.values()])
     rows = []
     for seed in range(args.seeds):
         start = time.perf_counter()
-        run = train_encoder(encoder, source, seed, list(source_experiment.targets or []))
-        control = Learner(replace(copy.deepcopy(encoder.config), train=replace(encoder.config.train, seed=seed)),
-                          source["train"].layout).model
-        control.fit_input_scale(source["train"].weights)
-        model = copy.deepcopy(run.model)  # the state chosen on the source's validation split
-        if run.chosen_state is None:
-            model = control
-        else:
-            model.load_state_dict(run.chosen_state)
-        features = {"transferred": embed(model, every).numpy(), "transferred, random init": embed(control, every).numpy()}
+        # trained on the source as the quality table trains it (`quality.train_learner`): the source's
+        # validation split chooses the state, the random init a candidate
+        run = learner_experiment(source_experiment, args.encoder, seed=seed)
+        learner = resolved_config(run, source_zoo, device="cpu")
+        trained = train_in_process(learner, source_zoo, experiment_split(run, source_zoo), iterations=run.iterations,
+                                   targets=run.targets, select=run.select)
+        batch = learner.train.eval_batch_size
+        features = {"transferred": embed(trained.learner.model, target.zoo.weights, batch_size=batch).numpy(),
+                    "transferred, random init": embed(control_model(trained), target.zoo.weights,
+                                                      batch_size=batch).numpy()}
         table = label_scarce(target, features, wanted, config)
         rows.append(table.assign(seed=seed))
-        print(f"seed {seed}: {(time.perf_counter() - start) / 60:.1f} min, chose evaluation {run.evaluation}", flush=True)
+        print(f"seed {seed}: {(time.perf_counter() - start) / 60:.1f} min, chose evaluation {trained.chosen}",
+              flush=True)
     table = pd.concat(rows, ignore_index=True)
     summary = table.groupby(["feature_set", "target"], sort=False).value.agg(
         mean="mean", spread=lambda v: v.max() - v.min()).reset_index()
-    print(f"\n{args.encoder}, trained on {args.source}, probed on {args.target} with {args.k} labelled models "
+    print(f"\n{title}, trained on {args.source}, probed on {args.target} with {args.k} labelled models "
           f"(test; mean ± spread over {args.seeds} seeds x 5 draws):")
     for r in summary.itertuples():
         print(f"  {r.feature_set:28s} {r.target:20s} {r.mean:.3f} ± {r.spread:.3f}")
@@ -96,7 +86,7 @@ def main() -> None:
         known = known[(known.zoo == args.target) & (known.split == "test") & (known.k == str(args.k))
                       & known.target.isin(wanted)]
         print(f"{args.target}'s own rows in {TABLE.name} (k = {args.k}):")
-        for feature_set, probe in BASELINES + [(args.encoder, "linear")]:
+        for feature_set, probe in BASELINES + [(title, "linear")]:
             for r in known[(known.feature_set == feature_set) & (known.probe == probe)].itertuples():
                 print(f"  {feature_set + ' (' + probe + ')':28s} {r.target:20s} {r.mean:.3f} ± {r.spread:.3f}")
 
