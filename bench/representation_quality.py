@@ -34,7 +34,7 @@ import torch
 from weightspace.downstream.label_scarce import ALL, LabelScarceConfig
 from weightspace.errors import InputError
 from weightspace.pipeline.experiment import Experiment
-from weightspace.pipeline.learners import create_learner, list_learners
+from weightspace.pipeline.learners import list_learners
 from weightspace.pipeline.quality import (
     DEFAULT_ENCODERS,
     RAW_COLUMNS,
@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--no-encoder-trees", action="store_true",
                         help="linear probes only on the embeddings (boosted trees on a wide embedding take most of "
                              "a large zoo's time)")
+    parser.add_argument("--schedule", default=None,
+                        help="every learner's schedule (cpu, gpu, 2021; `weightspace learners` lists each learner's)")
     parser.add_argument("--device", default="cpu", help="where encoders train (cpu, cuda); probes run on the CPU")
     parser.add_argument("--jobs", type=int, default=1, help="encoder x seed trainings at a time, each in its own process")
     parser.add_argument("--threads", type=int, default=None, help="threads per --jobs process (default: cores / jobs)")
@@ -157,7 +159,6 @@ def main() -> None:
     if args.no_baselines and (args.baseline_sets or args.encoders == []):
         parser.error("--no-baselines runs no baseline: give it no --baseline-sets, and name --encoders")
     chosen = list(DEFAULT_ENCODERS) if args.encoders is None else args.encoders
-    titles = [create_learner(e).title for e in chosen]  # the learners' names in the table
     if args.scarce_ks and not args.label_scarce:
         parser.error("--scarce-ks sets the label-scarce protocol's k; add --label-scarce")
     if args.scarce_only and not (args.label_scarce or args.from_raw):
@@ -169,6 +170,7 @@ def main() -> None:
         parser.error(str(err))
     try:
         config = QualityConfig(seeds=args.seeds, seed_ids=args.seed_ids, encoders=tuple(chosen), smoke=args.smoke,
+                               schedule=args.schedule,
                                label_scarce=args.label_scarce,
                                every_label=not (args.scarce_only and args.label_scarce),  # --from-raw runs nothing
                                device=device, data_root=str(args.datasets), jobs=args.jobs, threads=args.threads,
@@ -176,6 +178,7 @@ def main() -> None:
                                encoder_trees=not args.no_encoder_trees, scarce=scarce)
     except ValueError as err:
         parser.error(str(err))
+    titles = config.titles  # the learners' names in the table
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, titles)
@@ -191,6 +194,7 @@ def main() -> None:
                        + (" --baseline-sets " + " ".join(map(shlex.quote, args.baseline_sets))
                           if args.baseline_sets else "")
                        + " --encoders" + "".join(f" {e}" for e in chosen)
+                       + (f" --schedule {args.schedule}" if args.schedule else "")
                        + (f" --device {device}" if device != "cpu" else "")
                        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
             start = time.perf_counter()

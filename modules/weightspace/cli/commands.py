@@ -378,6 +378,9 @@ def _add_quality(sub: argparse._SubParsersAction) -> None:
                                                           "seconds, to check the set-up")
     qual.add_argument("--label-scarce", action="store_true",
                       help="also probe with the labels of only k = 10, 30, 100, all training models (5 draws each)")
+    qual.add_argument("--schedule", default=None,
+                      help="every learner's schedule: cpu, gpu, or 2021 for the 2021 transformer's own (default: each "
+                           "learner's first)")
     qual.add_argument("--device", default="cpu", help="where encoders train: cpu, cuda, cuda:N or auto")
     qual.add_argument("--jobs", type=_positive, default=1, help="encoder x seed trainings at a time, in processes")
     qual.add_argument("--datasets", type=Path, default=None,
@@ -409,12 +412,13 @@ def _quality(args: argparse.Namespace) -> int:
         zoo = load_preset_zoo(args.zoo, root, smoke=args.smoke)
     encoders = tuple(args.encoders or QUALITY_DEFAULT)
     device = str(resolve_device(args.device))
-    config = QualityConfig(seeds=args.seeds, encoders=encoders, smoke=args.smoke,
+    config = QualityConfig(seeds=args.seeds, encoders=encoders, smoke=args.smoke, schedule=args.schedule,
                            label_scarce=args.label_scarce, device=device, data_root=str(root), jobs=args.jobs)
     name = zoo.name
     out = args.out if args.out is not None else Path("quality") / name
     command = (f"weightspace quality {args.zoo} --seeds {args.seeds} --encoders {' '.join(args.encoders or QUALITY_DEFAULT)}"
                + " --smoke" * args.smoke + " --label-scarce" * args.label_scarce
+               + (f" --schedule {args.schedule}" if args.schedule else "")
                + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
     rows = run_quality(zoo, zoo_experiment(zoo), config, name=name,
                        log=lambda line: print(f"{name}: {line}", file=sys.stderr, flush=True))

@@ -69,6 +69,7 @@ class QualityConfig:
     seeds: int = 3  # training seeds per learner (3 or more for the table)
     seed_ids: tuple[int, ...] | None = None  # only these of range(seeds): a run split over processes or machines
     encoders: tuple[str, ...] = DEFAULT_ENCODERS  # registered learner names
+    schedule: str | None = None  # every learner's schedule (--schedule); None: the folder's, else the learner's first
     smoke: bool = False  # each learner shrunk (`LearnerSpec.shrunk`), every checkpoint: seconds, not science
     label_scarce: bool = False  # also the label-scarce protocol (k labelled training models)
     every_label: bool = True  # False: the label-scarce rows only (needs label_scarce; a table keeps its other rows)
@@ -97,22 +98,25 @@ class QualityConfig:
             self.seed_ids = tuple(int(s) for s in self.seed_ids)
             if not self.seed_ids or not set(self.seed_ids) <= set(range(int(self.seeds))):
                 raise ValueError(f"seed_ids {self.seed_ids} must be some of the seeds 0 ... {int(self.seeds) - 1}")
+        if self.schedule is not None:
+            self.titles  # a learner without this schedule fails here, listing its schedules  # noqa: B018
         if not (self.every_label or self.label_scarce):
             raise ValueError("every_label=False leaves only the label-scarce rows; set label_scarce=True too")
 
     @property
     def titles(self) -> list[str]:
         """The table's names of the learners that run."""
-        return [create_learner(e).title for e in self.encoders]
+        return [create_learner(e, schedule=self.schedule).title for e in self.encoders]
 
     def runs_baseline(self, name: str) -> bool:
         """Whether the baseline called `name` in the table runs."""
         return self.baselines is True or (not isinstance(self.baselines, bool) and name in self.baselines)
 
 
-def learner_experiment(experiment: Experiment, name: str, *, seed: int, smoke: bool = False) -> Experiment:
-    """`experiment` as `weightspace run --learner NAME --seed SEED` (``--smoke``) runs it."""
-    run = replace(experiment.variant(name), seed=seed)
+def learner_experiment(experiment: Experiment, name: str, *, seed: int, smoke: bool = False,
+                       schedule: str | None = None) -> Experiment:
+    """`experiment` as `weightspace run --learner NAME --seed SEED` (``--schedule``, ``--smoke``) runs it."""
+    run = replace(experiment.variant(name), seed=seed, schedule=schedule or experiment.schedule)
     return replace(run, smoke_test=True, zoo_epochs=None) if smoke else run
 
 
@@ -237,8 +241,8 @@ def embedding_scores(name: str, z: np.ndarray, rows: Rows, targets, probes=("lin
 def encoder_rows(experiment: Experiment, name: str, seed: int, zoo: Zoo, rows: Rows, config: QualityConfig,
                  log: Log | None = None) -> pd.DataFrame:
     """One training seed of one learner: its control rows (random init) and its chosen rows."""
-    run = learner_experiment(experiment, name, seed=seed, smoke=config.smoke)
-    title = create_learner(name).title
+    run = learner_experiment(experiment, name, seed=seed, smoke=config.smoke, schedule=config.schedule)
+    title = replace(run, smoke_test=False).spec.title
     trained = train_learner(run, zoo, rows, config.device)
     if log:
         log(f"{title}, seed {seed}: {trained.minutes:.1f} min, chose "
