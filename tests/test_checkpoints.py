@@ -222,10 +222,10 @@ def repeated_file(table):
     return r"rows \[1, 6\] repeat a file"
 
 
-def text_model_id(table):
+def empty_model_id(table):
     table["model_id"] = table["model_id"].astype(object)
-    table.loc[2, "model_id"] = "seven"
-    return r"rows \[3\] hold model_id values that are not whole numbers \(\['seven'\]\)"
+    table.loc[2, "model_id"] = None
+    return r"rows \[3\] have no model_id; give each row the id of its model"
 
 
 def fractional_epoch(table):
@@ -234,7 +234,7 @@ def fractional_epoch(table):
     return r"rows \[1\] hold epoch values that are not whole numbers \(\[1\.5\]\)"
 
 
-@pytest.mark.parametrize("break_table", [missing_file, repeated_checkpoint, repeated_file, text_model_id, fractional_epoch])
+@pytest.mark.parametrize("break_table", [missing_file, repeated_checkpoint, repeated_file, empty_model_id, fractional_epoch])
 def test_a_bad_csv_row_is_named_and_nothing_is_written(tmp_path, break_table):
     write_folder(tmp_path / "ckpts", "mlp")
     table = pd.read_csv(tmp_path / "ckpts" / "checkpoints.csv")
@@ -296,10 +296,20 @@ def test_export_replaces_only_its_own_folder(tmp_path):
     with pytest.raises(OutputError, match="notes.txt"):
         export_checkpoints(zoo, tmp_path / "mine", overwrite=True)
     assert listing(tmp_path / "mine") == ["notes.txt"]
-    zoo.samples["model_id"] = zoo.samples["model_id"].map({3: "c", 1: "a"})
-    with pytest.raises(InputError, match=r"\['model_id'\] must be whole numbers"):
-        export_checkpoints(zoo, tmp_path / "text_ids")
-    assert not (tmp_path / "text_ids").exists()
+    zoo.samples["model_id"] = zoo.samples["model_id"].map({3: 3.5, 1: 1.5})
+    with pytest.raises(InputError, match=r"\['model_id'\] must be whole numbers \(model_id: or text\)"):
+        export_checkpoints(zoo, tmp_path / "float_ids")
+    assert not (tmp_path / "float_ids").exists()
+
+
+def test_text_ids_export_and_convert_back_as_written(tmp_path):
+    zoo = awkward_zoo()
+    zoo.samples["model_id"] = zoo.samples["model_id"].map({3: "007", 1: "run/1"})
+    export_checkpoints(zoo, tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").glob("*.safetensors"))[:2] == [
+        "007_epoch000.safetensors", "007_epoch001.safetensors"]
+    back = import_checkpoints(tmp_path / "export")
+    assert back.samples["model_id"].tolist() == ["007"] * 3 + ["run/1"] * 3  # text, sorted as text
 
 
 # ---------------------------------------------------------------------- CLI

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from pandas._libs.parsers import STR_NA_VALUES
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -229,9 +230,12 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
     if not path.is_file():
         raise FileNotFoundError(f"no CSV '{path}'; a checkpoint folder needs one with the columns {list(REQUIRED)} "
                                 "and any properties (test_acc, lr, ...); name another with --csv (csv= in Python)")
+    id_dtype = (dtypes or {}).get("model_id")
     dtypes = {k: v for k, v in (dtypes or {}).items() if k not in REQUIRED}
-    try:
-        table = pd.read_csv(path, dtype={**dtypes, "file": str}, **EXACT_FLOATS)
+    try:  # model ids as text, as written (no cell of them read as NaN but an empty one); the rest as pandas reads
+        header = pd.read_csv(path, nrows=0).columns
+        table = pd.read_csv(path, dtype={**dtypes, "file": str, "model_id": str}, keep_default_na=False,
+                            na_values={c: sorted(STR_NA_VALUES) for c in header if c != "model_id"}, **EXACT_FLOATS)
     except (ValueError, TypeError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise InputError(f"'{path}' could not be read as CSV ({type(err).__name__}: {_first_line(err)})") from err
     missing = [c for c in REQUIRED if c not in table.columns]
@@ -240,8 +244,10 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
                          f"{list(REQUIRED)}: each checkpoint file (relative to '{src}') with its model and epoch")
     table.index = pd.RangeIndex(1, len(table) + 1)
     where = f"'{path}'"
-    _refuse_rows(table["file"].isna(), where, "have no file", "give each row its checkpoint file")
-    for column in ("model_id", "epoch"):
+    _refuse_rows(table["file"].isna() | (table["file"] == ""), where, "have no file",
+                 "give each row its checkpoint file")
+    table["model_id"] = _model_ids(table["model_id"], where, id_dtype)
+    for column in ("epoch",):
         values = pd.to_numeric(table[column], errors="coerce")
         whole = values.notna() & np.isfinite(values) & (values == values.round()) & (values.abs() <= MAX_WHOLE)
         _refuse_rows(~whole, where, f"hold {column} values that are not whole numbers "
@@ -265,6 +271,33 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
         _refuse_rows(twice, where, f"repeat a {' and '.join(key)} (the first: {first})",
                      "each checkpoint must appear once; remove or correct the repeated rows")
     return table
+
+
+def _model_ids(ids: pd.Series, where: str, recorded: str | None) -> pd.Series:
+    """The model_id column: whole numbers (int64) where every id is one written plainly (``7``, not ``007``,
+    ``7.0`` or beyond 15 digits), else the ids as text, as written; `recorded` (the dtype an export wrote)
+    decides where given.
+
+    Raises:
+        InputError: an empty cell, or, where the export recorded whole numbers, an id that is not one.
+    """
+    _refuse_rows(ids == "", where, "have no model_id", "give each row the id of its model (any text, e.g. run000)")
+    if recorded is not None and not _integer_dtype(recorded):
+        return ids
+    whole = ids.str.fullmatch(r"-?(0|[1-9][0-9]{0,14})").astype(bool)
+    if whole.all():
+        return ids.astype(np.int64)
+    if recorded is not None:
+        _refuse_rows(~whole, where, f"hold model_id values that are not whole numbers ({ids[~whole].head(3).tolist()})",
+                     "write each model_id as a whole number, as the export recorded")
+    return ids
+
+
+def _integer_dtype(name: str) -> bool:
+    try:
+        return pd.api.types.is_integer_dtype(pd.api.types.pandas_dtype(name))
+    except TypeError:
+        return False
 
 
 def _refuse_rows(bad: pd.Series, where: str, what: str, fix: str) -> None:
@@ -455,8 +488,10 @@ def convert_checkpoints(src: str | os.PathLike, out: str | os.PathLike, *, overw
 
 
 # ------------------------------------------------------------------- export
-def checkpoint_name(model_id: int, epoch: int) -> str:
-    """The file name `export_checkpoints` gives a checkpoint."""
+def checkpoint_name(model_id: int | str, epoch: int) -> str:
+    """The file name `export_checkpoints` gives a checkpoint (a text id with its odd characters as ``_``)."""
+    if isinstance(model_id, str):
+        return f"{re.sub(r'[^A-Za-z0-9._-]', '_', model_id).lstrip('.') or 'model'}_epoch{epoch:03d}.safetensors"
     return f"model{model_id:05d}_epoch{epoch:03d}.safetensors"
 
 
@@ -476,19 +511,22 @@ def export_checkpoints(zoo: Zoo | str | os.PathLike, dst: str | os.PathLike, *, 
     """
     zoo = zoo if isinstance(zoo, Zoo) else Zoo.load(zoo)
     samples = zoo.samples.reset_index(drop=True)
-    bad = [c for c in ("model_id", "epoch") if not pd.api.types.is_integer_dtype(samples[c])]
+    text_ids = samples["model_id"].map(lambda m: isinstance(m, str)).all()
+    bad = [c for c in ("model_id", "epoch") if not (pd.api.types.is_integer_dtype(samples[c]) or c == "model_id"
+                                                     and text_ids)]
     if bad:
-        raise InputError(f"zoo {zoo.name!r}: {bad} must be whole numbers to name checkpoint files, but are "
-                         f"{[str(samples[c].dtype) for c in bad]}; number them first, e.g. samples['model_id'] = "
-                         "pd.factorize(samples['model_id'])[0], keeping the old ids in another column")
+        raise InputError(f"zoo {zoo.name!r}: {bad} must be whole numbers (model_id: or text) to name checkpoint "
+                         f"files, but are {[str(samples[c].dtype) for c in bad]}; number them first, e.g. "
+                         "samples['model_id'] = pd.factorize(samples['model_id'])[0], keeping the old ids in another "
+                         "column")
     if "file" in samples:
         raise InputError(f"zoo {zoo.name!r} has a samples column 'file', which the CSV uses for the file names; "
                          "rename that column first")
     order = np.lexsort((samples["epoch"], samples["model_id"]))
     table = samples.iloc[order]
-    names = [checkpoint_name(m, e) for m, e in zip(table["model_id"], table["epoch"])]
-    if len(set(names)) != len(names):
+    if table.duplicated(["model_id", "epoch"]).any():
         raise InputError(f"zoo {zoo.name!r} has repeated (model_id, epoch) rows; each checkpoint must appear once")
+    names = _unique([checkpoint_name(m, int(e)) for m, e in zip(table["model_id"], table["epoch"])])
     meta = {"format": CHECKPOINTS_EXPORT_FORMAT, "name": zoo.name, "layout": zoo.layout.to_dict(),
             "architecture": zoo.info.get("architecture"), "task": zoo.info.get("task"),
             "hyperparameters": zoo.hyperparameters, "metrics": zoo.metrics,
@@ -503,3 +541,17 @@ def export_checkpoints(zoo: Zoo | str | os.PathLike, dst: str | os.PathLike, *, 
         table.to_csv(tmp / CSV, index=False)
         (tmp / META).write_text(json.dumps(meta, indent=1, default=str) + "\n")
     return dst
+
+
+def _unique(names: list[str]) -> list[str]:
+    """`names`, one met before (text ids alike but for odd characters) with ``-2``, ``-3``... before its suffix."""
+    used: set[str] = set()
+    out = []
+    for name in names:
+        stem, k, unique = name.removesuffix(".safetensors"), 1, name
+        while unique in used:
+            k += 1
+            unique = f"{stem}-{k}.safetensors"
+        used.add(unique)
+        out.append(unique)
+    return out

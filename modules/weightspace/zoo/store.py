@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from pandas._libs.parsers import STR_NA_VALUES
 
 import weightspace
 from weightspace.errors import InputError
@@ -132,7 +133,7 @@ class Zoo:
             raise ZooFormatError(f"'{path / 'zoo.json'}': column_dtypes must map column names to dtype names such as "
                                  f"'float64', got {str(dtypes)[:120]}; fix or delete the entry")
         try:
-            samples = pd.read_csv(path / "samples.csv", dtype=dtypes or None, **EXACT_FLOATS)
+            samples = read_samples(path / "samples.csv", dtypes)
         except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
             raise ZooFormatError(f"'{path / 'samples.csv'}' could not be read with the column_dtypes of zoo.json: "
                                  f"{err}") from err
@@ -196,6 +197,13 @@ def _info_name(entry) -> str:
     """The name in a zoo.json entry such as ``architecture``: ``{"name": ...}``, or a bare string."""
     name = entry.get("name") if isinstance(entry, dict) else entry
     return "?" if name is None else str(name)
+
+
+def read_samples(path: Path, dtypes: dict[str, str]) -> pd.DataFrame:
+    """A samples table with its recorded column dtypes; model ids are read as written ("NA", "007" stay text)."""
+    header = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype=dtypes or None, keep_default_na=False,
+                       na_values={c: sorted(STR_NA_VALUES) for c in header if c != "model_id"}, **EXACT_FLOATS)
 
 
 def _check_consistent(weights: np.ndarray, samples: pd.DataFrame, layout: WeightLayout, *, where: str) -> None:
