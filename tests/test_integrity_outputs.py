@@ -88,6 +88,7 @@ def test_experiment_refuses_a_foreign_output_dir_and_resume_of_a_finished_run(tm
     done.mkdir()
     (done / "experiment.json").write_text(json.dumps({"format": "weightspace-experiment", "name": "t"}))
     (done / "results.json").write_text("{}")
+    (done / "report.md").write_text("# report")  # finished, report included: --resume has nothing left to do
     resume = argparse.Namespace(overwrite=False, resume=True)
     with pytest.raises(FileExistsError, match="--overwrite"):
         _refuse_overwrite(done, "representation", resume)
@@ -117,6 +118,7 @@ def test_a_run_under_a_storage_uri_is_refused_replaced_or_kept_like_a_local_one(
 
     recorder = Recorder.start(out / RECORD_FILE, storage.join(uri, "out"))  # as run_tuner starts a run
     storage.write_json(storage.join(uri, f"out/{storage.CONFIG_FILE}"), {"run_id": recorder.run_id})
+    recorder.scan_file(storage.TUNER_FILE)  # --resume verifies the run against its record before anything else
     fresh = argparse.Namespace(overwrite=False, resume=False, storage=uri)
     with pytest.raises(FileExistsError, match="--resume"):  # an unfinished run in the storage
         _refuse_overwrite(out, "representation", fresh)

@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from weightspace.cli.options import DEFAULT_RAY_TIMEOUT_S, add_run_options, seconds
+from weightspace.cli.options import DEFAULT_RAY_TIMEOUT_S, add_run_options, seconds, seed
 from weightspace.io.data_root import DATA_ENV
 
 
@@ -236,7 +236,7 @@ def _add_baselines(sub: argparse._SubParsersAction) -> None:
     base = sub.add_parser("baselines", help="probe a zoo's raw weights, statistics and hyperparameters (baselines)")
     base.add_argument("zoo", type=Path, help="zoo directory")
     base.add_argument("--out", required=True, type=Path, help="directory for baselines.csv and baseline_performance.json")
-    base.add_argument("--seed", type=int, default=42, help="seed of the split by model (as the representation)")
+    base.add_argument("--seed", type=seed, default=42, help="seed of the split by model (as the representation)")
     base.add_argument("--targets", default=None, help="comma-separated targets (default: accuracies, ggap, epoch, "
                       "varied hyperparameters)")
     base.add_argument("--stats", default="schuerholt2021", choices=["schuerholt2021", "unterthiner"],

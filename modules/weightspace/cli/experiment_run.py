@@ -34,7 +34,7 @@ from weightspace.pipeline.experiment import (
 )
 from weightspace.pipeline.output_folder import mark_output_dir, tune_run, write_experiment_json
 from weightspace.pipeline.progress import stage
-from weightspace.pipeline.run_record import RECORD_FILE, Recorder, owns
+from weightspace.pipeline.run_record import RECORD_FILE, Recorder, check_latest_checkpoints, owns, verify
 from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.store import Zoo
 
@@ -88,23 +88,34 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
     except ValueError as err:  # an unknown learner, schedule or option: the message lists the valid ones
         return report_error(err)
     verbose = getattr(args, "verbose", False)
-    if args.output_dir:
-        out = args.output_dir.resolve()
-    else:
-        assert folder is not None, "results go to args.output_dir or under `folder`: give one"
-        out = (folder / experiment.name).resolve()
+    named = args.output_dir if args.output_dir else (folder or Path()) / experiment.name
+    out = named.resolve()
     datasets = (args.datasets or (folder or out).parent / "datasets").resolve()
     grid = bool(experiment.search_space)  # an ablation: trials.csv and the folder's summary, no baselines or report
     lock = ExitStack()
+    reporting = False  # the results are complete and the report is being written
     try:
+        if args.output_dir is None:
+            assert folder is not None, "results go to args.output_dir or under `folder`: give one"
+        if named.is_symlink():  # as zoo generate, baselines and report: a link is never an output folder
+            raise OutputError(f"refusing to write into '{named}': it is a link, not an experiment's output folder; "
+                              "give the folder it points to, or choose another output folder")
         resolve_device(args.device)  # a wrong --device fails here, not in every trial
         given = load_given_zoo(args.zoo) if args.zoo is not None else None  # before anything is written
         if step == "representation" and args.ray_address:
             _start_ray(args)  # a dead cluster fails before the zoo and the baselines are computed
         check_apart(out, "zoo", given.path if given is not None else None)
         lock.enter_context(output_lock(out))  # one run per output folder at a time
-        _refuse_overwrite(out, step, args, grid=grid, reads=[("zoo", given.path if given else None),
-                                                           ("datasets folder", datasets)])
+        run = _run_location(out, step, args, reads=[("zoo", given.path if given else None),
+                                                    ("datasets folder", datasets)])
+        if run is not None:  # one run per run location too: two output folders of one name share it
+            lock.enter_context(storage.lock(run))
+        if _refuse_overwrite(out, step, args, grid=grid):
+            reporting = True  # a finished run whose report was cut short: --resume writes the report alone
+            with stage("report"):
+                print(f"report: {_report(out, smoke=args.smoke_test)}")
+            print(f"results in '{out}'")
+            return 0
         out.mkdir(parents=True, exist_ok=True)
         mark_output_dir(out, experiment.name, run_inside=getattr(args, "storage", None) is None)
         with Timer() as t_zoo:
@@ -142,11 +153,17 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
 
             print(f"summary of the grids in '{out.parent}': {write_ablation_summary(out.parent)}")
         elif not args.no_report:
+            reporting = True
             with stage("report"):
                 path = _report(out, smoke=args.smoke_test)
             print(f"report: {path}")
     except KeyboardInterrupt:
-        print(f"interrupted; run again with --resume to continue from the last checkpoint in '{out}'", file=sys.stderr)
+        if reporting:
+            print(f"interrupted while writing the report; the results in '{out}' are complete. Write the report "
+                  f"with `weightspace report {out}` (or run again with --resume)", file=sys.stderr)
+        else:
+            print(f"interrupted; run again with --resume to continue from the last checkpoint in '{out}'",
+                  file=sys.stderr)
         return 130
     except Exception as err:  # noqa: BLE001 - the edge: a user or environment error becomes one line, a bug re-raises
         return report_error(err)
@@ -175,33 +192,56 @@ def configured(experiment: Experiment, args: argparse.Namespace) -> Experiment:
     return experiment
 
 
-def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False,
-                      reads: Sequence[tuple[str, Path | None]] = ()) -> None:
+def _run_location(out: Path, step: str, args: argparse.Namespace,
+                  reads: Sequence[tuple[str, Path | None]] = ()) -> str | None:
+    """The location of the ray.tune run under ``--storage`` (None: the default ``<out>/tune``, or no run),
+    refused when it overlaps the output folder or what is read (`reads`)."""
+    given = getattr(args, "storage", None)
+    if step != "representation" or given is None:
+        return None
+    run = storage.join(*tune_run(out, given))
+    if not storage.is_uri(run):
+        check_apart(run, "output folder", out)
+        for what, path in reads:
+            check_apart(run, what, path)
+    return run
+
+
+def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: bool = False) -> bool:
     """Refuse, before anything is written, what the run must not write into or delete (see docs/outputs_and_trust.md).
 
     The output folder must be missing, empty or an experiment folder holding only what weightspace wrote.
-    The ray.tune run's location must not overlap the output folder (but for its default ``<out>/tune``)
-    nor what is read (`reads`); when it exists it must be the run this output folder recorded starting.
-    With --overwrite, that run is deleted; with --resume, `run_tuner` verifies it before restoring it.
+    The ray.tune run's location (``<out>/tune``, or under ``--storage``: see `_run_location`), when it exists,
+    must be the run this output folder recorded starting. With --overwrite, that run is deleted; with --resume, it
+    is verified (`weightspace.pipeline.run_record.verify`) before anything else is done.
+
+    Returns:
+        True when the run has finished but its report was never completed (interrupted) and --resume asks
+        to write it: then only the report is left to do.
     """
     if os.path.lexists(out):  # never write into, or clear, a folder that is not an experiment's output
         check_replaceable(out, accept=("experiment",))
     marker = out / ("baseline_performance.json" if step == "baselines" else "trials.csv" if grid else "results.json")
     if marker.exists() and not args.overwrite:
-        raise OutputExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
-                                "(--resume continues only an unfinished run) or choose another output folder "
+        from weightspace.report.markdown import REPORT  # lazy: it imports matplotlib
+
+        # report.md is written last: without it the report was cut short (or never asked for)
+        unreported = not grid and not (out / REPORT).exists() and not getattr(args, "no_report", False)
+        if unreported and args.resume:
+            return True
+        missing = f"; its report was not written: `weightspace report {out}` (or --resume) writes it" \
+            if unreported else ""
+        raise OutputExistsError(f"'{marker}' exists: this experiment has finished{missing}; pass --overwrite to run "
+                                "it again (--resume continues only an unfinished run) or choose another output folder "
                                 "(--output-dir; `weightspace run`: --out)")
     if step == "representation":
         given = getattr(args, "storage", None)
         run = storage.join(*tune_run(out, given))  # <out>/tune, or under --storage
-        if given is not None and not storage.is_uri(run):
-            check_apart(run, "output folder", out)
-            for what, path in reads:
-                check_apart(run, what, path)
         if storage.exists(run):  # one look: under a URI it is a request to the store
             _claim_run(out, run, args, legacy_allowed=given is None)
     if args.overwrite:
         marker.unlink(missing_ok=True)  # an interrupted rerun must not read as finished
+    return False
 
 
 def _claim_run(out: Path, run: str, args: argparse.Namespace, *, legacy_allowed: bool) -> None:
@@ -218,6 +258,9 @@ def _claim_run(out: Path, run: str, args: argparse.Namespace, *, legacy_allowed:
     if not (args.resume or args.overwrite):
         raise FileExistsError(f"'{run}' holds an unfinished run; pass --resume to continue it or "
                               "--overwrite to start over")
+    if args.resume:
+        verify(record, run)  # now, not after the baselines: a planted or damaged file is named at once
+        check_latest_checkpoints(run)
     if args.overwrite and not args.resume:
         storage.delete(run)
         (out / RECORD_FILE).unlink(missing_ok=True)

@@ -22,14 +22,20 @@ def seconds(text: str) -> float:
     return value
 
 
-def _seed(text: str) -> int:
-    """An argparse type: a whole number, 0 or more."""
+MAX_SEED = 2**63 - 1  # seeds feed torch and numpy generators, which take 64-bit values
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed, a whole number from 0 to 2**63-1 (argparse names the option in its error)."""
+    shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text):,} characters)"
     try:
-        value = int(text)
+        value = int(text) if len(text.strip()) <= 40 else None
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+        value = None
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 2**63-1, got {shown!r}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**63-1, got {value}")
     return value
 
 
@@ -45,7 +51,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", default=None,
                         help="the learner's schedule: cpu, gpu, or 2021 for the 2021 transformer's own (default: the "
                              "folder's, else the learner's first; `weightspace learners` lists them)")
-    parser.add_argument("--seed", type=_seed, default=None,
+    parser.add_argument("--seed", type=seed, default=None,
                         help="training seed of the representation: initialisation, views, batch order (default: the "
                              "learner's, 42); the split by model keeps its own seed")
     parser.add_argument("--ray-address", default=None, help="address of a running ray cluster (default: start one here)")

@@ -254,11 +254,19 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
                      f"({table.loc[~whole, column].head(3).tolist()})",
                      f"write each {column} as a whole number, at most 2**53 in size")
         table[column] = values.astype(np.int64)
+    negative = table["epoch"] < 0
+    _refuse_rows(negative, where, f"hold negative epochs ({table.loc[negative, 'epoch'].head(3).tolist()})",
+                 "epochs count from 0, the initialisation")
     for column in [c for c in NUMERIC_METRICS if c in table]:
-        number = pd.to_numeric(table[column], errors="coerce").notna() | table[column].isna()
+        values = pd.to_numeric(table[column], errors="coerce")
+        number = values.notna() | table[column].isna()
         _refuse_rows(~number, where, f"hold {column} values that are not numbers "
                      f"({table.loc[~number, column].head(3).tolist()})", f"write each {column} as a number or leave "
                      "it empty")
+        # a loss may be infinite (a diverged model); an accuracy, or 1e400 read as one, never is
+        infinite = np.isinf(values) & ((values < 0) | (not column.endswith("_loss")))
+        _refuse_rows(infinite, where, f"hold infinite {column} values ({table.loc[infinite, column].head(3).tolist()})",
+                     f"write each {column} as a finite number or leave it empty")
     outside = table["file"].map(lambda f: Path(f).is_absolute() or ".." in Path(f).parts)
     _refuse_rows(outside, where, f"name files outside '{src}' ({table.loc[outside, 'file'].head(3).tolist()})",
                  "give paths relative to the folder, inside it")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import json
 import os
 import re
 import shutil
@@ -32,6 +31,7 @@ from types import ModuleType
 from typing import Callable, Iterator
 
 from weightspace.errors import OutputError, WeightspaceError
+from weightspace.io.json_files import NOT_WRITTEN_BY_US, read_json
 
 fcntl: ModuleType | None
 try:
@@ -61,8 +61,9 @@ class OutputExistsError(OutputError, FileExistsError):
 
 
 def _json_object(path: Path) -> dict:
+    """The JSON object in `path`; {} when there is none, or it is unreadable (then the file is not ours)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
@@ -107,8 +108,19 @@ OWNED_KINDS = ("zoo", "raytune export", "checkpoints export", "experiment")
 
 
 def read_manifest(folder: str | os.PathLike) -> set[str] | None:
-    """The top-level entries weightspace recorded writing into `folder`, or None without a manifest."""
-    data = _json_object(Path(folder) / MANIFEST)
+    """The top-level entries weightspace recorded writing into `folder`, or None without a manifest.
+
+    Raises:
+        JSONFileError: the manifest is there but is not JSON weightspace could have written (the file named).
+    """
+    path = Path(folder) / MANIFEST
+    try:
+        data = read_json(path, NOT_WRITTEN_BY_US + "; move the folder's own files out and remove the folder, or "
+                                                   "choose another output path")
+    except OSError:  # none there (or no folder): not a folder weightspace wrote whole
+        return None
+    if not isinstance(data, dict):
+        return None
     entries = data.get("entries")
     if data.get("format") != MANIFEST_FORMAT or not isinstance(entries, list):
         return None
@@ -230,10 +242,13 @@ def lock_path(path: str | os.PathLike) -> Path:
 
 
 @contextmanager
-def output_lock(path: str | os.PathLike) -> Iterator[Path]:
+def output_lock(path: str | os.PathLike, *, what: str = "", fix: str = "choose another output path") -> Iterator[Path]:
     """Hold the lock of the output `path` for the block; the lock file is removed when released.
 
     Nested use in one process (a generation that saves a zoo) re-enters the lock it holds.
+
+    Args:
+        what, fix: what `path` is and what to do instead, for the message when another run holds the lock.
 
     Raises:
         OutputError: another run holds the lock (its pid is named), or the lock cannot be created.
@@ -251,7 +266,7 @@ def output_lock(path: str | os.PathLike) -> Iterator[Path]:
     with output_errors(path):
         check_parents(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = _acquire(lock, path)
+        fd = _acquire(lock, path, f"the {what} " if what else "", fix)
     _held[key] = [fd, 1]
     try:
         yield lock
@@ -270,7 +285,7 @@ def holds_lock(path: str | os.PathLike) -> bool:
     return os.path.abspath(lock_path(path)) in _held
 
 
-def _acquire(lock: Path, path: Path) -> int:
+def _acquire(lock: Path, path: Path, what: str, fix: str) -> int:
     for _ in range(20):
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is None:
@@ -280,8 +295,8 @@ def _acquire(lock: Path, path: Path) -> int:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise OutputError(f"'{path}' is being written by another run (pid {holder}), which holds the lock "
-                              f"'{lock}'; wait for it to finish or choose another output path") from None
+            raise OutputError(f"{what}'{path}' is being written by another run (pid {holder}), which holds the "
+                              f"lock '{lock}'; wait for it to finish or {fix}") from None
         try:
             current = os.stat(lock)
             same = (current.st_ino, current.st_dev) == (os.fstat(fd).st_ino, os.fstat(fd).st_dev)

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from weightspace.io.atomic import write_csv, write_text
+from weightspace.io.json_files import read_json
 from weightspace.representation.config import encoder_dict_as
 
 # final test-split scores shown per trial: trials.csv column -> summary label
@@ -192,11 +193,13 @@ def _tune_config(out: Path) -> dict:
     from weightspace.pipeline import storage
 
     record = out / "experiment.json"
-    run = json.loads(record.read_text()).get("tune") if record.is_file() else None
     try:
-        return storage.read_json(storage.join(run or out / "tune", storage.CONFIG_FILE))
-    except (OSError, ValueError):  # not there (any more)
+        meta = read_json(record) if record.is_file() else {}
+        run = meta.get("tune") if isinstance(meta, dict) and isinstance(meta.get("tune"), str) else None
+        config = storage.read_json(storage.join(run or out / "tune", storage.CONFIG_FILE))
+    except (OSError, ValueError):  # not there (any more), or not readable
         return {}
+    return config if isinstance(config, dict) else {}
 
 
 def summary_markdown(table: pd.DataFrame) -> str:

@@ -7,12 +7,12 @@ and `write_experiment_json` records the resolved experiment beside its results.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Mapping
 
 from weightspace.io.atomic import write_json, write_manifest
+from weightspace.io.json_files import NOT_WRITTEN_BY_US, read_json
 from weightspace.io.outputs import EXPERIMENT_FORMAT, read_manifest
 from weightspace.zoo.store import Zoo
 
@@ -34,7 +34,10 @@ def write_experiment_json(record: Mapping, out_dir: str | os.PathLike, *, zoo: Z
     (`epochs`: the checkpoints used; None: all), timings and where its ray.tune run lives, beside its results."""
     out = Path(out_dir)
     path = out / "experiment.json"
-    previous = json.loads(path.read_text()) if path.exists() else {}
+    previous = read_json(path, NOT_WRITTEN_BY_US + "; pass --overwrite to start over or choose another output "
+                                                   "folder") if path.exists() else {}
+    if not isinstance(previous, dict):
+        previous = {}
     data = {
         "format": EXPERIMENT_FORMAT,  # marks the folder as an experiment's output (`weightspace.io.outputs`)
         "name": record["name"],

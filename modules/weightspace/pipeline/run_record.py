@@ -29,6 +29,9 @@ from weightspace.pipeline import storage
 RECORD_FILE = "tune_record.json"  # in the experiment's output folder
 RECORD_FORMAT = "weightspace-tune-record"
 CHECKPOINT_FILE = "learner.pt"  # a trial's checkpoint, loaded with torch.load(weights_only=True)
+# the fix named when the record cannot be read: weightspace writes it whole, so something else changed it
+RECORD_DAMAGED = ("weightspace never writes such a record, so it cannot show which run this output folder started; "
+                  "remove the output folder (and its run) yourself, or choose another output folder")
 _TRANSIENT = ".tmp"  # ray writes some state under a temporary name first, then renames it
 _KEEP = 4  # digests kept per file: storage may still hold an earlier save while a newer one uploads
 # written by ray or weightspace and never unpickled
@@ -70,7 +73,7 @@ class Recorder:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Recorder | None":
         """The record at `path`, or None when there is none or it is not a record."""
-        data = storage.read_json(path) if Path(path).is_file() else {}
+        data = storage.read_json(path, RECORD_DAMAGED) if Path(path).is_file() else {}
         if not isinstance(data, dict) or data.get("format") != RECORD_FORMAT:
             return None
         files = data.get("files")
@@ -179,3 +182,23 @@ def verify(record: Recorder | None, location: str) -> None:
                                     f"(its SHA-256 is not in '{record.path}'), and resuming would unpickle it, "
                                     "which can run code. Remove the file if you did not put it there, or start over "
                                     "with --overwrite")
+
+
+def check_latest_checkpoints(location: str) -> None:
+    """Refuse to resume a run whose trials' latest ``learner.pt`` (the checkpoint a resumed trial loads) is not
+    a checkpoint weightspace wrote: here, before ray hands it to a trial, whose failure would repeat on every
+    resume. Such files are not in the record (`unpicklable`): loading them runs no code.
+
+    Raises:
+        CheckpointError: the file named, with what to do.
+    """
+    from weightspace.representation.learner import read_checkpoint  # torch: only where a run is resumed
+
+    latest: dict[str, str] = {}
+    for relative in storage.list_files(location):
+        parts = relative.split("/")
+        if len(parts) == 3 and parts[1].startswith("checkpoint_") and parts[2] == CHECKPOINT_FILE:
+            latest[parts[0]] = max(latest.get(parts[0], relative), relative)
+    for relative in latest.values():
+        file = storage.join(location, relative)
+        read_checkpoint(storage.read_bytes(file), name=file)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Iterator
 
 # a file every weightspace run folder holds (written by `weightspace.pipeline.tune.run_tuner`)
 CONFIG_FILE = "experiment_config.json"
@@ -77,11 +79,47 @@ def is_tune_run(location: str | os.PathLike) -> bool:
     return any(info.type == pyarrow.fs.FileType.File for info in fs.get_file_info(names))
 
 
-def read_json(location: str | os.PathLike) -> dict:
-    """The JSON object in the file at `location`."""
+@contextmanager
+def lock(location: str | os.PathLike) -> Iterator[bool]:
+    """Hold the lock of a run location for the block, so that a second run there refuses at once; yields whether
+    a lock was taken.
+
+    A local folder or ``file://`` location is locked like an output folder (``.<name>.lock`` beside it,
+    `weightspace.io.outputs.output_lock`). An object store (``s3://``, ``gs://``) offers no lock: there the
+    output folder's run record is all that keeps two runs apart (`weightspace.pipeline.run_record.owns`).
+
+    Raises:
+        OutputError: another run holds the lock (its pid named).
+    """
+    from weightspace.io.outputs import output_lock
+
+    location = normalize(location)
+    if is_uri(location) and not location.startswith("file://"):
+        yield False
+        return
+    path = location.removeprefix("file://").partition("?")[0]
+    with output_lock(path, what="run location", fix="choose another --storage or output folder name"):
+        yield True
+
+
+def read_json(location: str | os.PathLike, fix: str = "") -> Any:
+    """The JSON value in the file at `location`.
+
+    Raises:
+        JSONFileError: not UTF-8 JSON, nested too deeply or holding a huge integer (the file named, and
+            `fix` appended; see `weightspace.io.json_files`).
+    """
+    from weightspace.io.json_files import JSONFileError, loads
+
     fs, path = _filesystem(normalize(location))
     with fs.open_input_stream(path) as stream:
-        return json.loads(stream.read().decode())
+        data = stream.read()
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as err:
+        raise JSONFileError(f"'{location}' is not UTF-8 text ({err.reason} at byte {err.start}), so it is not JSON"
+                            f"{'; ' + fix if fix else ''}") from None
+    return loads(text, str(location), fix)
 
 
 def write_json(location: str | os.PathLike, data: dict) -> None:

@@ -36,8 +36,9 @@ from ray import tune
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.downstream.probing import SELECT_METRIC, probe_scores
+from weightspace.errors import OutputError
 from weightspace.pipeline import storage
-from weightspace.pipeline.run_record import CHECKPOINT_FILE, Recorder, verify
+from weightspace.pipeline.run_record import CHECKPOINT_FILE, Recorder, check_latest_checkpoints, run_id_at, verify
 from weightspace.pipeline.training import TrainingSession
 from weightspace.representation.config import LearnerConfig, config_from_dict, config_to_dict
 from weightspace.representation.learner import EvaluateFn
@@ -224,6 +225,9 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
 
     Raises:
         UntrustedRunError: `record` is given and does not vouch for the run to resume.
+        CheckpointError: resuming, a trial's latest ``learner.pt`` is not a checkpoint weightspace wrote.
+        OutputError: `record` is given and another run started at the same location meanwhile (possible only
+            on an object store, which has no lock: `weightspace.pipeline.storage.lock`).
 
     Returns:
         the `ResultGrid`.
@@ -259,6 +263,8 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
             if record is not None:
                 recorder = Recorder.load(record)
                 verify(recorder, experiment_dir)  # before ray unpickles anything there
+            check_latest_checkpoints(experiment_dir)  # before a trial loads one and fails on every resume
+            if record is not None:
                 _RESTORING["record"] = record
             try:  # the param space again: a run stopped before ray saved its trials has none but tuner.pkl's
                 tuner = tune.Tuner.restore(experiment_dir, trainable=wrapped, resume_unfinished=True,
@@ -302,6 +308,12 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
                 del _STAGING[record]
         if interrupted:  # a Ctrl-C that came while ray was not listening, and that ray swallowed
             raise KeyboardInterrupt
+    found = run_id_at(experiment_dir) if recorder is not None else None
+    if recorder is not None and found is not None and found != recorder.run_id:
+        # an object store has no lock: another run started at the same location while this one ran
+        raise OutputError(f"another run took over the run location '{experiment_dir}' while this one ran (its "
+                          f"{storage.CONFIG_FILE} names another run id), so neither run's results there can be "
+                          "trusted; start over with a --storage or output folder name of its own")
     return grid
 
 

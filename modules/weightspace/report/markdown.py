@@ -20,6 +20,7 @@ import pandas as pd
 
 from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, score
 from weightspace.io.atomic import write_text
+from weightspace.io.json_files import read_json
 from weightspace.report import plots as report_plots
 from weightspace.report.tables import outcome_sentence, results_markdown
 
@@ -277,8 +278,8 @@ def _read_csv(path: Path) -> pd.DataFrame | str:
 
 def _read_json(path: Path) -> dict:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path)
+    except (OSError, ValueError):  # the report says what it could not read
         return {}
     return data if isinstance(data, dict) else {}
 

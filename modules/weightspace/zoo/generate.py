@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from weightspace.errors import WeightspaceError
 from weightspace.io.atomic import atomic_file, write_json
+from weightspace.io.json_files import read_json
 from weightspace.io.outputs import (
     WORK_FORMAT,
     OutputExistsError,
@@ -286,7 +287,7 @@ def _prepare_work_dir(work: Path, spec: ZooSpec, fingerprint: str, generation: s
 def _work_generation(spec_file: Path) -> str | None:
     """The generation fingerprint of a work folder (recomputed from its spec when older code wrote it)."""
     try:
-        data = json.loads(spec_file.read_text())
+        data = read_json(spec_file)
         return data.get("generation") or generation_fingerprint(ZooSpec.from_dict(data["spec"]))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
@@ -295,7 +296,7 @@ def _work_generation(spec_file: Path) -> str | None:
 def _difference(spec_file: Path, spec: ZooSpec) -> str:
     """What a work folder was started for, compared with `spec`."""
     try:
-        data = json.loads(spec_file.read_text())
+        data = read_json(spec_file)
         old = ZooSpec.from_dict(data["spec"])
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return "an unknown zoo spec"
@@ -307,7 +308,7 @@ def _difference(spec_file: Path, spec: ZooSpec) -> str:
 def _finished(out: Path) -> tuple[str | None, str | None] | None:
     """``(fingerprint, generation)`` of the zoo at `out`, None when there is none."""
     try:
-        info = json.loads((out / "zoo.json").read_text())
+        info = read_json(out / "zoo.json")
         return info.get("fingerprint"), info.get("generation")
     except (OSError, ValueError, AttributeError):
         return None

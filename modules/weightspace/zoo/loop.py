@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from weightspace.zoo.population import Member, PopulationConfig, epoch_order, init_member
+from weightspace.zoo.population import Member, PopulationConfig, epoch_orders, init_member
 
 
 def make_optimizer(config: PopulationConfig, member: Member, params) -> torch.optim.Optimizer:
@@ -34,10 +34,11 @@ def train_single(config: PopulationConfig, member: Member, x_train: torch.Tensor
     model = init_member(config, member)
     model.train()
     opt = make_optimizer(config, member, model.parameters())
-    orders = epoch_order(member.seed, len(x_train), config.train_fraction, epochs)
+    orders = epoch_orders(member.seed, len(x_train), config.train_fraction)
     for epoch in range(epochs):
-        for step, start in enumerate(range(0, orders.shape[1], config.batch_size)):
-            idx = orders[epoch, start:start + config.batch_size]
+        order = next(orders)
+        for step, start in enumerate(range(0, len(order), config.batch_size)):
+            idx = order[start:start + config.batch_size]
             opt.zero_grad(set_to_none=True)
             loss = nn.functional.cross_entropy(model(x_train[idx]), y_train[idx])
             loss.backward()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -80,16 +80,24 @@ def data_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed((int(seed) * 0x9E3779B1 + 0x7F4A7C15) % (2**63))
 
 
-def epoch_order(seed: int, n_train: int, train_fraction: float, epochs: int) -> torch.Tensor:
-    """The sample order of one model for every epoch: ``(epochs, n_used)`` indices into the train set.
+def epoch_orders(seed: int, n_train: int, train_fraction: float) -> Iterator[torch.Tensor]:
+    """The sample order of one model, epoch after epoch: ``(n_used,)`` indices into the train set each.
 
     A model uses the first ``round(train_fraction * n_train)`` entries of its own
-    permutation of the train set, reshuffled each epoch.
+    permutation of the train set, reshuffled each epoch. Drawn one epoch at a time, so
+    memory does not grow with the number of epochs.
     """
     g = data_generator(seed)
     n_used = max(1, round(train_fraction * n_train))
     subset = torch.randperm(n_train, generator=g)[:n_used]
-    return torch.stack([subset[torch.randperm(n_used, generator=g)] for _ in range(epochs)])
+    while True:
+        yield subset[torch.randperm(n_used, generator=g)]
+
+
+def epoch_order(seed: int, n_train: int, train_fraction: float, epochs: int) -> torch.Tensor:
+    """The first `epochs` orders of `epoch_orders`, stacked: ``(epochs, n_used)``."""
+    orders = epoch_orders(seed, n_train, train_fraction)
+    return torch.stack([next(orders) for _ in range(epochs)])
 
 
 def init_member(config: PopulationConfig, member: Member) -> nn.Module:
@@ -204,7 +212,7 @@ class Population:
         """One epoch: model i visits ``x_train[order[i]]`` in batches of ``batch_size``.
 
         Args:
-            order: ``(N, n_used)`` sample indices per model (see `epoch_order`).
+            order: ``(N, n_used)`` sample indices per model (see `epoch_orders`).
             on_step: called as ``on_step(step, losses, grads)`` after each gradient computation.
 
         Returns:
@@ -339,11 +347,10 @@ def _train_and_record(pop: Population, x_train, y_train, x_test, y_test, epochs:
     x_train, y_train = x_train.to(pop.device), y_train.to(pop.device)
     x_test, y_test = x_test.to(pop.device), y_test.to(pop.device)
     n_train, fraction = len(x_train), pop.config.train_fraction
-    orders = torch.stack([epoch_order(m.seed, n_train, fraction, epochs) for m in pop.members], 1) \
-        if epochs > 0 else torch.empty(0, len(pop), 0, dtype=torch.long)  # (epochs, N, n_used)
+    orders = [epoch_orders(m.seed, n_train, fraction) for m in pop.members]  # one epoch at a time, never all
     for epoch in range(epochs + 1):
         if epoch > 0:
-            pop.train_epoch(x_train, y_train, orders[epoch - 1])
+            pop.train_epoch(x_train, y_train, torch.stack([next(o) for o in orders]))  # (N, n_used)
             if progress is not None:
                 progress(len(pop))
         if epoch not in keep:

@@ -37,6 +37,10 @@ DEFAULT_HYPERPARAMETERS = {
 }
 DISTRIBUTIONS = ("choice", "uniform", "log_uniform")
 MAX_SEED = 2**63 - 1  # seeds (and sample_seed) seed torch and numpy generators, which take 64-bit values
+# the largest zoo a spec may describe, checked from the counts alone before anything is listed or allocated
+# (`zoo.generate.check_fits` then measures the weights against this machine)
+MAX_EPOCHS = 100_000  # training epochs per model: each one pass over its train set
+MAX_MODELS = 10_000_000  # models: grid settings x drawn configurations (samples) x seeds
 # structural hyperparameters are shared by a population; drawn from a range, each model would train alone.
 # dropout is the exception: drawn (`sample`), it is a per-model rate in its population
 SAMPLED_PER_MODEL = ("dropout",)
@@ -61,10 +65,18 @@ def _check_value(key: str, value, where: str) -> None:
     if key == "init_std" and value is None:
         return
     low, high, low_open, high_open = _RANGES[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value) \
             or value < low or value > high or (low_open and value == low) or (high_open and value == high):
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
         raise ValueError(f"{where}: {key} must be a number in {interval}, got {value!r}")
+
+
+def _finite(value: int | float) -> bool:
+    """Whether `value` is a finite number a float can hold (an int of 400 digits is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _check_distribution(key: str, dist) -> None:
@@ -177,9 +189,15 @@ class ZooSpec:
         if not _whole(self.sample_seed, 0, MAX_SEED):
             raise ValueError(f"sample_seed must be a whole number from 0 to 2**63-1, got {self.sample_seed!r}; "
                              "set sample_seed to e.g. 0")
-        for key, low in (("epochs", 0), ("batch_size", 1), ("shard_size", 1)):
+        if not _whole(self.epochs, 0, MAX_EPOCHS):
+            raise ValueError(f"epochs must be a whole number from 0 to {MAX_EPOCHS:,}, got {self.epochs!r}; "
+                             "a zoo trains each model for at most that many epochs")
+        for key, low in (("batch_size", 1), ("shard_size", 1)):
             if not _whole(getattr(self, key), low, MAX_SEED):
                 raise ValueError(f"{key} must be a whole number of at least {low}, got {getattr(self, key)!r}")
+        if self.num_models > MAX_MODELS:
+            raise ValueError(f"the zoo would hold {self.num_models:,} models (grid settings x samples x seeds), more "
+                             f"than the {MAX_MODELS:,} a zoo may hold; lower seeds, samples or the grid")
 
     @property
     def num_models(self) -> int:

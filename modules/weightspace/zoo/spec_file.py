@@ -21,10 +21,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import fields
 from pathlib import Path
 
 from weightspace.errors import InputError
+from weightspace.io.json_files import MAX_DIGITS, JSONFileError, loads
 from weightspace.zoo.architectures import list_zoo_models, zoo_model_arguments
 from weightspace.zoo.spec import ZooSpec
 from weightspace.zoo.tasks import list_tasks, task_options
@@ -48,6 +50,7 @@ _TYPES = {
 }
 
 
+_START = "`weightspace zoo presets --show NAME` prints a spec file to start from"
 _TOO_DEEP = ("'{path}' nests lists or objects too deeply to read; a zoo spec nests at most three levels "
              "(e.g. sample -> lr -> choice); `weightspace zoo presets --show NAME` prints one to start from")
 
@@ -105,11 +108,9 @@ def _parse(path: Path) -> dict:
         raise SpecFileError(f"'{path}' is not UTF-8 text: {err}") from err
     if kind == "json":
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SpecFileError(f"'{path}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from err
-        except RecursionError:
-            raise SpecFileError(_TOO_DEEP.format(path=path)) from None
+            data = loads(text, str(path), _START)
+        except JSONFileError as err:  # not JSON, nested too deeply, or an integer Python refuses (its key named)
+            raise SpecFileError(str(err)) from None
     else:
         try:
             import tomllib  # the standard library's from Python 3.11; the package supports 3.10
@@ -122,9 +123,23 @@ def _parse(path: Path) -> dict:
             raise SpecFileError(f"'{path}' is not valid TOML: {err}") from err
         except RecursionError:
             raise SpecFileError(_TOO_DEEP.format(path=path)) from None
+        except ValueError:  # an integer of more digits than Python converts; tomllib names no line
+            raise SpecFileError(_long_integer(path, text)) from None
     if not isinstance(data, dict):
         raise SpecFileError(f"'{path}' holds a JSON {type(data).__name__}, not an object of spec keys")
     return data
+
+
+def _long_integer(path: Path, text: str) -> str:
+    """The refusal of a TOML file holding an integer of more than `MAX_DIGITS` digits, naming its line and key."""
+    found = re.search(r"[0-9_]{%d,}" % (MAX_DIGITS + 1), text)
+    if found is None:
+        return f"'{path}' holds an integer of more than {MAX_DIGITS:,} digits, more than Python reads; {_START}"
+    line = text.count("\n", 0, found.start()) + 1
+    key = re.match(r"\s*([^=\s]+)\s*=", text.splitlines()[line - 1])
+    where = f"line {line}" + (f" ({key[1]})" if key else "")
+    return (f"'{path}' {where}: an integer of {len(found[0].replace('_', '')):,} digits, more than the "
+            f"{MAX_DIGITS:,} Python reads; {_START}")
 
 
 def _check_task(path: Path, task: str, options: dict) -> None:

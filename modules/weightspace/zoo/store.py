@@ -15,7 +15,6 @@ output lock (`weightspace.io.outputs`).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -31,6 +30,7 @@ from pandas._libs.parsers import STR_NA_VALUES
 import weightspace
 from weightspace.errors import InputError
 from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, write_json
+from weightspace.io.json_files import JSONFileError, read_json
 from weightspace.io.outputs import ZOO_FORMAT, check_replaceable, clean_stale, output_errors, output_lock
 from weightspace.layout import WeightLayout
 
@@ -242,10 +242,9 @@ def package_versions() -> dict[str, str]:
 
 def _read_json(path: Path) -> dict:
     try:
-        with open(path) as f:
-            return json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ZooFormatError(f"'{path}' is not valid JSON: {err}") from err
+        return read_json(path, "regenerate or reconvert the zoo")
+    except JSONFileError as err:
+        raise ZooFormatError(str(err)) from None
 
 
 def _compact(values: list[int]) -> str:
