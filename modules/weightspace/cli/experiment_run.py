@@ -113,7 +113,8 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
         if _refuse_overwrite(out, step, args, grid=grid):
             reporting = True  # a finished run whose report was cut short: --resume writes the report alone
             with stage("report"):
-                print(f"report: {_report(out, smoke=args.smoke_test)}")
+                path = _report(out, smoke=args.smoke_test)
+            print(f"report: {path}")
             print(f"results in '{out}'")
             return 0
         out.mkdir(parents=True, exist_ok=True)
@@ -229,10 +230,12 @@ def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: b
         unreported = not grid and not (out / REPORT).exists() and not getattr(args, "no_report", False)
         if unreported and args.resume:
             return True
-        missing = f"; its report was not written: `weightspace report {out}` (or --resume) writes it" \
-            if unreported else ""
-        raise OutputExistsError(f"'{marker}' exists: this experiment has finished{missing}; pass --overwrite to run "
-                                "it again (--resume continues only an unfinished run) or choose another output folder "
+        if unreported:
+            raise OutputExistsError(f"'{marker}' exists: this experiment has finished, but its report was not "
+                                    f"written; `weightspace report {out}` (or --resume) writes it. Pass --overwrite "
+                                    "to run the experiment again, or choose another output folder")
+        raise OutputExistsError(f"'{marker}' exists: this experiment has finished; pass --overwrite to run it again "
+                                "(--resume continues only an unfinished run) or choose another output folder "
                                 "(--output-dir; `weightspace run`: --out)")
     if step == "representation":
         given = getattr(args, "storage", None)

@@ -94,6 +94,12 @@ KINDS: dict[str, tuple[str, Callable[[Path], bool]]] = {
 }
 
 
+# the marker file of each kind, named when it cannot be read
+_MARKERS = {"zoo": "zoo.json", "raytune export": "weightspace.json", "checkpoints export": "weightspace.json",
+            "zoo work folder": "spec.json", "experiment": "experiment.json", "extraction": EXTRACTION_MARKER,
+            "ray.tune run": "experiment_config.json"}
+
+
 # what the writers of these kinds put into a folder before they kept a manifest (the names only, no
 # user file among them); a folder of such a kind without a manifest may hold these and nothing else
 _UNLISTED = {
@@ -209,6 +215,7 @@ def check_replaceable(path: str | os.PathLike, *, accept: tuple[str, ...], overw
     with output_errors(path):
         kind = recognise(path, accept)
         if kind is None:
+            _refuse_unreadable_marker(path, accept)
             entries = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir())
             raise OutputError(f"refusing to replace '{path}': it holds {_named(entries)}, and is not {wanted}. "
                               "weightspace replaces only what it wrote; move the folder away yourself or choose "
@@ -219,6 +226,20 @@ def check_replaceable(path: str | os.PathLike, *, accept: tuple[str, ...], overw
                               f"{_named(foreign)}, which weightspace did not write and which would be lost. "
                               "Move them out of the folder, or choose another output path")
     return kind
+
+
+def _refuse_unreadable_marker(path: Path, accept: tuple[str, ...]) -> None:
+    """Name the marker file (zoo.json, experiment.json, ...) that keeps `path` from being recognised because it
+    cannot be read as JSON (nested too deeply, a huge integer, not JSON), rather than only listing the folder."""
+    for marker in dict.fromkeys(_MARKERS[kind] for kind in accept if kind in _MARKERS):
+        if (path / marker).is_file():
+            try:
+                read_json(path / marker)
+            except ValueError as err:  # JSONFileError
+                raise OutputError(f"refusing to replace '{path}': {err}, so weightspace cannot show it wrote the "
+                                  "folder; move the folder away yourself or choose another output path") from None
+            except OSError:
+                pass
 
 
 def check_parents(path: str | os.PathLike) -> None:

@@ -280,8 +280,10 @@ def read_checkpoint(source: str | os.PathLike | bytes, name: str | None = None) 
     """
     where = name or str(source if not isinstance(source, bytes) else "checkpoint")
     try:
-        state = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
-                           weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
+                               weights_only=True)
     except OSError:
         raise
     except pickle.UnpicklingError:
