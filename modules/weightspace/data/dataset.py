@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from weightspace.data.rows import usable_rows
 from weightspace.data.splits import SPLITS, ModelSplit
 from weightspace.layout import WeightLayout
 from weightspace.zoo.store import Zoo
@@ -91,8 +92,8 @@ class ZooDataset(Dataset):
                 raise ValueError(f"zoo {zoo.name!r} has no checkpoints at epochs {missing}; it holds epochs {zoo.epochs}")
             keep &= samples["epoch"].isin(wanted).to_numpy()
         n_split = int(keep.sum())
-        if exclude_diverged and "diverged" in samples:
-            keep &= ~samples["diverged"].fillna(False).astype(bool).to_numpy()
+        if exclude_diverged:
+            keep &= usable_rows(samples)
         rows = np.flatnonzero(keep)
         weights = np.ascontiguousarray(zoo.weights[rows], dtype=np.float32)
         if exclude_diverged and len(rows):

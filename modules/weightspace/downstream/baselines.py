@@ -25,6 +25,7 @@ import pandas as pd
 import tabulate  # noqa: F401 - DataFrame.to_markdown (format_table) imports it lazily; a missing one fails at import
 from sklearn.base import TransformerMixin
 
+from weightspace.data.rows import usable_rows
 from weightspace.data.splits import DEFAULT_FRACTIONS, ModelSplit
 from weightspace.downstream.evaluate import evaluate, results_dict
 from weightspace.downstream.features import (
@@ -259,9 +260,7 @@ def baseline_table(zoo: Zoo, config: BaselineConfig, split: ModelSplit, *, names
 def _check_splittable(zoo: Zoo, split: ModelSplit) -> None:
     """Refuse a zoo whose usable rows leave fewer than 2 training samples or no test sample."""
     samples = zoo.samples
-    usable = np.ones(len(samples), dtype=bool)
-    if "diverged" in samples:
-        usable = ~samples["diverged"].fillna(False).astype(bool).to_numpy()
+    usable = usable_rows(samples)
     names = split.column(samples["model_id"].to_numpy()[usable])
     counts = {s: int((names == s).sum()) for s in ("train", "val", "test")}
     if counts["train"] < 2 or counts["test"] < 1:

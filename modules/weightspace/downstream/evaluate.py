@@ -24,6 +24,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import get_tags
 
+from weightspace.data.rows import usable_rows
 from weightspace.data.splits import DEFAULT_FRACTIONS, SPLITS, ModelSplit, has_repeats
 from weightspace.downstream.features import release_pages
 from weightspace.downstream.probes import ProbeConfig, make_probe
@@ -84,9 +85,7 @@ def evaluate(source: Zoo | np.ndarray, samples: pd.DataFrame | None = None, *,
         raise ValueError(f"samples must have one row per weight row ({weights.shape[0]}) and a model_id column; "
                          f"got {len(samples)} rows with columns {list(samples.columns)}")
     split = _splits(samples, splits, fractions, split_seed)
-    keep = np.ones(len(samples), dtype=bool)
-    if "diverged" in samples:
-        keep = ~samples["diverged"].fillna(False).astype(bool).to_numpy()
+    keep = usable_rows(samples)
     kept = samples.loc[keep].reset_index(drop=True)
     split = split[keep]
     groups = kept["model_id"].to_numpy()  # fallbacks without a validation split hold out whole models
