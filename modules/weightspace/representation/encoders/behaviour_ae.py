@@ -1,0 +1,126 @@
+"""`behaviour_ae`: a weight autoencoder anchored in behaviour.
+
+The encoder is the 2021 transformer over neuron tokens with a compression token; its latent (at most 256
+numbers) is the whole embedding, every number an output of trained parameters. The decoder rebuilds the
+weights, and the rebuilt network is run, in the zoo's own architecture, on query inputs: its logits must
+match the original network's. The reconstruction the learner scores is therefore two parts side by side,
+
+    loss = mean((w_hat - w)^2) + beta * mean((f(w_hat; q) - f(w; q))^2),
+
+the structure loss on the weights and the behaviour loss on the logits of K queries ``q`` (the task's
+training inputs without their labels, or data-free draws where the zoo has no task). Both parts go through
+the learner's one reconstruction loss: `decode` and `reconstruction_target` return the weights and the
+logits, each scaled so that the plain mean squared error over the concatenation equals the sum above.
+``beta = 0`` is the plain weight autoencoder. Weighing the parts this way keeps the contrastive term (gamma)
+and every augmentation of the learner as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from weightspace.layout import WeightLayout
+from weightspace.representation.autoencoder import Autoencoder
+from weightspace.representation.encoders.transformer import TransformerAutoencoder, TransformerConfig
+from weightspace.representation.function_target import FunctionTarget
+from weightspace.representation.registry import EncoderConfig, create_autoencoder, register_encoder
+
+MAX_LATENT = 256  # a compact embedding: the probes read at most this many numbers per checkpoint
+
+
+@dataclass
+class BehaviourAEConfig(EncoderConfig):
+    """The behaviour-anchored weight autoencoder."""
+
+    name: str = "behaviour_ae"  # the registered encoder
+    d_model: int = 256  # transformer width
+    n_heads: int = 4  # attention heads
+    n_blocks: int = 2  # encoder blocks (the decoder has as many)
+    d_ff: int = 512  # feed-forward width
+    latent_dim: int = 128  # the embedding, at most MAX_LATENT
+    dropout: float = 0.1  # dropout in the transformer blocks
+    beta: float = 1.0  # weight of the behaviour loss (logits of the rebuilt network) beside the structure loss
+    queries: str = "task"  # "task": the zoo's training inputs without labels; "uniform" / "normal": data-free
+    n_queries: int = 256  # K, query inputs (all of a task's inputs where it has fewer)
+    query_seed: int = 0  # draws the queries
+    architecture: dict | None = None  # the zoo's networks (function_target.zoo_architecture); the pipeline fills it
+
+    @property
+    def needs_architecture(self) -> bool:
+        """The behaviour loss runs the zoo's networks: `architecture` is filled from the zoo."""
+        return True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 1 <= self.latent_dim <= MAX_LATENT:
+            raise ValueError(f"BehaviourAEConfig.latent_dim must be in 1 ... {MAX_LATENT}, got {self.latent_dim}")
+        if not (math.isfinite(self.beta) and self.beta >= 0):
+            raise ValueError(f"BehaviourAEConfig.beta must be 0 or more, got {self.beta}")
+        if self.queries not in ("task", "uniform", "normal"):
+            raise ValueError(f"BehaviourAEConfig.queries must be 'task', 'uniform' or 'normal', got {self.queries!r}")
+        if self.n_queries < 1:
+            raise ValueError(f"BehaviourAEConfig.n_queries must be positive, got {self.n_queries}")
+
+
+class BehaviourAutoencoder(Autoencoder):
+    """The transformer autoencoder whose reconstruction is the weights and the rebuilt network's logits."""
+
+    reconstruction_kind = "weights and logits"
+
+    def __init__(self, inner: TransformerAutoencoder, behaviour: FunctionTarget | None, beta: float):
+        super().__init__()
+        self.inner = inner
+        self.behaviour = behaviour
+        self.num_params = inner.num_params
+        self.embedding_dim = inner.embedding_dim
+        self.beta = float(beta) if behaviour is not None else 0.0
+        d, m = self.num_params, behaviour.n_outputs if behaviour is not None else 0
+        # the MSE over the concatenation [a * w, b * f(w)] is mean_w + beta * mean_f with these scales
+        self.scale_weights = math.sqrt((d + m) / d)
+        self.scale_logits = math.sqrt(self.beta * (d + m) / m) if m else 0.0
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, latent)``: the transformer's compression token."""
+        return self.inner.encode(x)
+
+    def rebuild(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, latent)`` -> ``(B, D)``: the rebuilt weights."""
+        return self.inner.decode(z)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, latent)`` -> ``(B, D + K * classes)``: the rebuilt weights and their network's logits, scaled."""
+        return self._joined(self.rebuild(z), grad=True)
+
+    def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D)`` -> ``(B, D + K * classes)``: the weights and the original network's logits, scaled."""
+        return self._joined(x, grad=False)
+
+    def _joined(self, w: torch.Tensor, *, grad: bool) -> torch.Tensor:
+        if self.behaviour is None or self.beta == 0:
+            return w
+        w = w.float()
+        logits = self.behaviour._run(w) if grad else self.behaviour(w)  # the original's are cached, no grad
+        return torch.cat([w * self.scale_weights, logits * self.scale_logits], dim=1)
+
+
+@register_encoder("behaviour_ae", config=BehaviourAEConfig)
+def build_behaviour_ae(c: BehaviourAEConfig, layout: WeightLayout,
+                       generator: torch.Generator | None) -> BehaviourAutoencoder:
+    inner = create_autoencoder(
+        TransformerConfig(name="transformer_neuron", d_model=c.d_model, n_heads=c.n_heads, n_blocks=c.n_blocks,
+                          d_ff=c.d_ff, latent_dim=c.latent_dim, dropout=c.dropout, compression_token=True),
+        layout, generator=generator)
+    assert isinstance(inner, TransformerAutoencoder)  # the registry builds the config's own class
+    behaviour = None
+    if c.beta > 0:
+        if c.architecture is None:
+            raise ValueError("behaviour_ae with beta > 0 runs the zoo's networks: fill BehaviourAEConfig.architecture "
+                             "from the zoo (function_target.with_zoo_architecture), or set beta=0")
+        queries = c.queries if c.queries != "task" or c.architecture.get("task") else "uniform"
+        behaviour = FunctionTarget(layout, c.architecture, n_queries=c.n_queries, seed=c.query_seed,
+                                   queries=queries)
+    return BehaviourAutoencoder(inner, behaviour, c.beta)
+
