@@ -290,13 +290,14 @@ def test_generate_with_out_dot_inside_a_zoo_is_refused_before_training(zoo_b, tm
 # -------------------------------------------------------------- 4. Ctrl-C during a run
 DRIVER = """
 import sys
-from dataclasses import replace
 from weightspace.cli.experiment_run import parse_args, run_experiment
 from weightspace.pipeline.experiment import zoo_experiment
+from weightspace.pipeline.learners import registry
 from weightspace.zoo.store import Zoo
 
+registry.SMOKE_ITERATIONS = int(sys.argv[2])  # the smoke learner, trained for this many iterations
 zoo = Zoo.load(sys.argv[1])
-experiment = replace(zoo_experiment(zoo).smoke(), iterations=int(sys.argv[2]))
+experiment = zoo_experiment(zoo).smoke()
 args = parse_args("representation", ["--zoo", sys.argv[1], "--output-dir", sys.argv[3], "--device", "cpu",
                                      "--no-report", *sys.argv[4:]])
 sys.exit(run_experiment(experiment, "representation", args))
