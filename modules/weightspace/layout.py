@@ -11,7 +11,6 @@ module list, so inserting dropout or activation modules never moves them.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from torch import nn
 
 from weightspace.errors import InputError
 from weightspace.io.atomic import write_json
+from weightspace.io.json_files import read_json
 from weightspace.layout_check import check_permutations, refuse_normalization
 
 KINDS = ("linear", "conv2d")
@@ -338,8 +338,7 @@ class WeightLayout:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "WeightLayout":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        return cls.from_dict(read_json(path))
 
     def to_index_dict(self) -> dict[str, list]:
         """The 2021 ``index_dict.json`` content (per layer: weights then biases)."""
@@ -411,8 +410,7 @@ class WeightLayout:
 
     @classmethod
     def load_index_dict(cls, path: str | os.PathLike) -> "WeightLayout":
-        with open(path) as f:
-            return cls.from_index_dict(json.load(f))
+        return cls.from_index_dict(read_json(path))
 
     def same_structure(self, other: "WeightLayout") -> bool:
         """True when both describe the same vector (shapes, offsets, biases), names aside."""

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -19,6 +18,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from weightspace.errors import InputError
+from weightspace.io.json_files import read_json
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
 
@@ -71,8 +72,9 @@ def read_index_dict(index_dict: Mapping | str | os.PathLike) -> WeightLayout:
     if isinstance(index_dict, Mapping):
         given = index_dict
     else:
-        with open(index_dict) as f:
-            given = json.load(f)
+        given = read_json(index_dict)
+        if not isinstance(given, Mapping):
+            raise InputError(f"'{index_dict}' holds a JSON {type(given).__name__}, not a 2021 index_dict object")
     index_dict = {k: list(v) for k, v in given.items()}
     lengths = index_dict.get("idx_length", [])
     starts = [int(s) for s in np.concatenate([[0], np.cumsum(lengths)[:-1]])] if lengths else []

@@ -29,7 +29,6 @@ import base64
 import binascii
 import hashlib
 import http.client
-import json
 import os
 import socket
 import urllib.error
@@ -45,6 +44,7 @@ from weightspace.formats.zenodo_2021 import convert_zenodo_2021
 from weightspace.io.atomic import write_text
 from weightspace.io.data_root import data_root
 from weightspace.io.download import ChecksumError, DownloadError, extract_tar, fetch_url, read_url
+from weightspace.io.json_files import loads
 from weightspace.io.outputs import check_replaceable
 from weightspace.zoo.store import Zoo
 
@@ -113,7 +113,7 @@ def zenodo_files(*, timeout: float = 60.0) -> dict[str, Published]:
     source = f"Zenodo record {ZENODO_RECORD}"
     try:
         out = {}
-        for entry in json.loads(body)["files"]:
+        for entry in loads(body.decode(), ZENODO_RECORD_URL)["files"]:
             algorithm, _, digest = str(entry.get("checksum") or "").partition(":")
             size = entry.get("size")
             out[str(entry.get("key") or entry["filename"])] = Published(

@@ -36,6 +36,7 @@ from weightspace.errors import InputError
 from weightspace.formats import legacy
 from weightspace.formats.tensor_checks import check_tensors
 from weightspace.io.atomic import atomic_directory
+from weightspace.io.json_files import JSONFileError, loads, read_json
 from weightspace.io.outputs import check_replaceable
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
@@ -66,9 +67,9 @@ def _read_results(path: Path) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"'{path}' line {number} is not valid JSON ({err}); fix or remove that line") from err
+                record = loads(line, str(path), line=number)
+            except JSONFileError as err:  # not JSON, nested too deeply, or an integer Python refuses
+                raise ValueError(f"{err}; fix or remove that line") from None
             if not isinstance(record, dict):
                 raise ValueError(f"'{path}' line {number} holds {type(record).__name__}, expected a JSON object")
             lines.append(record)
@@ -160,7 +161,8 @@ def import_raytune(src: str | os.PathLike, *, architecture: str | None = None,
     src = Path(src)
     if not src.is_dir():
         raise FileNotFoundError(f"no ray.tune experiment folder '{src}'")
-    meta = json.loads((src / META).read_text()) if (src / META).is_file() else {}
+    meta = read_json(src / META) if (src / META).is_file() else {}
+    meta = meta if isinstance(meta, dict) else {}
     models = sorted(d for d in src.iterdir() if d.is_dir() and (d / "result.json").is_file())
     skipped = [d.name for d in src.iterdir() if d.is_dir() and d not in models]
     if skipped:

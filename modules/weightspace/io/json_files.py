@@ -41,29 +41,31 @@ def _integer(text: str) -> int | _LongInteger:
     return _LongInteger(digits) if digits > MAX_DIGITS else int(text)
 
 
-def loads(text: str, where: str, fix: str = "") -> Any:
+def loads(text: str, where: str, fix: str = "", *, line: int | None = None) -> Any:
     """The value of the JSON `text` read from `where` (a file or location, named in errors).
 
     Args:
         fix: what to do, appended to the message of an error (`NOT_WRITTEN_BY_US` for weightspace's own files).
+        line: the line of `where` that `text` is (a file of one JSON value per line), named in errors.
 
     Raises:
         JSONFileError: not JSON (line and column named), nested too deeply, or an integer of more
             than `MAX_DIGITS` digits (its key named).
     """
     tail = f"; {fix}" if fix else ""
+    where = f"'{where}'" + (f" line {line}" if line is not None else "")
     try:
         value = json.loads(text, parse_int=_integer)
     except RecursionError:
-        raise JSONFileError(f"'{where}' nests lists or objects too deeply to read (deeper than Python's recursion "
+        raise JSONFileError(f"{where} nests lists or objects too deeply to read (deeper than Python's recursion "
                             f"limit){tail}") from None
     except json.JSONDecodeError as err:
-        raise JSONFileError(f"'{where}' is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+        raise JSONFileError(f"{where} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
                             f"{tail}") from None
     found = _find_long_integer(value)
     if found is not None:
         key, digits = found
-        raise JSONFileError(f"'{where}': {key} holds an integer of {digits:,} digits, more than the {MAX_DIGITS:,} "
+        raise JSONFileError(f"{where}: {key} holds an integer of {digits:,} digits, more than the {MAX_DIGITS:,} "
                             f"Python reads{tail}")
     return value
 
