@@ -133,8 +133,9 @@ def test_task_queries_are_training_inputs_without_labels():
 
 
 @pytest.mark.parametrize("change, reason", [
-    (lambda z: z.info.pop("architecture"), "records no architecture"),
-    (lambda z: z.info.update(architecture={"name": None, "kwargs": {}}), "no registered architecture"),
+    (lambda z: z.info.pop("architecture"), "records no network for the weights; convert the zoo with --model"),
+    (lambda z: z.info.update(architecture={"name": None, "kwargs": {}}),
+     r"no registered architecture, no stored program\); convert the zoo with --model MODULE:CALLABLE"),
     (lambda z: z.info.update(architecture={"name": "resnet9000", "kwargs": {}}), "is not registered"),
     (lambda z: z.info.update(architecture={"name": "mlp", "kwargs": {"hidden": [7]}}), "layout describes"),
     (lambda z: z.samples.pop("activation"), "activation is unknown"),
@@ -181,8 +182,8 @@ def test_baselines_of_a_zoo_without_architecture_note_b_probe_not_available(make
     for name, label in (("outputs_free", "B_probe (data-free)"), ("outputs_task", "B_probe (task inputs)")):
         part = table[table["feature_set"] == name]
         assert set(part["probe"]) == {"linear"} and part["value"].isna().all()  # trees only on request
-        assert part["note"].str.contains(f"{label}: not available: zoo.json records no architecture",
-                                         regex=False).all()
+        assert part["note"].str.contains(f"{label}: not available: zoo.json records no network for the weights; "
+                                         "convert the zoo with --model", regex=False).all()
     assert table.loc[table["feature_set"] == "stats", "value"].notna().any()  # the other rows still run
     data = json.loads((tmp_path / "baseline_performance.json").read_text())
     assert data["results_outputs_free"]["test_acc_test"] is None

@@ -2,7 +2,17 @@
 its own inputs) converts into a zoo whose ids are kept as written, whose network runs without the user's code,
 and whose B_probe is computed; a tampered zoo and bad input are refused with one line, nothing half-written."""
 
+import hashlib
+import io
 import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,10 +20,13 @@ import pytest
 import torch
 from torch import nn
 
+from weightspace.cli import main
 from weightspace.data.splits import ModelSplit
 from weightspace.errors import InputError
 from weightspace.formats import convert_checkpoints
-from weightspace.zoo.store import Zoo
+from weightspace.zoo.store import Zoo, ZooFormatError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 IDS = ("run002", "007", "run000", "run001", "NA", "run003")  # run names; "007" and "NA" stay text
 EPOCHS = (0, 1, 2)
@@ -47,6 +60,60 @@ def write_runs(folder, ids=IDS) -> pd.DataFrame:
 
 def listing(root) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+USER_MODULE = """
+from pathlib import Path
+
+from torch import nn
+
+Path({marker!r}).touch()  # importing this file leaves a mark
+
+
+def build(width=4):
+    return nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.Conv2d(width, width, 3), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10))
+"""
+
+
+def write_user_code(folder, name: str) -> Path:
+    """The user's model code as a module `name` in `folder`; importing it creates ``<folder>/<name>.imported``."""
+    marker = folder / f"{name}.imported"
+    (folder / f"{name}.py").write_text(USER_MODULE.format(marker=str(marker)))
+    return marker
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("weightspace: error: "), err
+    return lines[0]
+
+
+class Payload:
+    """Unpickling it runs code: it creates the file `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+@pytest.fixture(scope="module")
+def own_zoo(tmp_path_factory) -> Path:
+    """The user's runs converted with their network (plain PyTorch, `user_cnn`) and their own inputs."""
+    root = tmp_path_factory.mktemp("own")
+    write_runs(root / "runs")
+    np.save(root / "inputs.npy", np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32))
+    convert_checkpoints(root / "runs", root / "zoo", model=user_cnn, inputs=root / "inputs.npy")
+    return root / "zoo"
+
+
+def copy_zoo(zoo: Path, tmp_path) -> Path:
+    shutil.copytree(zoo, tmp_path / "zoo")
+    return tmp_path / "zoo"
 
 
 # ------------------------------------------------------------------- ids
@@ -94,3 +161,197 @@ def test_predictions_keep_the_ids(tmp_path):
                               keep_default_na=False)
     assert set(predictions["model_id"]) == set(IDS)
     assert json.loads((tmp_path / "zoo" / "zoo.json").read_text())["column_dtypes"]["model_id"] in ("str", "object")
+
+
+# ----------------------------------------------------- the user's network and inputs
+def test_the_stored_program_gives_the_users_logits_for_the_same_weights(own_zoo):
+    from torch.func import functional_call
+
+    from weightspace.zoo.program import load_program
+
+    zoo = Zoo.load(own_zoo)
+    assert sorted(p.name for p in own_zoo.iterdir() if not p.name.startswith(".")) == [
+        "inputs.npy", "layout.json", "network.pt2", "samples.csv", "weights.npy", "zoo.json"]
+    assert zoo.info["architecture"]["program"]["model"].endswith(":user_cnn")
+    assert zoo.info["task"]["input_shape"] == [1, 8, 8] and zoo.info["task"]["inputs"]["count"] == 40
+    network = load_program((own_zoo / "network.pt2").read_bytes(), "network.pt2")
+    x = torch.from_numpy(np.load(own_zoo / "inputs.npy")[:16])
+    for row in (0, 7, len(zoo.samples) - 1):
+        state = zoo.layout.devectorize(torch.from_numpy(np.array(zoo.weights[row])))
+        mine = user_cnn().eval()
+        mine.load_state_dict(state)
+        with torch.no_grad():
+            expected = mine(x)
+            got = functional_call(network, {f"net.{k}": v for k, v in state.items()}, (x,))
+        torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+def test_b_probe_runs_the_stored_program_on_free_and_own_inputs(own_zoo):
+    from weightspace.downstream.baselines import BaselineConfig, baseline_feature_sets
+    from weightspace.downstream.model_outputs import Unavailable, zoo_model_outputs
+
+    zoo = Zoo.load(own_zoo)
+    features, _ = baseline_feature_sets(zoo, BaselineConfig(), names=["outputs_free", "outputs_task"])
+    assert not any(isinstance(f, Unavailable) for f in features.values()), features
+    free, task = zoo_model_outputs(zoo, "free", n_queries=8), zoo_model_outputs(zoo, "task", n_queries=8)
+    assert free.shape == task.shape == (len(zoo.samples), 8 * 10)
+    assert np.isfinite(free).all() and np.isfinite(task).all()
+    x = torch.from_numpy(np.load(own_zoo / "inputs.npy"))
+    queries = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:8]]  # draw_queries' draw
+    mine = user_cnn().eval()
+    mine.load_state_dict(zoo.layout.devectorize(torch.from_numpy(np.array(zoo.weights[5]))))
+    with torch.no_grad():
+        np.testing.assert_allclose(task[5], mine(queries).numpy().reshape(-1), rtol=0, atol=1e-5)
+
+
+def test_function_space_targets_run_the_stored_program(own_zoo):
+    from weightspace.representation.function_target import FunctionTarget, zoo_architecture
+
+    zoo = Zoo.load(own_zoo)
+    architecture = zoo_architecture(zoo)
+    json.dumps(architecture)  # it is saved with the resolved config
+    rows = torch.from_numpy(np.array(zoo.weights[:4]))
+    for queries in ("uniform", "task"):
+        target = FunctionTarget(zoo.layout, architecture, n_queries=6, queries=queries)
+        out = target(rows)
+        assert out.shape == (4, 6 * 10) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="runs with its own activation"):
+        FunctionTarget(zoo.layout, architecture, activation="tanh")
+
+
+def test_reading_the_zoo_imports_none_of_the_users_code(tmp_path, monkeypatch, capsys):
+    write_runs(tmp_path / "runs")
+    marker = write_user_code(tmp_path, "user_net_read")
+    monkeypatch.chdir(tmp_path)
+    assert main(["zoo", "convert", "--from", "checkpoints", "runs", "--out", "zoo", "--model", "user_net_read:build",
+                 "--task", "digits"]) == 0
+    assert "stored program (user_net_read:build)" in capsys.readouterr().out
+    assert marker.exists()  # imported at conversion, from the current directory
+    marker.unlink()
+    (tmp_path / "elsewhere").mkdir()
+    code = ("import sys; from weightspace.zoo.store import Zoo; "
+            "from weightspace.downstream.model_outputs import zoo_model_outputs; "
+            f"zoo = Zoo.load({str(tmp_path / 'zoo')!r}); "
+            "print(zoo_model_outputs(zoo, 'free', n_queries=4).shape, zoo_model_outputs(zoo, 'task', n_queries=4).shape,"
+            " 'user_net_read' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = str(ROOT / "modules")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere", env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["(18,", "40)", "(18,", "40)", "False"]
+    assert not marker.exists()
+    info = json.loads((tmp_path / "zoo" / "zoo.json").read_text())
+    assert info["task"] == {"name": "digits", "input_shape": [1, 8, 8]}
+
+
+# ------------------------------------------------------------------ tampering
+def rewrite_member(archive: Path, suffix: str, data: bytes) -> None:
+    """Replace the member of a zip archive whose name ends with `suffix`."""
+    old = zipfile.ZipFile(io.BytesIO(archive.read_bytes()))
+    new = io.BytesIO()
+    with zipfile.ZipFile(new, "w") as out:
+        for info in old.infolist():
+            out.writestr(info.filename, data if info.filename.endswith(suffix) else old.read(info))
+    archive.write_bytes(new.getvalue())
+
+
+def record_digest(zoo: Path, name: str) -> None:
+    """Write the file's new SHA-256 into zoo.json, as one who tampers with both would."""
+    info = json.loads((zoo / "zoo.json").read_text())
+    entry = info["architecture"]["program"] if name == "network.pt2" else info["task"]["inputs"]
+    entry["sha256"] = hashlib.sha256((zoo / name).read_bytes()).hexdigest()
+    (zoo / "zoo.json").write_text(json.dumps(info))
+
+
+def plant_whole_file(zoo: Path, name: str, marker: Path) -> str:
+    (zoo / name).write_bytes(pickle.dumps(Payload(marker)))
+    return "differs from the SHA-256 zoo.json records"
+
+
+def plant_sample_inputs(zoo: Path, name: str, marker: Path) -> str:
+    buffer = io.BytesIO()
+    torch.save(Payload(marker), buffer)
+    rewrite_member(zoo / name, "data/sample_inputs/model.pt", buffer.getvalue())
+    record_digest(zoo, name)
+    return "its sample inputs are not plain tensors"
+
+
+def plant_pickled_weight(zoo: Path, name: str, marker: Path) -> str:
+    archive = zipfile.ZipFile(zoo / name)
+    config = next(n for n in archive.namelist() if n.endswith("model_weights_config.json"))
+    entries = json.loads(archive.read(config))
+    first = next(iter(entries["config"].values()))
+    first["use_pickle"] = True
+    buffer = io.BytesIO()
+    torch.save(Payload(marker), buffer)
+    rewrite_member(zoo / name, "model_weights_config.json", json.dumps(entries).encode())
+    rewrite_member(zoo / name, "data/weights/" + first["path_name"], buffer.getvalue())
+    record_digest(zoo, name)
+    return "not as raw tensor data"
+
+
+def plant_pickled_inputs(zoo: Path, name: str, marker: Path) -> str:
+    np.save(zoo / name, np.array([Payload(marker)], dtype=object), allow_pickle=True)
+    record_digest(zoo, name)
+    return "is not a .npy array of inputs"
+
+
+@pytest.mark.parametrize("name, plant", [("network.pt2", plant_whole_file), ("network.pt2", plant_sample_inputs),
+                                         ("network.pt2", plant_pickled_weight), ("inputs.npy", plant_whole_file),
+                                         ("inputs.npy", plant_pickled_inputs)],
+                         ids=["program", "program-sample-inputs", "program-weight", "inputs", "inputs-npy"])
+def test_a_tampered_file_is_refused_in_one_line_and_nothing_in_it_runs(own_zoo, tmp_path, capsys, name, plant):
+    zoo = copy_zoo(own_zoo, tmp_path)
+    marker = tmp_path / "ran"
+    message = plant(zoo, name, marker)
+    with pytest.raises(ZooFormatError, match=f"'{zoo / name}'.*{message}"):
+        Zoo.load(zoo)
+    assert main(["zoo", "info", str(zoo)]) == 2
+    line = one_error_line(capsys)
+    assert name in line and message in line
+    assert not marker.exists()
+
+
+# ------------------------------------------------------------------ bad input
+def empty_id_cell(folder: Path) -> None:
+    table = pd.read_csv(folder / "runs" / "checkpoints.csv", dtype={"model_id": str}, keep_default_na=False)
+    table.loc[7, "model_id"] = ""
+    table.to_csv(folder / "runs" / "checkpoints.csv", index=False)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--model", "user_net_bad:build", "--model-kwargs", '{"width": 8}', "--task", "digits"],
+     r"--model 'user_net_bad:build' with --model-kwargs \{'width': 8\}: the checkpoint '\w+_ep0\.pt' \(checkpoints"
+     r"\.csv row 1\) does not load into its module \(strict\): Error\(s\) in loading state_dict .*size mismatch"),
+    (["--inputs", "rgb.npy"], r"--inputs 'rgb\.npy' holds inputs of shape \(3, 8, 8\), but the networks' first layer "
+                              r"'0' takes \(C=1, H, W\) per input"),
+    (["--model", "user_net_bad:build", "--inputs", "tiny.npy"],
+     r"--model 'user_net_bad:build': its module does not run on inputs of shape \(1, 2, 2\)"),
+    (["--model", "user_net_bad:build"], "--model needs example inputs to check and export the network"),
+    (["--model", "user_net_bad:nothing", "--task", "digits"], "--model 'user_net_bad:nothing': 'user_net_bad' has no "
+                                                              "'nothing'"),
+    (["--model", "no_such_module:build", "--task", "digits"], "'no_such_module' cannot be imported"),
+    (["--task", "imagenet"], "--task 'imagenet' is not a built-in task"),
+    (["--inputs", "labels.npy"], r"--inputs 'labels\.npy' holds an array of shape \(40,\)"),
+    ([empty_id_cell], r"rows \[8\] have no model_id; give each row the id of its model"),
+], ids=["model-does-not-load", "inputs-wrong-shape", "model-does-not-run", "model-without-inputs", "no-callable",
+        "no-module", "unknown-task", "inputs-not-a-batch", "empty-id"])
+def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, monkeypatch, capsys, options, message):
+    write_runs(tmp_path / "runs")
+    write_user_code(tmp_path, "user_net_bad")
+    np.save(tmp_path / "rgb.npy", np.zeros((4, 3, 8, 8), np.float32))
+    np.save(tmp_path / "tiny.npy", np.zeros((4, 1, 2, 2), np.float32))
+    np.save(tmp_path / "labels.npy", np.zeros(40, np.int64))
+    for option in options:
+        if callable(option):
+            option(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "user_net_bad", raising=False)  # imported from this test's folder
+    before = listing(tmp_path)
+    argv = ["zoo", "convert", "--from", "checkpoints", "runs", "--out", "zoo"]
+    assert main(argv + [o for o in options if not callable(o)]) == 2
+    line = one_error_line(capsys)
+    assert re.search(message, line), line
+    made_by_import = ("__pycache__", "user_net_bad.imported")  # Python's cache, the user module's mark
+    assert [p for p in listing(tmp_path) if not p.startswith(made_by_import)] == before

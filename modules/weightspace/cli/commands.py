@@ -72,6 +72,16 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
                       help='checkpoints: the architecture\'s arguments as JSON, e.g. \'{"hidden": [8]}\'')
     conv.add_argument("--hyperparameters", type=_names, default=None,
                       help="checkpoints: comma-separated CSV columns that are hyperparameters (default: the text ones)")
+    conv.add_argument("--task", default=None,
+                      help="checkpoints: the built-in task the networks were trained on (e.g. digits): its inputs "
+                           "are their task inputs")
+    conv.add_argument("--inputs", type=Path, default=None,
+                      help="checkpoints: a .npy or .pt tensor (N, C, H, W) of unlabelled example inputs, kept in the zoo")
+    conv.add_argument("--model", default=None, metavar="MODULE:CALLABLE",
+                      help="checkpoints: the function (or class) returning your nn.Module, imported from the current "
+                           "directory or your path at conversion only; the zoo keeps it as a torch.export program")
+    conv.add_argument("--model-kwargs", type=_json_object, default=None,
+                      help="checkpoints: the arguments of --model as JSON, e.g. '{\"width\": 8}'")
     conv.set_defaults(func=_zoo_convert)
 
     export = zsub.add_parser("export", help="write a zoo in an external layout")
@@ -113,7 +123,7 @@ def _json_object(text: str) -> dict:
     """An argparse type: a JSON object such as '{"hidden": [8]}'."""
     try:
         value = json.loads(text)
-    except (ValueError, RecursionError):  # not JSON, nested too deeply, or an integer Python refuses
+    except ValueError:
         value = None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"""expected a JSON object such as '{{"hidden": [8]}}', got {text!r}""")
@@ -183,12 +193,17 @@ def _zoo_convert(args: argparse.Namespace) -> int:
             raise ValueError(f"--param-order applies only to --from unterthiner, not --from {args.source_format}")
         kwargs["param_order"] = args.param_order
     checkpoint_options = {"csv": args.csv, "skip_bad": args.skip_bad or None, "architecture": args.architecture,
-                          "arch_kwargs": args.arch_kwargs, "hyperparameters": args.hyperparameters}
+                          "arch_kwargs": args.arch_kwargs, "hyperparameters": args.hyperparameters, "task": args.task,
+                          "inputs": args.inputs, "model": args.model, "model_kwargs": args.model_kwargs}
     given = {k: v for k, v in checkpoint_options.items() if v is not None}
     if given and args.source_format != "checkpoints":
         flags = ", ".join("--" + k.replace("_", "-") for k in given)
         raise ValueError(f"{flags} apply only to --from checkpoints, not --from {args.source_format}")
     kwargs.update(given)
+    if args.model is not None:  # the command line is the caller: the user's code is imported from here
+        from weightspace.formats.own_network import load_callable
+
+        kwargs["model"] = load_callable(args.model, search=[Path.cwd()])
     zoo = convert(args.source_format, args.src, args.out, overwrite=args.overwrite, **kwargs)
     print(zoo.summary())
     return 0

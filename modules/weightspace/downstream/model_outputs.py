@@ -4,12 +4,13 @@ A probing baseline: what a network computes on a handful of inputs says much of
 what it is (accuracy, training time), and unlike the raw weights it is
 invariant to every function-preserving neuron permutation, so it is a fair bar
 for permutation-invariant encoders. Each weight row is devectorized through the
-zoo's `WeightLayout` into the zoo's own registered architecture and run on K
-query inputs; the K x classes logits, flattened query by query, are the features.
+zoo's `WeightLayout` into the zoo's own registered architecture (or the network a converted zoo
+stores as a program, `weightspace.zoo.program`) and run on K query inputs; the K x classes logits,
+flattened query by query, are the features.
 
 The queries are either data-free (uniform on [0, 1), the value range of every
 task's images, or standard normal; drawn from `random_state`) or K images of
-the task's training set without their labels. No labels and no row of weights
+the task's training set without their labels (or of the zoo's own example inputs). No labels and no row of weights
 are ever read to choose them: `ModelOutputs` learns nothing from the rows it is
 fitted on, so a row's features do not depend on the other rows.
 
@@ -22,6 +23,7 @@ rows so that memory stays bounded.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -37,13 +39,16 @@ from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES
 from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.functional import (  # noqa: F401
     DATA_FREE,
+    HOW_NETWORK,
     ProbeUnavailable,
     build_template,
     draw_queries,
+    stored_template,
     task_inputs,  # task_inputs: re-exported
 )
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
 from weightspace.zoo.population import activation_floats
+from weightspace.zoo.program import StoredNetwork, program_entry
 from weightspace.zoo.store import Zoo
 
 # 64 queries: K x classes features (256 on tetris, 640 on ten classes) are as wide as the raw weights
@@ -116,9 +121,10 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
     def __init__(self, layout: WeightLayout, architecture: str | None, arch_kwargs: Mapping | None = None, *,
                  input_shape: tuple[int, ...] | None = None, queries: str | np.ndarray = "uniform",
                  n_queries: int = DEFAULT_QUERIES, output: str = "logits", random_state: int | None = 0,
-                 chunk_size: int | None = None, device: str = "cpu"):
+                 chunk_size: int | None = None, device: str = "cpu", program: Mapping | None = None,
+                 folder: str | os.PathLike | None = None):
         self.layout = layout  # where each parameter lives in the flat vector
-        self.architecture = architecture  # a name from list_zoo_models() (None: fit says there is none)
+        self.architecture = architecture  # a name from list_zoo_models() (None: the program, else fit says none)
         self.arch_kwargs = arch_kwargs  # the architecture's arguments, activation included
         self.input_shape = input_shape  # (C, H, W) of one data-free query; None: the architecture's default
         self.queries = queries  # "uniform", "normal" or an (N, C, H, W) array of task inputs to draw from
@@ -127,6 +133,8 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
         self.random_state = random_state  # seeds the draw of the queries
         self.chunk_size = chunk_size  # rows per forward pass; None: about ACTIVATION_FLOATS activations
         self.device = device  # where the forward passes run: cpu, cuda[:i] or auto
+        self.program = program  # zoo.json's architecture.program: the zoo's stored network, used instead
+        self.folder = folder  # the zoo folder that holds the program
 
     def fit(self, X: np.ndarray, y=None) -> "ModelOutputs":
         if self.output not in OUTPUTS:
@@ -134,18 +142,22 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
         if int(self.n_queries) < 1:
             raise ValueError(f"n_queries must be positive, got {self.n_queries}")
         _check_weights(X, self.layout.num_params)
-        self.template_, self.names_ = build_template(self.layout, self.architecture, dict(self.arch_kwargs or {}))
+        self.template_: torch.nn.Module
+        if self.program is not None:
+            self.template_, self.names_ = stored_template(self.layout, self.program, self.folder)
+        else:
+            self.template_, self.names_ = build_template(self.layout, self.architecture, dict(self.arch_kwargs or {}))
+        network = "the zoo's stored network" if self.program is not None else f"architecture {self.architecture!r}"
         shape = self._input_shape() if isinstance(self.queries, str) else None
         self.queries_ = draw_queries(self.queries, int(self.n_queries), shape, self.random_state)  # (K, C, H, W)
         try:
             with torch.no_grad():
                 out = self.template_(self.queries_[:1].to("meta"))  # (1, classes)
         except RuntimeError as err:
-            raise ProbeUnavailable(f"architecture {self.architecture!r} cannot take queries of shape "
-                                   f"{tuple(self.queries_.shape[1:])}: {str(err).splitlines()[0]}") from None
+            raise ProbeUnavailable(f"{network} cannot take queries of shape {tuple(self.queries_.shape[1:])}: "
+                                   f"{str(err).splitlines()[0]}") from None
         if out.dim() != 2:
-            raise ProbeUnavailable(f"architecture {self.architecture!r} gives outputs of shape {tuple(out.shape)}, "
-                                   "not (batch, classes)")
+            raise ProbeUnavailable(f"{network} gives outputs of shape {tuple(out.shape)}, not (batch, classes)")
         self.n_classes_ = int(out.shape[1])
         self.grouped_ = supports_grouped(self.template_)
         self.n_features_in_ = X.shape[1]
@@ -154,6 +166,8 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
     def _input_shape(self) -> tuple[int, ...]:
         if self.input_shape is not None:
             return tuple(int(s) for s in self.input_shape)
+        if isinstance(self.template_, StoredNetwork):
+            return self.template_.input_shape
         if self.architecture not in DEFAULT_INPUT_SHAPES:
             raise ProbeUnavailable(f"no input shape is known for architecture {self.architecture!r}; pass input_shape")
         return DEFAULT_INPUT_SHAPES[self.architecture]
@@ -168,8 +182,9 @@ class ModelOutputs(TransformerMixin, BaseEstimator):
         X = _check_weights(X, self.n_features_in_)
         k = len(self.queries_)
         out = np.empty((X.shape[0], k * self.n_classes_), dtype=np.float32)
-        rows_per_chunk = self.chunk_size or max(1, ACTIVATION_FLOATS // (
-            k * activation_floats(self.template_, self.queries_.shape[1:])))
+        floats = (self.template_.floats_per_input if isinstance(self.template_, StoredNetwork)
+                  else activation_floats(self.template_, self.queries_.shape[1:]))
+        rows_per_chunk = self.chunk_size or max(1, ACTIVATION_FLOATS // (k * floats))
         device = resolve_device(self.device)
         queries = self.queries_.to(device)
         self.template_.eval()
@@ -199,7 +214,8 @@ def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAU
 
     The architecture and its arguments come from ``zoo.info["architecture"]``, each
     row's activation from the samples' ``activation`` column (rows of one activation
-    run together); the queries are the same for every row.
+    run together); or, where zoo.json records a stored program (a converted zoo's own
+    network), that program runs every row. The queries are the same for every row.
 
     Args:
         variant: "free" (`data_free` draws of the task's input shape) or "task" (training
@@ -214,19 +230,25 @@ def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAU
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     arch = zoo.info.get("architecture")
     if not isinstance(arch, dict):
-        raise ProbeUnavailable("zoo.json records no architecture, so the weights cannot be built into a network")
+        raise ProbeUnavailable(f"zoo.json records no network for the weights; {HOW_NETWORK}")
     name, kwargs = arch.get("name"), dict(arch.get("kwargs") or {})
     recorded = zoo.info.get("task")
     task = recorded if isinstance(recorded, dict) else {}
     shape = tuple(task["input_shape"]) if task.get("input_shape") else None
-    queries = data_free if variant == "free" else task_inputs(zoo.info, root=data_root)
+    queries = data_free if variant == "free" else task_inputs(zoo.info, root=data_root, folder=zoo.path)
+    program = program_entry(zoo.info)
+    if program is not None:  # the zoo's own network: one program for every row
+        extractor = ModelOutputs(zoo.layout, None, input_shape=shape, queries=queries, n_queries=n_queries,
+                                 output=output, random_state=random_state, device=device, program=program,
+                                 folder=zoo.path)
+        return extractor.fit(zoo.weights).transform(zoo.weights)
     if "activation" in zoo.samples:
         activations = zoo.samples["activation"].astype(object).to_numpy()
     elif "activation" in kwargs:
         activations = np.full(zoo.num_samples, kwargs["activation"], dtype=object)
     else:
         raise ProbeUnavailable("the samples table has no activation column and zoo.json's architecture names "
-                               "none, so the networks' activation is unknown")
+                               f"none, so the networks' activation is unknown; {HOW_NETWORK}")
     if any(not isinstance(a, str) for a in activations):
         raise ProbeUnavailable("the activation of some samples is missing, so their networks cannot be built")
     out = None

@@ -45,7 +45,7 @@ def convert(source_format: str, src: str | os.PathLike, out: str | os.PathLike, 
     if source_format not in CONVERTERS:
         raise ValueError(f"unknown zoo format {source_format!r}; choose one of {sorted(CONVERTERS)}")
     check_apart(out, "source", src)
-    for option in ("csv", "index_dict"):  # files the conversion reads besides the source
+    for option in ("csv", "index_dict", "inputs"):  # files the conversion reads besides the source
         check_apart(out, option.replace("_", " ") + " file", kwargs.get(option))
     with output_errors(out), output_lock(out):  # one conversion into `out` at a time, reading included
         return CONVERTERS[source_format](src, out, overwrite=overwrite, **kwargs)

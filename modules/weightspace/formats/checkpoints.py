@@ -32,7 +32,7 @@ import re
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,9 +42,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from weightspace.errors import InputError
+from weightspace.formats.own_network import (
+    check_architecture_runs,
+    check_inputs_fit,
+    example_inputs,
+    export_user_network,
+    load_callable,
+    network_files,
+)
 from weightspace.formats.tensor_checks import check_tensors
 from weightspace.io.atomic import atomic_directory
-from weightspace.io.json_files import read_json
 from weightspace.io.outputs import CHECKPOINTS_EXPORT_FORMAT, check_replaceable
 from weightspace.layout import LayerSpec, WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
@@ -108,7 +115,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     check_tensors(state)
     try:
         names = json.loads(order) if order else None  # written by `export_checkpoints`
-    except (ValueError, RecursionError):  # not JSON, or nested too deeply: the file keeps no usable order
+    except ValueError:
         names = None
     if not (isinstance(names, list) and sorted(map(str, names)) == sorted(state)):
         # the file keeps no order: layers in natural name order, each weight before its bias
@@ -357,7 +364,9 @@ def _diverged(samples: pd.DataFrame, weights: np.ndarray, where: str) -> np.ndar
 # -------------------------------------------------------------- conversion
 def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None = None, architecture: str | None = None,
                        arch_kwargs: Mapping[str, Any] | None = None, skip_bad: bool = False, name: str | None = None,
-                       hyperparameters: Sequence[str] | None = None) -> Zoo:
+                       hyperparameters: Sequence[str] | None = None, task: str | None = None,
+                       inputs: str | os.PathLike | None = None, model: str | Callable[..., Any] | None = None,
+                       model_kwargs: Mapping[str, Any] | None = None, data_root: str | None = None) -> Zoo:
     """Read a folder of checkpoint files and its CSV into an in-memory `Zoo`.
 
     Rows are sorted by model_id, then epoch; ``diverged`` is True where a
@@ -374,6 +383,16 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
         name: zoo name (default: the export's, else the folder name).
         hyperparameters: property columns that are hyperparameters; default: the
             export's, else the non-numeric ones. The other numeric columns are metrics.
+        task: a built-in task (`list_tasks`) the networks were trained on: zoo.json records
+            its name and input shape, and its training inputs are the networks' task inputs.
+        inputs: a ``.npy`` / ``.pt`` file of unlabelled example inputs ``(N, C, H, W)``, kept
+            in the zoo (``inputs.npy``, its SHA-256 in zoo.json) instead of a task's.
+        model: the user's network: ``"MODULE:CALLABLE"`` (imported from ``sys.path``) or the
+            callable itself, returning an ``nn.Module`` built with `model_kwargs`. The first
+            checkpoint must load into it (strict) and it must run on the task's or the given
+            inputs (so one of them is needed); it is kept as a ``torch.export`` program
+            (``network.pt2``), so that reading the zoo imports nothing.
+        data_root: where a file-based `task` lives; None: ``$WEIGHTSPACE_DATA``.
 
     Raises:
         FileNotFoundError: no folder or no CSV.
@@ -388,6 +407,16 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
     csv = Path(csv) if csv is not None else src / CSV
     meta = _export_meta(src)
     table = read_table(csv, src, dtypes=meta.get("column_dtypes"))
+    if model is not None and architecture is not None:
+        raise InputError("--model and --architecture both name the network; give one")
+    if model_kwargs and model is None:
+        raise InputError("--model-kwargs needs --model MODULE:CALLABLE")
+    if model is not None and task is None and inputs is None:
+        raise InputError("--model needs example inputs to check and export the network: add --task NAME (a "
+                         "built-in task) or --inputs FILE (a .npy or .pt tensor of inputs)")
+    spec = model if isinstance(model, str) or model is None else f"{model.__module__}:{model.__qualname__}"
+    factory = load_callable(model) if isinstance(model, str) else model
+    examples, input_shape, task_entry = example_inputs(task, inputs, data_root=data_root)
     arch_info: dict[str, Any]  # {"name": ..., "kwargs": {...}}
     layout: WeightLayout | None
     reference: str | None
@@ -409,6 +438,7 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
     weights, usable = None, np.zeros(len(table), bool)
     problems: list[str] = []
     dtypes: set[str] = set()
+    first: tuple[dict[str, torch.Tensor], str] | None = None  # the first usable checkpoint, and where it is
     for i, (row, file) in enumerate(table["file"].items()):
         try:
             state = read_state(src / file)
@@ -418,6 +448,8 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
         except InputError as err:
             problems.append(f"'{file}' ({csv.name} row {row}): {err}")
             continue
+        if first is None:
+            first = state, f"'{file}' ({csv.name} row {row})"
         dtypes.update(str(v.dtype).removeprefix("torch.") for v in state.values())
         if weights is None:
             weights = np.empty((len(table), layout.num_params), np.float32)
@@ -431,8 +463,21 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
             raise InputError(f"'{src}': {len(problems)} checkpoint files cannot be imported, nothing was written:\n  - "
                              f"{listed}\nFix or remove them, or pass --skip-bad (skip_bad=True) to import the others")
         warnings.warn(f"'{src}': skipping {len(problems)} checkpoint files:\n  - {listed}", stacklevel=2)
-    if weights is None or layout is None:  # the first usable checkpoint sets both
+    if weights is None or layout is None or first is None:  # the first usable checkpoint sets them
         raise InputError(f"'{src}': none of the {len(table)} checkpoints in {csv.name} could be imported")
+    program, outputs = None, None
+    if input_shape is not None:
+        where = f"--inputs '{inputs}'" if inputs is not None else f"--task {task!r}"
+        check_inputs_fit(layout, input_shape, where)
+        if architecture is not None:
+            check_architecture_runs(architecture, arch_info["kwargs"], input_shape, where)
+    if factory is not None and input_shape is not None:
+        program, outputs = export_user_network(factory, dict(model_kwargs or {}), str(spec), first[0], first[1],
+                                               examples, input_shape)
+    program_info, task_entry, files = network_files(program, examples, task_entry, spec=spec,
+                                                    kwargs=dict(model_kwargs or {}), outputs=outputs)
+    if program_info is not None:
+        arch_info = {"name": None, "kwargs": {}, "program": program_info}
     weights = weights if usable.all() else weights[usable]
     samples = table.iloc[np.argsort(position)[usable]].drop(columns="file").reset_index(drop=True)
     samples["diverged"] = _diverged(samples, weights, f"'{csv}'")
@@ -442,7 +487,7 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
         "hyperparameters": hyper,
         "metrics": metrics,
         "architecture": arch_info,
-        "task": meta.get("task") or {"name": None},
+        "task": task_entry or meta.get("task") or {"name": None},
         "provenance": {
             "format": "checkpoints",
             "source": str(src.resolve()),
@@ -453,17 +498,17 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
             "skipped": problems,
         },
     }
-    return Zoo(weights, samples, layout, info)
+    return Zoo(weights, samples, layout, info, files=files)
 
 
 def _export_meta(src: Path) -> dict:
     """The ``weightspace.json`` of a folder `export_checkpoints` wrote; {} for any other folder."""
     try:
-        meta = read_json(src / META, "delete it to import without it")  # a bad one: one line naming file and key
+        meta = json.loads((src / META).read_text(encoding="utf-8"))
     except FileNotFoundError:
         return {}
-    except OSError as err:
-        raise InputError(f"'{src / META}' is not readable ({err}); delete it to import without it") from err
+    except (OSError, ValueError) as err:
+        raise InputError(f"'{src / META}' is not readable JSON ({err}); delete it to import without it") from err
     return meta if isinstance(meta, dict) and meta.get("format") == CHECKPOINTS_EXPORT_FORMAT else {}
 
 
@@ -536,8 +581,12 @@ def export_checkpoints(zoo: Zoo | str | os.PathLike, dst: str | os.PathLike, *, 
     if table.duplicated(["model_id", "epoch"]).any():
         raise InputError(f"zoo {zoo.name!r} has repeated (model_id, epoch) rows; each checkpoint must appear once")
     names = _unique([checkpoint_name(m, int(e)) for m, e in zip(table["model_id"], table["epoch"])])
+    # a stored program and own inputs are files of the zoo, not of the export: convert with --model / --inputs again
+    architecture, task = zoo.info.get("architecture"), zoo.info.get("task")
+    architecture = {k: v for k, v in architecture.items() if k != "program"} if isinstance(architecture, dict) else None
+    task = {k: v for k, v in task.items() if k != "inputs"} if isinstance(task, dict) else task
     meta = {"format": CHECKPOINTS_EXPORT_FORMAT, "name": zoo.name, "layout": zoo.layout.to_dict(),
-            "architecture": zoo.info.get("architecture"), "task": zoo.info.get("task"),
+            "architecture": architecture, "task": task,
             "hyperparameters": zoo.hyperparameters, "metrics": zoo.metrics,
             "column_dtypes": {c: str(t) for c, t in samples.dtypes.items()}}
     dst = Path(dst)

@@ -1,7 +1,8 @@
 """A function-space reconstruction target: each network's logits on K fixed query inputs.
 
 A weight decoder can only be asked to rebuild what the weights say; this target asks for what the
-network *does*. Every weight row is devectorized into the zoo's registered architecture and run on
+network *does*. Every weight row is devectorized into the zoo's registered architecture (or the network a
+converted zoo stores as a program, `weightspace.zoo.program`) and run on
 the same K queries (by default uniform on [0, 1) in the task's input shape, drawn from a seed: no task
 data; or K of the task's training inputs, without their labels);
 the ``(K, classes)`` logits, flattened query by query, are the target. A network's outputs do not
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -34,8 +36,18 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from weightspace.layout import WeightLayout
-from weightspace.zoo.functional import ProbeUnavailable, build_template, draw_queries, task_inputs
+from weightspace.zoo.example_inputs import inputs_entry
+from weightspace.zoo.functional import (
+    HOW_INPUTS,
+    HOW_NETWORK,
+    ProbeUnavailable,
+    build_template,
+    draw_queries,
+    stored_template,
+    task_inputs,
+)
 from weightspace.zoo.grouped import grouped_forward, supports_grouped
+from weightspace.zoo.program import program_entry
 from weightspace.zoo.store import Zoo
 
 PSEUDO_ACTIVATION = "tanh"  # what networks run with where the zoo's activation is a hyperparameter
@@ -49,20 +61,30 @@ def zoo_architecture(zoo: Zoo) -> dict:
         ``{"name", "kwargs", "input_shape", "activation", "task"}``: the registered architecture, its
         arguments (no activation, no dropout), the task's input shape ``(C, H, W)``, the activation
         every model of the zoo shares, or None where it varies between models (a hyperparameter), and
-        the task as zoo.json records it (its inputs, never their labels, can be queries).
+        the task as zoo.json records it (its inputs, never their labels, can be queries). A zoo that
+        stores its network as a program adds ``"program"`` (zoo.json's entry) and ``"zoo"`` (its folder).
 
     Raises:
-        ValueError: the zoo records no architecture or no input shape.
+        ValueError: the zoo records no architecture or program, or no input shape.
     """
     arch = zoo.info.get("architecture")
-    if not isinstance(arch, dict) or not arch.get("name"):
-        raise ValueError(f"zoo {zoo.name!r} records no architecture in zoo.json, so its weights cannot be run on "
-                         "query inputs; use target='statistics' for it")
+    program = program_entry(zoo.info)
+    if not isinstance(arch, dict) or not (arch.get("name") or program):
+        raise ValueError(f"zoo {zoo.name!r} records no network in zoo.json, so its weights cannot be run on query "
+                         f"inputs; use target='statistics' for it, or {HOW_NETWORK}")
     recorded = zoo.info.get("task")
     task = recorded if isinstance(recorded, dict) else {}
     if not task.get("input_shape"):
         raise ValueError(f"zoo {zoo.name!r} records no task input_shape in zoo.json, so no query inputs can be "
-                         "drawn; use target='statistics' for it")
+                         f"drawn; use target='statistics' for it, or {HOW_INPUTS}")
+    files: dict[str, Any] = {}  # a zoo's own network and inputs: zoo.json's entries, and the folder holding them
+    if program is not None or inputs_entry(zoo.info) is not None:
+        if zoo.path is None:
+            raise ValueError(f"zoo {zoo.name!r} keeps its network or inputs in files; save it first (Zoo.save)")
+        files["zoo"] = str(Path(zoo.path).resolve())
+    if program is not None:  # the program fixes the activation, and takes no arguments
+        return {"name": None, "kwargs": {}, "input_shape": [int(s) for s in task["input_shape"]],
+                "activation": None, "task": task, "program": dict(program), **files}
     kwargs = {k: v for k, v in dict(arch.get("kwargs") or {}).items() if k not in ("activation", "dropout")}
     activation = (arch.get("kwargs") or {}).get("activation")
     varied = "activation" in zoo.info.get("hyperparameters", [])
@@ -70,7 +92,7 @@ def zoo_architecture(zoo: Zoo) -> dict:
         shared = zoo.samples["activation"].dropna().unique()  # one value: the zoo declares it fixed
         activation = str(shared[0]) if len(shared) == 1 else None
     return {"name": arch["name"], "kwargs": kwargs, "input_shape": [int(s) for s in task["input_shape"]],
-            "activation": None if varied else activation, "task": task}
+            "activation": None if varied else activation, "task": task, **files}
 
 
 def with_zoo_architecture(config: Any, zoo: Zoo) -> Any:
@@ -107,10 +129,18 @@ class FunctionTarget(nn.Module):
     def __init__(self, layout: WeightLayout, architecture: Mapping, *, n_queries: int = 64, seed: int = 0,
                  activation: str | None = None, queries: str = "uniform", data_root: str | None = None):
         super().__init__()
+        program = architecture.get("program")
+        if program is not None and activation is not None:
+            raise ValueError(f"activation={activation!r}: the zoo's stored network runs with its own activation; "
+                             "pass activation=None (target_activation='zoo')")
         self.activation = activation or architecture.get("activation") or PSEUDO_ACTIVATION
         kwargs = {**dict(architecture.get("kwargs") or {}), "activation": self.activation}
+        template: nn.Module
         try:
-            template, names = build_template(layout, architecture.get("name"), kwargs)
+            if program is not None:
+                template, names = stored_template(layout, program, architecture.get("zoo"))
+            else:
+                template, names = build_template(layout, architecture.get("name"), kwargs)
         except ProbeUnavailable as err:
             raise ValueError(f"the function-space target cannot run this zoo's networks: {err}") from None
         self.__dict__["template"] = template  # on the meta device; kept out of parameters, buffers and .to()
@@ -123,7 +153,7 @@ class FunctionTarget(nn.Module):
                 raise ValueError("the architecture records no task, so no task inputs can be queries; fill it "
                                  "again from the zoo (with_zoo_architecture) or use queries='uniform'")
             try:
-                source = task_inputs({"task": architecture["task"]}, root=data_root)
+                source = task_inputs({"task": architecture["task"]}, root=data_root, folder=architecture.get("zoo"))
             except ProbeUnavailable as err:
                 raise ValueError(f"queries='task': {err}") from None
             if tuple(source.shape[1:]) != tuple(architecture["input_shape"]):

@@ -1,5 +1,5 @@
-"""Running a zoo's networks functionally: the registered architecture on the meta device, mapped onto a
-zoo's layout, and the fixed query inputs its models are run on.
+"""Running a zoo's networks functionally: the registered architecture (or the zoo's stored program) on the
+meta device, mapped onto a zoo's layout, and the fixed query inputs its models are run on.
 
 Shared by the B_probe baseline (`weightspace.downstream.model_outputs`) and the function-space
 reconstruction target (`weightspace.representation.function_target`), which both run every model of a zoo
@@ -8,6 +8,7 @@ on the same queries with ``torch.func.functional_call`` over a meta-device templ
 
 from __future__ import annotations
 
+import os
 from typing import Mapping
 
 import numpy as np
@@ -15,9 +16,14 @@ import torch
 
 from weightspace.layout import WeightLayout
 from weightspace.zoo.architectures import create_zoo_model, list_zoo_models
+from weightspace.zoo.example_inputs import inputs_entry, load_inputs
+from weightspace.zoo.program import PROGRAM_FILE, StoredNetwork, program_template
+from weightspace.zoo.store import read_attachment
 from weightspace.zoo.tasks import list_tasks, load_task, missing_task_files, task_options
 
 DATA_FREE = ("uniform", "normal")  # uniform on [0, 1) (the images' value range) or standard normal
+HOW_NETWORK = "convert the zoo with --model MODULE:CALLABLE (and --task NAME or --inputs FILE)"
+HOW_INPUTS = "convert the zoo with --task NAME (a built-in task) or --inputs FILE (example inputs)"
 
 
 class ProbeUnavailable(ValueError):
@@ -35,8 +41,8 @@ def build_template(layout: WeightLayout, architecture: str | None, arch_kwargs: 
         ProbeUnavailable: no or an unknown architecture, bad arguments, or parameters that differ from `layout`.
     """
     if architecture is None:
-        raise ProbeUnavailable("the zoo records no registered architecture (zoo.json 'architecture' has no name), "
-                               "so its weights cannot be built into a network")
+        raise ProbeUnavailable(f"zoo.json records no network for the weights (no registered architecture, no "
+                               f"stored program); {HOW_NETWORK}")
     if architecture not in list_zoo_models():
         raise ProbeUnavailable(f"architecture {architecture!r} is not registered (registered: {list_zoo_models()})")
     try:
@@ -52,6 +58,18 @@ def build_template(layout: WeightLayout, architecture: str | None, arch_kwargs: 
         raise ProbeUnavailable(f"architecture {architecture!r} with {arch_kwargs} has parameters "
                                f"{[s for _, s in theirs]}, but the zoo's layout describes {[s for _, s in ours]}")
     return template, {key: name for (key, _), (name, _) in zip(ours, theirs)}
+
+
+def stored_template(layout: WeightLayout, entry: Mapping, folder: str | os.PathLike | None
+                    ) -> tuple[StoredNetwork, dict[str, str]]:
+    """The zoo's stored program (zoo.json ``architecture.program``, in the zoo `folder`) on the meta device, and
+    layout key -> its parameter name; the file is checked against its digest and contents before it is loaded.
+
+    Raises:
+        ZooFormatError: the file is missing, changed, or holds anything but a program of tensors and operators.
+    """
+    data = read_attachment(entry, folder)
+    return program_template(layout, data, f"'{folder}/{PROGRAM_FILE}'" if folder else "the zoo's program")
 
 
 def draw_queries(queries: str | np.ndarray, n: int, input_shape: tuple[int, ...] | None,
@@ -78,17 +96,27 @@ def draw_queries(queries: str | np.ndarray, n: int, input_shape: tuple[int, ...]
     return pool[torch.randperm(len(pool), generator=gen)[:n]].contiguous()
 
 
-def task_inputs(info: Mapping, *, root: str | None = None) -> np.ndarray:
-    """The training inputs ``(N, C, H, W)`` of the task a zoo was trained on (``info["task"]``), no labels.
+def task_inputs(info: Mapping, *, root: str | None = None, folder: str | os.PathLike | None = None) -> np.ndarray:
+    """The training inputs ``(N, C, H, W)`` of the task a zoo was trained on (``info["task"]``), no labels, or the
+    zoo's own example inputs (``task.inputs``, read from the zoo `folder` after their digest is checked).
 
     Raises:
-        ProbeUnavailable: no or an unknown task, or a file-based task whose files are not here.
+        ProbeUnavailable: no or an unknown task, a file-based task whose files are not here, or own inputs of a
+            zoo that is not in a folder.
+        ZooFormatError: own inputs that are missing or changed.
     """
+    entry = inputs_entry(info)
+    if entry is not None:
+        if folder is None:
+            raise ProbeUnavailable("the zoo's own inputs are read from its folder; save the zoo first")
+        return load_inputs(read_attachment(entry, folder), f"'{folder}/{entry.get('file')}'")
     task = info.get("task")
     name = task.get("name") if isinstance(task, dict) else task
+    if name is None:
+        raise ProbeUnavailable(f"zoo.json records no task, so there are no task inputs; {HOW_INPUTS}")
     if name not in list_tasks():
         raise ProbeUnavailable(f"zoo.json names task {name!r}, which is not one of {list_tasks()}, so its "
-                               "inputs cannot be loaded")
+                               f"inputs cannot be loaded; {HOW_INPUTS}")
     options = {k: v for k, v in (task if isinstance(task, dict) else {}).items() if k in task_options(name)}
     try:
         missing = missing_task_files(name, root)

@@ -5,7 +5,11 @@
   hyperparameters, diverged), aligned with the weight rows;
 - ``layout.json``: the `WeightLayout` of the rows;
 - ``zoo.json``: format version, name, which columns are hyperparameters and
-  which are metrics, the spec or source it came from, package versions.
+  which are metrics, the spec or source it came from, package versions;
+- a converted zoo may hold its own network (``network.pt2``, `weightspace.zoo.program`) and example
+  inputs (``inputs.npy``, `weightspace.zoo.example_inputs`), each with its SHA-256 in ``zoo.json``:
+  a zoo whose file differs from its digest, or whose program holds anything but plain tensors and
+  operators, is refused when opened, naming the file, before anything in it is loaded.
 
 A zoo is written into a hidden temporary directory beside its destination and
 renamed into place when complete, so a reader never sees half a zoo; the
@@ -15,12 +19,15 @@ output lock (`weightspace.io.outputs`).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -33,6 +40,8 @@ from weightspace.io.atomic import atomic_directory, fsync_tree, replace_dir, wri
 from weightspace.io.json_files import JSONFileError, read_json
 from weightspace.io.outputs import ZOO_FORMAT, check_replaceable, clean_stale, output_errors, output_lock
 from weightspace.layout import WeightLayout
+from weightspace.zoo.example_inputs import INPUTS_FILE, inputs_entry, load_inputs
+from weightspace.zoo.program import PROGRAM_FILE, check_program, program_entry
 
 FORMAT = ZOO_FORMAT  # "weightspace-zoo"
 VERSION = 1
@@ -55,6 +64,7 @@ class Zoo:
     layout: WeightLayout
     info: dict = field(default_factory=dict)  # zoo.json: name, hyperparameters, metrics, spec, provenance
     path: Path | None = None  # where it was loaded from
+    files: dict[str, bytes] = field(default_factory=dict)  # attached files to write with it (name -> bytes)
 
     def __post_init__(self) -> None:
         _check_consistent(self.weights, self.samples, self.layout, where="in memory")
@@ -139,7 +149,10 @@ class Zoo:
                                  f"{err}") from err
         _check_consistent(weights, samples, layout, where=f"zoo '{path}'")
         _check_unique_keys(samples, where=f"zoo '{path}'")
-        return cls(weights, samples, layout, info, path)
+        zoo = cls(weights, samples, layout, info, path)
+        for entry in attachments(info).values():
+            zoo.attachment(entry)
+        return zoo
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write the zoo to `path` atomically (temporary directory, then rename).
@@ -160,8 +173,18 @@ class Zoo:
                         column_dtypes={c: str(t) for c, t in self.samples.dtypes.items()})
             info.setdefault("versions", package_versions())
             write_json(tmp / "zoo.json", info)
+            for entry in attachments(info).values():
+                (tmp / entry["file"]).write_bytes(self.attachment(entry))
         self.path = path
         return path
+
+    def attachment(self, entry: Mapping) -> bytes:
+        """The bytes of an attached file zoo.json records, checked as `read_attachment` checks them.
+
+        Raises:
+            ZooFormatError: naming the file.
+        """
+        return read_attachment(entry, self.path, self.files)
 
     # -------------------------------------------------------------- summary
     def summary(self) -> str:
@@ -193,9 +216,58 @@ class Zoo:
 
 
 # ---------------------------------------------------------------- helpers
+def attachments(info: Mapping) -> dict[str, Mapping]:
+    """The files zoo.json records besides the four of every zoo: kind ("program", "inputs") -> ``{"file", "sha256"}``."""
+    found = {"program": program_entry(info), "inputs": inputs_entry(info)}
+    return {kind: entry for kind, entry in found.items() if entry is not None}
+
+
+def read_attachment(entry: Mapping, folder: str | os.PathLike | None, files: Mapping[str, bytes] | None = None) -> bytes:
+    """The bytes of an attached file zoo.json records (``{"file", "sha256"}``), from `files` (a zoo in memory)
+    or the zoo `folder`, checked against the digest, and then a program by `check_program` and inputs by
+    `load_inputs` (``allow_pickle=False``), before they are returned.
+
+    Raises:
+        ZooFormatError: naming the file: not a plain file name, missing, other than recorded, or a refused program.
+    """
+    name = entry.get("file")
+    where = f"'{Path(folder) / str(name)}'" if folder is not None else f"the zoo's {name!r}"
+    if not isinstance(name, str) or name in FILES or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name):
+        raise ZooFormatError(f"{where}: zoo.json names the attached file {name!r}, not a plain file name in the zoo "
+                             "folder; convert the zoo again")
+    if files is not None and name in files:
+        data = files[name]
+    elif folder is not None and (Path(folder) / name).is_file():
+        data = (Path(folder) / name).read_bytes()
+    else:
+        raise ZooFormatError(f"{where} is missing, though zoo.json records it; convert the zoo again, or copy the "
+                             "whole zoo folder")
+    if digest(data) != entry.get("sha256"):
+        raise ZooFormatError(f"{where} differs from the SHA-256 zoo.json records: it was changed or replaced after "
+                             "conversion, and nothing in it was loaded; convert the zoo again")
+    try:
+        if name == PROGRAM_FILE:
+            check_program(data, where)
+        elif name == INPUTS_FILE:
+            load_inputs(data, where)
+    except InputError as err:
+        raise ZooFormatError(str(err)) from None
+    return data
+
+
+def digest(data: bytes) -> str:
+    """The SHA-256 of `data`, as zoo.json records it for an attached file."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def _info_name(entry) -> str:
-    """The name in a zoo.json entry such as ``architecture``: ``{"name": ...}``, or a bare string."""
+    """The name in a zoo.json entry such as ``architecture``: ``{"name": ...}``, or a bare string; a stored
+    program or own inputs are said so."""
     name = entry.get("name") if isinstance(entry, dict) else entry
+    if name is None and isinstance(entry, dict) and isinstance(entry.get("program"), dict):
+        return f"stored program ({entry['program'].get('model')})"
+    if name is None and isinstance(entry, dict) and isinstance(entry.get("inputs"), dict):
+        return f"own inputs ({entry['inputs'].get('count')} of shape {tuple(entry.get('input_shape') or ())})"
     return "?" if name is None else str(name)
 
 
