@@ -123,7 +123,7 @@ def _json_object(text: str) -> dict:
     """An argparse type: a JSON object such as '{"hidden": [8]}'."""
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, nested too deeply, or an integer Python refuses
         value = None
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"""expected a JSON object such as '{{"hidden": [8]}}', got {text!r}""")

@@ -52,6 +52,7 @@ from weightspace.formats.own_network import (
 )
 from weightspace.formats.tensor_checks import check_tensors
 from weightspace.io.atomic import atomic_directory
+from weightspace.io.json_files import read_json
 from weightspace.io.outputs import CHECKPOINTS_EXPORT_FORMAT, check_replaceable
 from weightspace.layout import LayerSpec, WeightLayout
 from weightspace.zoo.architectures import create_zoo_model
@@ -115,7 +116,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     check_tensors(state)
     try:
         names = json.loads(order) if order else None  # written by `export_checkpoints`
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deeply: the file keeps no usable order
         names = None
     if not (isinstance(names, list) and sorted(map(str, names)) == sorted(state)):
         # the file keeps no order: layers in natural name order, each weight before its bias
@@ -504,11 +505,11 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
 def _export_meta(src: Path) -> dict:
     """The ``weightspace.json`` of a folder `export_checkpoints` wrote; {} for any other folder."""
     try:
-        meta = json.loads((src / META).read_text(encoding="utf-8"))
+        meta = read_json(src / META, "delete it to import without it")  # a bad one: one line naming file and key
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as err:
-        raise InputError(f"'{src / META}' is not readable JSON ({err}); delete it to import without it") from err
+    except OSError as err:
+        raise InputError(f"'{src / META}' is not readable ({err}); delete it to import without it") from err
     return meta if isinstance(meta, dict) and meta.get("format") == CHECKPOINTS_EXPORT_FORMAT else {}
 
 
