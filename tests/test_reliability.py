@@ -156,6 +156,8 @@ def test_2_resume_writes_a_report_that_was_cut_short_and_nothing_else(zoo_path, 
     capsys.readouterr()
     assert run(zoo_path, out, "--resume") == 2  # finished, report included
     assert "has finished" in _one_error_line(capsys)
+    os.utime(out / "report.md", ns=(0, 0))  # a report older than the results (an earlier step's) is not theirs
+    assert run(zoo_path, out) == 2 and "weightspace report" in _one_error_line(capsys)
 
 
 @pytest.mark.slow
@@ -358,6 +360,14 @@ def convert_refused(tmp_path: Path, capsys, cells: dict) -> str:
 def test_8_an_infinite_test_acc_is_refused_naming_row_and_column(tmp_path, capsys, text):
     line = convert_refused(tmp_path, capsys, {(3, "test_acc"): text})
     assert "checkpoints.csv" in line and "rows [3]" in line and "test_acc" in line and "finite" in line
+
+
+def test_5_a_damaged_weightspace_json_of_a_checkpoints_export_is_refused_naming_it(tmp_path, capsys):
+    src = checkpoint_folder(tmp_path / "src")
+    (src / "weightspace.json").write_text(DEEP)
+    assert cli.main(["zoo", "convert", "--from", "checkpoints", str(src), "--out", str(tmp_path / "zoo")]) == 2
+    line = _one_error_line(capsys)
+    assert str(src / "weightspace.json") in line and "too deeply" in line and not (tmp_path / "zoo").exists()
 
 
 def test_8_an_infinite_loss_of_a_diverged_model_is_kept(tmp_path):

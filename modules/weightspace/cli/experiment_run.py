@@ -226,8 +226,11 @@ def _refuse_overwrite(out: Path, step: str, args: argparse.Namespace, *, grid: b
     if marker.exists() and not args.overwrite:
         from weightspace.report.markdown import REPORT  # lazy: it imports matplotlib
 
-        # report.md is written last: without it the report was cut short (or never asked for)
-        unreported = not grid and not (out / REPORT).exists() and not getattr(args, "no_report", False)
+        # report.md is the report's last file: without one newer than the results, the report was cut short
+        # (or never asked for; an experiment script's baselines step may have left an older one)
+        report = out / REPORT
+        unreported = not grid and not getattr(args, "no_report", False) and \
+            (not report.exists() or report.stat().st_mtime_ns < marker.stat().st_mtime_ns)
         if unreported and args.resume:
             return True
         if unreported:
