@@ -240,7 +240,8 @@ def test_4_a_tampered_learner_pt_is_refused_in_one_line_on_resume(zoo_path, tmp_
 def test_4_a_checkpoint_the_learner_wrote_loads_and_one_of_another_learner_is_refused(tmp_path):
     from weightspace import WeightLayout
     from weightspace.pipeline.learners import create_learner
-    from weightspace.representation.learner import CheckpointError, Learner, read_checkpoint
+    from weightspace.representation.checkpoint import CheckpointError, read_checkpoint
+    from weightspace.representation.learner import Learner
 
     layout = WeightLayout.from_module(create_zoo_model("tetris_mlp"))
     config = create_learner("neuron_set").shrunk().config

@@ -192,7 +192,7 @@ def check_latest_checkpoints(location: str) -> None:
     Raises:
         CheckpointError: the file named, with what to do.
     """
-    from weightspace.representation.learner import read_checkpoint  # torch: only where a run is resumed
+    from weightspace.representation.checkpoint import read_checkpoint  # torch: only where a run is resumed
 
     latest: dict[str, str] = {}
     for relative in storage.list_files(location):

@@ -13,10 +13,8 @@ the step is reproducible after a checkpoint restore.
 
 from __future__ import annotations
 
-import io
 import json
 import os
-import pickle
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,10 +26,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weightspace.data.dataset import ZooDataset
-from weightspace.errors import InputError
 from weightspace.io.atomic import append_text, atomic_file, write_json
 from weightspace.layout import WeightLayout
 from weightspace.representation.autoencoder import Autoencoder
+from weightspace.representation.checkpoint import CheckpointError, first_line, not_ours, read_checkpoint
 from weightspace.representation.config import LearnerConfig, config_to_dict
 from weightspace.representation.heads import ProjectionHead
 from weightspace.representation.losses import build_loss
@@ -258,53 +256,8 @@ class Learner:
         try:
             self.load_state_dict(state)
         except (RuntimeError, KeyError, TypeError, ValueError) as err:
-            raise CheckpointError(_not_ours(str(path), f"it does not fit this learner: {_first_line(err)}")) from None
+            raise CheckpointError(not_ours(str(path), f"it does not fit this learner: {first_line(err)}")) from None
         return self
-
-
-class CheckpointError(InputError):
-    """A file is not a learner checkpoint weightspace wrote (or not one of this learner)."""
-
-
-STATE_KEYS = ("model", "head", "optimizer", "scheduler", "scaler", "generator", "aug_generator", "step", "epoch")
-
-
-def read_checkpoint(source: str | os.PathLike | bytes, name: str | None = None) -> dict:
-    """The training state in a checkpoint `Learner.save` wrote: the file `source`, or its bytes (named `name`).
-
-    Loaded with ``torch.load(weights_only=True)``, which runs no code.
-
-    Raises:
-        CheckpointError: not a PyTorch file, pickled objects besides tensors, or not a learner's state
-            (one line naming the file, never torch's advice to load it unsafely).
-    """
-    where = name or str(source if not isinstance(source, bytes) else "checkpoint")
-    try:
-        with warnings.catch_warnings():  # torch warns about a foreign pickle protocol: the error below says it all
-            warnings.simplefilter("ignore")
-            state = torch.load(io.BytesIO(source) if isinstance(source, bytes) else source, map_location="cpu",
-                               weights_only=True)
-    except OSError:
-        raise
-    except pickle.UnpicklingError:
-        raise CheckpointError(_not_ours(where, "it holds pickled objects besides tensors, which "
-                                               "torch.load(weights_only=True) refuses; nothing in it was run")) from None
-    except Exception as err:  # noqa: BLE001 - torch raises many types for a corrupt or truncated file
-        raise CheckpointError(_not_ours(where, f"it is not a readable PyTorch file ({type(err).__name__})")) from None
-    missing = [key for key in STATE_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        found = f"a {type(state).__name__}" if not isinstance(state, dict) else f"a dict without {missing}"
-        raise CheckpointError(_not_ours(where, f"it holds {found}"))
-    return state
-
-
-def _not_ours(where: str, why: str) -> str:
-    return (f"'{where}' is not a learner checkpoint weightspace wrote ({why}); weightspace will not continue from it. "
-            "Start the run over with --overwrite, or remove its output folder")
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
 
 
 @torch.no_grad()
