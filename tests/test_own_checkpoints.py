@@ -2,6 +2,7 @@
 its own inputs) converts into a zoo whose ids are kept as written, whose network runs without the user's code,
 and whose B_probe is computed; a tampered zoo and bad input are refused with one line, nothing half-written."""
 
+import copy
 import hashlib
 import io
 import json
@@ -215,11 +216,16 @@ def test_function_space_targets_run_the_stored_program(own_zoo):
         target = FunctionTarget(zoo.layout, architecture, n_queries=6, queries=queries)
         out = target(rows)
         assert out.shape == (4, 6 * 10) and torch.isfinite(out).all()
+        for again in (copy.deepcopy(target), pickle.loads(pickle.dumps(target))):  # learners copy and send them
+            torch.testing.assert_close(again(rows + 0), out, rtol=0, atol=0)
     with pytest.raises(ValueError, match="runs with its own activation"):
         FunctionTarget(zoo.layout, architecture, activation="tanh")
 
 
 def test_reading_the_zoo_imports_none_of_the_users_code(tmp_path, monkeypatch, capsys):
+    from weightspace.downstream.model_outputs import zoo_model_outputs
+    from weightspace.representation.function_target import FunctionTarget, zoo_architecture
+
     write_runs(tmp_path / "runs")
     marker = write_user_code(tmp_path, "user_net_read")
     monkeypatch.chdir(tmp_path)
@@ -227,22 +233,42 @@ def test_reading_the_zoo_imports_none_of_the_users_code(tmp_path, monkeypatch, c
                  "--task", "digits"]) == 0
     assert "stored program (user_net_read:build)" in capsys.readouterr().out
     assert marker.exists()  # imported at conversion, from the current directory
+    assert json.loads((tmp_path / "zoo" / "zoo.json").read_text())["task"] == {"name": "digits",
+                                                                               "input_shape": [1, 8, 8]}
     marker.unlink()
+    (tmp_path / "user_net_read.py").unlink()  # the user's code is gone
+    monkeypatch.delitem(sys.modules, "user_net_read")
     (tmp_path / "elsewhere").mkdir()
-    code = ("import sys; from weightspace.zoo.store import Zoo; "
-            "from weightspace.downstream.model_outputs import zoo_model_outputs; "
-            f"zoo = Zoo.load({str(tmp_path / 'zoo')!r}); "
-            "print(zoo_model_outputs(zoo, 'free', n_queries=4).shape, zoo_model_outputs(zoo, 'task', n_queries=4).shape,"
-            " 'user_net_read' in sys.modules)")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["PYTHONPATH"] = str(ROOT / "modules")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path / "elsewhere", env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["(18,", "40)", "(18,", "40)", "False"]
-    assert not marker.exists()
-    info = json.loads((tmp_path / "zoo" / "zoo.json").read_text())
-    assert info["task"] == {"name": "digits", "input_shape": [1, 8, 8]}
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    zoo = Zoo.load(tmp_path / "zoo")
+    assert zoo_model_outputs(zoo, "free", n_queries=4).shape == zoo_model_outputs(zoo, "task", n_queries=4).shape == (
+        18, 40)
+    assert FunctionTarget(zoo.layout, zoo_architecture(zoo), n_queries=4, queries="task")(
+        torch.from_numpy(np.array(zoo.weights[:2]))).shape == (2, 40)
+    assert "user_net_read" not in sys.modules and not marker.exists()
+
+
+@pytest.mark.slow
+def test_weightspace_run_shows_b_probe_for_a_plain_pytorch_zoo(tmp_path, monkeypatch):
+    """The issue's flow in two commands, the second in a fresh process without the user's code."""
+    write_runs(tmp_path / "runs", ids=[f"run{k:03d}" for k in range(20)])
+    write_user_code(tmp_path, "user_net_run")
+    monkeypatch.chdir(tmp_path)
+    assert main(["zoo", "convert", "--from", "checkpoints", "runs", "--out", "zoo", "--model", "user_net_run:build",
+                 "--task", "digits"]) == 0
+    (tmp_path / "user_net_run.py").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "modules")}
+    command = [sys.executable, "-m", "weightspace.cli", "run", str(tmp_path / "zoo"), "--out", str(tmp_path / "res"),
+               "--smoke", "--device", "cpu"]
+    run = subprocess.run(command, cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    scores = json.loads((tmp_path / "res" / "baseline_performance.json").read_text())
+    for key in ("results_outputs_free", "results_outputs_task"):
+        assert scores[key]["test_acc_test"] is not None, scores[key]
+    assert "not available" not in (tmp_path / "res" / "report.md").read_text()
+    predictions = pd.read_csv(tmp_path / "res" / "baseline_predictions.csv.gz", dtype={"model_id": str})
+    assert set(predictions["model_id"]) <= {f"run{k:03d}" for k in range(20)}
 
 
 # ------------------------------------------------------------------ tampering

@@ -168,7 +168,7 @@ def load_program(data: bytes, where: str) -> "StoredNetwork":
     inputs = [n for n in program.graph.nodes if n.op == "placeholder"][-1].meta.get("val")
     floats = sum(int(n.meta["val"].numel()) for n in program.graph.nodes
                  if n.op == "call_function" and isinstance(n.meta.get("val"), torch.Tensor))
-    return StoredNetwork(program.module(), tuple(inputs.shape[1:]) if inputs is not None else (), floats)
+    return StoredNetwork(program.module(), tuple(inputs.shape[1:]) if inputs is not None else (), floats, data, where)
 
 
 class StoredNetwork(nn.Module):
@@ -176,14 +176,24 @@ class StoredNetwork(nn.Module):
 
     The program was exported for one input, so a batch is mapped over it; under an outer ``vmap`` over
     stacked parameters (``functional_call`` on ``net.<name>``) every model and input runs at once. It
-    always runs as exported, in eval mode (dropout off); `train` only sets the flag.
+    always runs as exported, in eval mode (dropout off); `train` only sets the flag. It is never changed in
+    place (weights are swapped in per call), so a copy is the network itself, and a pickle holds the program's
+    bytes, loaded again (and checked again) where it is unpickled.
     """
 
-    def __init__(self, net: nn.Module, input_shape: tuple[int, ...], floats_per_input: int):
+    def __init__(self, net: nn.Module, input_shape: tuple[int, ...], floats_per_input: int, data: bytes, where: str):
         super().__init__()
         self.net = net  # the program's module; its parameters are the weights it was exported with
         self.input_shape = input_shape  # (C, H, W) of one input
         self.floats_per_input = max(1, floats_per_input)  # activation floats of one input (all layers)
+        self._program = (data, where)  # the archive's bytes and where they came from, for pickling
+
+    def __deepcopy__(self, memo: dict) -> "StoredNetwork":
+        return self
+
+    def __reduce__(self):
+        meta = any(p.is_meta for p in self.parameters())
+        return _reload, (*self._program, meta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return vmap(lambda one: self.net(one.unsqueeze(0))[0])(x)  # (B, classes)
@@ -191,6 +201,11 @@ class StoredNetwork(nn.Module):
     def train(self, mode: bool = True) -> "StoredNetwork":
         self.training = mode  # the program's own module refuses train()/eval(): it is fixed in eval mode
         return self
+
+
+def _reload(data: bytes, where: str, meta: bool) -> StoredNetwork:
+    network = load_program(data, where)
+    return network.to("meta") if meta else network
 
 
 def program_template(layout: WeightLayout, data: bytes, where: str) -> tuple[StoredNetwork, dict[str, str]]:
