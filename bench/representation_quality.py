@@ -35,6 +35,7 @@ from weightspace.downstream.label_scarce import ALL, LabelScarceConfig
 from weightspace.errors import InputError
 from weightspace.pipeline.experiment import Experiment
 from weightspace.pipeline.learners import list_learners
+from weightspace.pipeline.paired import write_paired
 from weightspace.pipeline.quality import (
     DEFAULT_ENCODERS,
     RAW_COLUMNS,
@@ -182,6 +183,8 @@ def main() -> None:
     for name in args.zoo or ZOOS:
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, titles)
+            raw = pd.read_csv(args.from_raw, dtype={"k": object, "note": object})
+            rows = raw[(raw.zoo == name) & raw.encoder.isin(["baselines", *titles])].reindex(columns=RAW_COLUMNS)
         else:
             command = (f"python bench/representation_quality.py --zoo {name} --seeds {args.seeds}"
                        f"{' --smoke' if args.smoke else ''}{' --label-scarce' if args.label_scarce else ''}"
@@ -207,6 +210,7 @@ def main() -> None:
             part["command"] = command + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}"
         replaced = list(part.encoder.unique()) if args.from_raw is not None else (
             titles if args.no_baselines else ["baselines", *titles])
+        write_paired(args.out, rows, name)  # the raw rows kept beside the table; the paired rule reads them
         subset = None  # a --baseline-sets run replaces only its baselines (and its encoders' rows)
         if args.baseline_sets:
             subset = [*args.baseline_sets, *part[part.encoder != "baselines"].feature_set.unique()]

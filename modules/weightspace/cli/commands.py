@@ -414,6 +414,7 @@ def _positive(text: str) -> int:
 def _quality(args: argparse.Namespace) -> int:
     from weightspace.cli.experiment_run import load_given_zoo
     from weightspace.pipeline.experiment import zoo_experiment
+    from weightspace.pipeline.paired import write_paired
     from weightspace.pipeline.quality import QualityConfig, load_preset_zoo, run_quality
     from weightspace.pipeline.quality_table import summarize, write_table
     from weightspace.zoo.devices import resolve_device
@@ -439,6 +440,7 @@ def _quality(args: argparse.Namespace) -> int:
                        log=lambda line: print(f"{name}: {line}", file=sys.stderr, flush=True))
     part = summarize(rows).assign(command=f"{command}  # on {os.cpu_count()} cores, encoders on {device}")
     stem = out / "representation_quality"
+    write_paired(stem, rows, name)  # raw rows kept; the paired rule reads them
     write_table(stem, part, name, ["baselines", *config.titles])
     print(f"wrote {stem.with_suffix('.csv')} and {stem.with_suffix('.md')}")
     return 0

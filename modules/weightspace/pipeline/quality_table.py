@@ -18,6 +18,8 @@ import pandas as pd
 
 from weightspace.io.atomic import write_text
 from weightspace.pipeline.learners import create_learner, learner_schedules, list_learners
+from weightspace.pipeline.paired import COLUMNS as PAIRED_COLUMNS
+from weightspace.pipeline.paired import paired_lines, read_paired
 
 KEYS = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "k"]
 COLUMNS = KEYS + ["mean", "spread", "seeds", "draws", "minutes", "init_chosen", "note", "command"]
@@ -110,7 +112,7 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
                               else c.map(lambda e: rank.get(e, len(rank))), kind="stable").reset_index(drop=True)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     write_text(csv_path, table.to_csv(index=False))  # pandas quotes every field that holds a comma
-    write_text(csv_path.with_suffix(".md"), markdown(table, source=source))
+    write_text(csv_path.with_suffix(".md"), markdown(table, source=source, paired=read_paired(stem)))
     return table
 
 
@@ -124,7 +126,7 @@ def _cell(rows: pd.DataFrame, target: str, *, val: bool = True) -> str:
     return text + (f" ({valid['mean'].iloc[0]:.3f})" if val and not valid.empty else "")
 
 
-def markdown(table: pd.DataFrame, *, source: str = "`weightspace quality`") -> str:
+def markdown(table: pd.DataFrame, *, source: str = "`weightspace quality`", paired: pd.DataFrame | None = None) -> str:
     """The table as markdown: per zoo, every-label probes, then label-scarce probes (where run)."""
     learned = table[(table.encoder != "baselines") & table.k.isna() & (table.feature_set == table.encoder)]
     stale = ("; `-` where the rows were made before the random init was a candidate"
@@ -161,7 +163,10 @@ def markdown(table: pd.DataFrame, *, source: str = "`weightspace quality`") -> s
             for (fs, probe, k), rows in scarce.groupby(["feature_set", "probe", "k"], sort=False):
                 lines.append(f"| {fs} | {probe} | {k} | " + " | ".join(_cell(rows, t, val=False) for t in targets) + " |")
             lines.append("")
-    lines += ["## The goals of self-supervision", ""] + goal_lines(table) + [""]
+    lines += ["## The goals of self-supervision, paired", ""] + paired_lines(
+        paired if paired is not None else pd.DataFrame(columns=PAIRED_COLUMNS)) + [""]
+    lines += ["## The goals of self-supervision, by spread (tables made before the paired rule)", ""]
+    lines += goal_lines(table) + [""]
     lines += ["## Columns of the CSV", ""] + [f"- `{c}`: {doc}" for c, doc in COLUMN_DOCS.items()] + [""]
     return "\n".join(lines)
 
