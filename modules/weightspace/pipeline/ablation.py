@@ -34,6 +34,7 @@ import pandas as pd
 
 from weightspace.io.atomic import write_csv, write_text
 from weightspace.io.json_files import read_json
+from weightspace.pipeline import storage
 from weightspace.representation.config import encoder_dict_as
 
 # final test-split scores shown per trial: trials.csv column -> summary label
@@ -190,8 +191,6 @@ def ablation_summary(out_dirs: Iterable[str | os.PathLike]) -> pd.DataFrame:
 def _tune_config(out: Path) -> dict:
     """The param_space record of a grid's ray.tune run ({} when it is gone): at the location its
     experiment.json names (a folder or a ``--storage`` URI), else ``<out>/tune``."""
-    from weightspace.pipeline import storage
-
     record = out / "experiment.json"
     try:
         meta = read_json(record) if record.is_file() else {}

@@ -14,6 +14,7 @@ from typing import Mapping
 from weightspace.io.atomic import write_json, write_manifest
 from weightspace.io.json_files import NOT_WRITTEN_BY_US, read_json
 from weightspace.io.outputs import EXPERIMENT_FORMAT, read_manifest
+from weightspace.pipeline import storage as storage_
 from weightspace.zoo.store import Zoo
 
 
@@ -21,8 +22,6 @@ def tune_run(out_dir: str | os.PathLike, storage: str | None = None) -> tuple[st
     """(storage path, run name) of an experiment's ray.tune run: ``<out_dir>/tune`` by default, else
     ``<storage>/<out_dir's name>`` (`storage`: a folder or a URI, see `weightspace.pipeline.storage`).
     ``storage.join(*tune_run(...))`` is the run's location."""
-    from weightspace.pipeline import storage as storage_
-
     out = Path(out_dir).resolve()
     return (str(out), "tune") if storage is None else (storage_.normalize(storage), out.name)
 

@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 
 from weightspace.errors import InputError
+from weightspace.io.atomic import write_json
 from weightspace.pipeline import storage
 
 RECORD_FILE = "tune_record.json"  # in the experiment's output folder
@@ -87,8 +88,6 @@ class Recorder:
 
     def save(self) -> None:
         """Write the record, keeping the digests another `Recorder` of the same run saved meanwhile."""
-        from weightspace.io.atomic import write_json
-
         saved = Recorder.load(self.path)
         if saved is not None and saved.run_id == self.run_id:
             for relative, digests in saved.files.items():

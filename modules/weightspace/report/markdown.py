@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from weightspace.downstream.evaluate import COLUMNS as TABLE_COLUMNS
 from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, score
 from weightspace.io.atomic import write_text
 from weightspace.io.json_files import read_json
@@ -232,8 +233,6 @@ def _selection_line(out: Path, meta: dict) -> list[str]:
 
 # ------------------------------------------------------------------ inputs
 def _read_tables(out: Path) -> tuple[pd.DataFrame | None, list[str]]:
-    from weightspace.downstream.evaluate import COLUMNS as TABLE_COLUMNS
-
     parts, notes = [], []
     for name, what in (("baselines.csv", "baselines"), ("results.csv", "representation results")):
         table = _read_csv(out / name)
