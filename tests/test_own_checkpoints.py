@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -381,3 +382,25 @@ def test_bad_input_is_one_line_and_nothing_is_written(tmp_path, monkeypatch, cap
     assert re.search(message, line), line
     made_by_import = ("__pycache__", "user_net_bad.imported")  # Python's cache, the user module's mark
     assert [p for p in listing(tmp_path) if not p.startswith(made_by_import)] == before
+
+
+# ------------------------------------------------------------------ one-line notes
+def test_a_feature_set_that_cannot_be_computed_says_why_and_how_in_one_line(tmp_path):
+    from weightspace.cli.errors import notes_as_lines
+    from weightspace.downstream.baselines import BaselineConfig, baseline_feature_sets
+    from weightspace.downstream.model_outputs import Unavailable
+
+    write_runs(tmp_path / "runs")
+    (tmp_path / "runs" / "run000_ep1.pt").write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning) as caught:
+        assert main(["zoo", "convert", "--from", "checkpoints", str(tmp_path / "runs"), "--out",
+                     str(tmp_path / "zoo"), "--skip-bad"]) == 0
+    with notes_as_lines():  # as the command line shows them
+        shown = [warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in caught]
+    assert len(shown) == 1 and shown[0].startswith("weightspace: note: ") and shown[0].count("\n") == 1, shown
+    assert "run000_ep1.pt" in shown[0]  # no line of weightspace's source under it
+    features, _ = baseline_feature_sets(Zoo.load(tmp_path / "zoo"), BaselineConfig(),
+                                        names=["outputs_free", "outputs_task"])
+    for f in features.values():
+        assert isinstance(f, Unavailable) and "\n" not in f.reason
+        assert "convert the zoo with --model MODULE:CALLABLE (and --task NAME or --inputs FILE)" in f.reason

@@ -459,11 +459,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from weightspace.cli.errors import report_error
+    from weightspace.cli.errors import notes_as_lines, report_error
 
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with notes_as_lines():
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("weightspace: interrupted; finished work is kept, run the same command again to resume", file=sys.stderr)
         return 130

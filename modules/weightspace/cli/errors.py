@@ -13,8 +13,12 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
+import weightspace
 from weightspace.errors import WeightspaceError
 
 USAGE, ENVIRONMENT = 2, 3  # exit codes
@@ -28,6 +32,28 @@ def report_error(err: Exception) -> int:
     code, message = described
     print(f"weightspace: error: {message}", file=sys.stderr)
     return code
+
+
+@contextmanager
+def notes_as_lines() -> Iterator[None]:
+    """While the block runs, weightspace's own warnings print as one line, ``weightspace: note: <message>``, on
+    stderr, without the line of source Python's default shows under each; any other warning as usual.
+
+    It changes how warnings are formatted, not where they go, so recording them (``catch_warnings``) still works.
+    """
+    package = Path(weightspace.__file__).resolve().parent
+    previous = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None) -> str:
+        if issubclass(category, UserWarning) and Path(filename).resolve().is_relative_to(package):
+            return f"weightspace: note: {_one_line(str(message))}\n"
+        return previous(message, category, filename, lineno, line)
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 def describe_error(err: BaseException) -> tuple[int, str] | None:

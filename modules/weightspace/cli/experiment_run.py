@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from weightspace.cli.errors import report_error
+from weightspace.cli.errors import notes_as_lines, report_error
 from weightspace.cli.options import add_run_options
 from weightspace.io.outputs import OutputError, OutputExistsError, check_apart, check_replaceable, output_lock
 from weightspace.pipeline import storage
@@ -93,6 +93,7 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
     datasets = (args.datasets or (folder or out).parent / "datasets").resolve()
     grid = bool(experiment.search_space)  # an ablation: trials.csv and the folder's summary, no baselines or report
     lock = ExitStack()
+    lock.enter_context(notes_as_lines())  # weightspace's warnings as one line each
     reporting = False  # the results are complete and the report is being written
     try:
         if args.output_dir is None:

@@ -232,6 +232,9 @@ def zoo_model_outputs(zoo: Zoo, variant: str = "free", *, n_queries: int = DEFAU
     if not isinstance(arch, dict):
         raise ProbeUnavailable(f"zoo.json records no network for the weights; {HOW_NETWORK}")
     name, kwargs = arch.get("name"), dict(arch.get("kwargs") or {})
+    if name is None and program_entry(zoo.info) is None:
+        raise ProbeUnavailable(f"zoo.json records no network for the weights (no registered architecture, no "
+                               f"stored program); {HOW_NETWORK}")
     recorded = zoo.info.get("task")
     task = recorded if isinstance(recorded, dict) else {}
     shape = tuple(task["input_shape"]) if task.get("input_shape") else None
