@@ -1,5 +1,6 @@
 """Representation learner: losses, tokenizers, autoencoders, training loop, checkpoints, ray.tune resume."""
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -36,7 +37,9 @@ from weightspace.representation import (
     list_encoders,
     reconstruction_r2,
 )
+from weightspace.representation.encoders.behaviour_ae import BehaviourAEConfig
 from weightspace.representation.tokens import TokenDebedder, TokenEmbedder, neuron_token_groups
+from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -57,7 +60,9 @@ def small_encoder(name: str) -> EncoderConfig:
         return TransformerConfig(name=name, d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8, dropout=0.1,
                                  attn_dropout=0.1)
     small = {"mlp": MLPConfig(latent_dim=8, hidden_layers=2),
-             "neuron_set": NeuronSetConfig(width=16, project_dim=8, activation="leakyrelu")}
+             "neuron_set": NeuronSetConfig(width=16, project_dim=8, activation="leakyrelu"),
+             "behaviour_ae": BehaviourAEConfig(d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8,
+                                               queries="uniform", n_queries=3)}
     return small.get(name) or encoder_config(name)(name=name)
 
 
@@ -159,7 +164,11 @@ def test_token_slices_must_cover_the_vector():
 @pytest.mark.parametrize("name", list_encoders())
 def test_every_autoencoder_runs_on_every_architecture(arch, name):
     layout = WeightLayout.from_module(create_zoo_model(arch))
-    model = create_autoencoder(small_config(name).encoder, layout, generator=torch.Generator().manual_seed(0))
+    config = small_config(name).encoder
+    if getattr(config, "needs_architecture", False):  # a target that runs the networks: the zoo's would be filled in
+        config = dataclasses.replace(config, architecture={"name": arch, "kwargs": {},
+                                                           "input_shape": list(DEFAULT_INPUT_SHAPES[arch])})
+    model = create_autoencoder(config, layout, generator=torch.Generator().manual_seed(0))
     model.eval()  # weight tokens of the larger nets would materialise (T x T) dropout masks in training mode
     for batch in (1, 3):  # a batch of one keeps its batch dim (2021 squeezed it, bug B10)
         x = torch.randn(batch, layout.num_params)
