@@ -397,10 +397,81 @@ def test_a_feature_set_that_cannot_be_computed_says_why_and_how_in_one_line(tmp_
                      str(tmp_path / "zoo"), "--skip-bad"]) == 0
     with notes_as_lines():  # as the command line shows them
         shown = [warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line) for w in caught]
-    assert len(shown) == 1 and shown[0].startswith("weightspace: note: ") and shown[0].count("\n") == 1, shown
-    assert "run000_ep1.pt" in shown[0]  # no line of weightspace's source under it
+    assert all(note.startswith("weightspace: note: ") and note.count("\n") == 1 for note in shown), shown
+    assert any("run000_ep1.pt" in note for note in shown)  # no line of weightspace's source under it
+    assert any("columns ['lr'] vary between models but not between a model's checkpoints: taken as hyperparameters"
+               in note for note in shown)
     features, _ = baseline_feature_sets(Zoo.load(tmp_path / "zoo"), BaselineConfig(),
                                         names=["outputs_free", "outputs_task"])
     for f in features.values():
         assert isinstance(f, Unavailable) and "\n" not in f.reason
         assert "convert the zoo with --model MODULE:CALLABLE (and --task NAME or --inputs FILE)" in f.reason
+
+
+# ------------------------------------------------------------------ layouts without a CSV
+def per_model_folders(runs: Path, table: pd.DataFrame) -> list[str]:
+    """run000/epoch_3.pt, each with its metrics in run000/epoch_3.json."""
+    for row in table.itertuples():
+        (runs / row.model_id).mkdir(exist_ok=True)
+        (runs / row.file).rename(runs / row.model_id / f"epoch_{row.epoch}.pt")
+        metrics = {"test_acc": row.test_acc, "lr": row.lr, "optimizer": row.optimizer}
+        (runs / row.model_id / f"epoch_{row.epoch}.json").write_text(json.dumps(metrics))
+    return []
+
+
+def lightning_checkpoints(runs: Path, table: pd.DataFrame) -> list[str]:
+    """What PyTorch Lightning saves: epoch=3-step=120.ckpt, the network under a module prefix, the epoch inside."""
+    for k, row in enumerate(table.itertuples()):
+        state = torch.load(runs / row.file, weights_only=True)
+        (runs / row.model_id).mkdir(exist_ok=True)
+        name = f"epoch={row.epoch}-step={10 * row.epoch}.ckpt" if k % 2 else f"saved_{'abc'[row.epoch]}.ckpt"
+        torch.save({"epoch": row.epoch, "global_step": 10 * row.epoch, "pytorch-lightning_version": "2.4.0",
+                    "state_dict": {f"model.{key}": value for key, value in state.items()},
+                    "optimizer_states": [{"state": {}, "param_groups": [{"lr": row.lr}]}],
+                    "hyper_parameters": {"lr": row.lr}}, runs / row.model_id / name)
+        (runs / row.file).unlink()
+    return []
+
+
+def file_name_pattern(runs: Path, table: pd.DataFrame) -> list[str]:
+    """The user's run000_ep3.pt files as they are, without their CSV."""
+    return ["--pattern", "{model_id}_ep{epoch}.pt"]
+
+
+@pytest.mark.parametrize("relayout", [per_model_folders, lightning_checkpoints, file_name_pattern])
+def test_the_layouts_people_save_convert_to_the_zoo_their_csv_gives(tmp_path, relayout):
+    from weightspace.downstream.model_outputs import zoo_model_outputs
+
+    table = write_runs(tmp_path / "runs")
+    convert_checkpoints(tmp_path / "runs", tmp_path / "listed", model=user_cnn, task="digits")
+    (tmp_path / "runs" / "checkpoints.csv").unlink()
+    options = relayout(tmp_path / "runs", table)
+    pattern = options[1] if options else None
+    convert_checkpoints(tmp_path / "runs", tmp_path / "zoo", model=user_cnn, task="digits", pattern=pattern)
+    listed, zoo = Zoo.load(tmp_path / "listed"), Zoo.load(tmp_path / "zoo")
+    np.testing.assert_array_equal(np.asarray(zoo.weights), np.asarray(listed.weights))
+    assert zoo.samples["model_id"].tolist() == listed.samples["model_id"].tolist()  # text, as written
+    assert zoo.samples["epoch"].tolist() == listed.samples["epoch"].tolist()
+    if relayout is per_model_folders:  # the metrics from the JSON beside each file
+        pd.testing.assert_frame_equal(zoo.samples, listed.samples, check_like=True)
+        assert zoo.hyperparameters == listed.hyperparameters == ["lr", "optimizer"]
+    features = zoo_model_outputs(zoo, "task", n_queries=4)
+    np.testing.assert_array_equal(features, zoo_model_outputs(listed, "task", n_queries=4))
+
+
+def test_a_file_the_pattern_does_not_place_is_named(tmp_path, monkeypatch, capsys):
+    write_runs(tmp_path / "runs")
+    (tmp_path / "runs" / "checkpoints.csv").unlink()
+    (tmp_path / "runs" / "notes_final.pt").write_bytes((tmp_path / "runs" / "run000_ep0.pt").read_bytes())
+    before = listing(tmp_path)
+    argv = ["zoo", "convert", "--from", "checkpoints", str(tmp_path / "runs"), "--out", str(tmp_path / "zoo")]
+    assert main(argv + ["--pattern", "{model_id}_ep{epoch}.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "'notes_final.pt' does not match --pattern" in err and "Traceback" not in err
+    assert listing(tmp_path) == before
+    assert main(argv) == 2  # flat files, no CSV, no pattern
+    assert "is not in a model's folder (<model_id>/<file>); give a --pattern or a CSV" in one_error_line(capsys)
+    assert main(argv + ["--pattern", "{model_id}.pt"]) == 2
+    assert "--pattern '{model_id}.pt' must hold {model_id} and {epoch} once each" in one_error_line(capsys)
+    assert main(argv + ["--pattern", "{model_id}_ep{epoch}.pt", "--skip-bad"]) == 0
+    assert Zoo.load(tmp_path / "zoo").num_samples == 18

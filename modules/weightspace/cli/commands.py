@@ -72,6 +72,9 @@ def _add_zoo(sub: argparse._SubParsersAction) -> None:
                       help='checkpoints: the architecture\'s arguments as JSON, e.g. \'{"hidden": [8]}\'')
     conv.add_argument("--hyperparameters", type=_names, default=None,
                       help="checkpoints: comma-separated CSV columns that are hyperparameters (default: the text ones)")
+    conv.add_argument("--pattern", default=None,
+                      help="checkpoints without a CSV: the files' names, e.g. '{model_id}_ep{epoch}.pt' (default: one "
+                           "folder per model, run000/epoch_3.pt)")
     conv.add_argument("--task", default=None,
                       help="checkpoints: the built-in task the networks were trained on (e.g. digits): its inputs "
                            "are their task inputs")
@@ -193,7 +196,7 @@ def _zoo_convert(args: argparse.Namespace) -> int:
             raise ValueError(f"--param-order applies only to --from unterthiner, not --from {args.source_format}")
         kwargs["param_order"] = args.param_order
     checkpoint_options = {"csv": args.csv, "skip_bad": args.skip_bad or None, "architecture": args.architecture,
-                          "arch_kwargs": args.arch_kwargs, "hyperparameters": args.hyperparameters, "task": args.task,
+                          "arch_kwargs": args.arch_kwargs, "hyperparameters": args.hyperparameters, "pattern": args.pattern, "task": args.task,
                           "inputs": args.inputs, "model": args.model, "model_kwargs": args.model_kwargs}
     given = {k: v for k, v in checkpoint_options.items() if v is not None}
     if given and args.source_format != "checkpoints":

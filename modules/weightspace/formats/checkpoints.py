@@ -1,13 +1,19 @@
 """A folder of PyTorch checkpoints, one file per model and epoch, listed in a CSV.
 
-The folder holds ``.pt`` / ``.pth`` files (read with ``torch.load(...,
+The folder holds ``.pt`` / ``.pth`` / ``.ckpt`` files (read with ``torch.load(...,
 weights_only=True)``, so a file can never run code) and ``.safetensors``
 files, each a model's ``state_dict``: a flat dict of parameter name -> tensor,
-or one inside ``{"state_dict": ...}`` / ``{"model": ...}``. A CSV (default
-``checkpoints.csv``) maps each file (column ``file``, relative to the folder)
-to its ``model_id`` and ``epoch`` (whole numbers) and any further properties
-(``test_acc``, ``lr``, ``activation``...). CSV rows are counted from 1 after the
-header.
+or one inside ``{"state_dict": ...}`` / ``{"model": ...}`` (a PyTorch Lightning
+checkpoint's without the attribute that holds the network, ``model.``). A CSV
+(default ``checkpoints.csv``) maps each file (column ``file``, relative to the
+folder) to its ``model_id`` (any text, kept as written; whole numbers where every
+id is one) and ``epoch`` (a whole number) and any further properties (``test_acc``,
+``lr``, ``activation``...). CSV rows are counted from 1 after the header. Without
+a CSV, the folder's own layout gives the table (one folder per model, a file-name
+pattern, metrics in a JSON beside each file: `weightspace.formats.checkpoint_layouts`).
+Numeric columns that hold one value per model and vary between models are taken as
+hyperparameters, with a note. The user's network and inputs (``--model``, ``--task``,
+``--inputs``) are checked and kept by `weightspace.formats.own_network`.
 
 The weight layout is, first found: a registered architecture given by name;
 the layout recorded by `export_checkpoints` (``weightspace.json``); else the
@@ -42,6 +48,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from weightspace.errors import InputError
+from weightspace.formats.checkpoint_layouts import discover_table
 from weightspace.formats.own_network import (
     check_architecture_runs,
     check_inputs_fit,
@@ -60,7 +67,7 @@ from weightspace.zoo.store import EXACT_FLOATS, Zoo
 
 CSV = "checkpoints.csv"
 META = "weightspace.json"  # written by `export_checkpoints`: layout, column dtypes, hyperparameters, metrics
-SUFFIXES = (".pt", ".pth", ".safetensors")
+SUFFIXES = (".pt", ".pth", ".safetensors", ".ckpt")  # .ckpt: PyTorch Lightning
 REQUIRED = ("file", "model_id", "epoch")
 WRAPPERS = ("state_dict", "model")  # {"state_dict": {...}} and {"model": {...}} hold the state dict
 ORDER_KEY = "weightspace.order"  # safetensors metadata: the parameter names in layout order (JSON list)
@@ -94,8 +101,11 @@ def read_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except Exception as err:  # torch raises many types for corrupt or truncated files
         raise InputError(f"it is not a readable PyTorch checkpoint ({type(err).__name__}: {_first_line(err)}); "
                          "it may be truncated or corrupt") from err
+    lightning = isinstance(state, Mapping) and ("pytorch-lightning_version" in state or path.suffix == ".ckpt")
     if isinstance(state, Mapping) and not _is_flat(state):
         state = next((state[k] for k in WRAPPERS if isinstance(state.get(k), Mapping)), state)
+    if lightning and isinstance(state, Mapping) and state and _is_flat(state):
+        state = _without_module_prefix(state)
     if not isinstance(state, Mapping) or not state or not _is_flat(state):
         raise InputError(f"it holds {_describe(state)}; expected a flat dict of parameter name -> tensor "
                          f"(model.state_dict()), or one inside {{'state_dict': ...}} or {{'model': ...}}")
@@ -122,6 +132,15 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         # the file keeps no order: layers in natural name order, each weight before its bias
         names = sorted(state, key=lambda k: (_natural(_layer_name(k)), not k.endswith(".weight")))
     return {k: state[k] for k in names}
+
+
+def _without_module_prefix(state: Mapping[str, torch.Tensor]) -> Mapping[str, torch.Tensor]:
+    """A Lightning module's state dict without the attribute that holds the network (``model.0.weight`` ->
+    ``0.weight``), where every name starts with the same one."""
+    heads = {key.split(".", 1)[0] for key in state}
+    if len(heads) != 1 or any("." not in key for key in state):
+        return state
+    return {key.split(".", 1)[1]: value for key, value in state.items()}
 
 
 def _is_flat(state: Mapping) -> bool:
@@ -251,8 +270,17 @@ def read_table(path: str | os.PathLike, src: str | os.PathLike, *, dtypes: Mappi
     if missing:
         raise InputError(f"'{path}' lacks the columns {missing}; it has {list(table.columns)[:20]}. It needs "
                          f"{list(REQUIRED)}: each checkpoint file (relative to '{src}') with its model and epoch")
+    return check_table(table, f"'{path}'", src, id_dtype)
+
+
+def check_table(table: pd.DataFrame, where: str, src: Path, id_dtype: str | None = None) -> pd.DataFrame:
+    """Check a table of checkpoints (a CSV's, or one read from the folder) as `read_table` says; its index becomes
+    the row number (from 1) and model_id and epoch their types.
+
+    Raises:
+        InputError: see `read_table`; `where` names the table.
+    """
     table.index = pd.RangeIndex(1, len(table) + 1)
-    where = f"'{path}'"
     _refuse_rows(table["file"].isna() | (table["file"] == ""), where, "have no file",
                  "give each row its checkpoint file")
     table["model_id"] = _model_ids(table["model_id"], where, id_dtype)
@@ -363,7 +391,8 @@ def _diverged(samples: pd.DataFrame, weights: np.ndarray, where: str) -> np.ndar
 
 
 # -------------------------------------------------------------- conversion
-def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None = None, architecture: str | None = None,
+def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None = None, pattern: str | None = None,
+                       architecture: str | None = None,
                        arch_kwargs: Mapping[str, Any] | None = None, skip_bad: bool = False, name: str | None = None,
                        hyperparameters: Sequence[str] | None = None, task: str | None = None,
                        inputs: str | os.PathLike | None = None, model: str | Callable[..., Any] | None = None,
@@ -375,7 +404,10 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
 
     Args:
         src: the folder.
-        csv: the CSV listing the checkpoints (default: ``src/checkpoints.csv``).
+        csv: the CSV listing the checkpoints (default: ``src/checkpoints.csv``; without one, the
+            checkpoints are read from the folder: one folder per model, or `pattern`; see
+            `weightspace.formats.checkpoint_layouts`).
+        pattern: where there is no CSV, the checkpoint files' names, e.g. ``'{model_id}_ep{epoch}.pt'``.
         architecture: a registered architecture (`list_zoo_models`) giving the layout;
             default: the export's ``weightspace.json``, else the first checkpoint.
         arch_kwargs: the architecture's arguments, e.g. ``{"hidden": [8]}``.
@@ -405,9 +437,18 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
     if not src.is_dir():
         raise FileNotFoundError(f"no checkpoint folder '{src}'")
     _refuse_broad_source(src)
-    csv = Path(csv) if csv is not None else src / CSV
     meta = _export_meta(src)
-    table = read_table(csv, src, dtypes=meta.get("column_dtypes"))
+    from_csv = csv is not None or (src / CSV).is_file()
+    unplaced: list[str] = []
+    if from_csv and pattern is not None:
+        raise InputError(f"--pattern reads the checkpoints from the file names, but '{csv or src / CSV}' lists them; "
+                         "give one (move the CSV away to use the pattern)")
+    csv = Path(csv) if csv is not None else src / CSV
+    if from_csv:
+        table = read_table(csv, src, dtypes=meta.get("column_dtypes"))
+    else:  # the folder's own layout: one folder per model, or the pattern
+        found, unplaced = discover_table(src, pattern)
+        table = check_table(found, f"the checkpoints found in '{src}'", src)
     if model is not None and architecture is not None:
         raise InputError("--model and --architecture both name the network; give one")
     if model_kwargs and model is None:
@@ -447,16 +488,19 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
             vector = _vectorize(candidate, state, reference or f"'{file}'")
             layout, reference = candidate, reference or f"'{file}' (the first usable checkpoint)"
         except InputError as err:
-            problems.append(f"'{file}' ({csv.name} row {row}): {err}")
+            problems.append(f"'{file}'{f' ({csv.name} row {row})' if from_csv else ''}: {err}")
             continue
         if first is None:
-            first = state, f"'{file}' ({csv.name} row {row})"
+            first = state, f"'{file}'" + (f" ({csv.name} row {row})" if from_csv else "")
         dtypes.update(str(v.dtype).removeprefix("torch.") for v in state.values())
         if weights is None:
             weights = np.empty((len(table), layout.num_params), np.float32)
         weights[position[i]], usable[position[i]] = vector, True
-    problems += [f"'{f}' is in the folder but not in {csv.name}; add a row for it or move it out"
-                 for f in _unlisted(src, table)]
+    if from_csv:
+        problems += [f"'{f}' is in the folder but not in {csv.name}; add a row for it or move it out"
+                     for f in _unlisted(src, table)]
+    else:
+        problems += unplaced
     if problems:
         more = f"\n  and {len(problems) - _SHOWN} more" if len(problems) > _SHOWN else ""
         listed = "\n  - ".join(problems[:_SHOWN]) + more
@@ -492,7 +536,8 @@ def import_checkpoints(src: str | os.PathLike, *, csv: str | os.PathLike | None 
         "provenance": {
             "format": "checkpoints",
             "source": str(src.resolve()),
-            "csv": str(csv.resolve()),
+            "csv": str(csv.resolve()) if from_csv else None,
+            "pattern": pattern,
             "converted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "layout_from": reference,
             "source_dtypes": sorted(dtypes),
@@ -519,12 +564,33 @@ def _roles(samples: pd.DataFrame, meta: dict, hyperparameters: Sequence[str] | N
     if hyperparameters is None and "hyperparameters" in meta:
         return [c for c in meta["hyperparameters"] if c in samples], [c for c in meta.get("metrics", []) if c in samples]
     if hyperparameters is None:
-        hyperparameters = [c for c in properties if not pd.api.types.is_numeric_dtype(samples[c])]
+        per_model = _set_per_model(samples, properties)
+        if per_model:
+            warnings.warn(f"columns {per_model} vary between models but not between a model's checkpoints: taken as "
+                          "hyperparameters (choose them with --hyperparameters)", stacklevel=3)
+        hyperparameters = [c for c in properties if not pd.api.types.is_numeric_dtype(samples[c]) or c in per_model]
     unknown = [c for c in hyperparameters if c not in samples]
     if unknown:
         raise InputError(f"hyperparameters {unknown} are not columns of the CSV; it has {properties}")
     metrics = [c for c in properties if c not in hyperparameters and pd.api.types.is_numeric_dtype(samples[c])]
     return list(hyperparameters), metrics
+
+
+def _set_per_model(samples: pd.DataFrame, properties: Sequence[str]) -> list[str]:
+    """The numeric columns (no accuracy or loss) that hold one value per model and vary between models, in a zoo
+    whose models have several checkpoints: settings of a model's training, not measurements of a checkpoint."""
+    models = samples.groupby("model_id", sort=False)
+    if len(models) < 2 or not (models.size() > 1).any():
+        return []
+    found = []
+    for column in properties:
+        values = samples[column]
+        if column in NUMERIC_METRICS or not pd.api.types.is_numeric_dtype(values) or \
+                pd.api.types.is_bool_dtype(values) or values.isna().any():
+            continue
+        if (models[column].nunique() == 1).all() and values.nunique() > 1:
+            found.append(column)
+    return found
 
 
 def convert_checkpoints(src: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
