@@ -475,3 +475,37 @@ def test_a_file_the_pattern_does_not_place_is_named(tmp_path, monkeypatch, capsy
     assert "--pattern '{model_id}.pt' must hold {model_id} and {epoch} once each" in one_error_line(capsys)
     assert main(argv + ["--pattern", "{model_id}_ep{epoch}.pt", "--skip-bad"]) == 0
     assert Zoo.load(tmp_path / "zoo").num_samples == 18
+
+
+class ScaledCNN(nn.Module):
+    """A user network with a constant of its own (a non-persistent buffer): not in the checkpoints, in the program."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = user_cnn()
+        self.register_buffer("scale", torch.full((1,), 2.0), persistent=False)
+
+    def forward(self, x):
+        return self.body(x * self.scale)
+
+
+def test_a_network_with_constants_of_its_own_runs_from_its_program(tmp_path):
+    from weightspace.downstream.model_outputs import zoo_model_outputs
+
+    (tmp_path / "runs").mkdir()
+    rows = []
+    for k in range(3):
+        torch.manual_seed(k)
+        torch.save(ScaledCNN().state_dict(), tmp_path / "runs" / f"m{k}.pt")
+        rows.append({"file": f"m{k}.pt", "model_id": f"m{k}", "epoch": 0})
+    pd.DataFrame(rows).to_csv(tmp_path / "runs" / "checkpoints.csv", index=False)
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).random((10, 1, 8, 8), dtype=np.float32))
+    convert_checkpoints(tmp_path / "runs", tmp_path / "zoo", model=ScaledCNN, inputs=tmp_path / "x.npy")
+    zoo = Zoo.load(tmp_path / "zoo")
+    task = zoo_model_outputs(zoo, "task", n_queries=10)
+    x = torch.from_numpy(np.load(tmp_path / "x.npy"))
+    queries = x[torch.randperm(10, generator=torch.Generator().manual_seed(0))]
+    mine = ScaledCNN().eval()
+    mine.load_state_dict(torch.load(tmp_path / "runs" / "m2.pt", weights_only=True))
+    with torch.no_grad():
+        np.testing.assert_allclose(task[2], mine(queries).numpy().reshape(-1), rtol=0, atol=1e-5)

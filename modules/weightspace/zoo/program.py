@@ -26,7 +26,7 @@ from typing import Any, Mapping
 
 import torch
 from torch import nn
-from torch.func import vmap
+from torch.func import functional_call, vmap
 
 from weightspace.errors import InputError
 from weightspace.layout import WeightLayout
@@ -195,8 +195,18 @@ class StoredNetwork(nn.Module):
         meta = any(p.is_meta for p in self.parameters())
         return _reload, (*self._program, meta)
 
+    def parameters_to_meta(self) -> "StoredNetwork":
+        """Its parameters on the meta device (each call swaps the zoo's weights in), its buffers kept."""
+        for module in self.modules():
+            for name, p in list(module._parameters.items()):
+                if p is not None:
+                    module._parameters[name] = nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=False)
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return vmap(lambda one: self.net(one.unsqueeze(0))[0])(x)  # (B, classes)
+        # the program's constants (non-persistent buffers) are never swapped: they run on the inputs' device
+        buffers = {name: b.to(x.device) for name, b in self.net.named_buffers()}
+        return vmap(lambda one: functional_call(self.net, buffers, (one.unsqueeze(0),))[0])(x)  # (B, classes)
 
     def train(self, mode: bool = True) -> "StoredNetwork":
         self.training = mode  # the program's own module refuses train()/eval(): it is fixed in eval mode
@@ -205,7 +215,7 @@ class StoredNetwork(nn.Module):
 
 def _reload(data: bytes, where: str, meta: bool) -> StoredNetwork:
     network = load_program(data, where)
-    return network.to("meta") if meta else network
+    return network.parameters_to_meta() if meta else network
 
 
 def program_template(layout: WeightLayout, data: bytes, where: str) -> tuple[StoredNetwork, dict[str, str]]:
@@ -216,7 +226,7 @@ def program_template(layout: WeightLayout, data: bytes, where: str) -> tuple[Sto
     Raises:
         ProgramError: see `load_program`; or parameters that differ from `layout`.
     """
-    network = load_program(data, where).to("meta")
+    network = load_program(data, where).parameters_to_meta()
     theirs = [(name, tuple(p.shape)) for name, p in network.named_parameters()]
     ours = [(key, tuple(p.shape)) for key, p in layout.devectorize(torch.empty(layout.num_params, device="meta")).items()]
     by_name = {name.removeprefix("net."): (name, shape) for name, shape in theirs}
