@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = sorted(p for p in ROOT.glob("[0-9][0-9]_*") if p.is_dir() and (p / "compute_baselines.py").exists())
 
 

@@ -5,7 +5,7 @@ import re
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
-MODULES = Path(__file__).resolve().parents[1] / "modules"
+MODULES = Path(__file__).resolve().parents[2] / "modules"
 
 
 def _declared() -> dict[str, str]:

@@ -14,7 +14,7 @@ import pytest
 from weightspace import cli
 from weightspace.zoo.presets import get_preset
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _one_error_line(capsys) -> str:
@@ -123,7 +123,7 @@ def test_a_bad_spec_file_is_refused_naming_the_file_and_the_key_and_nothing_is_w
 # ------------------------------------------------------------------ --zoo PATH
 def test_an_experiment_script_runs_on_the_zoo_given_by_zoo(own_zoo, tmp_path):
     """What ``python compute_baselines.py --smoke-test --zoo PATH ...`` runs, in this process (the scripts'
-    own start-up is run by tests/test_experiments.py's smoke runs)."""
+    own start-up is run by tests/pipeline/test_experiments.py's smoke runs)."""
     import importlib.util
 
     from weightspace.cli.experiment_run import run_script

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_cli_errors import _one_error_line
 
+from tests.cli.test_cli_errors import _one_error_line
 from weightspace import cli, create_zoo_model
 from weightspace.io.atomic import write_json
 from weightspace.pipeline import storage
@@ -46,7 +46,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def zoo_path(tmp_path_factory) -> Path:
     """A small saved zoo: the runs below are refused (or only report) before they would train on it."""
-    from conftest import _toy_zoo
+    from tests.conftest import _toy_zoo
 
     path = tmp_path_factory.mktemp("zoos") / "toy"
     _toy_zoo(20, (0, 1), 0, None, True, ()).save(path)

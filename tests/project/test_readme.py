@@ -20,7 +20,7 @@ import pytest
 from weightspace.cli import main
 from weightspace.cli.commands import build_parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 # written by scripts, not by hand (bench/representation_quality.py, 01_ablation_studies/summarize.py)

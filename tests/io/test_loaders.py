@@ -19,8 +19,8 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from test_formats import save_legacy, simclr_split, unterthiner_models, write_unterthiner
 
+from tests.formats.test_formats import save_legacy, simclr_split, unterthiner_models, write_unterthiner
 from weightspace.cli import main
 from weightspace.errors import InputError, WeightspaceError
 from weightspace.formats import download, legacy_pickle, read_zenodo_2021

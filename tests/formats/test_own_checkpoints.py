@@ -28,7 +28,7 @@ from weightspace.errors import InputError
 from weightspace.formats import convert_checkpoints
 from weightspace.zoo.store import Zoo, ZooFormatError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 IDS = ("run002", "007", "run000", "run001", "NA", "run003")  # run names; "007" and "NA" stay text
 EPOCHS = (0, 1, 2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "modules" / "weightspace"
+PACKAGE = Path(__file__).resolve().parents[2] / "modules" / "weightspace"
 
 # lowest first; a module may import its own room and any room before it
 ROOMS = ["core", "io", "layout", "zoo", "formats", "data", "representation", "downstream", "report", "pipeline",

@@ -24,7 +24,7 @@ from weightspace.representation import (
     registry,
 )
 
-REPRESENTATION = Path(__file__).resolve().parents[1] / "modules" / "weightspace" / "representation"
+REPRESENTATION = Path(__file__).resolve().parents[2] / "modules" / "weightspace" / "representation"
 
 
 def _imports(path: Path) -> set[str]:

@@ -4,8 +4,8 @@ import urllib.request
 
 import numpy as np
 import pytest
-from test_tasks import _write_mnist
 
+from tests.zoo.test_tasks import _write_mnist
 from weightspace.formats import download
 from weightspace.io.data_root import DATA_ENV
 from weightspace.zoo.generate import generate

@@ -175,7 +175,7 @@ def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parent.parent / "bench" / "representation_quality.py"
+    script = Path(__file__).resolve().parents[2] / "bench" / "representation_quality.py"
     out, raw = tmp_path / "quality", tmp_path / "rows.csv"
     subprocess.run([sys.executable, str(script), "--smoke", "--zoo", "tetris_seed", "--seeds", "1",
                     "--datasets", str(tmp_path / "zoos"), "--out", str(out), "--jobs", str(jobs), "--raw", str(raw)],

@@ -13,7 +13,7 @@ from weightspace.pipeline.experiment import experiment_split, resolved_config, z
 from weightspace.pipeline.learners import create_learner, learner_schedules, list_learners
 from weightspace.pipeline.training import pick_best, train_in_process
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", list_learners())

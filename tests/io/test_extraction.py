@@ -11,8 +11,8 @@ import tarfile
 
 import numpy as np
 import pytest
-from test_loaders import serve_small_cnn_zoo
 
+from tests.io.test_loaders import serve_small_cnn_zoo
 from weightspace.cli import main
 from weightspace.errors import OutputError
 from weightspace.formats import download

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_cli_errors import _one_error_line
 
+from tests.cli.test_cli_errors import _one_error_line
 from weightspace import cli
 from weightspace.errors import InputError
 from weightspace.formats import checkpoints, import_checkpoints

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_representation import NETS, small_config
 
+from tests.representation.test_representation import NETS, small_config
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit
 from weightspace.pipeline import storage
@@ -32,7 +32,7 @@ from weightspace.zoo.store import Zoo
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LOCAL = "127.0.0.1"
 AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 

@@ -27,7 +27,7 @@ from weightspace.pipeline.quality_table import (
     write_table,
 )
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "representation_quality.csv"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "representation_quality.csv"
 TEXT = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "command"]
 NUMBERS = ["mean", "spread", "seeds", "draws", "minutes", "init_chosen"]
 
