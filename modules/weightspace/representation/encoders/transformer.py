@@ -2,9 +2,10 @@
 and "transformer_weight" (one token per weight).
 
 Encoder: tokens -> [compression token] + learned positions -> pre-norm blocks
--> final norm -> bottleneck (Linear + tanh, or an MLP) -> z ``(B, latent)``.
+-> [final norm] -> bottleneck (Linear + tanh, or an MLP) -> z ``(B, latent)``.
 Decoder: z -> Linear to ``T * d_model`` -> learned positions -> pre-norm blocks
--> final norm -> per-group Linear -> gather back to ``(B, D)``.
+-> [final norm] -> per-group Linear -> gather back to ``(B, D)``.
+The 2021 code had no final norm (``final_norm=False``); it is on by default here.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class TransformerConfig(EncoderConfig):
     bottleneck: str = "linear"  # "linear" (Linear + tanh) or "mlp" between tokens and z
     bottleneck_layers: int = 3  # hidden layers of the "mlp" bottleneck
     activation: str = "leakyrelu"  # activation of the mlp bottleneck
+    final_norm: bool = True  # LayerNorm after the last block of encoder and decoder (2021 had none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,12 +114,13 @@ class Block(nn.Module):
 
 
 class Stack(nn.Module):
-    """`n_blocks` blocks and a final LayerNorm."""
+    """`n_blocks` blocks and a final LayerNorm (the identity with ``final_norm=False``, as in 2021)."""
 
-    def __init__(self, n_blocks: int, d_model: int, n_heads: int, d_ff: int, dropout: float, attn_dropout: float = 0.0):
+    def __init__(self, n_blocks: int, d_model: int, n_heads: int, d_ff: int, dropout: float, attn_dropout: float = 0.0,
+                 final_norm: bool = True):
         super().__init__()
         self.blocks = nn.ModuleList(Block(d_model, n_heads, d_ff, dropout, attn_dropout) for _ in range(n_blocks))
-        self.norm = nn.LayerNorm(d_model)
+        self.norm = nn.LayerNorm(d_model) if final_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -137,13 +140,14 @@ class TransformerAutoencoder(Autoencoder):
         compression_token: prepend a learned token and read z from its output;
             otherwise z is read from all token outputs, flattened.
         bottleneck: "linear" (Linear + tanh) or "mlp" (`bottleneck_layers` hidden layers, tanh out).
+        final_norm: a LayerNorm after the last block of encoder and decoder (the 2021 code had none).
         generator: draws the initial parameters; None keeps PyTorch's default init.
     """
 
     def __init__(self, groups: Sequence[torch.Tensor], num_params: int, *, d_model: int = 256, n_heads: int = 4,
                  n_blocks: int = 2, d_ff: int = 512, dropout: float = 0.1, attn_dropout: float = 0.1, latent_dim: int = 50,
                  compression_token: bool = True, bottleneck: str = "linear", bottleneck_layers: int = 3,
-                 activation: str = "leakyrelu", generator: torch.Generator | None = None):
+                 activation: str = "leakyrelu", final_norm: bool = True, generator: torch.Generator | None = None):
         super().__init__()
         if bottleneck not in ("linear", "mlp"):
             raise ValueError(f"bottleneck must be 'linear' or 'mlp', got {bottleneck!r}")
@@ -152,7 +156,7 @@ class TransformerAutoencoder(Autoencoder):
         t = self.num_tokens = self.tokenizer.num_tokens
         self.compression = nn.Parameter(torch.zeros(1, 1, d_model)) if compression_token else None
         self.enc_pos = nn.Parameter(torch.zeros(1, t + int(compression_token), d_model))
-        self.encoder = Stack(n_blocks, d_model, n_heads, d_ff, dropout, attn_dropout)
+        self.encoder = Stack(n_blocks, d_model, n_heads, d_ff, dropout, attn_dropout, final_norm)
         read = d_model if compression_token else t * d_model
         if bottleneck == "linear":
             self.to_latent: nn.Module = nn.Sequential(nn.Linear(read, latent_dim), nn.Tanh())
@@ -162,7 +166,7 @@ class TransformerAutoencoder(Autoencoder):
             self.to_latent = mlp_stack(widths, activation, dropout, tanh_out=True)
             self.from_latent = mlp_stack([latent_dim, *widths[-2:0:-1], t * d_model], activation, dropout)
         self.dec_pos = nn.Parameter(torch.zeros(1, t, d_model))
-        self.decoder = Stack(n_blocks, d_model, n_heads, d_ff, dropout, attn_dropout)
+        self.decoder = Stack(n_blocks, d_model, n_heads, d_ff, dropout, attn_dropout, final_norm)
         self.detokenizer = TokenDebedder(groups, num_params, d_model)
         if generator is not None:
             self.reset_parameters(generator)
@@ -198,4 +202,4 @@ def build_transformer(c: TransformerConfig, layout: WeightLayout,
         _TOKENS[c.name](layout), layout.num_params, d_model=c.d_model, n_heads=c.n_heads, n_blocks=c.n_blocks,
         d_ff=c.d_ff, dropout=c.dropout, attn_dropout=c.attn_dropout, latent_dim=c.latent_dim,
         compression_token=c.compression_token, bottleneck=c.bottleneck, bottleneck_layers=c.bottleneck_layers,
-        activation=c.activation, generator=generator)
+        activation=c.activation, final_norm=c.final_norm, generator=generator)
