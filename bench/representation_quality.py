@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import re
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -143,6 +145,9 @@ def main() -> None:
     parser.add_argument("--no-encoder-trees", action="store_true",
                         help="linear probes only on the embeddings (boosted trees on a wide embedding take most of "
                              "a large zoo's time)")
+    parser.add_argument("--learner-options", type=json.loads, default=None, metavar="JSON",
+                        help='options of the named learners, by name, e.g. \'{"behaviour": {"beta": 0}}\' (an '
+                             "ablation; the learner's title says what changed)")
     parser.add_argument("--schedule", default=None,
                         help="every learner's schedule (cpu, gpu, 2021; `weightspace learners` lists each learner's)")
     parser.add_argument("--device", default="cpu", help="where encoders train (cpu, cuda); probes run on the CPU")
@@ -179,8 +184,12 @@ def main() -> None:
                                encoder_trees=not args.no_encoder_trees, scarce=scarce)
     except ValueError as err:
         parser.error(str(err))
-    titles = config.titles  # the learners' names in the table
     for name in args.zoo or ZOOS:
+        experiment = folder_experiment(name)
+        if args.learner_options:
+            experiment = replace(experiment, learner_options={**experiment.learner_options, **args.learner_options})
+        titles = [replace(experiment.variant(e), schedule=args.schedule or experiment.schedule).spec.title
+                  for e in chosen]  # the learners' names in the table
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, titles)
             raw = pd.read_csv(args.from_raw, dtype={"k": object, "note": object})
@@ -198,13 +207,14 @@ def main() -> None:
                           if args.baseline_sets else "")
                        + " --encoders" + "".join(f" {e}" for e in chosen)
                        + (f" --schedule {args.schedule}" if args.schedule else "")
+                       + (f" --learner-options '{json.dumps(args.learner_options)}'" if args.learner_options else "")
                        + (f" --device {device}" if device != "cpu" else "")
                        + (f" --jobs {args.jobs}" if args.jobs > 1 else ""))
             start = time.perf_counter()
             done = None if args.raw is None else (lambda rows: append_rows(args.raw, rows.assign(
                 elapsed_min=(time.perf_counter() - start) / 60, command=f"{command}  # on {machine(device)}")))
             zoo = load_preset_zoo(name, args.datasets, smoke=args.smoke)
-            rows = run_quality(zoo, folder_experiment(name), config, name=name, done=done,
+            rows = run_quality(zoo, experiment, config, name=name, done=done,
                                log=lambda line: print(f"  {name}: {line}", file=sys.stderr, flush=True))
             part = summarize(rows)
             part["command"] = command + f"  # {(time.perf_counter() - start) / 60:.0f} min on {machine(device)}"

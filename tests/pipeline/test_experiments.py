@@ -60,14 +60,15 @@ def test_the_2021_variant_runs_into_its_own_folder_and_unknown_variants_are_name
     folder = ROOT / "11_tetris_seed"
     script = next(folder.glob("simclr_ae_*.py"))
     bad = run(script, "--smoke-test", "--variant", "2012", "--output-dir", str(tmp_path / "x"))
-    assert bad.returncode == 2 and "no variant '2012'" in bad.stderr and "'2021'" in bad.stderr
+    assert bad.returncode == 2 and "unknown learner '2012'" in bad.stderr and "'2021'" in bad.stderr
     assert not (tmp_path / "x").exists()
     rep = run(script, "--smoke-test", "--variant", "2021", "--output-dir", str(tmp_path / "v"), "--device", "cpu")
     assert rep.returncode == 0, rep.stderr[-3000:]
     recorded = json.loads((tmp_path / "v" / "experiment.json").read_text())
-    assert recorded["learner"] == "2021" and recorded["name"] == "tetris_seed_2021_smoke"
+    assert recorded["config"]["learner"] == "2021" and recorded["name"] == "tetris_seed_2021_smoke"
+    assert recorded["learner"] == "2021 transformer (cpu schedule) (smoke)"  # the registry's title of its copy
     assert recorded["config"]["representation"]["encoder"]["name"] == "transformer_neuron"
-    assert "Learner: 2021" in (tmp_path / "v" / "report.md").read_text()
+    assert "Learner: 2021 transformer (cpu schedule) (smoke)" in (tmp_path / "v" / "report.md").read_text()
 
 
 ABLATIONS = ROOT / "01_ablation_studies"

@@ -38,6 +38,7 @@ COMPARISONS: dict[str, tuple[str | None, str | None, str]] = {
 }
 COLUMNS = ["zoo", "encoder", "comparison", "target", "k", "diff", "low", "high", "pairs", "margin", "met"]
 INIT = ", random init"
+MIN_PAIRS = 3  # fewer pairs claim nothing: one training seed is one run
 
 
 def paired_interval(diffs: np.ndarray, *, seed: int = 0) -> tuple[float, float, float]:
@@ -94,7 +95,7 @@ def paired_rows(raw: pd.DataFrame) -> pd.DataFrame:
                     mean, low, high = paired_interval(diffs)
                     out.append({"zoo": zoo, "encoder": encoder, "comparison": comparison, "target": target, "k": k,
                                 "diff": mean, "low": low, "high": high, "pairs": len(diffs), "margin": margin,
-                                "met": bool(low > margin)})
+                                "met": bool(len(diffs) >= MIN_PAIRS and low > margin)})
     return pd.DataFrame(out, columns=COLUMNS)
 
 
@@ -140,7 +141,7 @@ def paired_lines(paired: pd.DataFrame) -> list[str]:
     short = {"test_acc": "acc", "training_iteration": "epoch"}
     lines = [f"Test split, linear probe of the learned row minus the other row, paired on training seeds and "
              f"label draws: mean [{CONFIDENCE:.0%} bootstrap interval] (pairs); **met** where the whole interval "
-             f"lies above the margin: {GAIN:.2f} for `training` (or half the distance to 1.0 when less than 0.2 is "
+             f"lies above the margin, from {MIN_PAIRS} pairs up: {GAIN:.2f} for `training` (or half the distance to 1.0 when less than 0.2 is "
              "left), 0 against a baseline.", "",
              "| zoo | encoder | " + " | ".join(comparisons) + " |", "|---|---|" + "---|" * len(comparisons)]
     for (zoo, encoder), rows in paired.groupby(["zoo", "encoder"], sort=False):
