@@ -3,6 +3,7 @@ cluster), float64, and the toy zoos that many tests build (`make_zoo`)."""
 
 import copy
 import os
+import sys
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,17 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(int(threads))
     # subprocesses (a killed generation, ray workers) start their own torch: the same count for them
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+
+
+@pytest.fixture(autouse=True)
+def _no_ray_left_behind():
+    """A test that started ray in this process shuts it down after itself: a later test that starts its own
+    cluster (tests/pipeline/test_cluster.py) or ray instance must not find this one."""
+    yield
+    if "ray" in sys.modules:
+        ray = sys.modules["ray"]
+        if ray.is_initialized():
+            ray.shutdown()
 
 
 def pytest_report_header(config: pytest.Config) -> str:

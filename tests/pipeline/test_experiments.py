@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from weightspace.pipeline.learners.registry import SMOKE_ENCODER
+
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = sorted(p for p in ROOT.glob("[0-9][0-9]_*") if p.is_dir() and (p / "compute_baselines.py").exists())
 
@@ -97,8 +99,9 @@ def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
         trials[ablation] = table
     assert list(trials["architecture"]["encoder.name"]) == ["mlp", "transformer_weight"]
     architecture = trials["architecture"].set_index("encoder.name")
-    assert architecture.loc["transformer_weight", "encoder.d_model"] == 32  # completed from the smoke learner
-    assert architecture.loc["mlp", "encoder.latent_dim"] == 8  # a field the mlp shares with the smoke learner
+    # completed from the smoke copy of the folder's learner (SMOKE_ENCODER: the fields every learner shrinks to)
+    assert architecture.loc["transformer_weight", "encoder.d_model"] == SMOKE_ENCODER["d_model"]
+    assert architecture.loc["mlp", "encoder.latent_dim"] == SMOKE_ENCODER["latent_dim"]  # a field both share
     assert sorted(trials["compression"]["encoder.latent_dim"]) == [33, 50]
 
     summary = pd.read_csv(tmp_path / "summary.csv")  # every script refreshes the folder's one table
