@@ -192,6 +192,8 @@ def main() -> None:
                   for e in chosen]  # the learners' names in the table
         if args.from_raw is not None:
             part = part_from_raw(args.from_raw, name, titles)
+            if args.no_baselines:  # the table keeps its baselines; the raw ones still serve the paired rule
+                part = part[part.encoder != "baselines"]
             raw = pd.read_csv(args.from_raw, dtype={"k": object, "note": object})
             rows = raw[(raw.zoo == name) & raw.encoder.isin(["baselines", *titles])].reindex(columns=RAW_COLUMNS)
         else:

@@ -63,6 +63,6 @@ def test_pairs_are_kept_beside_the_table_and_a_rerun_of_one_learner_keeps_the_ba
     write_paired(stem, planted(0.2, 0.01), "z")
     learner_only = planted(0.0, 0.01)
     write_paired(stem, learner_only[learner_only.encoder != "baselines"], "z")
-    kept = pd.read_csv(tmp_path / "table_raw.csv")
+    kept = pd.read_csv(tmp_path / "table_rows.csv")
     assert (kept.encoder == "baselines").sum() == 1 and (kept.feature_set == "L").sum() == 3
     assert not verdict(read_paired(stem), "training").met  # the rerun's rows replaced the first run's

@@ -100,20 +100,21 @@ def paired_rows(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired_path(stem: str | os.PathLike, kind: str = "paired") -> Path:
-    """Beside the table at `stem`: its paired comparisons ``<stem>_paired.csv`` or its raw rows ``<stem>_raw.csv``."""
+    """Beside the table at `stem`: its paired comparisons ``<stem>_paired.csv``, or (`kind` "rows") the raw rows
+    behind them, ``<stem>_rows.csv``."""
     stem = Path(stem)
     return stem.with_name(f"{stem.with_suffix('').name}_{kind}.csv")
 
 
 def write_paired(stem: str | os.PathLike, raw: pd.DataFrame, zoo: str) -> pd.DataFrame:
-    """Merge one run's raw rows of `zoo` into ``<stem>_raw.csv`` and write every paired comparison anew to
+    """Merge one run's raw rows of `zoo` into ``<stem>_rows.csv`` and write every paired comparison anew to
     ``<stem>_paired.csv``. The run's rows replace the kept ones of the same encoder, feature set, probe and kind
     (every label, or k labelled models): a run of one baseline, or of the label-scarce rows only, keeps the rest.
 
     Returns:
         the paired comparisons of the whole table.
     """
-    path = paired_path(stem, "raw")
+    path = paired_path(stem, "rows")
     old = pd.read_csv(path, dtype={"k": object, "note": object}) if path.exists() else pd.DataFrame(columns=raw.columns)
 
     def kinds(rows: pd.DataFrame) -> pd.Series:

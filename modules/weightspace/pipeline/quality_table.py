@@ -103,11 +103,14 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
         replaced &= old.feature_set.isin(list(feature_sets))
     if scarce_only:
         replaced &= old.k.notna()
+    held = list(dict.fromkeys(old.encoder))  # the order the table holds its encoders in
     old = old[~replaced]
     table = pd.concat([t for t in (old, part.reindex(columns=COLUMNS)) if len(t)], ignore_index=True)
     zoos = list(order) + [z for z in dict.fromkeys(table.zoo) if z not in order]
+    # encoders keep the place they hold in the table; new ones follow in the registry's order
     learners = [create_learner(n, schedule=s).title for n in list_learners() for s in learner_schedules(n)]
-    rank = {"baselines": -1} | {title: i for i, title in enumerate(dict.fromkeys(learners))}
+    order = [e for e in dict.fromkeys([*held, *learners, *part.encoder]) if e != "baselines"]
+    rank = {"baselines": -1} | {title: i for i, title in enumerate(order)}
     table = table.sort_values(["zoo", "encoder"], key=lambda c: c.map(zoos.index) if c.name == "zoo"
                               else c.map(lambda e: rank.get(e, len(rank))), kind="stable").reset_index(drop=True)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
