@@ -91,7 +91,7 @@ class Experiment:
         if names_test_split(self.select):
             raise ValueError(f"Experiment.select {self.select!r} is a test-split metric, and nothing may be chosen "
                              f"on the test split; use {SELECT_METRIC!r}, another validation metric, or 'last'")
-        self.spec  # an unknown learner, schedule or option fails here  # noqa: B018
+        _ = self.spec  # an unknown learner, schedule or option fails here, listing the valid ones
 
     @property
     def spec(self) -> LearnerSpec:

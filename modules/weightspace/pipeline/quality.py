@@ -99,7 +99,7 @@ class QualityConfig:
             if not self.seed_ids or not set(self.seed_ids) <= set(range(int(self.seeds))):
                 raise ValueError(f"seed_ids {self.seed_ids} must be some of the seeds 0 ... {int(self.seeds) - 1}")
         if self.schedule is not None:
-            self.titles  # a learner without this schedule fails here, listing its schedules  # noqa: B018
+            _ = self.titles  # a learner without this schedule fails here, listing its schedules
         if not (self.every_label or self.label_scarce):
             raise ValueError("every_label=False leaves only the label-scarce rows; set label_scarce=True too")
 
