@@ -45,18 +45,17 @@ sys.path.insert(0, str(ROOT / "bench"))
 from representation_quality import FOLDERS, folder_experiment  # noqa: E402  (bench/, on sys.path above)
 
 from weightspace.downstream.evaluate import ProbeWarning  # noqa: E402
-from weightspace.pipeline.experiment import Experiment, experiment_split, resolved_config  # noqa: E402
+from weightspace.pipeline.experiment import Experiment, resolved_config  # noqa: E402
 from weightspace.pipeline.quality import (  # noqa: E402
     Rows,
     Trained,
     embedding_scores,
     learner_experiment,
     load_preset_zoo,
+    train_config,
     train_learner,
 )
-from weightspace.pipeline.training import control_model, train_in_process  # noqa: E402
 from weightspace.representation.function_target import with_zoo_architecture  # noqa: E402
-from weightspace.representation.learner import embed  # noqa: E402
 from weightspace.zoo.store import Zoo  # noqa: E402
 
 
@@ -104,12 +103,7 @@ def train_variant(experiment: Experiment, variant: str | Change, seed: int, zoo:
     config.loss = replace(config.loss, **variant.loss)
     config.train = replace(config.train, **variant.train,
                            epochs_per_step=config.train.epochs_per_step * variant.epochs)
-    trained = train_in_process(config, zoo, experiment_split(run, zoo), iterations=run.iterations,
-                               targets=run.targets, select=run.select)
-    batch = config.train.eval_batch_size
-    control = embed(control_model(trained), rows.zoo.weights, batch_size=batch).numpy()
-    chosen = embed(trained.learner.model, rows.zoo.weights, batch_size=batch).numpy()
-    return Trained(control, chosen, trained.chosen, trained.minutes, trained.learner.model)
+    return train_config(config, run, zoo, rows)
 
 
 def output_r2(model, rows: Rows) -> float:

@@ -49,6 +49,7 @@ from weightspace.pipeline.experiment import (
 )
 from weightspace.pipeline.learners import create_learner, list_learners
 from weightspace.pipeline.training import control_model, train_in_process
+from weightspace.representation.config import LearnerConfig
 from weightspace.representation.learner import embed
 from weightspace.zoo.generate import generate
 from weightspace.zoo.presets import get_preset
@@ -221,9 +222,13 @@ class Trained:
 def train_learner(run: Experiment, zoo: Zoo, rows: Rows, device: str = "cpu") -> Trained:
     """Train `run`'s learner as `weightspace run` trains it (in this process), and embed `rows` with its random
     init and its chosen state."""
-    spec = run.spec
-    config = resolved_config(run, zoo, device=device)
-    trained = train_in_process(config, zoo, experiment_split(run, zoo), iterations=spec.iterations,
+    return train_config(resolved_config(run, zoo, device=device), run, zoo, rows)
+
+
+def train_config(config: LearnerConfig, run: Experiment, zoo: Zoo, rows: Rows) -> Trained:
+    """Train `config` (resolved for `zoo`) on `run`'s split, iterations, targets and choice rule, and embed `rows`
+    with its random init and its chosen state (`train_learner` with a config changed by hand, e.g. research)."""
+    trained = train_in_process(config, zoo, experiment_split(run, zoo), iterations=run.iterations,
                                targets=run.targets, select=run.select)
     batch = config.train.eval_batch_size
     control = embed(control_model(trained), rows.zoo.weights, batch_size=batch).numpy()
