@@ -41,16 +41,6 @@ from weightspace.representation.encoders.behaviour_ae import BehaviourAEConfig
 from weightspace.representation.tokens import TokenDebedder, TokenEmbedder, neuron_token_groups
 from weightspace.zoo.architectures import DEFAULT_INPUT_SHAPES
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: threads only add synchronisation, which is slow on shared cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 NETS = {"init": "xavier_normal"}  # conftest.make_zoo of initialised networks, not standard normal weights
 
 

@@ -3,22 +3,12 @@
 from dataclasses import replace
 
 import numpy as np
-import pytest
-import torch
 from torch import nn
 
 from weightspace.data.dataset import ZooDataset
 from weightspace.representation import Learner, LearnerConfig, config_from_dict, config_to_dict, embed
 from weightspace.representation.encoders.transformer import TransformerConfig
 from weightspace.representation.presets import config_2021, cpu_schedule
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_2021_learner_trains_a_few_steps_without_collapse(make_zoo):
