@@ -104,9 +104,11 @@ def test_a_row_does_not_depend_on_the_rows_beside_it():
     assert torch.equal(few.queries_, full.queries_) and len(full.queries_) == 64
     all_rows = full.transform(zoo.weights)  # two chunks: 4 rows, then 2
     order = np.array([4, 0, 5, 2])
-    np.testing.assert_allclose(few.transform(zoo.weights[order]), all_rows[order], rtol=1e-6, atol=1e-6)
+    # batches of other sizes may take other kernels: the rows agree to float32 rounding of these sums
+    atol = tolerance(zoo, all_rows)
+    np.testing.assert_allclose(few.transform(zoo.weights[order]), all_rows[order], rtol=1e-6, atol=atol)
     for i in range(len(zoo.weights)):
-        np.testing.assert_allclose(few.transform(zoo.weights[i:i + 1])[0], all_rows[i], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(few.transform(zoo.weights[i:i + 1])[0], all_rows[i], rtol=1e-6, atol=atol)
 
 
 def test_probabilities_are_the_softmax_of_the_logits_and_queries_follow_the_seed():

@@ -16,8 +16,8 @@ from weightspace import WeightLayout, create_zoo_model
 from weightspace.data.augment import PermuteNeurons
 from weightspace.representation import Learner, NeuronSetConfig, create_autoencoder
 from weightspace.representation.function_target import (
-    PSEUDO_ACTIVATION,
     FunctionTarget,
+    row_networks,
     with_zoo_architecture,
     zoo_architecture,
 )
@@ -57,7 +57,7 @@ ARCHS = [a for a in list_zoo_models() if accepted(a)]
 def outputs_encoder(zoo: Zoo, target: str = "outputs", **fields):
     config = with_zoo_architecture(NeuronSetConfig(width=8, target=target, n_queries=5, **fields), zoo)
     model = create_autoencoder(config, zoo.layout, generator=torch.Generator().manual_seed(0))
-    model.fit_input_scale(torch.from_numpy(zoo.weights))
+    model.fit_input_scale(torch.from_numpy(zoo.weights), row_networks(model.network_variants, zoo.samples))
     return model
 
 
@@ -108,7 +108,7 @@ def test_a_row_met_again_is_looked_up_not_run(monkeypatch):
     function = FunctionTarget(zoo.layout, zoo_architecture(zoo), n_queries=4)
     fresh = function._run(x)  # every row run once, uncached
     ran, run = [], function._run
-    monkeypatch.setattr(function, "_run", lambda rows: ran.append(len(rows)) or run(rows))
+    monkeypatch.setattr(function, "_run", lambda rows, networks=None: ran.append(len(rows)) or run(rows, networks))
     first = function(x[:5])
     again = function(torch.cat([x[3:], x[3:]]))  # rows 3 and 4 met before; 5, 6, 7 new, each twice in the batch
     assert ran == [5, 3]
@@ -166,15 +166,25 @@ def test_task_queries_are_the_tasks_inputs_and_a_task_without_inputs_says_so():
         NeuronSetConfig(target="outputs", queries="images")
 
 
-def test_a_varied_activation_is_a_hyperparameter_and_runs_as_a_fixed_pseudo_function():
+def test_a_varied_activation_runs_each_network_with_its_own():
     zoo = make_zoo("tetris_mlp", activation=None)
-    assert zoo_architecture(zoo)["activation"] is None
-    assert outputs_encoder(zoo).function.activation == PSEUDO_ACTIVATION
-    assert outputs_encoder(zoo, target_activation="relu").function.activation == "relu"
-    mixed = zoo.samples.assign(activation=["relu", "gelu"] * 3)  # any per-model activation gives the same target
-    again = Zoo(zoo.weights, mixed, zoo.layout, zoo.info)
+    mixed = Zoo(zoo.weights, zoo.samples.assign(activation=["relu", "sigmoid"] * 3), zoo.layout, zoo.info)
+    arch = zoo_architecture(mixed)
+    assert arch["activation"] is None and arch["per_row"] == {"activation": ["relu", "sigmoid"]}
+    model = outputs_encoder(mixed)
+    assert model.function.variants == ("relu", "sigmoid") and model.reads == ("activation",)
+    assert outputs_encoder(mixed, target_activation="tanh").function.variants == ()  # one named for all
     x = torch.from_numpy(zoo.weights)
-    torch.testing.assert_close(outputs_encoder(again).reconstruction_target(x), outputs_encoder(zoo).reconstruction_target(x))
+    codes = torch.tensor([0, 1] * 3)
+    own = model.function(x, codes)
+    for act in ("relu", "sigmoid"):  # each row's outputs are those of its network built with its activation
+        alone = FunctionTarget(zoo.layout, {**arch, "per_row": None, "activation": act}, n_queries=5)
+        rows = codes == ("relu", "sigmoid").index(act)
+        torch.testing.assert_close(own[rows], alone(x)[rows])
+    with pytest.raises(ValueError, match="pass each row's code"):
+        model.function(x)
+    flipped = model.function(x, 1 - codes)
+    assert not torch.allclose(flipped, own)  # the activation is what differs, and the target follows it
 
 
 def test_both_weighs_the_parts_by_output_weight():

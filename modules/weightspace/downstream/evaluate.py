@@ -195,7 +195,7 @@ def _probe_targets(fs_name, probe_name, factory, X, finite, split, groups, targe
     for t in targets:
         note = t.note
         if not note and set(t.columns) & inputs:
-            note = f"target {t.name!r} is an input of feature set {fs_name!r}"
+            note = f"target {t.name!r} is an input of feature set {fs_name!r} (read, not predicted)"
         if note:
             rows += _nan_rows(fs_name, probe_name, t, note)
         elif multi and t.task == REGRESSION and t.valid[finite].all():

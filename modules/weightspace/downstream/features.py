@@ -229,6 +229,18 @@ def _as_inputs(X: pd.DataFrame, categorical: list[str], numeric: list[str]) -> p
     return pd.DataFrame(out, index=X.index, columns=categorical + numeric)
 
 
+class Precomputed:
+    """Features made before probing (an embedding), with the samples' columns they were made from: targets
+    among `columns` are shown as read, not predicted, for them (as for the hyperparameters' feature set)."""
+
+    def __init__(self, X: np.ndarray, columns: Sequence[str] = ()):
+        self.X = X  # (S, F)
+        self.columns = tuple(columns)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return np.asarray(self.X, dtype=dtype)
+
+
 class Embedding(TransformerMixin, BaseEstimator):
     """The latent of a trained representation model: ``model.encode(x: (B, D)) -> (B, L)``.
 
@@ -243,6 +255,11 @@ class Embedding(TransformerMixin, BaseEstimator):
         self.model = model  # any module with .encode(x: (B, D)) -> (B, L)
         self.batch_size = batch_size  # rows per forward pass
         self.device = device  # where the forward passes run
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The samples' columns the model's training read (`Autoencoder.reads`): targets shown as read."""
+        return tuple(getattr(self.model, "reads", ()))
 
     def fit(self, X: np.ndarray, y=None) -> "Embedding":
         if not callable(getattr(self.model, "encode", None)):

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ from weightspace.data.rows import usable_rows
 from weightspace.data.splits import ModelSplit, names_test_split
 from weightspace.downstream.baselines import EMBEDDING, BaselineConfig, run_baselines
 from weightspace.downstream.evaluate import evaluate, write_results_json
+from weightspace.downstream.features import Precomputed
 from weightspace.downstream.probing import SELECT_METRIC, probe_scores
 from weightspace.io.atomic import atomic_file, record_written, write_csv
 from weightspace.io.download import DownloadError
@@ -366,11 +367,13 @@ def resolved_config(experiment: Experiment, zoo: Zoo, *, device: str = "auto") -
 
 
 def probe_embedding(z: np.ndarray, samples: pd.DataFrame, splits: np.ndarray, *, targets, hyperparameters,
-                    probes: tuple[str, ...] = ("linear",), out_predictions: Path | None = None) -> pd.DataFrame:
+                    probes: tuple[str, ...] = ("linear",), out_predictions: Path | None = None,
+                    reads: Sequence[str] = ()) -> pd.DataFrame:
     """The final probes of an embedding `z` of `samples` (feature set "embedding"): what `weightspace run`
-    reports and the quality table collects."""
-    return evaluate(z, samples, feature_sets={EMBEDDING: z}, probes=probes, targets=targets, splits=splits,
-                    hyperparameters=hyperparameters, out_predictions=out_predictions)
+    reports and the quality table collects. Targets among `reads` (the samples' columns the encoder's
+    training read, `Autoencoder.reads`) are shown as read, not predicted."""
+    return evaluate(z, samples, feature_sets={EMBEDDING: Precomputed(z, reads)}, probes=probes, targets=targets,
+                    splits=splits, hyperparameters=hyperparameters, out_predictions=out_predictions)
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -424,7 +427,7 @@ def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, 
         bar.set_postfix_str(f"{' and '.join(probes)} on {z.shape[1]} features")
         table = probe_embedding(z, zoo.samples, samples["split"].to_numpy(), targets=targets,
                                 hyperparameters=zoo.hyperparameters, probes=probes,
-                                out_predictions=out / "predictions.csv.gz")
+                                out_predictions=out / "predictions.csv.gz", reads=model.reads)
         write_csv(table, out / "results.csv")
     with stage("projection", enabled=progress):
         projection, no_umap = project_embedding(z, umap=umap)

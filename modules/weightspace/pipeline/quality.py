@@ -27,7 +27,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -49,6 +49,7 @@ from weightspace.pipeline.experiment import (
 )
 from weightspace.pipeline.learners import create_learner, list_learners
 from weightspace.pipeline.training import control_model, train_in_process
+from weightspace.representation.autoencoder import Autoencoder
 from weightspace.representation.config import LearnerConfig
 from weightspace.representation.learner import embed
 from weightspace.zoo.generate import generate
@@ -216,7 +217,7 @@ class Trained:
     chosen: np.ndarray  # (S, L) embedding of the state chosen on validation (the control when `evaluation` is 0)
     evaluation: int  # which state was chosen: 0 the random init, i the i-th evaluation during training
     minutes: float  # training time
-    model: torch.nn.Module  # the encoder in its chosen state
+    model: Autoencoder  # the encoder in its chosen state
 
 
 def train_learner(run: Experiment, zoo: Zoo, rows: Rows, device: str = "cpu") -> Trained:
@@ -236,10 +237,12 @@ def train_config(config: LearnerConfig, run: Experiment, zoo: Zoo, rows: Rows) -
     return Trained(control, chosen, trained.chosen, trained.minutes, trained.learner.model)
 
 
-def embedding_scores(name: str, z: np.ndarray, rows: Rows, targets, probes=("linear",)) -> pd.DataFrame:
-    """The probes' scores of embedding `z` of `rows`, as `weightspace run`'s final probes score it."""
+def embedding_scores(name: str, z: np.ndarray, rows: Rows, targets, probes=("linear",),
+                     reads: Sequence[str] = ()) -> pd.DataFrame:
+    """The probes' scores of embedding `z` of `rows`, as `weightspace run`'s final probes score it (targets
+    among `reads`, the columns the encoder's training read, shown as read)."""
     table = probe_embedding(z, rows.zoo.samples, rows.splits, targets=targets,
-                            hyperparameters=rows.zoo.hyperparameters, probes=probes)
+                            hyperparameters=rows.zoo.hyperparameters, probes=probes, reads=reads)
     return _scores(table.assign(feature_set=name))
 
 
@@ -256,13 +259,15 @@ def encoder_rows(experiment: Experiment, name: str, seed: int, zoo: Zoo, rows: R
     probes = ("linear", "gbt") if trees else ("linear",)
     control_name = title + INIT
     parts = []
+    reads = trained.model.reads  # what its training read beside the weights: shown as read, not predicted
     if config.every_label:
-        parts += [embedding_scores(control_name, trained.control, rows, run.targets).assign(minutes=0.0),
-                  embedding_scores(title, trained.chosen, rows, run.targets, probes).assign(
+        parts += [embedding_scores(control_name, trained.control, rows, run.targets, reads=reads).assign(minutes=0.0),
+                  embedding_scores(title, trained.chosen, rows, run.targets, probes, reads=reads).assign(
                       minutes=trained.minutes, chosen=trained.evaluation)]
     if config.label_scarce:
         scarce = label_scarce(rows, {control_name: trained.control, title: trained.chosen}, run.targets,
                               replace(config.scarce, probes=("linear",)))
+        scarce = scarce[~scarce.target.isin(reads)].copy()  # a target the training read is not predicted
         scarce.loc[scarce.feature_set == title, "chosen"] = trained.evaluation
         parts.append(scarce.assign(minutes=np.where(scarce.feature_set == title, trained.minutes, 0.0)))
     return pd.concat(parts, ignore_index=True).assign(seed=seed, encoder=title)

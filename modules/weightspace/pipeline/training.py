@@ -48,7 +48,8 @@ class TrainingSession:
         """Iteration `iteration` (0-based): train (unless it is the untrained one), then evaluate."""
         row: dict[str, Any] = {}
         if self.untrained_first and iteration == 0:  # the random-init control: no training step
-            self.learner.model.fit_input_scale(self.datasets["train"].weights)  # as training's first step does
+            train = self.datasets["train"]  # as training's first step does
+            self.learner.model.fit_input_scale(train.weights, self.learner.row_networks(train))
         else:
             start = time.perf_counter()
             for _ in range(self.config.train.epochs_per_step):

@@ -31,6 +31,7 @@ from weightspace.layout import WeightLayout
 from weightspace.representation.autoencoder import Autoencoder
 from weightspace.representation.checkpoint import CheckpointError, first_line, not_ours, read_checkpoint
 from weightspace.representation.config import LearnerConfig, config_to_dict
+from weightspace.representation.function_target import row_networks
 from weightspace.representation.heads import ProjectionHead
 from weightspace.representation.losses import build_loss
 from weightspace.representation.registry import create_autoencoder
@@ -64,11 +65,14 @@ def _scoped_global_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
-def _batches(weights: torch.Tensor | np.ndarray, batch_size: int) -> Iterator[torch.Tensor]:
-    """Consecutive float32 batches of ``(S, D)`` rows; arrays (memory maps too) are read one batch at a time."""
+def _batches(weights: torch.Tensor | np.ndarray, batch_size: int,
+             networks: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Consecutive float32 batches of ``(S, D)`` rows, each with its rows' network codes (None where
+    `networks` is); arrays (memory maps too) are read one batch at a time."""
     for start in range(0, weights.shape[0], batch_size):
-        yield torch.as_tensor(np.asarray(weights[start:start + batch_size]) if not torch.is_tensor(weights)
-                              else weights[start:start + batch_size], dtype=torch.float32)
+        yield (torch.as_tensor(np.asarray(weights[start:start + batch_size]) if not torch.is_tensor(weights)
+                               else weights[start:start + batch_size], dtype=torch.float32),
+               None if networks is None else networks[start:start + batch_size])
 
 
 class Learner:
@@ -115,6 +119,12 @@ class Learner:
         tc = self.config.train
         return torch.autocast(self.device.type, dtype=_DTYPES.get(tc.precision), enabled=tc.precision in _DTYPES)
 
+    def row_networks(self, dataset: ZooDataset) -> torch.Tensor | None:
+        """``(N,)`` each row's network code where the loss runs networks that differ in activation, else None:
+        the samples' activation column is the one property a loss may read (`function_target.NETWORK_COLUMNS`)."""
+        variants = self.model.network_variants
+        return row_networks(variants, dataset.properties) if variants else None
+
     def views(self, x: torch.Tensor, generator: torch.Generator, *,
               corrupt: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(inputs, targets)``, each ``(2B, D)``: two independent views of `x` stacked, and what to reconstruct."""
@@ -124,23 +134,26 @@ class Learner:
         inputs = self.corruption(clean, generator)
         return inputs, (clean if self.config.loss.recon_target == "clean" else inputs)
 
-    def compute_loss(self, x: torch.Tensor, generator: torch.Generator, *, corrupt: bool = True):
-        """`LossParts` of one batch ``(B, D)``."""
+    def compute_loss(self, x: torch.Tensor, generator: torch.Generator, *, corrupt: bool = True,
+                     networks: torch.Tensor | None = None):
+        """`LossParts` of one batch ``(B, D)`` (`networks` ``(B,)``: each row's code, `row_networks`)."""
         inputs, targets = self.views(x, generator, corrupt=corrupt)
+        both = None if networks is None else torch.cat([networks, networks]).to(self.device)  # as the views
         with self._autocast():
-            z, y = self.model(inputs)
+            z, y = self.model(inputs, both)
             p = self.head(z)
         b = x.shape[0]
         p = p.float()
-        return self.loss(p[:b], p[b:], y.float(), self.model.reconstruction_target(targets))
+        return self.loss(p[:b], p[b:], y.float(), self.model.reconstruction_target(targets, both))
 
-    def train_step(self, x: torch.Tensor) -> dict[str, float]:
-        """One optimizer step on the batch ``(B, D)``; raises `NonFiniteLossError` before applying a NaN step."""
+    def train_step(self, x: torch.Tensor, networks: torch.Tensor | None = None) -> dict[str, float]:
+        """One optimizer step on the batch ``(B, D)`` (of networks `networks`, where they differ); raises
+        `NonFiniteLossError` before applying a NaN step."""
         self.model.train()
         self.head.train()
         seed = int(torch.randint(0, 2**62, (), generator=self.generator))
         with _scoped_global_rng(seed, self.device):
-            parts = self.compute_loss(x.to(self.device, non_blocking=True), self.aug_generator)
+            parts = self.compute_loss(x.to(self.device, non_blocking=True), self.aug_generator, networks=networks)
             total = parts.total.detach().item()
             if not np.isfinite(total):
                 raise NonFiniteLossError(
@@ -165,13 +178,15 @@ class Learner:
         if n < bs:
             raise ValueError(f"the {dataset.split} split holds {n} samples, fewer than one batch "
                              f"(TrainConfig.batch_size={bs}); lower batch_size or use a larger zoo")
-        if self.step == 0:
-            self.model.fit_input_scale(dataset.weights)  # what the encoder derives from the training weights
+        networks = self.row_networks(dataset)
+        if self.step == 0:  # what the encoder derives from the training weights
+            self.model.fit_input_scale(dataset.weights, networks)
         order = torch.randperm(n, generator=self.generator)
         sums: dict[str, float] = {}
         steps = n // bs
         for b in range(steps):
-            for key, value in self.train_step(dataset.weights[order[b * bs:(b + 1) * bs]]).items():
+            rows = order[b * bs:(b + 1) * bs]
+            for key, value in self.train_step(dataset.weights[rows], None if networks is None else networks[rows]).items():
                 sums[key] = sums.get(key, 0.0) + value / steps
         self.epoch += 1
         if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -202,15 +217,17 @@ class Learner:
             for split, ds in datasets.items():
                 if not len(ds):
                     continue
+                networks = self.row_networks(ds)
                 if loss_splits is None or split in loss_splits:
                     gen = torch.Generator(self.device).manual_seed(self.config.train.seed + 3)
                     sums = np.zeros(3)
-                    for x in _batches(ds.weights, bs):
-                        parts = self.compute_loss(x.to(self.device), gen, corrupt=False)
+                    for x, codes in _batches(ds.weights, bs, networks):
+                        parts = self.compute_loss(x.to(self.device), gen, corrupt=False, networks=codes)
                         sums += np.array([float(p) for p in parts]) * x.shape[0] / len(ds)
                     out |= {f"loss_{split}": float(sums[0]), f"loss_{split}_contrast": float(sums[1]),
                             f"loss_{split}_recon": float(sums[2])}
-                out[f"rsq_{split}"] = reconstruction_r2(self.model, ds.weights, batch_size=bs, device=self.device)
+                out[f"rsq_{split}"] = reconstruction_r2(self.model, ds.weights, batch_size=bs, device=self.device,
+                                                        networks=networks)
         finally:
             self.model.train(was_training)
             self.head.train(was_training)
@@ -270,7 +287,7 @@ def embed(model: Autoencoder, weights: torch.Tensor | np.ndarray | ZooDataset, *
     was_training = model.training
     model.eval()
     try:
-        parts = [model.encode(x.to(device)).float().cpu() for x in _batches(weights, batch_size)]
+        parts = [model.encode(x.to(device)).float().cpu() for x, _ in _batches(weights, batch_size)]
     finally:
         model.train(was_training)
     return torch.cat(parts) if parts else torch.zeros(0, model.embedding_dim)
@@ -278,9 +295,10 @@ def embed(model: Autoencoder, weights: torch.Tensor | np.ndarray | ZooDataset, *
 
 @torch.no_grad()
 def reconstruction_r2(model: Autoencoder, weights: torch.Tensor | np.ndarray, *, batch_size: int = 1000,
-                      device: str | torch.device | None = None) -> float:
+                      device: str | torch.device | None = None, networks: torch.Tensor | None = None) -> float:
     """1 - SSE / SST of reconstructing ``model.reconstruction_target`` of `weights` ``(S, D)`` (SST around this
-    set's per-entry mean), in eval mode: the weights themselves, or what ``model.reconstruction_kind`` names.
+    set's per-entry mean), in eval mode: the weights themselves, or what ``model.reconstruction_kind`` names
+    (`networks`: each row's code, where the model runs networks that differ).
 
     Each split is scored against its own variance (2021 divided by the test set's, bug B10).
     """
@@ -290,10 +308,11 @@ def reconstruction_r2(model: Autoencoder, weights: torch.Tensor | np.ndarray, *,
     sse = 0.0
     total = total_sq = torch.zeros((), dtype=torch.float64)  # (D,) running sums once a batch is in
     try:
-        for batch in _batches(weights, batch_size):
+        for batch, codes in _batches(weights, batch_size, networks):
             batch = batch.to(device)
-            x = model.reconstruction_target(batch).float().cpu()
-            sse += float((model.decode(model.encode(batch)).float().cpu() - x).double().square().sum())
+            codes = None if codes is None else codes.to(device)
+            x = model.reconstruction_target(batch, codes).float().cpu()
+            sse += float((model(batch, codes)[1].float().cpu() - x).double().square().sum())
             x = x.double()
             total, total_sq = total + x.sum(0), total_sq + x.square().sum(0)  # (D,) running sums
     finally:

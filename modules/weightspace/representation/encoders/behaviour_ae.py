@@ -8,7 +8,8 @@ match the original network's. The reconstruction the learner scores is therefore
     loss = mean((w_hat - w)^2) + beta * mean((f(w_hat; q) - f(w; q))^2),
 
 the structure loss on the weights and the behaviour loss on the logits of K queries ``q`` (the task's
-training inputs without their labels, or data-free draws where the zoo has no task). Both parts go through
+training inputs without their labels, or data-free draws where the zoo has no task). Each network runs as
+it was built: where the zoo's activation varies, with its own (the learner passes each row's code). Both parts go through
 the learner's one reconstruction loss: `decode` and `reconstruction_target` return the weights and the
 logits, each scaled so that the plain mean squared error over the concatenation equals the sum above.
 ``beta = 0`` is the plain weight autoencoder. Weighing the parts this way keeps the contrastive term (gamma)
@@ -77,6 +78,7 @@ class BehaviourAutoencoder(Autoencoder):
         self.num_params = inner.num_params
         self.embedding_dim = inner.embedding_dim
         self.beta = float(beta) if behaviour is not None else 0.0
+        self.network_variants = behaviour.variants if behaviour is not None and self.beta > 0 else ()
         d, m = self.num_params, behaviour.n_outputs if behaviour is not None else 0
         # the MSE over the concatenation [a * w, b * f(w)] is mean_w + beta * mean_f with these scales
         self.scale_weights = math.sqrt((d + m) / d)
@@ -90,19 +92,25 @@ class BehaviourAutoencoder(Autoencoder):
         """``(B, latent)`` -> ``(B, D)``: the rebuilt weights."""
         return self.inner.decode(z)
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """``(B, latent)`` -> ``(B, D + K * classes)``: the rebuilt weights and their network's logits, scaled."""
-        return self._joined(self.rebuild(z), grad=True)
+    def decode(self, z: torch.Tensor, networks: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, latent)`` -> ``(B, D + K * classes)``: the rebuilt weights and their network's logits, scaled
+        (`networks`: each row's code, where the zoo's networks differ in activation)."""
+        return self._joined(self.rebuild(z), networks, grad=True)
 
-    def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, networks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.encode(x)
+        return z, self.decode(z, networks)
+
+    def reconstruction_target(self, x: torch.Tensor, networks: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, D)`` -> ``(B, D + K * classes)``: the weights and the original network's logits, scaled."""
-        return self._joined(x, grad=False)
+        return self._joined(x, networks, grad=False)
 
-    def _joined(self, w: torch.Tensor, *, grad: bool) -> torch.Tensor:
+    def _joined(self, w: torch.Tensor, networks: torch.Tensor | None, *, grad: bool) -> torch.Tensor:
         if self.behaviour is None or self.beta == 0:
             return w
         w = w.float()
-        logits = self.behaviour._run(w) if grad else self.behaviour(w)  # the original's are cached, no grad
+        # the rebuilt network runs with gradients; the original's logits are cached, without
+        logits = self.behaviour._run(w, networks) if grad else self.behaviour(w, networks)
         return torch.cat([w * self.scale_weights, logits * self.scale_logits], dim=1)
 
 

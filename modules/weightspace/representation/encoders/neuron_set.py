@@ -126,7 +126,7 @@ class NeuronSetConfig(EncoderConfig):
     n_queries: int = 64  # K, query inputs of the outputs target
     query_seed: int = 0  # draws the queries
     queries: str = "uniform"  # "uniform" or "normal" (data-free), or "task": the zoo's task inputs, no labels
-    target_activation: str = "zoo"  # "zoo": the zoo's shared activation, else tanh; or a name for every zoo
+    target_activation: str = "zoo"  # "zoo": each network its own (the zoo's, or each row's); or one name for all
     architecture: dict | None = None  # the zoo's networks (function_target.zoo_architecture); the pipeline fills it
 
     @property
@@ -237,6 +237,7 @@ class NeuronSetEncoder(Autoencoder):
                              if function is None else "predicts no outputs; pass function=None"))
         self.target = target
         self.function: FunctionTarget | None = function
+        self.network_variants = function.variants if function is not None and target != "statistics" else ()
         recon_dim = self.num_targets
         if function is not None:
             self.num_outputs = function.n_outputs
@@ -267,9 +268,11 @@ class NeuronSetEncoder(Autoencoder):
 
     # ------------------------------------------------------------ inputs
     @torch.no_grad()
-    def fit_input_scale(self, weights: torch.Tensor, batch_size: int = 1000) -> None:
+    def fit_input_scale(self, weights: torch.Tensor, networks: torch.Tensor | None = None,
+                        batch_size: int = 1000) -> None:
         """Fit the per-layer, per-position shift and scale of the tokens, the statistics' standardisation
-        and the code's knots on `weights` ``(S, D)`` (training rows; no property of any model is used)."""
+        and the code's knots on `weights` ``(S, D)`` (training rows; no property of any model is used;
+        `networks`: each row's code, where the outputs' networks differ in activation)."""
         sums = [torch.zeros(3, t.token_dim, dtype=torch.float64) for t in self._layers]
         sums.append(torch.zeros(3, self.num_targets, dtype=torch.float64))
         if self.function is not None:
@@ -279,7 +282,8 @@ class NeuronSetEncoder(Autoencoder):
             x = torch.as_tensor(weights[start:start + batch_size], dtype=torch.float32).to(device)
             rows = [t(x).reshape(-1, t.token_dim) for t in self._layers] + [self.invariant_targets(x)]
             if self.function is not None:
-                rows.append(self.function(x))
+                codes = None if networks is None else networks[start:start + batch_size]
+                rows.append(self.function(x, None if codes is None else codes.to(device)))
             for s, r in zip(sums, rows):
                 r = r.double().cpu()
                 s += torch.stack([torch.full_like(r[0], r.shape[0]), r.sum(0), r.square().sum(0)])
@@ -375,7 +379,7 @@ class NeuronSetEncoder(Autoencoder):
         """``(B, D)`` -> ``(B, n_targets)``: `invariant_targets`, standardised."""
         return (self.invariant_targets(x) - self.target_shift) / self.target_scale
 
-    def standard_outputs(self, x: torch.Tensor) -> torch.Tensor:
+    def standard_outputs(self, x: torch.Tensor, networks: torch.Tensor | None = None) -> torch.Tensor:
         """``(B, D)`` -> ``(B, K * classes)``: the networks' logits on the queries, standardised per entry.
 
         Raises:
@@ -384,19 +388,19 @@ class NeuronSetEncoder(Autoencoder):
         if self.function is None:
             raise ValueError("this neuron_set encoder predicts statistics only (target 'statistics'); it holds no "
                              "networks' outputs to standardise")
-        return (self.function(x) - self.output_shift) / self.output_scale
+        return (self.function(x, networks) - self.output_shift) / self.output_scale
 
-    def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruction_target(self, x: torch.Tensor, networks: torch.Tensor | None = None) -> torch.Tensor:
         """What `decode` reconstructs for the weights `x`: the standardised statistics, the standardised
         outputs, or both (each part scaled by its share of the loss)."""
         if self.target == "statistics":
             return self.standard_statistics(x)
         if self.target == "outputs":
-            return self.standard_outputs(x)
+            return self.standard_outputs(x, networks)
         stats, outs = self.part_weights
-        return torch.cat([stats * self.standard_statistics(x), outs * self.standard_outputs(x)], dim=1)
+        return torch.cat([stats * self.standard_statistics(x), outs * self.standard_outputs(x, networks)], dim=1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, networks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: the learned features ``(B, trained_dim)`` and the decoded statistics."""
         z = self.learned(x)
         return z, self.decode(z)
