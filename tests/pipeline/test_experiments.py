@@ -47,6 +47,11 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     assert results["selected_iteration"] == best
     report = (out / "report.md").read_text()
     assert "test_acc" in report and ".png" in report and f"from iteration {best} of 2" in report
+    gains = pd.read_csv(out / "training_gain.csv").set_index("target")  # trained against its random init
+    assert gains.loc["test_acc", "trained"] == pytest.approx(results["test_acc_test"], abs=1e-9)
+    if best == 0:  # the control is iteration 0 rebuilt: the same embedding, so exactly no gain
+        assert (gains.gain == 0).all() and "Training added nothing" in report
+    assert "### What training added" in report and "90 % interval" in report
     recorded = json.loads((out / "experiment.json").read_text())
     assert recorded["zoo"]["source"].startswith("generated smoke zoo")
     for target in recorded["config"]["targets"] or ():  # a folder naming its targets gets a score for each

@@ -147,6 +147,7 @@ def run_experiment(experiment: Experiment, step: str, args: argparse.Namespace, 
                                      verbose=1 if verbose else 0, model_split=split, record=out / RECORD_FILE,
                                      progress=True)
             timings["representation_s"] = round(t.seconds, 1)
+            _print_gain(out)
         write_experiment_json(experiment.record(), out, zoo=zoo, source=source, timings=timings,
                               epochs=experiment.zoo_epochs,
                               tune=storage.join(*tune_run(out, args.storage)) if step == "representation" else None)
@@ -304,6 +305,19 @@ def _resources(args: argparse.Namespace, experiment: Experiment) -> tuple[float,
     if experiment.search_space:
         return 1.0, (min(1.0, gpus / cpus) if gpus else 0.0)
     return cpus, min(gpus, 1.0)
+
+
+def _print_gain(out: Path) -> None:
+    """What training added over the random init, with its interval: one sentence on the console."""
+    import pandas as pd  # lazy, as every import of the run's work (--help stays fast)
+
+    from weightspace.downstream.training_gain import gain_sentence
+    from weightspace.io.json_files import read_json
+
+    if (out / "training_gain.csv").is_file():
+        results = read_json(out / "results.json") if (out / "results.json").is_file() else {}
+        print(gain_sentence(pd.read_csv(out / "training_gain.csv"),
+                            selected_untrained=bool(results.get("selected_untrained"))))
 
 
 def _report(out: Path, *, smoke: bool) -> Path:

@@ -38,6 +38,7 @@ from weightspace.downstream.baselines import EMBEDDING, BaselineConfig, run_base
 from weightspace.downstream.evaluate import evaluate, write_results_json
 from weightspace.downstream.features import Precomputed
 from weightspace.downstream.probing import SELECT_METRIC, probe_scores
+from weightspace.downstream.training_gain import training_gain
 from weightspace.io.atomic import atomic_file, record_written, write_csv
 from weightspace.io.download import DownloadError
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
@@ -45,7 +46,8 @@ from weightspace.pipeline.learners import LearnerSpec, create_learner
 from weightspace.pipeline.output_folder import tune_run
 from weightspace.pipeline.progress import stage
 from weightspace.pipeline.projection import project_embedding
-from weightspace.pipeline.training import pick_best
+from weightspace.pipeline.training import pick_best, untrained_model
+from weightspace.representation.autoencoder import Autoencoder
 from weightspace.representation.config import LearnerConfig, config_to_dict
 from weightspace.representation.function_target import with_zoo_architecture
 from weightspace.representation.learner import Learner, embed
@@ -335,7 +337,7 @@ def train_representation(experiment: Experiment, zoo: Zoo, out_dir: str | os.Pat
     table, no_umap = _embed_and_probe(learner.model, select_epochs(zoo, experiment.zoo_epochs), split, out,
                                       targets=targets, umap=experiment.umap_projection,
                                       batch_size=config.train.eval_batch_size, trees=experiment.embedding_trees,
-                                      progress=progress)
+                                      progress=progress, control=untrained_model(config, zoo, split))
     chosen = history[history["training_iteration"] == iteration].iloc[-1] if iteration is not None else history.iloc[-1]
     extra: dict[str, Any] = {k: float(chosen[k]) for k in ("loss_train", "loss_test", "rsq_train", "rsq_val", "rsq_test")
              if k in chosen and pd.notna(chosen[k])}
@@ -404,11 +406,13 @@ def check_trainable(experiment: Experiment, zoo: Zoo, split: ModelSplit) -> None
 
 
 def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, umap: bool,
-                     batch_size: int, trees: bool = False, progress: bool = False) -> tuple[pd.DataFrame, str]:
+                     batch_size: int, trees: bool = False, progress: bool = False,
+                     control: Autoencoder | None = None) -> tuple[pd.DataFrame, str]:
     """Embed `zoo`, project the embedding to 2-D, probe it, and write all of it to `out`.
 
     Writes ``embeddings.npy``, ``embedding_samples.csv`` (with each sample's split), ``embedding_2d.csv``,
-    ``predictions.csv.gz`` and ``results.csv``.
+    ``predictions.csv.gz`` and ``results.csv``; with `control` (the same encoder at its random init) also
+    ``predictions_init.csv.gz`` and ``training_gain.csv``: what training added, with its interval.
 
     Returns:
         The results table, and why ``embedding_2d.csv`` holds no UMAP projection ("" when it does).
@@ -429,10 +433,26 @@ def _embed_and_probe(model, zoo: Zoo, split: ModelSplit, out: Path, *, targets, 
                                 hyperparameters=zoo.hyperparameters, probes=probes,
                                 out_predictions=out / "predictions.csv.gz", reads=model.reads)
         write_csv(table, out / "results.csv")
+    if control is not None:
+        with stage("what training added", enabled=progress):
+            write_csv(_training_gain(model, control, zoo, samples, table, out, targets=targets,
+                                     batch_size=batch_size), out / "training_gain.csv")
     with stage("projection", enabled=progress):
         projection, no_umap = project_embedding(z, umap=umap)
         write_csv(projection, out / "embedding_2d.csv")
     return table, no_umap
+
+
+def _training_gain(model: Autoencoder, control: Autoencoder, zoo: Zoo, samples: pd.DataFrame, table: pd.DataFrame,
+                   out: Path, *, targets, batch_size: int) -> pd.DataFrame:
+    """The linear probes of the random init's embedding (``predictions_init.csv.gz``) set against the trained
+    one's (``predictions.csv.gz``): `training_gain` per target."""
+    z0 = embed(control, np.array(zoo.weights, dtype=np.float32), batch_size=batch_size).numpy()
+    probe_embedding(z0, zoo.samples, samples["split"].to_numpy(), targets=targets, hyperparameters=zoo.hyperparameters,
+                    out_predictions=out / "predictions_init.csv.gz", reads=model.reads)
+    tasks = dict(zip(table.target, table.task))
+    return training_gain(pd.read_csv(out / "predictions.csv.gz"), pd.read_csv(out / "predictions_init.csv.gz"),
+                         {t: task for t, task in tasks.items() if t not in model.reads})
 
 
 def selected_checkpoint(result, select: str):

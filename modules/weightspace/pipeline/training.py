@@ -114,6 +114,15 @@ def train_in_process(config: LearnerConfig, zoo: Zoo, split: ModelSplit, *, iter
                         session.train_seconds / 60)
 
 
+def untrained_model(config: LearnerConfig, zoo: Zoo, split: ModelSplit) -> Autoencoder:
+    """The encoder of `config` at its random initialisation, its input scale fitted on the train split: what
+    iteration 0 of every run of `config` evaluates (the control a report sets the trained encoder against)."""
+    learner = Learner(config, zoo.layout, device="cpu")
+    train = ZooDataset.from_config(config.data, "train", zoo, model_split=split)
+    learner.model.fit_input_scale(train.weights, learner.row_networks(train))
+    return learner.model.eval()
+
+
 def control_model(run: InProcessRun) -> Autoencoder:
     """A copy of the run's encoder at its random initialisation (the control)."""
     model = copy.deepcopy(run.learner.model)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from weightspace.downstream.evaluate import COLUMNS as TABLE_COLUMNS
 from weightspace.downstream.targets import CLASSIFICATION, REGRESSION, SOURCES, score
+from weightspace.downstream.training_gain import gain_sentence
 from weightspace.io.atomic import write_text
 from weightspace.io.json_files import read_json
 from weightspace.report import plots as report_plots
@@ -94,7 +95,7 @@ def build_report(experiment_dir: str | os.PathLike, *, umap: bool = True) -> Pat
     else:
         lines += _projection_figures(out, samples, umap)
         lines += _pred_vs_true_figure(out)
-    lines += ["## Training", ""] + _curves_figure(out, table) + _selection_line(out, meta)
+    lines += ["## Training", ""] + _curves_figure(out, table) + _selection_line(out, meta) + _gain_lines(out)
     config = meta.get("config")
     if config is not None:
         lines += ["## Configuration", "", "<details><summary>resolved configuration (JSON)</summary>", "",
@@ -229,6 +230,24 @@ def _selection_line(out: Path, meta: dict) -> list[str]:
                                  "encoder." if results.get("selected_untrained") else ", and a trained iteration "
                                                                                      "beat it."))
     return [" ".join(lines), ""]
+
+
+def _gain_lines(out: Path) -> list[str]:
+    """What training added over the same encoder at random init, with the interval (``training_gain.csv``)."""
+    gains = _read_csv(out / "training_gain.csv")
+    if isinstance(gains, str):
+        return []
+    results = _read_json(out / "results.json")
+    sentence = gain_sentence(gains, selected_untrained=bool(results.get("selected_untrained")))
+    if not sentence:
+        return []
+    rows = ["| target | random init | trained | gain | 90 % interval | verdict |", "|---|---:|---:|---:|---|---|"]
+    rows += [f"| {r.target} ({'R²' if r.metric == 'r2' else r.metric}) | {r.init:.3f} | {r.trained:.3f} | "
+             f"{r.gain:+.3f} | [{r.low:+.3f}, {r.high:+.3f}] | {r.verdict} |" for r in gains.itertuples()]
+    return ["### What training added", "", sentence, "", *rows, "",
+            "*The same encoder at its random initialisation (iteration 0, input scale fitted on the training "
+            "split) is probed as the trained one is; the interval resamples the test models. One training seed: "
+            "docs/representation_quality.md compares three.*", ""]
 
 
 # ------------------------------------------------------------------ inputs
