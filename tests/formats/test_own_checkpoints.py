@@ -270,6 +270,18 @@ def test_weightspace_run_shows_b_probe_for_a_plain_pytorch_zoo(tmp_path, monkeyp
     assert "not available" not in (tmp_path / "res" / "report.md").read_text()
     predictions = pd.read_csv(tmp_path / "res" / "baseline_predictions.csv.gz", dtype={"model_id": str})
     assert set(predictions["model_id"]) <= {f"run{k:03d}" for k in range(20)}
+    # what training added, with its interval, or plainly that it added nothing: on the console and in the report
+    said = re.search(r"^Training added (to the random init on \d+ of \d+ targets|nothing).*$", run.stdout, re.M)
+    assert said, run.stdout[-2000:]
+    assert said.group(0) in (tmp_path / "res" / "report.md").read_text()
+    gains = pd.read_csv(tmp_path / "res" / "training_gain.csv")
+    assert "test_acc" in set(gains.target) and gains[["low", "high"]].notna().all().all()
+    # the behaviour learner runs the user's network, stored as a program, in its loss
+    command[command.index("--out") + 1] = str(tmp_path / "beh")
+    behaviour = subprocess.run([*command, "--learner", "behaviour"], cwd=tmp_path / "elsewhere", env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert behaviour.returncode == 0, behaviour.stderr[-3000:]
+    assert "Training added" in behaviour.stdout and (tmp_path / "beh" / "training_gain.csv").is_file()
 
 
 # ------------------------------------------------------------------ tampering

@@ -20,9 +20,9 @@ ITERATIONS = 12  # x 5 epochs
 
 @register_learner("behaviour", schedules=("cpu", "gpu"))
 def behaviour(schedule: str = "cpu", *, beta: float = 1.0, gamma: float = 0.0, queries: str = "task",
-              latent_dim: int = 128) -> LearnerSpec:
+              latent_dim: int = 128, n_queries: int = 256) -> LearnerSpec:
     config = LearnerConfig(
-        encoder=BehaviourAEConfig(latent_dim=latent_dim, beta=beta, queries=queries),
+        encoder=BehaviourAEConfig(latent_dim=latent_dim, beta=beta, queries=queries, n_queries=n_queries),
         head=HeadConfig(layers=3, hidden=50, out_dim=20),
         loss=LossConfig(gamma=gamma, temperature=0.1),
         augment=AugmentConfig(permute=True, erase_p=0.5, erase_scale=(0.02, 0.33), erase_mode="block"),
@@ -31,8 +31,9 @@ def behaviour(schedule: str = "cpu", *, beta: float = 1.0, gamma: float = 0.0, q
     if schedule == "gpu":
         config.train = replace(config.train, batch_size=500, precision="bf16")
     where = "the task's training inputs (no labels)" if queries == "task" else f"{queries} data-free inputs"
-    return LearnerSpec("behaviour", f"behaviour AE (beta {beta:g}, {queries} queries"
+    count = "" if n_queries == 256 else f"{n_queries} "
+    return LearnerSpec("behaviour", f"behaviour AE (beta {beta:g}, {count}{queries} queries"
                        + (f", gamma {gamma:g}" if gamma else "") + ")", config, ITERATIONS,
                        notes=f"the 2021 transformer (d 256, 2 blocks, latent {latent_dim}) rebuilding the weights, "
-                             f"the rebuilt network's logits on 256 of {where} matched to the original's at beta "
+                             f"the rebuilt network's logits on {n_queries} of {where} matched to the original's at beta "
                              f"{beta:g}, contrastive gamma {gamma:g}; {ITERATIONS} x 5 epochs at batch 100, lr 5e-4.")
