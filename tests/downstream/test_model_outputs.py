@@ -200,3 +200,23 @@ def test_outputs_on_a_gpu_equal_those_on_the_cpu(arch):
     gpu = ModelOutputs(zoo.layout, arch, kwargs, n_queries=8, device="cuda").fit(zoo.weights).transform(zoo.weights)
     # cuDNN convolutions may run in TF32 (10-bit mantissa, eps 2**-11)
     np.testing.assert_allclose(gpu, cpu, rtol=0, atol=tolerance(zoo, cpu, eps=2.0**-11))
+
+
+def test_b_probe_shows_the_activation_as_read_where_each_network_ran_with_its_own(tmp_path):
+    zoo = tiny_zoo("tetris_mlp", models=24)  # tanh and relu alternate: B_probe runs each as it was built
+    zoo.info["hyperparameters"] = ["activation"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a 24-model zoo: probe notes
+        table = run_baselines(zoo, tmp_path, BaselineConfig(targets=("test_acc", "activation"),
+                                                            outputs=OutputsConfig(n_queries=8, variants=("free",))))
+    probe = table[(table.feature_set == "outputs_free") & (table.target == "activation")]
+    assert len(probe) and probe.value.isna().all() and probe.note.str.contains("read, not predicted").all()
+    stats = table[(table.feature_set == "stats") & (table.target == "activation") & (table.split == "train")]
+    assert stats.value.notna().all()  # the weight statistics never ran a network: they predict it
+    shared = tiny_zoo("tetris_mlp", models=24, activations=("relu",))
+    shared.info["hyperparameters"] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = run_baselines(shared, tmp_path / "shared", BaselineConfig(targets=("test_acc",),
+                                                                          outputs=OutputsConfig(n_queries=8)))
+    assert table[(table.feature_set == "outputs_free") & (table.split == "train")].value.notna().all()

@@ -34,6 +34,7 @@ from weightspace.downstream.features import (
     InvariantCode,
     KernelPCAFeatures,
     LayerStatistics,
+    Precomputed,
     RawWeights,
     UMAPFeatures,
 )
@@ -48,6 +49,7 @@ from weightspace.downstream.probes import ProbeConfig
 from weightspace.downstream.targets import CLASSIFICATION, REGRESSION
 from weightspace.errors import InputError
 from weightspace.io.atomic import write_csv, write_json
+from weightspace.zoo.program import program_entry
 from weightspace.zoo.store import Zoo
 
 KPCA_KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
@@ -197,13 +199,16 @@ def _asked(baseline: Baseline, config: BaselineConfig) -> bool:
 
 def _model_outputs(zoo: Zoo, variant: str, config: OutputsConfig):
     """B_probe of every row (it learns nothing from rows, so all are computed at once), or the reason it
-    is not available as a feature set that says so."""
+    is not available as a feature set that says so. Where the zoo's activation varies, each network ran with
+    its own: B_probe has read the activation, and shows that target as read."""
     try:
-        return zoo_model_outputs(zoo, variant, n_queries=config.n_queries, data_free=config.data_free,
-                                 output=config.output, random_state=config.random_state, data_root=config.data_root,
-                                 device=config.device)
+        X = zoo_model_outputs(zoo, variant, n_queries=config.n_queries, data_free=config.data_free,
+                              output=config.output, random_state=config.random_state, data_root=config.data_root,
+                              device=config.device)
     except ProbeUnavailable as err:
         return Unavailable(f"{VARIANTS[variant]}: not available: {err}")
+    varied = program_entry(zoo.info) is None and "activation" in zoo.samples and zoo.samples.activation.nunique() > 1
+    return Precomputed(X, ("activation",)) if varied else X
 
 
 def run_baselines(zoo: Zoo, out_dir: str | os.PathLike, config: BaselineConfig | None = None, *,

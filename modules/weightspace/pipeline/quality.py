@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from weightspace.data.rows import usable_rows
 from weightspace.downstream.baselines import BASELINES, BY_KEY, BaselineConfig, baseline_table
 from weightspace.downstream.evaluate import ProbeWarning
+from weightspace.downstream.features import Precomputed
 from weightspace.downstream.label_scarce import LabelScarceConfig, label_scarce_scores
 from weightspace.downstream.model_outputs import OutputsConfig, Unavailable
 from weightspace.downstream.targets import CLASSIFICATION, derive_targets
@@ -190,8 +191,12 @@ def scarce_baselines(rows: Rows, experiment: Experiment, config: QualityConfig) 
         if isinstance(extractor, Unavailable):
             notes.append((baseline.table, probes, extractor.reason))
             continue
-        X = extractor if isinstance(extractor, np.ndarray) else extractor.fit(train).transform(rows.zoo.weights)
-        parts.append(label_scarce(rows, {baseline.table: X}, experiment.targets, replace(config.scarce, probes=probes)))
+        if isinstance(extractor, (np.ndarray, Precomputed)):
+            X = np.asarray(extractor)
+        else:
+            X = extractor.fit(train).transform(rows.zoo.weights)
+        scores = label_scarce(rows, {baseline.table: X}, experiment.targets, replace(config.scarce, probes=probes))
+        parts.append(scores[~scores.target.isin(getattr(extractor, "columns", None) or ())])  # read, not predicted
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=RAW_COLUMNS)
     filler = [{"feature_set": name, "probe": probe, "target": t.name, "split": "test",
                "metric": "accuracy" if t.task == CLASSIFICATION else "r2",
