@@ -33,7 +33,8 @@ def behaviour(schedule: str = "cpu", *, beta: float = 1.0, gamma: float = 0.0, q
     where = "the task's training inputs (no labels)" if queries == "task" else f"{queries} data-free inputs"
     count = "" if n_queries == 256 else f"{n_queries} "
     return LearnerSpec("behaviour", f"behaviour AE (beta {beta:g}, {count}{queries} queries"
-                       + (f", gamma {gamma:g}" if gamma else "") + ")", config, ITERATIONS,
+                       + (f", gamma {gamma:g}" if gamma else "") + (f", latent {latent_dim}" if latent_dim != 128 else "")
+                       + ")", config, ITERATIONS,
                        notes=f"the 2021 transformer (d 256, 2 blocks, latent {latent_dim}) rebuilding the weights, "
                              f"the rebuilt network's logits on {n_queries} of {where} matched to the original's at beta "
                              f"{beta:g}, contrastive gamma {gamma:g}; {ITERATIONS} x 5 epochs at batch 100, lr 5e-4.")
