@@ -66,8 +66,8 @@ def zoo_architecture(zoo: Zoo) -> dict:
         every model of the zoo shares, or None where it varies between models, and the task as zoo.json
         records it (its inputs, never their labels, can be queries). Where the activation varies,
         ``"per_row": {"activation": [names]}`` lists the zoo's activations: each row runs with its own
-        (`row_networks`). A zoo that
-        stores its network as a program adds ``"program"`` (zoo.json's entry) and ``"zoo"`` (its folder).
+        (`row_networks`). A zoo that stores its network as a program adds ``"program"`` (zoo.json's entry)
+        and ``"zoo"`` (its folder).
 
     Raises:
         ValueError: the zoo records no architecture or program, or no input shape.
