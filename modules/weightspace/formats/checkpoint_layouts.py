@@ -4,12 +4,12 @@
   name the epoch: ``epoch_3``, ``epoch=3-step=120``, ``ep03``, ``3``);
 - a file-name pattern, ``--pattern '{model_id}_ep{epoch}.pt'`` (``/`` may separate folders);
 - PyTorch Lightning ``.ckpt`` files: the epoch inside the file (``"epoch"``) where its name has none;
-  their ``state_dict`` and its module prefix are read by `checkpoints.read_state`;
+  their ``state_dict`` and its module prefix are read by `checkpoint_states.read_state`;
 - a checkpoint's metrics in a JSON file beside it (``epoch_3.json`` next to ``epoch_3.pt``): an object of
   numbers and text, one column each.
 
 The table has the columns of a CSV's (``file``, ``model_id`` as text, ``epoch``, metrics) and is checked
-as one (`checkpoints.check_table`).
+as one (`checkpoint_tables.check_table`).
 """
 
 from __future__ import annotations
