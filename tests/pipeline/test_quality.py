@@ -209,6 +209,21 @@ def test_a_label_scarce_only_run_replaces_only_the_label_scarce_rows_of_the_tabl
         quality.QualityConfig(encoders=("neuron_set",), every_label=False)
 
 
+def test_a_narrower_baseline_run_keeps_the_baseline_groups_it_did_not_make(tmp_path):
+    def rows(k, target, metric, value, command):
+        return summarize(_raw([dict(encoder="baselines", feature_set="B_s", probe="linear", target=target,
+                                    metric=metric, split="test", k=k, draw=0, value=value, seed=0, minutes=0.0)]
+                              )).assign(command=command)
+    old = pd.concat([rows("10", "test_acc", "r2", 0.1, "old"), rows("all", "test_acc", "r2", 0.2, "old"),
+                     rows("10", "activation", "accuracy", 0.3, "old"), rows("10", "lr", "r2", 0.4, "old")])
+    write_table(tmp_path / "t", old, "z", ["baselines"])
+    # k = 10 again, continuous targets only, and no longer lr: the k = 10 r2 group is replaced whole
+    table = write_table(tmp_path / "t", rows("10", "test_acc", "r2", 0.5, "new"), "z", ["baselines"])
+    cells = {(r.k, r.target): (r.command, r.mean) for r in table.itertuples()}
+    assert cells == {("10", "test_acc"): ("new", 0.5), ("all", "test_acc"): ("old", 0.2),
+                     ("10", "activation"): ("old", 0.3)}
+
+
 def test_seeds_run_apart_merge_into_one_row_from_their_raw_rows(tmp_path):
     import importlib.util
 

@@ -91,7 +91,8 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
                 feature_sets: Sequence[str] | None = None, scarce_only: bool = False) -> pd.DataFrame:
     """Write `part` into the table at ``stem.csv`` (and ``stem.md``), replacing the rows of `zoo` x `encoders`
     (only those of `feature_sets` among them when given, e.g. one baseline rerun with another probe; only
-    the label-scarce ones with `scarce_only`, for a run that made no every-label row).
+    the label-scarce ones with `scarce_only`, for a run that made no every-label row; of the baselines, only
+    the feature set x probe x k x metric groups that `part` holds).
 
     The table is read just before writing, so that runs of other zoos or encoders at the same time keep
     their rows (two runs of the same zoo and encoder: the later one wins). Zoos sort in `order`, others after.
@@ -103,6 +104,13 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
         replaced &= old.feature_set.isin(list(feature_sets))
     if scarce_only:
         replaced &= old.k.notna()
+    # a baseline gives the same numbers whenever it runs, so a narrower run (other k, no class targets) replaces
+    # only the groups of rows it made: feature set x probe x k x metric (a target it now leaves out as read
+    # goes with its group); a learner's rows all go, its code may have changed since
+    groups = ["feature_set", "probe", "k", "metric"]
+    made = {tuple(g) for g in part.reindex(columns=groups).astype(str).to_numpy()}
+    other = np.array([tuple(g) not in made for g in old.reindex(columns=groups).astype(str).to_numpy()], dtype=bool)
+    replaced &= ~(old.encoder.eq("baselines").to_numpy() & other)
     held = list(dict.fromkeys(old.encoder))  # the order the table holds its encoders in
     old = old[~replaced]
     table = pd.concat([t for t in (old, part.reindex(columns=COLUMNS)) if len(t)], ignore_index=True)
