@@ -66,3 +66,14 @@ def test_pairs_are_kept_beside_the_table_and_a_rerun_of_one_learner_keeps_the_ba
     kept = pd.read_csv(tmp_path / "table_rows.csv")
     assert (kept.encoder == "baselines").sum() == 1 and (kept.feature_set == "L").sum() == 3
     assert not verdict(read_paired(stem), "training").met  # the rerun's rows replaced the first run's
+
+
+def test_a_narrower_baseline_run_keeps_the_raw_baseline_rows_it_did_not_make(tmp_path):
+    def raw(k, value):
+        return pd.DataFrame([dict(zoo="z", encoder="baselines", feature_set="B_s", probe="gbt", target="test_acc",
+                                  metric="r2", split="test", k=k, draw=d, value=value, seed=0) for d in range(2)]
+                            ).reindex(columns=RAW_COLUMNS)
+    write_paired(tmp_path / "t", pd.concat([raw("10", 0.1), raw("30", 0.2)]), "z")
+    write_paired(tmp_path / "t", raw("30", 0.5), "z")  # a run of k = 30 alone
+    kept = pd.read_csv(tmp_path / "t_rows.csv", dtype={"k": object})
+    assert sorted(zip(kept.k, kept.value)) == [("10", 0.1), ("10", 0.1), ("30", 0.5), ("30", 0.5)]

@@ -106,10 +106,29 @@ def paired_path(stem: str | os.PathLike, kind: str = "paired") -> Path:
     return stem.with_name(f"{stem.with_suffix('').name}_{kind}.csv")
 
 
+# a baseline gives the same numbers whenever it runs, so a narrower run (other k, no class targets) replaces only
+# the groups of rows it made: feature set x probe x k x metric (a target it now leaves out as read goes with its
+# group); a learner's rows are replaced by kind, its code may have changed since
+BASELINE_GROUP = ["feature_set", "probe", "k", "metric"]
+
+
+def baseline_groups(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's `BASELINE_GROUP` as one string (an empty k for every label)."""
+    cells = rows.reindex(columns=BASELINE_GROUP).astype(object).to_numpy()
+    return np.array(["|".join("" if pd.isna(v) else str(v) for v in row) for row in cells], dtype=object)
+
+
+def other_baseline_rows(old: pd.DataFrame, new: pd.DataFrame) -> np.ndarray:
+    """(len(old),) True where `old` holds a baseline row of a group that `new` did not make: it stays."""
+    made = set(baseline_groups(new))
+    return old.encoder.eq("baselines").to_numpy() & ~np.isin(baseline_groups(old), list(made))
+
+
 def write_paired(stem: str | os.PathLike, raw: pd.DataFrame, zoo: str) -> pd.DataFrame:
     """Merge one run's raw rows of `zoo` into ``<stem>_rows.csv`` and write every paired comparison anew to
     ``<stem>_paired.csv``. The run's rows replace the kept ones of the same encoder, feature set, probe and kind
-    (every label, or k labelled models): a run of one baseline, or of the label-scarce rows only, keeps the rest.
+    (every label, or k labelled models), a baseline's only in the groups it made: a run of one baseline, of
+    some k, or of the label-scarce rows only, keeps the rest.
 
     Returns:
         the paired comparisons of the whole table.
@@ -120,7 +139,8 @@ def write_paired(stem: str | os.PathLike, raw: pd.DataFrame, zoo: str) -> pd.Dat
     def kinds(rows: pd.DataFrame) -> pd.Series:
         return rows.encoder + "|" + rows.feature_set + "|" + rows.probe + "|" + rows.k.notna().astype(str)
 
-    keep = ~((old.zoo == zoo) & kinds(old).isin(set(kinds(raw)))) if len(old) else np.ones(0, dtype=bool)
+    keep = (~((old.zoo == zoo) & kinds(old).isin(set(kinds(raw)))) | other_baseline_rows(old, raw)
+            if len(old) else np.ones(0, dtype=bool))
     merged = pd.concat([t for t in (old[keep], raw.assign(zoo=zoo)) if len(t)], ignore_index=True)
     write_text(path, merged.to_csv(index=False))
     paired = paired_rows(merged)

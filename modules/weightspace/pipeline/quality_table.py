@@ -19,7 +19,7 @@ import pandas as pd
 from weightspace.io.atomic import write_text
 from weightspace.pipeline.learners import create_learner, learner_schedules, list_learners
 from weightspace.pipeline.paired import COLUMNS as PAIRED_COLUMNS
-from weightspace.pipeline.paired import paired_lines, read_paired
+from weightspace.pipeline.paired import other_baseline_rows, paired_lines, read_paired
 
 KEYS = ["zoo", "encoder", "feature_set", "probe", "target", "metric", "split", "k"]
 COLUMNS = KEYS + ["mean", "spread", "seeds", "draws", "minutes", "init_chosen", "note", "command"]
@@ -104,13 +104,7 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
         replaced &= old.feature_set.isin(list(feature_sets))
     if scarce_only:
         replaced &= old.k.notna()
-    # a baseline gives the same numbers whenever it runs, so a narrower run (other k, no class targets) replaces
-    # only the groups of rows it made: feature set x probe x k x metric (a target it now leaves out as read
-    # goes with its group); a learner's rows all go, its code may have changed since
-    groups = ["feature_set", "probe", "k", "metric"]
-    made = {tuple(g) for g in part.reindex(columns=groups).astype(str).to_numpy()}
-    other = np.array([tuple(g) not in made for g in old.reindex(columns=groups).astype(str).to_numpy()], dtype=bool)
-    replaced &= ~(old.encoder.eq("baselines").to_numpy() & other)
+    replaced &= ~other_baseline_rows(old, part)  # a narrower baseline run keeps the groups it did not make
     held = list(dict.fromkeys(old.encoder))  # the order the table holds its encoders in
     old = old[~replaced]
     table = pd.concat([t for t in (old, part.reindex(columns=COLUMNS)) if len(t)], ignore_index=True)
