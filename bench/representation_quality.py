@@ -146,8 +146,8 @@ def main() -> None:
                         help="linear probes only on the embeddings (boosted trees on a wide embedding take most of "
                              "a large zoo's time)")
     parser.add_argument("--learner-options", type=json.loads, default=None, metavar="JSON",
-                        help='options of the named learners, by name, e.g. \'{"behaviour": {"beta": 0}}\' (an '
-                             "ablation; the learner's title says what changed)")
+                        help="options of the named learners, by name, over each folder's own, e.g. "
+                             "'{\"behaviour\": {\"beta\": 0}}' (an ablation; the learner's title says what changed)")
     parser.add_argument("--schedule", default=None,
                         help="every learner's schedule (cpu, gpu, 2021; `weightspace learners` lists each learner's)")
     parser.add_argument("--device", default="cpu", help="where encoders train (cpu, cuda); probes run on the CPU")
@@ -187,7 +187,7 @@ def main() -> None:
     for name in args.zoo or ZOOS:
         experiment = folder_experiment(name)
         if args.learner_options:
-            experiment = replace(experiment, learner_options={**experiment.learner_options, **args.learner_options})
+            experiment = experiment.with_learner_options(args.learner_options)
         titles = [replace(experiment.variant(e), schedule=args.schedule or experiment.schedule).spec.title
                   for e in chosen]  # the learners' names in the table
         if args.from_raw is not None:

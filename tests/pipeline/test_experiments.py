@@ -158,6 +158,18 @@ def test_ablation_grid_variants_are_completed_shrunk_and_named():
         resolve_search_space({"encodr": {"grid_search": [{}]}}, base)
 
 
+def test_learner_options_given_for_an_ablation_lie_over_the_folders_own():
+    from weightspace.pipeline.experiment import Experiment
+
+    folder = Experiment(name="t", preset="tetris_seed", learner="behaviour",
+                        learner_options={"behaviour": {"n_queries": 64, "iterations": 2}, "2021": {"size": "svhn_hyp"}})
+    ablation = folder.with_learner_options({"behaviour": {"beta": 0, "n_queries": 32}, "neuron_set": {"width": 8}})
+    assert ablation.learner_options == {"behaviour": {"n_queries": 32, "iterations": 2, "beta": 0},
+                                        "2021": {"size": "svhn_hyp"}, "neuron_set": {"width": 8}}
+    assert ablation.spec.title == "behaviour AE (beta 0, 32 task queries)" and ablation.iterations == 2
+    assert folder.learner_options["behaviour"] == {"n_queries": 64, "iterations": 2}  # the folder's are untouched
+
+
 def _mnist_experiment():
     from weightspace.pipeline.experiment import Experiment
 

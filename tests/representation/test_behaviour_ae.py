@@ -33,9 +33,9 @@ def tetris_zoo(n: int = 6) -> Zoo:
     return Zoo(rows, pd.DataFrame({"model_id": range(n), "epoch": 0}), layout, info)
 
 
-def model(zoo: Zoo, beta: float, queries: str = "uniform"):
+def model(zoo: Zoo, beta: float, queries: str = "uniform", balance: str = "units"):
     config = with_zoo_architecture(BehaviourAEConfig(d_model=16, n_heads=2, n_blocks=1, d_ff=32, latent_dim=8,
-                                                     beta=beta, queries=queries, n_queries=5), zoo)
+                                                     beta=beta, queries=queries, n_queries=5, balance=balance), zoo)
     return create_autoencoder(config, zoo.layout, generator=torch.Generator().manual_seed(0)).eval()
 
 
@@ -51,6 +51,29 @@ def test_the_loss_is_structure_plus_beta_times_behaviour_and_zero_for_the_input_
     # float32 sums over a few hundred entries: relative error far below 1e-5
     assert float(F.mse_loss(ae._joined(w_hat, None, grad=True), target)) == pytest.approx(float(expected), rel=1e-5)
     assert model(zoo, beta=0.0).reconstruction_target(x).shape == x.shape  # beta 0: the plain weight autoencoder
+
+
+def test_spread_balance_weighs_each_part_by_its_variance_on_the_training_rows():
+    zoo = tetris_zoo(12)
+    x = torch.as_tensor(zoo.weights)
+    ae = model(zoo, beta=0.5, balance="spread")
+    train = x[:8]
+    ae.fit_input_scale(train)
+    logits = ae.behaviour._run(train).detach().double().numpy()
+    ratio = train.double().numpy().var(axis=0).mean() / logits.var(axis=0).mean()
+    assert float(ae.spread_ratio) == pytest.approx(ratio, rel=1e-5)  # float32 logits, variances in float64
+    w_hat = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    f = ae.behaviour._run
+    expected = F.mse_loss(w_hat, x) + 0.5 * ratio * F.mse_loss(f(w_hat), f(x))
+    loss = F.mse_loss(ae._joined(w_hat, None, grad=True), ae.reconstruction_target(x))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    # the ratio is saved with the model, and the default balance has no such state
+    again = model(zoo, beta=0.5, balance="spread")
+    again.load_state_dict(ae.state_dict())
+    assert float(again.spread_ratio) == float(ae.spread_ratio)
+    assert "spread_ratio" not in model(zoo, beta=0.5).state_dict()
+    with pytest.raises(ValueError, match="balance"):
+        BehaviourAEConfig(balance="variance")
 
 
 def test_the_behaviour_part_trains_the_decoder_through_the_rebuilt_network():

@@ -26,7 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -118,6 +118,14 @@ class Experiment:
     def iterations(self) -> int:
         """Evaluations on validation during training, each ``representation.train.epochs_per_step`` epochs."""
         return self.spec.iterations
+
+    def with_learner_options(self, options: Mapping[str, Mapping]) -> "Experiment":
+        """The same experiment with `options` (by learner name) laid over this folder's own options of each
+        learner: ``{"behaviour": {"beta": 0}}`` keeps the folder's other `behaviour` options (an ablation)."""
+        merged = {name: dict(given) for name, given in self.learner_options.items()}
+        for name, given in options.items():
+            merged[name] = {**merged.get(name, {}), **given}
+        return replace(self, learner_options=merged)
 
     def variant(self, name: str) -> "Experiment":
         """The same experiment with learner `name` (any registered one), writing into ``<name>_<learner>``.

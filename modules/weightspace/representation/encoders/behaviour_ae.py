@@ -14,6 +14,13 @@ the learner's one reconstruction loss: `decode` and `reconstruction_target` retu
 logits, each scaled so that the plain mean squared error over the concatenation equals the sum above.
 ``beta = 0`` is the plain weight autoencoder. Weighing the parts this way keeps the contrastive term (gamma)
 and every augmentation of the learner as they are.
+
+With ``balance="units"`` (the default) both parts are in the zoo's own units, so a zoo whose logits spread
+wider than its weights gives the behaviour part more weight at the same beta (research/behaviour_loss_scale.py
+prints the ratio per zoo). ``balance="spread"`` divides the behaviour part by the variance of the original
+logits and multiplies it by the variance of the weights, both measured on the training split once
+(`fit_input_scale`), so that at ``beta = 1`` the two parts weigh alike for a decoder that predicts the zoo's
+mean, on every zoo.
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ from weightspace.representation.function_target import FunctionTarget
 from weightspace.representation.registry import EncoderConfig, create_autoencoder, register_encoder
 
 MAX_LATENT = 256  # a compact embedding: the probes read at most this many numbers per checkpoint
+BALANCES = ("units", "spread")  # how the behaviour part is weighed beside the structure part
+SPREAD_ROWS = 1000  # at most this many training rows are run to measure the logits' spread
 
 
 @dataclass
@@ -47,6 +56,7 @@ class BehaviourAEConfig(EncoderConfig):
     queries: str = "task"  # "task": the zoo's training inputs without labels; "uniform" / "normal": data-free
     n_queries: int = 256  # K, query inputs (all of a task's inputs where it has fewer)
     query_seed: int = 0  # draws the queries
+    balance: str = "units"  # "units": both parts in the zoo's units; "spread": each divided by its training variance
     architecture: dict | None = None  # the zoo's networks (function_target.zoo_architecture); the pipeline fills it
 
     @property
@@ -64,14 +74,19 @@ class BehaviourAEConfig(EncoderConfig):
             raise ValueError(f"BehaviourAEConfig.queries must be 'task', 'uniform' or 'normal', got {self.queries!r}")
         if self.n_queries < 1:
             raise ValueError(f"BehaviourAEConfig.n_queries must be positive, got {self.n_queries}")
+        if self.balance not in BALANCES:
+            raise ValueError(f"BehaviourAEConfig.balance must be one of {', '.join(map(repr, BALANCES))}, "
+                             f"got {self.balance!r}")
 
 
 class BehaviourAutoencoder(Autoencoder):
     """The transformer autoencoder whose reconstruction is the weights and the rebuilt network's logits."""
 
     reconstruction_kind = "weights and logits"
+    spread_ratio: torch.Tensor  # () buffer, only with balance="spread": var(weights) / var(logits), training split
 
-    def __init__(self, inner: TransformerAutoencoder, behaviour: FunctionTarget | None, beta: float):
+    def __init__(self, inner: TransformerAutoencoder, behaviour: FunctionTarget | None, beta: float,
+                 balance: str = "units"):
         super().__init__()
         self.inner = inner
         self.behaviour = behaviour
@@ -83,6 +98,28 @@ class BehaviourAutoencoder(Autoencoder):
         # the MSE over the concatenation [a * w, b * f(w)] is mean_w + beta * mean_f with these scales
         self.scale_weights = math.sqrt((d + m) / d)
         self.scale_logits = math.sqrt(self.beta * (d + m) / m) if m else 0.0
+        self.balance = balance
+        if balance == "spread":  # var(w) / var(f) on the training split, saved with the model
+            self.register_buffer("spread_ratio", torch.ones(()))
+
+    @torch.no_grad()
+    def fit_input_scale(self, weights: torch.Tensor, networks: torch.Tensor | None = None) -> None:
+        """``balance="spread"``: measure the weights' variance and the original logits' variance (each the mean
+        over entries of the variance across training rows; the logits on at most `SPREAD_ROWS` rows spread evenly
+        over the split). Nothing to fit otherwise."""
+        if self.balance != "spread" or self.behaviour is None or self.beta == 0:
+            return
+        w = torch.as_tensor(weights, dtype=torch.float32)
+        rows = torch.linspace(0, w.shape[0] - 1, min(SPREAD_ROWS, w.shape[0])).round().long()
+        device = self.spread_ratio.device
+        logits = torch.cat([self.behaviour(w[part].to(device), None if networks is None else networks[part].to(device))
+                            for part in rows.split(100)])
+        var_w = w.double().var(dim=0, correction=0).mean()
+        var_f = logits.double().var(dim=0, correction=0).mean()
+        if not (torch.isfinite(var_f) and var_f > 0):
+            raise ValueError(f"balance='spread': the original networks' logits do not vary over the training split "
+                             f"(variance {float(var_f):g}); use balance='units'")
+        self.spread_ratio.fill_(float(var_w / var_f))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D)`` -> ``(B, latent)``: the transformer's compression token."""
@@ -111,7 +148,8 @@ class BehaviourAutoencoder(Autoencoder):
         w = w.float()
         # the rebuilt network runs with gradients; the original's logits are cached, without
         logits = self.behaviour._run(w, networks) if grad else self.behaviour(w, networks)
-        return torch.cat([w * self.scale_weights, logits * self.scale_logits], dim=1)
+        scale = self.scale_logits * (self.spread_ratio.sqrt() if self.balance == "spread" else 1.0)
+        return torch.cat([w * self.scale_weights, logits * scale], dim=1)
 
 
 @register_encoder("behaviour_ae", config=BehaviourAEConfig)
@@ -130,5 +168,5 @@ def build_behaviour_ae(c: BehaviourAEConfig, layout: WeightLayout,
         queries = c.queries if c.queries != "task" or c.architecture.get("task") else "uniform"
         behaviour = FunctionTarget(layout, c.architecture, n_queries=c.n_queries, seed=c.query_seed,
                                    queries=queries)
-    return BehaviourAutoencoder(inner, behaviour, c.beta)
+    return BehaviourAutoencoder(inner, behaviour, c.beta, c.balance)
 
