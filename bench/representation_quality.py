@@ -20,6 +20,7 @@ Each zoo's checkpoints, targets and learner options are exactly its folder's; le
 from __future__ import annotations
 
 import argparse
+import fcntl
 import importlib.util
 import json
 import os
@@ -66,10 +67,12 @@ def folder_experiment(zoo: str) -> Experiment:
 
 
 def append_rows(path: Path, rows: pd.DataFrame) -> None:
-    """Append `rows` to the CSV at `path` (header on the first write); one write per call."""
+    """Append `rows` to the CSV at `path` (header on the first write), holding the file's lock: runs split by
+    ``--seed-ids`` may share one ``--raw`` file, and their appends must neither interleave nor both write a header."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = not path.exists() or path.stat().st_size == 0
     with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released when the file closes, after the flush
+        header = os.fstat(f.fileno()).st_size == 0  # measured under the lock
         f.write(rows.to_csv(index=False, header=header))
 
 

@@ -225,11 +225,7 @@ def test_a_narrower_baseline_run_keeps_the_baseline_groups_it_did_not_make(tmp_p
 
 
 def test_seeds_run_apart_merge_into_one_row_from_their_raw_rows(tmp_path):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_quality", DOCS.parents[1] / "bench" / "representation_quality.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _bench()
     base = "python bench/representation_quality.py --zoo z --seeds 2 --encoders 'e'"
     rows = [dict(encoder="e", feature_set="e", probe="linear", target="t", metric="r2", split="test", value=v,
                  seed=seed, minutes=1.0, chosen=1, elapsed_min=m, command=f"{base}{flags}  # on 2 cores")
@@ -240,6 +236,41 @@ def test_seeds_run_apart_merge_into_one_row_from_their_raw_rows(tmp_path):
     assert len(part) == 1 and part.seeds.iloc[0] == 2 and part["mean"].iloc[0] == pytest.approx(0.5)
     assert part.command.iloc[0].startswith(base + " --jobs 2  # 12 min on 2 cores")
     assert "with " + base + " --seed-ids 1" in part.command.iloc[0]
+
+
+def _bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_quality", DOCS.parents[1] / "bench" / "representation_quality.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def _append_many(path, writer, start):
+    bench = _bench()
+    start.wait()  # every writer imported: the appends overlap in time
+    for part in range(50):  # each append far larger than one buffered write, so an unlocked pair would interleave
+        bench.append_rows(path, pd.DataFrame({"writer": writer, "part": part, "row": range(400), "text": "x" * 40}))
+
+
+def test_runs_appending_to_one_raw_file_at_once_leave_it_whole(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "raw.csv"
+    context = multiprocessing.get_context("fork")  # the writers run no torch: forking is safe and quick
+    start = context.Barrier(3)
+    writers = [context.Process(target=_append_many, args=(path, w, start)) for w in range(3)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    rows = pd.read_csv(path)
+    assert list(rows.columns) == ["writer", "part", "row", "text"] and len(rows) == 3 * 50 * 400
+    # every append arrived in one piece: within a writer's part the rows run 0 ... 399 in order, without a gap
+    for (_, _), part in rows.groupby(["writer", "part"]):
+        assert part.row.tolist() == list(range(400)) and part.index.to_series().diff().dropna().eq(1).all()
 
 
 def test_the_chosen_state_gives_the_chosen_embedding(make_zoo, monkeypatch):
