@@ -179,7 +179,7 @@ def test_a_run_of_one_baseline_gives_its_linear_and_tree_rows_and_keeps_the_othe
                                split="test", value=0.5, seed=0, minutes=0.0) for fs in ("B_W", "B_s")]))
     write_table(tmp_path / "t", old.assign(command="old"), "z", ["baselines"])
     part = summarize(rows.assign(zoo="z")).assign(command="new")
-    table = write_table(tmp_path / "t", part, "z", ["baselines"], feature_sets=["B_W"])
+    table = write_table(tmp_path / "t", part, "z", ["baselines"])
     assert set(table[table.command == "old"].feature_set) == {"B_s"}
     assert set(table[table.feature_set == "B_W"].command) == {"new"}
     with pytest.raises(ValueError, match="unknown baselines"):

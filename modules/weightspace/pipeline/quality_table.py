@@ -88,11 +88,11 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
 
 def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders: Sequence[str], *,
                 order: Sequence[str] = (), source: str = "`weightspace quality`",
-                feature_sets: Sequence[str] | None = None, scarce_only: bool = False) -> pd.DataFrame:
+                scarce_only: bool = False) -> pd.DataFrame:
     """Write `part` into the table at ``stem.csv`` (and ``stem.md``), replacing the rows of `zoo` x `encoders`
-    (only those of `feature_sets` among them when given, e.g. one baseline rerun with another probe; only
-    the label-scarce ones with `scarce_only`, for a run that made no every-label row; of the baselines, only
-    the feature set x probe x k x metric groups that `part` holds).
+    (only the label-scarce ones with `scarce_only`, for a run that made no every-label row; of the baselines,
+    only the feature set x probe x k x metric groups that `part` holds, so that a run of some baselines, or of
+    one at some k, keeps the others).
 
     The table is read just before writing, so that runs of other zoos or encoders at the same time keep
     their rows (two runs of the same zoo and encoder: the later one wins). Zoos sort in `order`, others after.
@@ -100,8 +100,6 @@ def write_table(stem: str | os.PathLike, part: pd.DataFrame, zoo: str, encoders:
     csv_path = Path(stem).with_suffix(".csv")
     old = read_table(csv_path) if csv_path.exists() else pd.DataFrame(columns=COLUMNS)
     replaced = (old.zoo == zoo) & old.encoder.isin(list(encoders))
-    if feature_sets is not None:
-        replaced &= old.feature_set.isin(list(feature_sets))
     if scarce_only:
         replaced &= old.k.notna()
     replaced &= ~other_baseline_rows(old, part)  # a narrower baseline run keeps the groups it did not make
