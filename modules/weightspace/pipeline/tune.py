@@ -276,28 +276,32 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
         else:
             if record is not None:
                 recorder = Recorder.start(record, experiment_dir)
-            tuner = tune.Tuner(
-                wrapped,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=storage_path,
-                    stop={"training_iteration": iterations},
-                    checkpoint_config=tune.CheckpointConfig(
-                        checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
-                        checkpoint_score_attribute=metric if num_to_keep else None, checkpoint_score_order=mode),
-                    failure_config=tune.FailureConfig(max_failures=max_failures),
-                    callbacks=[*([RecordSaves(record)] if record is not None else []),
-                               *([TrainingProgress(iterations)] if progress else [])],
-                    verbose=verbose,
-                ),
-            )
+            # the run's id before ray writes anything, and tuner.pkl recorded even when a Ctrl-C lands while the
+            # Tuner writes it: a run stopped at any moment from here on can be resumed
             storage.write_json(storage.join(experiment_dir, storage.CONFIG_FILE),
                                {"config": param_space, "iterations": iterations,
                                 "run_id": recorder.run_id if recorder is not None else None})
-            if recorder is not None:
-                recorder.scan_file(storage.TUNER_FILE)  # written by the Tuner above, straight to the run's location
+            try:
+                tuner = tune.Tuner(
+                    wrapped,
+                    param_space=param_space,
+                    tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
+                    run_config=tune.RunConfig(
+                        name=name,
+                        storage_path=storage_path,
+                        stop={"training_iteration": iterations},
+                        checkpoint_config=tune.CheckpointConfig(
+                            checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
+                            checkpoint_score_attribute=metric if num_to_keep else None, checkpoint_score_order=mode),
+                        failure_config=tune.FailureConfig(max_failures=max_failures),
+                        callbacks=[*([RecordSaves(record)] if record is not None else []),
+                                   *([TrainingProgress(iterations)] if progress else [])],
+                        verbose=verbose,
+                    ),
+                )
+            finally:
+                if recorder is not None and storage.exists(storage.join(experiment_dir, storage.TUNER_FILE)):
+                    recorder.scan_file(storage.TUNER_FILE)  # written by the Tuner, straight to the run's location
         if interrupted:
             raise KeyboardInterrupt
         try:
