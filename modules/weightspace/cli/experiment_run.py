@@ -20,6 +20,7 @@ from typing import Sequence
 
 from weightspace.cli.errors import notes_as_lines, report_error
 from weightspace.cli.options import add_run_options
+from weightspace.io.local_ray import start_local_ray
 from weightspace.io.outputs import OutputError, OutputExistsError, check_apart, check_replaceable, output_lock
 from weightspace.pipeline import storage
 from weightspace.pipeline.cluster import connect_ray
@@ -286,8 +287,8 @@ def _start_ray(args: argparse.Namespace) -> None:
         verbose = getattr(args, "verbose", False)
         if not verbose:
             os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose 0, ray.tune's older reporter prints nothing
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=verbose,
-                 logging_level=logging.INFO if verbose else logging.ERROR)
+        start_local_ray(os.cpu_count() or 1, include_dashboard=False, log_to_driver=verbose,
+                        logging_level=logging.INFO if verbose else logging.ERROR)
         if not verbose:
             logging.getLogger("ray.tune").setLevel(logging.ERROR)  # "Wrote the latest version of all result files"
 

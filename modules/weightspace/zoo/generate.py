@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from weightspace.errors import WeightspaceError
 from weightspace.io.atomic import atomic_file, write_json
 from weightspace.io.json_files import read_json
+from weightspace.io.local_ray import start_local_ray
 from weightspace.io.outputs import (
     WORK_FORMAT,
     OutputExistsError,
@@ -229,7 +230,7 @@ def _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address) -> 
             ray.init(address=ray_address, log_to_driver=False)
         else:
             # "local": a new instance, never a cluster that `ray start` left running on this machine
-            ray.init(address="local", num_cpus=workers, include_dashboard=False, log_to_driver=False)
+            start_local_ray(workers, include_dashboard=False, log_to_driver=False)
     gpus = ray.cluster_resources().get("GPU", 0)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     gpu_fraction = min(1.0, gpus / cpus) if gpus else 0
