@@ -1,13 +1,15 @@
 """A local ray instance runs its workers at the driver's priority, not 15 nice steps below it: on a machine
-where anything else runs, niced trials wait behind it (a smoke run took 5 min 48 s for 25 s of CPU)."""
+where anything else runs, niced trials wait behind it (a smoke run took 5 min 48 s for 25 s of CPU). A driver
+ray joined stops on SIGTERM as on Ctrl-C, not with ray's abort."""
 
 import os
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from weightspace.io.local_ray import WORKER_NICENESS, start_local_ray
+from weightspace.io.local_ray import WORKER_NICENESS, start_local_ray, stop_on_sigterm
 
 
 @pytest.mark.parametrize("user_value", [None, "7"])
@@ -53,3 +55,36 @@ def test_a_local_rays_workers_run_at_the_drivers_priority():
     assert done.returncode == 0, done.stderr[-3000:]
     driver, worker = done.stdout.split("nice")[-1].split()
     assert worker == driver  # ray's default would be driver + 15
+
+
+@pytest.fixture
+def signal_handlers():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGINT, before[0])
+    signal.signal(signal.SIGTERM, before[1])
+
+
+def test_sigterm_does_what_ctrl_c_does_at_that_moment(signal_handlers):
+    seen = []
+    stop_on_sigterm()
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))  # as ray.tune's, installed later
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert seen == [signal.SIGINT]
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # ignored Ctrl-C: SIGTERM still stops
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_starting_ray_makes_sigterm_a_ctrl_c(monkeypatch, signal_handlers):
+    import ray
+
+    # ray.init installs a handler of its own (here one that ignores it, so that a failure does not end pytest)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: signal.signal(signal.SIGTERM, signal.SIG_IGN))
+    start_local_ray(1)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGTERM)

@@ -309,15 +309,16 @@ sys.exit(run_experiment(experiment, "representation", args))
 CTRL_C_ITERATIONS = 15
 
 
-def interrupted_run(zoo: Path, out: Path, *, iterations: int, when) -> subprocess.CompletedProcess:
-    """Run `iterations` smoke iterations into `out` and send SIGINT once `when(out)` holds."""
+def interrupted_run(zoo: Path, out: Path, *, iterations: int, when,
+                    stop: signal.Signals = signal.SIGINT) -> subprocess.CompletedProcess:
+    """Run `iterations` smoke iterations into `out` and send `stop` once `when(out)` holds."""
     process = subprocess.Popen([sys.executable, "-c", DRIVER, str(zoo), str(iterations), str(out)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while not when(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be interrupted"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     stdout, stderr = process.communicate(timeout=120)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -327,14 +328,19 @@ def checkpoints(out: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment", ["after the first checkpoint", "before the first checkpoint"])
-def test_ctrl_c_never_reports_success_and_the_run_resumes(zoo_b, tmp_path, moment):
+@pytest.mark.parametrize("moment, stop", [("after the first checkpoint", signal.SIGINT),
+                                          ("before the first checkpoint", signal.SIGINT),
+                                          # a batch scheduler's time limit, `scancel`, `kill`: as Ctrl-C
+                                          ("after the first checkpoint", signal.SIGTERM)],
+                         ids=["ctrl-c after the first checkpoint", "ctrl-c before the first checkpoint",
+                              "sigterm after the first checkpoint"])
+def test_ctrl_c_never_reports_success_and_the_run_resumes(zoo_b, tmp_path, moment, stop):
     out = tmp_path / "res"
     if moment == "after the first checkpoint":
         when = lambda o: bool(checkpoints(o))  # noqa: E731
     else:
         when = lambda o: (o / "tune" / "tuner.pkl").exists()  # noqa: E731
-    stopped = interrupted_run(zoo_b, out, iterations=CTRL_C_ITERATIONS, when=when)
+    stopped = interrupted_run(zoo_b, out, iterations=CTRL_C_ITERATIONS, when=when, stop=stop)
     assert stopped.returncode == 130, stopped.stderr[-3000:]
     assert "Traceback" not in stopped.stderr and "run again with --resume" in stopped.stderr
     assert "results in" not in stopped.stdout

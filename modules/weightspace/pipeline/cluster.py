@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Iterator
 
 from weightspace.errors import ClusterError
+from weightspace.io.local_ray import stop_on_sigterm
 
 DEFAULT_TIMEOUT_S = 30
 
@@ -57,6 +58,7 @@ def connect_ray(address: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, **init_kw
     except (ConnectionError, TimeoutError) as err:
         raise ClusterError(f"cannot connect to the ray cluster at '{address}' within about {timeout_s:g} s "
                            f"({str(err).splitlines()[0] if str(err) else type(err).__name__}); {hint}{auth}") from None
+    stop_on_sigterm()  # as on Ctrl-C: the run stops, is saved and says how to resume
 
 
 # asks the cluster's GCS for its id, giving up after argv[2] milliseconds

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 from weightspace.errors import WeightspaceError
 from weightspace.io.atomic import atomic_file, write_json
 from weightspace.io.json_files import read_json
-from weightspace.io.local_ray import start_local_ray
+from weightspace.io.local_ray import start_local_ray, stop_on_sigterm
 from weightspace.io.outputs import (
     WORK_FORMAT,
     OutputExistsError,
@@ -228,6 +228,7 @@ def _run_ray(spec, todo, task, work, fingerprint, bar, workers, ray_address) -> 
     if not ray.is_initialized():
         if ray_address:
             ray.init(address=ray_address, log_to_driver=False)
+            stop_on_sigterm()
         else:
             # "local": a new instance, never a cluster that `ray start` left running on this machine
             start_local_ray(workers, include_dashboard=False, log_to_driver=False)
