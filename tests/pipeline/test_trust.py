@@ -323,6 +323,24 @@ def interrupted_run(zoo: Path, out: Path, *, iterations: int, when,
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def test_a_ctrl_c_inside_a_held_section_is_remembered_and_raised_after_it():
+    """ray writes tuner.pkl and the run's record takes its digest in a held section: a Ctrl-C there (one came
+    while the test below ran beside other jobs) left a tuner.pkl the record lacked, and every resume refused it."""
+    from weightspace.pipeline.tune import _remember_ctrl_c
+
+    before = signal.getsignal(signal.SIGINT)
+    reached = []
+    with _remember_ctrl_c() as interrupted:
+        assert not interrupted
+        with interrupted.held():
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append("the rest of the held section")
+        assert reached and interrupted and interrupted.seen == [signal.SIGINT]
+        with pytest.raises(KeyboardInterrupt):  # outside a held section, a Ctrl-C raises as usual
+            os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def checkpoints(out: Path) -> list[Path]:
     return list((out / "tune").glob("*/checkpoint_*/learner.pt"))
 

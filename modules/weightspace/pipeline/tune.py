@@ -266,49 +266,53 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
             check_latest_checkpoints(experiment_dir)  # before a trial loads one and fails on every resume
             if record is not None:
                 _RESTORING["record"] = record
-            try:  # the param space again: a run stopped before ray saved its trials has none but tuner.pkl's
-                tuner = tune.Tuner.restore(experiment_dir, trainable=wrapped, resume_unfinished=True,
-                                           resume_errored=True, param_space=param_space)
-            finally:
-                _RESTORING.clear()
-            if recorder is not None:
-                recorder.scan_file(storage.TUNER_FILE)  # the restore writes tuner.pkl anew
+            with interrupted.held():  # tuner.pkl rewritten and recorded, or neither
+                try:  # the param space again: a run stopped before ray saved its trials has none but tuner.pkl's
+                    tuner = tune.Tuner.restore(experiment_dir, trainable=wrapped, resume_unfinished=True,
+                                               resume_errored=True, param_space=param_space)
+                finally:
+                    _RESTORING.clear()
+                if recorder is not None:
+                    recorder.scan_file(storage.TUNER_FILE)  # the restore writes tuner.pkl anew
         else:
             if record is not None:
                 recorder = Recorder.start(record, experiment_dir)
-            # the run's id before ray writes anything, and tuner.pkl recorded even when a Ctrl-C lands while the
-            # Tuner writes it: a run stopped at any moment from here on can be resumed
+            # the run's id before ray writes anything: a run stopped at any moment from here on can be resumed
             storage.write_json(storage.join(experiment_dir, storage.CONFIG_FILE),
                                {"config": param_space, "iterations": iterations,
                                 "run_id": recorder.run_id if recorder is not None else None})
-            try:
-                tuner = tune.Tuner(
-                    wrapped,
-                    param_space=param_space,
-                    tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
-                    run_config=tune.RunConfig(
-                        name=name,
-                        storage_path=storage_path,
-                        stop={"training_iteration": iterations},
-                        checkpoint_config=tune.CheckpointConfig(
-                            checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
-                            checkpoint_score_attribute=metric if num_to_keep else None, checkpoint_score_order=mode),
-                        failure_config=tune.FailureConfig(max_failures=max_failures),
-                        callbacks=[*([RecordSaves(record)] if record is not None else []),
-                                   *([TrainingProgress(iterations)] if progress else [])],
-                        verbose=verbose,
-                    ),
-                )
-            finally:
-                if recorder is not None and storage.exists(storage.join(experiment_dir, storage.TUNER_FILE)):
-                    recorder.scan_file(storage.TUNER_FILE)  # written by the Tuner, straight to the run's location
+            # tuner.pkl written and recorded, or neither: a Ctrl-C that cut the digest short would leave a file the
+            # record lacks, which every resume refuses
+            with interrupted.held():
+                try:
+                    tuner = tune.Tuner(
+                        wrapped,
+                        param_space=param_space,
+                        tune_config=tune.TuneConfig(num_samples=num_samples, metric=metric, mode=mode if metric else None),
+                        run_config=tune.RunConfig(
+                            name=name,
+                            storage_path=storage_path,
+                            stop={"training_iteration": iterations},
+                            checkpoint_config=tune.CheckpointConfig(
+                                checkpoint_frequency=checkpoint_frequency, checkpoint_at_end=True, num_to_keep=num_to_keep,
+                                checkpoint_score_attribute=metric if num_to_keep else None, checkpoint_score_order=mode),
+                            failure_config=tune.FailureConfig(max_failures=max_failures),
+                            callbacks=[*([RecordSaves(record)] if record is not None else []),
+                                       *([TrainingProgress(iterations)] if progress else [])],
+                            verbose=verbose,
+                        ),
+                    )
+                finally:
+                    if recorder is not None and storage.exists(storage.join(experiment_dir, storage.TUNER_FILE)):
+                        recorder.scan_file(storage.TUNER_FILE)  # written by the Tuner, straight to the run's location
         if interrupted:
             raise KeyboardInterrupt
         try:
             grid = tuner.fit()
         finally:
             if record is not None and record in _STAGING:
-                RecordSaves(record).on_step_end(0, [])  # what ray saved last, also when it stopped on Ctrl-C
+                with interrupted.held():  # a second Ctrl-C (ray's "skip the final save") must not cut it short
+                    RecordSaves(record).on_step_end(0, [])  # what ray saved last, also when it stopped on Ctrl-C
                 del _STAGING[record]
         if interrupted:  # a Ctrl-C that came while ray was not listening, and that ray swallowed
             raise KeyboardInterrupt
@@ -321,23 +325,46 @@ def run_tuner(config: LearnerConfig, *, name: str, storage_path: str | Path, ite
     return grid
 
 
+class CtrlC:
+    """The Ctrl-Cs (SIGINT) seen in a `_remember_ctrl_c` block: true once one came. Each raises
+    KeyboardInterrupt as usual, except inside `held`, where it is only remembered (the block checks it after)."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+        self._holds = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.seen)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """A section that a Ctrl-C must not cut in two (ray writes tuner.pkl, the run's record takes its
+        digest): a Ctrl-C in it is remembered, and raised by whoever checks after it."""
+        self._holds += 1
+        try:
+            yield
+        finally:
+            self._holds -= 1
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.seen.append(signum)
+        if not self._holds:
+            raise KeyboardInterrupt
+
+
 @contextmanager
-def _remember_ctrl_c() -> Iterator[list]:
-    """Yield a list that records each Ctrl-C (SIGINT) of the block, besides raising KeyboardInterrupt as usual.
+def _remember_ctrl_c() -> Iterator[CtrlC]:
+    """Yield a `CtrlC` that records each Ctrl-C (SIGINT) of the block, besides raising KeyboardInterrupt as
+    usual outside its held sections.
 
     ``Tuner.fit`` installs its own handler (which stops the run and saves it) only once it is under way;
     a Ctrl-C before that may be swallowed inside ray, and the run would then go on as if nothing happened.
     """
-    seen: list = []
+    seen = CtrlC()
     if threading.current_thread() is not threading.main_thread():
         yield seen
         return
-
-    def handler(signum, frame):
-        seen.append(signum)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = signal.signal(signal.SIGINT, seen.handle)
     try:
         yield seen
     finally:
