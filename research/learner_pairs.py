@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from weightspace.pipeline.paired import GOAL_TARGETS, MIN_PAIRS, paired_interval
+from weightspace.pipeline.paired import GOAL_TARGETS, MIN_PAIRS, paired_interval, split_rows
 
 ROWS = Path(__file__).resolve().parents[1] / "docs" / "representation_quality_rows.csv"
 
@@ -31,25 +31,19 @@ def common_name(encoder: str) -> str:
     return re.sub(r", \d+ (task|uniform|normal) queries", r", \1 queries", encoder)
 
 
-def learner_rows(rows: pd.DataFrame, name: str) -> tuple[str, pd.DataFrame] | None:
-    """The trained, every-label, linear test rows of the learner called `name` (`common_name`) on this zoo,
-    and its name there; None where the zoo has none."""
-    names = sorted({e for e in rows.encoder.dropna() if common_name(e) == name})
-    if not names:
-        return None
-    picked = rows[(rows.encoder == names[0]) & (rows.feature_set == names[0]) & (rows.probe == "linear")
-                  & (rows.split == "test") & rows.k.isna()]
-    return names[0], picked
+def learner_name(rows: pd.DataFrame, name: str) -> str | None:
+    """The name on this zoo of the learner called `name` (`common_name`); None where the zoo has none."""
+    return next((e for e in sorted(set(rows.encoder.dropna())) if common_name(e) == name), None)
 
 
 def compare(rows: pd.DataFrame, ours: str, theirs: str) -> pd.DataFrame:
     out = []
     for zoo, part in rows.groupby("zoo", sort=False):
-        a, b = learner_rows(part, ours), learner_rows(part, theirs)
+        a, b = learner_name(part, ours), learner_name(part, theirs)
         if a is None or b is None:
             continue
-        for target in GOAL_TARGETS:
-            left, right = a[1][a[1].target == target], b[1][b[1].target == target]
+        for target in GOAL_TARGETS:  # the trained rows, linear probe, every label
+            left, right = split_rows(part, a, a, "linear", target, None), split_rows(part, b, b, "linear", target, None)
             both = left.merge(right[["seed", "value"]], on="seed", suffixes=("", "_theirs"))  # seed by seed
             diffs = (both.value.astype(float) - both.value_theirs.astype(float)).to_numpy()
             if not len(diffs):
@@ -57,7 +51,7 @@ def compare(rows: pd.DataFrame, ours: str, theirs: str) -> pd.DataFrame:
             mean, low, high = paired_interval(diffs)
             verdict = ("ahead" if low > 0 else "behind" if high < 0 else "no difference") if len(diffs) >= MIN_PAIRS \
                 else "too few pairs"
-            out.append({"zoo": zoo, "target": target, "ours": a[0], "theirs": b[0], "diff": round(mean, 3),
+            out.append({"zoo": zoo, "target": target, "ours": a, "theirs": b, "diff": round(mean, 3),
                         "low": round(low, 3), "high": round(high, 3), "pairs": len(diffs), "reads": verdict})
     return pd.DataFrame(out)
 

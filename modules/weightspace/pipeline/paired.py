@@ -53,7 +53,9 @@ def paired_interval(diffs: np.ndarray, *, seed: int = 0) -> tuple[float, float, 
     return float(diffs.mean()), float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
-def _cells(raw: pd.DataFrame, encoder: str, feature_set: str, probe: str, target: str, k: str | None) -> pd.DataFrame:
+def split_rows(raw: pd.DataFrame, encoder: str, feature_set: str, probe: str, target: str,
+               k: str | None) -> pd.DataFrame:
+    """The finite test-split rows of one feature set of `encoder` (k None: every label)."""
     rows = raw[(raw.encoder == encoder) & (raw.feature_set == feature_set) & (raw.probe == probe)
                & (raw.target == target) & (raw.split == "test")
                & (raw.k.isna() if k is None else raw.k.astype(str) == k)]
@@ -79,11 +81,11 @@ def paired_rows(raw: pd.DataFrame) -> pd.DataFrame:
         for encoder in learners:
             for comparison, (k, baseline, probe) in COMPARISONS.items():
                 for target in GOAL_TARGETS:
-                    ours = _cells(part, encoder, encoder, "linear", target, k)
+                    ours = split_rows(part, encoder, encoder, "linear", target, k)
                     if baseline is None:
-                        theirs = _cells(part, encoder, encoder + INIT, "linear", target, k)
+                        theirs = split_rows(part, encoder, encoder + INIT, "linear", target, k)
                     else:
-                        theirs = _cells(part, "baselines", baseline, probe, target, k)
+                        theirs = split_rows(part, "baselines", baseline, probe, target, k)
                     if ours.empty or theirs.empty:
                         continue
                     diffs = paired_differences(ours, theirs)
