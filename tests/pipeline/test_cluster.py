@@ -24,6 +24,7 @@ import torch
 from tests.representation.test_representation import NETS, small_config
 from weightspace.data.dataset import ZooDataset
 from weightspace.data.splits import ModelSplit
+from weightspace.io.local_ray import WORKER_NICENESS
 from weightspace.pipeline import storage
 from weightspace.representation import Learner
 from weightspace.representation.config import DataConfig
@@ -78,6 +79,7 @@ def cluster(s3):
         # clusters; node processes read the variable, this process the constant read at import)
         env.setenv(ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, "0")
         env.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)
+        env.setenv(WORKER_NICENESS, "0")  # the nodes' workers at the test's priority (ray's default: 15 below)
         env.setenv("RAY_AUTH_MODE", "token")
         env.setenv("RAY_AUTH_TOKEN", uuid.uuid4().hex)
         reread_auth_settings()

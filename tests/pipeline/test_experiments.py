@@ -177,7 +177,7 @@ def _mnist_experiment():
 
 
 def test_missing_zoo_offline_names_the_files_and_the_alternatives(tmp_path):
-    from weightspace.pipeline.experiment import find_zoo
+    from weightspace.pipeline.zoo_source import find_zoo
 
     with pytest.raises(FileNotFoundError) as info:
         find_zoo(_mnist_experiment(), tmp_path)
@@ -193,7 +193,7 @@ def test_failed_download_names_the_alternatives(tmp_path, monkeypatch):
     import urllib.error
 
     from weightspace.io import download as io_download
-    from weightspace.pipeline.experiment import find_zoo
+    from weightspace.pipeline.zoo_source import find_zoo
 
     def offline(url, dest, **kwargs):
         raise urllib.error.URLError("Temporary failure in name resolution")

@@ -358,6 +358,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(make_
 @pytest.mark.slow
 def test_tune_run_killed_after_first_checkpoint_resumes_and_finishes(make_zoo, tmp_path):
     ray = pytest.importorskip("ray")
+    from weightspace.io.local_ray import start_local_ray
     from weightspace.pipeline.tune import WeightspaceTrainable, merge_search_space, run_tuner
 
     make_zoo(models=12, **NETS).save(tmp_path / "zoo")
@@ -374,7 +375,7 @@ def test_tune_run_killed_after_first_checkpoint_resumes_and_finishes(make_zoo, t
                 raise RuntimeError("injected failure")
             return super().step()
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    start_local_ray(2, include_dashboard=False, log_to_driver=False)  # workers at the test's priority
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

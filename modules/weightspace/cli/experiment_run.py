@@ -30,12 +30,12 @@ from weightspace.pipeline.experiment import (
     check_trainable,
     compute_baselines,
     experiment_split,
-    find_zoo,
     train_representation,
 )
 from weightspace.pipeline.output_folder import mark_output_dir, tune_run, write_experiment_json
 from weightspace.pipeline.progress import stage
 from weightspace.pipeline.run_record import RECORD_FILE, Recorder, check_latest_checkpoints, owns, verify
+from weightspace.pipeline.zoo_source import find_zoo
 from weightspace.zoo.devices import resolve_device
 from weightspace.zoo.store import Zoo
 

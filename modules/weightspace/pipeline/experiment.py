@@ -22,7 +22,6 @@ ray is imported lazily inside `train_representation`; this module never calls
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,8 +38,7 @@ from weightspace.downstream.evaluate import evaluate, write_results_json
 from weightspace.downstream.features import Precomputed
 from weightspace.downstream.probing import SELECT_METRIC, probe_scores
 from weightspace.downstream.training_gain import training_gain
-from weightspace.io.atomic import atomic_file, record_written, write_csv
-from weightspace.io.download import DownloadError
+from weightspace.io.atomic import atomic_file, write_csv
 from weightspace.pipeline.ablation import resolve_search_space, shrink_search_space
 from weightspace.pipeline.learners import LearnerSpec, create_learner
 from weightspace.pipeline.output_folder import tune_run
@@ -52,10 +50,7 @@ from weightspace.representation.config import LearnerConfig, config_to_dict
 from weightspace.representation.function_target import with_zoo_architecture
 from weightspace.representation.learner import Learner, embed
 from weightspace.representation.registry import create_autoencoder
-from weightspace.zoo.generate import generate
-from weightspace.zoo.presets import get_preset, list_presets
 from weightspace.zoo.store import Zoo
-from weightspace.zoo.tasks import missing_task_files, synthetic_options
 
 
 @dataclass
@@ -192,67 +187,6 @@ def zoo_experiment(zoo: Zoo, *, epochs: tuple[int, ...] | str | None = None) -> 
 
 
 # ------------------------------------------------------------------ the zoo
-def find_zoo(experiment: Experiment, datasets: str | os.PathLike, *, smoke: bool = False, download: bool = False,
-             scratch: str | os.PathLike | None = None) -> tuple[Zoo, str]:
-    """The zoo an experiment runs on, and a sentence saying where it came from.
-
-    Order: a converted 2021 Zenodo dataset ``datasets/<zenodo>``, other converted external
-    zoos ``datasets/<external>``, a weightspace zoo ``datasets/<preset>``, else the preset
-    is generated into ``datasets/<preset>`` (task data such as MNIST downloaded first when
-    `download`). Smoke runs generate a tiny zoo in `scratch`, never download, and train on
-    the ``synthetic`` task instead when the preset's task files are not in `datasets`.
-    """
-
-    datasets = Path(datasets)
-    if smoke:
-        spec = get_preset(experiment.preset, smoke=True)
-        # enough models for a few batches per split, trained in few populations (shards) to keep it seconds
-        spec = replace(spec, seeds=1, samples=30, shard_size=32) if spec.sample else \
-            replace(spec, seeds=4 if spec.grid else 30, shard_size=32)
-        stand_in = ""
-        if missing_task_files(spec.task, datasets):
-            options = synthetic_options(spec.task, n_train=128, n_test=64, **spec.task_options)
-            stand_in = (f" on synthetic {options['shape'][1]}x{options['shape'][2]} images: {spec.task} files not "
-                        f"found in '{datasets / spec.task}'")
-            spec = replace(spec, task="synthetic", task_options=options)
-        out = Path(scratch or datasets) / spec.name
-        zoo = generate(spec, out, progress=False, data_root=datasets)
-        if scratch is not None:
-            record_written(scratch)  # the scratch folder is the output folder's, as its manifest says
-        return zoo, f"generated smoke zoo '{out}' ({len(spec.models())} models){stand_in}"
-    for name, kind in ((experiment.zenodo, "converted 2021 Zenodo dataset"),
-                       *((name, "converted external zoo") for name in experiment.external),
-                       (experiment.preset, "weightspace zoo")):
-        if name and (datasets / name / "zoo.json").is_file():
-            return Zoo.load(datasets / name), f"{kind} '{datasets / name}'"
-    spec = get_preset(experiment.preset)
-    missing = missing_task_files(spec.task, datasets)
-    if missing and not download:
-        raise FileNotFoundError(f"no zoo for {experiment.name}, and generating one from preset {spec.name} needs "
-                                f"the {spec.task} files {[f.name for f in missing]} in '{missing[0].parent}'. Place "
-                                "them there and rerun, or rerun with --download where there is a network. "
-                                + _offline_alternatives(experiment, datasets))
-    models = len(spec.models())
-    print(f"no zoo for {experiment.name} yet: generating preset {spec.name} ({models} models x {spec.epochs} "
-          f"epochs of {spec.architecture} on {spec.task})", file=sys.stderr)
-    try:
-        zoo = generate(spec, datasets / spec.name, download=download, data_root=datasets)
-    except DownloadError as err:
-        raise FileNotFoundError(f"{err} " + _offline_alternatives(experiment, datasets)) from err
-    return zoo, f"generated from preset {spec.name} into '{datasets / spec.name}'"
-
-
-def _offline_alternatives(experiment: Experiment, datasets: Path) -> str:
-    """What a user without a network can do instead: the zoo folders to place, the presets that need no files."""
-
-    zoos = [f"'{datasets / name}' (`weightspace zoo download {name}`)"
-            for name in (experiment.zenodo, *experiment.external) if name]
-    zoos.append(f"'{datasets / experiment.preset}' (`weightspace zoo generate --preset {experiment.preset} --download`)")
-    offline = [p for p in list_presets() if not missing_task_files(get_preset(p).task, datasets)]
-    return (f"Offline: place a zoo made where there is a network at {' or '.join(zoos)}; or run --smoke-test "
-            f"(synthetic images); or use a preset whose data is here: {', '.join(offline)}.")
-
-
 def select_epochs(zoo: Zoo, epochs: tuple[int, ...] | None) -> Zoo:
     """The zoo restricted to some checkpoints (a new in-memory Zoo; all of it when `epochs` is None)."""
     if epochs is None:
