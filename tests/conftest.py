@@ -1,4 +1,4 @@
-"""Shared test settings: the thread count (WEIGHTSPACE_TEST_THREADS), the markers (slow, float_equivalence,
+"""Shared test settings: the thread count (WEIGHTSPACE_TEST_THREADS), the markers (slow, long, float_equivalence,
 cluster), float64, and the toy zoos that many tests build (`make_zoo`)."""
 
 import copy
@@ -23,6 +23,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "float_equivalence: compares two floating-point computations of one result; "
                    "CI runs these at 1 and 2 threads (see .ci/run)")
+    config.addinivalue_line(
+        "markers", "long: a slow test that .ci/run leaves out to stay within 15 minutes (every folder's smoke run "
+                   "but the first, the quality benchmark, the local cluster, UMAP); -m slow runs it")
     config.addinivalue_line(
         "markers", "cluster: starts a local multi-node ray cluster and an S3 server on 127.0.0.1 (about 3 minutes); "
                    "also slow")

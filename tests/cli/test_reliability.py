@@ -160,6 +160,7 @@ def test_2_resume_writes_a_report_that_was_cut_short_and_nothing_else(zoo_path, 
     assert run(zoo_path, out) == 2 and "weightspace report" in _one_error_line(capsys)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_2_ctrl_c_during_a_runs_report_says_weightspace_report_and_resume_writes_it(tmp_path, capsys,
                                                                                      monkeypatch):

@@ -300,6 +300,7 @@ def _train_mask(zoo, seed=42):
     return (split == "train") & ~zoo.samples["diverged"].to_numpy()
 
 
+@pytest.mark.long
 @pytest.mark.slow  # umap-learn imports and JITs for about 30 s
 def test_umap_features_shape():
     W = np.random.default_rng(0).normal(size=(120, 100)).astype(np.float32)

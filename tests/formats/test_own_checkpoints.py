@@ -249,6 +249,7 @@ def test_reading_the_zoo_imports_none_of_the_users_code(tmp_path, monkeypatch, c
     assert "user_net_read" not in sys.modules and not marker.exists()
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_weightspace_run_shows_b_probe_for_a_plain_pytorch_zoo(tmp_path, monkeypatch):
     """The issue's flow in two commands, the second in a fresh process without the user's code."""

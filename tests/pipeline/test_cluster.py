@@ -31,7 +31,7 @@ from weightspace.representation.config import DataConfig
 from weightspace.zoo.store import Zoo
 
 ray = pytest.importorskip("ray")
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.long]
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = "127.0.0.1"

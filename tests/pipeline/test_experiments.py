@@ -20,7 +20,9 @@ def run(script: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("folder", FOLDERS, ids=[f.name for f in FOLDERS])
+# CI runs the first folder's (the README's); the others are long, run by -m slow
+@pytest.mark.parametrize("folder", [pytest.param(f, id=f.name, marks=() if f == FOLDERS[0] else pytest.mark.long)
+                                    for f in FOLDERS])
 def test_smoke_run_writes_results_and_report(folder, tmp_path):
     out = tmp_path / "out"
     base = run(folder / "compute_baselines.py", "--smoke-test", "--output-dir", str(out), "--no-report")
@@ -62,6 +64,7 @@ def test_smoke_run_writes_results_and_report(folder, tmp_path):
     assert trial["train"]["precision"] == "bf16"  # --precision reached the trainable
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_the_2021_variant_runs_into_its_own_folder_and_unknown_variants_are_named(tmp_path):
     folder = ROOT / "11_tetris_seed"
@@ -82,6 +85,7 @@ ABLATIONS = ROOT / "01_ablation_studies"
 ABLATION_SCRIPTS = ("ablation_architecture.py", "ablation_compression.py", "ablation_loss_augmentation.py")
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_ablation_smoke_runs_write_trials_and_one_summary(tmp_path):
     assert ABLATIONS not in FOLDERS  # the grids have no baselines, results.json or report

@@ -295,6 +295,7 @@ def test_quality_command_parses():
         build_parser().parse_args(["quality", "tetris_seed", "--seeds", "0"])
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_quality_command_on_a_zoo_folder(make_zoo, tmp_path):
     zoo = make_zoo(models=30)
@@ -325,6 +326,7 @@ def test_the_command_runs_registered_learners_and_lists_them(capsys):
         quality.QualityConfig(encoders=("no_such_learner",))
 
 
+@pytest.mark.long
 @pytest.mark.slow  # ray
 def test_quality_rows_are_what_run_gives_for_the_same_learner_zoo_seed_and_split(make_zoo, tmp_path):
     """A learner's row in the quality table is `weightspace run --learner NAME --seed S` on that zoo."""

@@ -346,12 +346,13 @@ def checkpoints(out: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("moment, stop", [("after the first checkpoint", signal.SIGINT),
-                                          ("before the first checkpoint", signal.SIGINT),
-                                          # a batch scheduler's time limit, `scancel`, `kill`: as Ctrl-C
-                                          ("after the first checkpoint", signal.SIGTERM)],
-                         ids=["ctrl-c after the first checkpoint", "ctrl-c before the first checkpoint",
-                              "sigterm after the first checkpoint"])
+@pytest.mark.parametrize("moment, stop", [
+    pytest.param("after the first checkpoint", signal.SIGINT, id="ctrl-c after the first checkpoint"),
+    pytest.param("before the first checkpoint", signal.SIGINT, id="ctrl-c before the first checkpoint"),
+    # a batch scheduler's time limit, `scancel`, `kill`: as Ctrl-C (long: the handover has fast tests in
+    # tests/io/test_local_ray.py)
+    pytest.param("after the first checkpoint", signal.SIGTERM, id="sigterm after the first checkpoint",
+                 marks=pytest.mark.long)])
 def test_ctrl_c_never_reports_success_and_the_run_resumes(zoo_b, tmp_path, moment, stop):
     out = tmp_path / "res"
     if moment == "after the first checkpoint":

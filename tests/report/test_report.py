@@ -231,6 +231,7 @@ def test_history_without_known_columns_skips_the_curves(experiment, tmp_path):
     assert "history.csv has no loss" in text and FIGURES["curves"] not in figure_links(text)
 
 
+@pytest.mark.long
 @pytest.mark.slow  # umap-learn imports and JITs for about 30 s
 def test_umap_projection(experiment, tmp_path):
     pytest.importorskip("umap")

@@ -166,6 +166,7 @@ def test_a_network_without_hidden_layers_is_refused_with_the_choices():
         NeuronSetConfig(code_knots=-1)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
