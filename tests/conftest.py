@@ -50,6 +50,17 @@ def _no_ray_left_behind():
             ray.shutdown()
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    check_long_is_slow(items)
+
+
+def check_long_is_slow(items) -> None:
+    """A test marked long but not slow would run in the fast set, the README's test command."""
+    unmarked = [item.nodeid for item in items if item.get_closest_marker("long") and not item.get_closest_marker("slow")]
+    if unmarked:
+        raise pytest.UsageError(f"marked long but not slow (mark them slow as well): {', '.join(unmarked)}")
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"torch {torch.__version__}, {torch.get_num_threads()} threads (set {THREADS_ENV} to change)"
 
