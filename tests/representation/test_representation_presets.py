@@ -2,7 +2,7 @@
 
 import pytest
 
-from weightspace.representation.presets import config_2021, cpu_schedule, list_configs_2021
+from weightspace.representation.presets import config_2021, cpu_precision, cpu_schedule, list_configs_2021
 
 
 @pytest.mark.parametrize("name", list_configs_2021())
@@ -23,6 +23,16 @@ def test_reference_values():
 def test_cpu_schedule_copies():
     config, _ = config_2021("tetris_seed")
     short = cpu_schedule(config)
-    assert (short.train.batch_size, short.train.precision) == (100, "bf16")
+    assert (short.train.batch_size, short.train.precision) == (100, cpu_precision())
     assert (config.train.batch_size, config.train.precision) == (500, "fp32")
     assert short.encoder == config.encoder
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
+def test_the_cpu_schedule_autocasts_to_bf16_only_where_the_cpu_computes_it(monkeypatch, native, expected):
+    import torch
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
+    config = config_2021("tetris_seed")[0]
+    assert cpu_precision() == expected and cpu_schedule(config).train.precision == expected
+    assert cpu_schedule(config, precision="bf16").train.precision == "bf16"  # asked for, it is kept

@@ -3,7 +3,8 @@
 Its model, head and loss are those of one 2021 experiment folder (`config_2021(size)`: "tetris_seed" by
 default). Schedules:
 
-- ``cpu``: 12 evaluations x 5 epochs at batch 100, lr 5e-4, bf16 autocast (`cpu_schedule`): minutes on 2 cores.
+- ``cpu``: 12 evaluations x 5 epochs at batch 100, lr 5e-4, bf16 autocast where the CPU computes bf16 natively,
+  else fp32 (`cpu_schedule`): minutes on 2 cores.
 - ``2021``: the 2021 folders' own schedule, batch 500, Adam lr 1e-4, 10 epochs per evaluation, as many
   evaluations as the folder ran (tetris: 100, the seed CNN zoos: 50), in fp32.
 - ``gpu``: the 2021 schedule in bf16 autocast, the project's accelerator path.
@@ -31,9 +32,11 @@ def transformer_2021(schedule: str = "cpu", *, size: str = "tetris_seed", latent
              f"{enc.n_blocks} blocks, {enc.n_heads} heads, ff {enc.d_ff}, latent {enc.latent_dim}), NT-Xent "
              f"(tau 0.1) + reconstruction at gamma {config.loss.gamma}, permutation + erasing augmentations")
     if schedule == "cpu":
-        return LearnerSpec("2021", "2021 transformer (cpu schedule)", cpu_schedule(config), CPU_ITERATIONS,
+        short = cpu_schedule(config)
+        precision = "bf16 autocast" if short.train.precision == "bf16" else short.train.precision
+        return LearnerSpec("2021", "2021 transformer (cpu schedule)", short, CPU_ITERATIONS,
                            notes=f"{model}; on a CPU schedule: {CPU_ITERATIONS} x 5 epochs at batch 100, lr 5e-4, "
-                                 f"bf16 autocast, instead of {iterations} x 10 epochs at batch 500, lr 1e-4.")
+                                 f"{precision}, instead of {iterations} x 10 epochs at batch 500, lr 1e-4.")
     if schedule == "gpu":
         config.train = replace(config.train, precision="bf16")
     return LearnerSpec("2021", f"2021 transformer ({schedule} schedule)", config, iterations,
