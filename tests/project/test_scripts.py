@@ -19,9 +19,10 @@ SCRIPTS = sorted(p.relative_to(ROOT).as_posix() for folder in ("bench", "researc
 
 _HELP_ALL = """
 import contextlib, io, json, runpy, sys, traceback
+from pathlib import Path
 answers = {}
 for script in sys.argv[1:]:
-    sys.argv, sys.path[0] = [script, "--help"], str(__import__("pathlib").Path(script).resolve().parent)
+    sys.argv, sys.path[0] = [script, "--help"], str(Path(script).resolve().parent)
     out, err, code = io.StringIO(), io.StringIO(), None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
