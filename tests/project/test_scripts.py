@@ -56,4 +56,3 @@ def test_script_help(script: str, help_answers: dict) -> None:
 
 def test_scripts_found() -> None:
     assert len(SCRIPTS) > 10 and "research/transfer_probe.py" in SCRIPTS
-

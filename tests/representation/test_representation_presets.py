@@ -1,6 +1,7 @@
 """The 2021 representation configurations and the CPU schedule."""
 
 import pytest
+import torch
 
 from weightspace.representation.presets import config_2021, cpu_precision, cpu_schedule, list_configs_2021
 
@@ -30,8 +31,6 @@ def test_cpu_schedule_copies():
 
 @pytest.mark.parametrize("native, expected", [(True, "bf16"), (False, "fp32")])
 def test_the_cpu_schedule_autocasts_to_bf16_only_where_the_cpu_computes_it(monkeypatch, native, expected):
-    import torch
-
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: native)
     config = config_2021("tetris_seed")[0]
     assert cpu_precision() == expected and cpu_schedule(config).train.precision == expected
