@@ -18,7 +18,8 @@ few epochs on the experiment's checkpoints and prints, with a JSON copy (`--json
   head, permuted views), i.e. whether the architecture can learn them at all in that many epochs.
 
 Variants switch one setting at a time (``--precision fp32``, ``--gamma 0``, ``--erase-p 0``,
-``--no-permute``, ``--recon-target input``, ``--no-final-norm``, ``--position-std 0.02``, ``--schedule 2021``).
+``--no-permute``, ``--recon-target input``, ``--no-final-norm``, ``--position-std 0.02``, ``--schedule 2021``,
+``--scheduler none``); each epoch's line shows the learning rate the schedule has left.
 Validation picks every alpha; test scores are printed beside validation ones.
 
     weightspace zoo generate --preset tetris_seed --out datasets/tetris_seed      # seconds
@@ -59,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16"), help="override the schedule's precision")
     p.add_argument("--lr", type=float, help="override the schedule's learning rate")
     p.add_argument("--batch-size", type=int, help="override the schedule's batch size")
+    p.add_argument("--scheduler", choices=("plateau", "cosine", "none"),
+                   help="override the learning-rate schedule (2021 and cpu: plateau, x0.3 after 10 flat epochs)")
     p.add_argument("--gamma", type=float, help="override gamma (weight of the contrastive loss)")
     p.add_argument("--erase-p", type=float, help="override the erasing probability (0: no erasing)")
     p.add_argument("--no-permute", action="store_true", help="views without neuron permutations")
@@ -317,7 +320,8 @@ def build_config(args: argparse.Namespace):
     if args.schedule == "cpu":
         config = cpu_schedule(config)
     config.train.device, config.train.seed = "cpu", args.seed
-    for key, value in (("precision", args.precision), ("lr", args.lr), ("batch_size", args.batch_size)):
+    for key, value in (("precision", args.precision), ("lr", args.lr), ("batch_size", args.batch_size),
+                       ("scheduler", args.scheduler)):
         if value is not None:
             setattr(config.train, key, value)
     if args.gamma is not None:
@@ -365,8 +369,8 @@ def main(argv: list[str] | None = None) -> int:
             for s in SPLITS}
     config = build_config(args)
     print(f"{zoo.name}: checkpoints {args.checkpoints}; " + ", ".join(f"{s} {len(data[s])}" for s in SPLITS))
-    print(f"config: {args.config} ({args.schedule} schedule) batch {config.train.batch_size}, lr {config.train.lr}, "
-          f"{config.train.precision}, gamma {config.loss.gamma}, erase p {config.augment.erase_p}, permute "
+    print(f"config: {args.config} ({args.schedule} schedule) batch {config.train.batch_size}, lr {config.train.lr} "
+          f"({config.train.scheduler} schedule), {config.train.precision}, gamma {config.loss.gamma}, erase p {config.augment.erase_p}, permute "
           f"{config.augment.permute}, recon target {config.loss.recon_target}, final norm "
           f"{getattr(config.encoder, 'final_norm', True)}, seed {args.seed}")
     W = {s: data[s].weights.numpy().astype(np.float64) for s in SPLITS}
@@ -422,8 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         row = learner.train_epoch(data["train"])
         seconds = time.perf_counter() - start
         row |= learner.evaluate({"train": data["train"], "val": data["val"]}, loss_splits=["val"])
-        row["seconds"] = seconds
-        print(f"epoch {epoch} ({seconds:.1f} s): train contrast {row['loss_train_contrast']:.3f} recon "
+        row["seconds"], row["lr"] = seconds, learner.optimizer.param_groups[0]["lr"]
+        print(f"epoch {epoch} ({seconds:.1f} s, lr {row['lr']:.1e}): train contrast {row['loss_train_contrast']:.3f} recon "
               f"{row['loss_train_recon']:.4f}; val contrast {row['loss_val_contrast']:.3f} recon "
               f"{row['loss_val_recon']:.4f}; reconstruction R² train {row['rsq_train']:.3f} val {row['rsq_val']:.3f}",
               flush=True)
