@@ -369,8 +369,9 @@ def main(argv: list[str] | None = None) -> int:
             for s in SPLITS}
     config = build_config(args)
     print(f"{zoo.name}: checkpoints {args.checkpoints}; " + ", ".join(f"{s} {len(data[s])}" for s in SPLITS))
-    print(f"config: {args.config} ({args.schedule} schedule) batch {config.train.batch_size}, lr {config.train.lr} "
-          f"({config.train.scheduler} schedule), {config.train.precision}, gamma {config.loss.gamma}, erase p {config.augment.erase_p}, permute "
+    tc = config.train
+    print(f"config: {args.config} ({args.schedule} schedule) batch {tc.batch_size}, lr {tc.lr} ({tc.scheduler} "
+          f"schedule), {tc.precision}, gamma {config.loss.gamma}, erase p {config.augment.erase_p}, permute "
           f"{config.augment.permute}, recon target {config.loss.recon_target}, final norm "
           f"{getattr(config.encoder, 'final_norm', True)}, seed {args.seed}")
     W = {s: data[s].weights.numpy().astype(np.float64) for s in SPLITS}
@@ -427,10 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         row |= learner.evaluate({"train": data["train"], "val": data["val"]}, loss_splits=["val"])
         row["seconds"], row["lr"] = seconds, learner.optimizer.param_groups[0]["lr"]
-        print(f"epoch {epoch} ({seconds:.1f} s, lr {row['lr']:.1e}): train contrast {row['loss_train_contrast']:.3f} recon "
-              f"{row['loss_train_recon']:.4f}; val contrast {row['loss_val_contrast']:.3f} recon "
-              f"{row['loss_val_recon']:.4f}; reconstruction R² train {row['rsq_train']:.3f} val {row['rsq_val']:.3f}",
-              flush=True)
+        print(f"epoch {epoch} ({seconds:.1f} s, lr {row['lr']:.1e}): train contrast "
+              f"{row['loss_train_contrast']:.3f} recon {row['loss_train_recon']:.4f}; val contrast "
+              f"{row['loss_val_contrast']:.3f} recon {row['loss_val_recon']:.4f}; reconstruction R² train "
+              f"{row['rsq_train']:.3f} val {row['rsq_val']:.3f}", flush=True)
         if epoch % args.probe_every == 0 or epoch == args.train_epochs:
             rep = embedding_report(learner.model, data, W, S, names, full=epoch == args.train_epochs)
             row["embedding"] = rep
