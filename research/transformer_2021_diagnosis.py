@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from weightspace.representation.config import SCHEDULERS, TrainConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("test_acc", "epoch", "ggap")
 SPLITS = ("train", "val", "test")
@@ -60,8 +62,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16"), help="override the schedule's precision")
     p.add_argument("--lr", type=float, help="override the schedule's learning rate")
     p.add_argument("--batch-size", type=int, help="override the schedule's batch size")
-    p.add_argument("--scheduler", choices=("plateau", "cosine", "none"),
-                   help="override the learning-rate schedule (2021 and cpu: plateau, x0.3 after 10 flat epochs)")
+    tc = TrainConfig()
+    p.add_argument("--scheduler", choices=SCHEDULERS,
+                   help=f"override the learning-rate schedule (2021 and cpu: {tc.scheduler}, x{tc.plateau_factor} "
+                        f"after {tc.plateau_patience} epochs without a new best training loss)")
     p.add_argument("--gamma", type=float, help="override gamma (weight of the contrastive loss)")
     p.add_argument("--erase-p", type=float, help="override the erasing probability (0: no erasing)")
     p.add_argument("--no-permute", action="store_true", help="views without neuron permutations")
