@@ -56,6 +56,26 @@ def test_the_2021_schedule_is_the_2021_folders_own():
     assert create_learner("2021", schedule="gpu").config.train.precision == "bf16"
 
 
+def test_stop_lr_names_the_2021_learner_and_reaches_its_config():
+    for schedule in learner_schedules("2021"):
+        spec = create_learner("2021", schedule=schedule, stop_lr=1e-8)
+        assert spec.config.train.stop_lr == 1e-8 and spec.title.endswith(", ended at lr 1e-08)")
+        assert create_learner("2021", schedule=schedule).config.train.stop_lr == 0
+
+
+def test_an_evaluation_whose_rate_reached_stop_lr_is_the_last(make_zoo):
+    zoo = make_zoo(models=30)
+    run = dataclasses.replace(zoo_experiment(zoo).variant("2021"), smoke_test=True)
+    config = resolved_config(run, zoo, device="cpu")  # one epoch per evaluation
+    lr = config.train.lr
+    # cosine over 4 epochs: 0.85 lr after the first, 0.5 lr after the second
+    config.train = dataclasses.replace(config.train, scheduler="cosine", epochs=4, stop_lr=0.6 * lr)
+    trained = train_in_process(config, zoo, experiment_split(run, zoo), iterations=5, select=run.select)
+    assert list(trained.history["training_iteration"]) == [0, 1, 2]
+    assert trained.history["done"].fillna(False).tolist() == [False, False, True]
+    assert trained.learner.epoch == 2 and trained.chosen in (0, 1, 2)
+
+
 def test_the_later_state_wins_a_tie_and_unscored_states_are_skipped():
     rows = [("a", {"m": 0.5, "training_iteration": 0}), ("b", {"m": np.nan, "training_iteration": 1}),
             ("c", {"m": 0.5, "training_iteration": 2})]

@@ -207,6 +207,7 @@ def test_autoencoder_init_is_seeded_and_leaves_the_global_rng_alone():
     (lambda: NeuronSetConfig(activation="swish"), "activation 'swish' is unknown"),
     (lambda: TrainConfig(precision="fp8"), "precision"),
     (lambda: TrainConfig(batch_size=1), "batch_size"),
+    (lambda: TrainConfig(lr=1e-4, stop_lr=1e-4), r"stop_lr must lie in \[0, lr"),
     (lambda: DataConfig(fractions=(0.5, 0.2, 0.2)), "fractions"),
     (lambda: NTXentLoss(-1.0), "temperature"),
 ])
@@ -352,6 +353,33 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(make_
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert saved["step"] == 5  # the end of the last complete epoch
     assert all(torch.isfinite(p).all() for p in learner.model.parameters())
+
+
+def test_training_ends_at_the_epoch_whose_learning_rate_reaches_stop_lr(make_zoo):
+    train = ZooDataset(make_zoo(models=10, **NETS), "train", fractions=(1, 0, 0))
+    lr, epochs, stop = 1e-3, 10, 1e-4
+    cosine = [lr * (1 + math.cos(math.pi * e / epochs)) / 2 for e in range(1, epochs + 1)]  # after each epoch
+    expected = next(e for e, rate in enumerate(cosine, 1) if rate <= stop)  # 8: inside the run, not its end
+    learner = fit(small_config(lr=lr, scheduler="cosine", epochs=epochs, stop_lr=stop), train, evaluate_every=0,
+                  progress=False)
+    assert 1 < expected < epochs and learner.epoch == len(learner.history) == expected
+    assert learner.finished and f"epoch {expected}" in learner.stop_reason
+    unstopped = fit(small_config(lr=lr, scheduler="cosine", epochs=epochs), train, evaluate_every=0, progress=False)
+    assert unstopped.epoch == epochs and not unstopped.finished and unstopped.stop_reason is None
+
+
+def test_stop_lr_1e_8_is_the_floor_of_the_2021_plateau_schedule(make_zoo):
+    """torch's ReduceLROnPlateau skips a reduction smaller than its eps (1e-8): from 1e-4 at factor 0.3 the
+    rate stops at 1e-4 * 0.3**8 = 6.6e-9, the first rate at or below 1e-8 (the 2021 learner's stop_lr option)."""
+    layout = make_zoo(models=4, **NETS).layout
+    learner = Learner(small_config(lr=1e-4, scheduler="plateau", plateau_factor=0.3, plateau_patience=10,
+                                   stop_lr=1e-8), layout)
+    rates = []
+    for _ in range(300):  # a loss that never improves: one reduction every 11 epochs until the floor
+        learner.scheduler.step(1.0)
+        rates.append(learner.optimizer.param_groups[0]["lr"])
+    assert rates[-1] == pytest.approx(1e-4 * 0.3 ** 8, rel=1e-9) and rates[-1] == min(rates)
+    assert learner.finished and sum(rate > 1e-8 for rate in rates) == 8 * 11
 
 
 # ------------------------------------------------------------------- tune

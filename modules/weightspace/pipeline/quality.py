@@ -223,6 +223,8 @@ class Trained:
     evaluation: int  # which state was chosen: 0 the random init, i the i-th evaluation during training
     minutes: float  # training time
     model: Autoencoder  # the encoder in its chosen state
+    evaluations: int  # evaluations after training began (fewer than the schedule's where TrainConfig.stop_lr ended it)
+    epochs: int  # epochs trained
 
 
 def train_learner(run: Experiment, zoo: Zoo, rows: Rows, device: str = "cpu") -> Trained:
@@ -239,7 +241,8 @@ def train_config(config: LearnerConfig, run: Experiment, zoo: Zoo, rows: Rows) -
     batch = config.train.eval_batch_size
     control = embed(control_model(trained), rows.zoo.weights, batch_size=batch).numpy()
     chosen = embed(trained.learner.model, rows.zoo.weights, batch_size=batch).numpy()
-    return Trained(control, chosen, trained.chosen, trained.minutes, trained.learner.model)
+    return Trained(control, chosen, trained.chosen, trained.minutes, trained.learner.model,
+                   len(trained.history) - 1, trained.learner.epoch)
 
 
 def embedding_scores(name: str, z: np.ndarray, rows: Rows, targets, probes=("linear",),
@@ -258,7 +261,9 @@ def encoder_rows(experiment: Experiment, name: str, seed: int, zoo: Zoo, rows: R
     title = replace(run, smoke_test=False).spec.title
     trained = train_learner(run, zoo, rows, config.device)
     if log:
-        log(f"{title}, seed {seed}: {trained.minutes:.1f} min, chose "
+        ended = (f", ended by TrainConfig.stop_lr after {trained.evaluations} of {run.iterations} evaluations"
+                 if trained.evaluations < run.iterations else "")
+        log(f"{title}, seed {seed}: {trained.minutes:.1f} min for {trained.epochs} epochs{ended}, chose "
             + ("the random init" if trained.evaluation == 0 else f"evaluation {trained.evaluation}"))
     trees = config.encoder_trees and run.representation.encoder.name == "neuron_set"
     probes = ("linear", "gbt") if trees else ("linear",)

@@ -54,6 +54,9 @@ class TrainingSession:
             start = time.perf_counter()
             for _ in range(self.config.train.epochs_per_step):
                 row = self.learner.train_epoch(self.datasets["train"])  # NonFiniteLossError stops the run
+                if self.learner.finished:  # the rate reached TrainConfig.stop_lr: this evaluation is the last
+                    row["done"] = True  # ray.tune ends a trial whose result says so
+                    break
             self.train_seconds += time.perf_counter() - start
         row |= self.learner.evaluate(self.datasets, loss_splits=["val", "test"])
         if self.evaluate_fn is not None:
@@ -86,6 +89,7 @@ def train_in_process(config: LearnerConfig, zoo: Zoo, split: ModelSplit, *, iter
                      select: str) -> InProcessRun:
     """Train `config` on `zoo` for `iterations` evaluations in this process, exactly as one ray.tune trial of
     `weightspace.pipeline.tune` does (the untrained encoder first), and keep the state `pick_best` chooses.
+    An evaluation whose row says ``done`` (the learning rate reached ``TrainConfig.stop_lr``) is the last.
 
     Args:
         config: the learner, its ``data`` naming the checkpoints (``data.epochs``) and its ``train`` the seed.
@@ -103,6 +107,8 @@ def train_in_process(config: LearnerConfig, zoo: Zoo, split: ModelSplit, *, iter
         row = session.step(i) | {"training_iteration": i}
         rows.append(row)
         states.append(copy.deepcopy(session.learner.model.state_dict()))
+        if row.get("done"):
+            break
     best = pick_best(list(zip(states, rows)), select)
     if best is None:
         raise RuntimeError(f"no evaluation reported the selection metric {select!r}; the evaluations reported "

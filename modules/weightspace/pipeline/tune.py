@@ -143,7 +143,8 @@ class TrainingProgress(tune.Callback):
             self.bar = tqdm(total=self.iterations * len(trials), desc="training", unit="it",
                             bar_format="{desc:<16} {bar:10} {n_fmt}/{total_fmt} it {elapsed}<{remaining}{postfix}")
         self.bar.total = max(self.bar.total, self.iterations * len(trials))
-        self.done[trial.trial_id] = min(int(result.get("training_iteration", 0)), self.iterations)
+        reported = self.iterations if result.get("done") else int(result.get("training_iteration", 0))  # stop_lr
+        self.done[trial.trial_id] = min(reported, self.iterations)
         self.bar.update(sum(self.done.values()) - self.bar.n)
         shown = {"loss": result.get("loss_train"), "probe val": result.get(SELECT_METRIC)}
         self.bar.set_postfix_str(", ".join(f"{k} {v:.3f}" for k, v in shown.items() if isinstance(v, float)))

@@ -122,6 +122,7 @@ class TrainConfig:
     scheduler: str = "plateau"  # "plateau" (on the epoch's training loss), "cosine" (over `epochs`) or "none"
     plateau_factor: float = 0.3  # ReduceLROnPlateau factor
     plateau_patience: int = 10  # ReduceLROnPlateau patience, in epochs
+    stop_lr: float = 0.0  # end training once the learning rate is at or below this (0: never; see `Learner.finished`)
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
     precision: str = "fp32"  # "fp32", or autocast to "bf16" / "fp16"
     seed: int = 42  # seeds initialisation, shuffling, augmentation and dropout
@@ -137,6 +138,8 @@ class TrainConfig:
                f"TrainConfig.lr must be > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         _check(self.scheduler in SCHEDULERS, f"TrainConfig.scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         _check(0 < self.plateau_factor < 1, f"TrainConfig.plateau_factor must lie in (0, 1), got {self.plateau_factor}")
+        _check(0 <= self.stop_lr < self.lr,
+               f"TrainConfig.stop_lr must lie in [0, lr={self.lr}) (0: never stop early), got {self.stop_lr}")
         _check(self.grad_clip >= 0, f"TrainConfig.grad_clip must be >= 0, got {self.grad_clip}")
         _check(self.precision in PRECISIONS, f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
 

@@ -115,6 +115,17 @@ class Learner:
         self.stop_reason: str | None = None
 
     # ------------------------------------------------------------ training
+    @property
+    def finished(self) -> bool:
+        """Whether the learning rate has fallen to ``TrainConfig.stop_lr`` (never when it is 0).
+
+        With the plateau scheduler and ``stop_lr`` 1e-8 this is the point where torch's ReduceLROnPlateau stops
+        lowering the rate (it skips a reduction smaller than its ``eps``, 1e-8): from 1e-4 at factor 0.3, eight
+        reductions reach 6.6e-9 and every later epoch moves each weight by at most a few times that per step.
+        """
+        stop = self.config.train.stop_lr
+        return stop > 0 and self.optimizer.param_groups[0]["lr"] <= stop
+
     def _autocast(self):
         tc = self.config.train
         return torch.autocast(self.device.type, dtype=_DTYPES.get(tc.precision), enabled=tc.precision in _DTYPES)
@@ -336,6 +347,8 @@ def fit(config: LearnerConfig, train: ZooDataset, *, val: ZooDataset | None = No
 
     A NaN or infinite loss stops training with a warning naming the step
     (also in ``learner.stop_reason``); the model and the checkpoint on disk keep the last good state.
+    Training also ends once the learning rate reaches ``TrainConfig.stop_lr`` (`Learner.finished`; the reason
+    is in ``learner.stop_reason``).
 
     Raises:
         ValueError: the train split is smaller than one batch.
@@ -366,8 +379,13 @@ def fit(config: LearnerConfig, train: ZooDataset, *, val: ZooDataset | None = No
             if evaluate_fn is not None:
                 row |= dict(evaluate_fn(learner.model, splits))
         learner.history.append(row)
+        if learner.finished:
+            learner.stop_reason = (f"the learning rate fell to {row['lr']:.3g} <= TrainConfig.stop_lr at epoch "
+                                   f"{learner.epoch}")
         bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss_train", "rsq_train", "rsq_val") if k in row})
         if out is not None:
             append_text(out / "history.jsonl", json.dumps(row) + "\n")  # whole lines only, synced
             learner.save(out / "checkpoint.pt")
+        if learner.finished:
+            break
     return learner

@@ -8,6 +8,10 @@ default). Schedules:
 - ``2021``: the 2021 folders' own schedule, batch 500, Adam lr 1e-4, 10 epochs per evaluation, as many
   evaluations as the folder ran (tetris: 100, the seed CNN zoos: 50), in fp32.
 - ``gpu``: the 2021 schedule in bf16 autocast, the project's accelerator path.
+
+Option ``stop_lr`` ends training once the plateau scheduler has lowered
+the learning rate to it: at 1e-8 that is torch's floor for this schedule (6.6e-9 after eight reductions), where
+the remaining epochs can move no weight by more than about 1e-4 in all.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ CPU_ITERATIONS = 12  # x 5 epochs = 60
 
 
 @register_learner("2021", schedules=("cpu", "2021", "gpu"))
-def transformer_2021(schedule: str = "cpu", *, size: str = "tetris_seed", latent_dim: int | None = None) -> LearnerSpec:
+def transformer_2021(schedule: str = "cpu", *, size: str = "tetris_seed", latent_dim: int | None = None,
+                     stop_lr: float = 0.0) -> LearnerSpec:
     config, iterations = config_2021(size)
     enc = config.encoder
     assert isinstance(enc, TransformerConfig)  # config_2021 always builds the transformer
@@ -31,14 +36,16 @@ def transformer_2021(schedule: str = "cpu", *, size: str = "tetris_seed", latent
     model = (f"the 2021 transformer of the {size} folder (neuron tokens + compression token, d {enc.d_model}, "
              f"{enc.n_blocks} blocks, {enc.n_heads} heads, ff {enc.d_ff}, latent {enc.latent_dim}), NT-Xent "
              f"(tau 0.1) + reconstruction at gamma {config.loss.gamma}, permutation + erasing augmentations")
+    ended = f", ended at lr {stop_lr:g}" if stop_lr else ""
+    stop_note = f", ended once ReduceLROnPlateau has lowered the rate to {stop_lr:g} or below" if stop_lr else ""
     if schedule == "cpu":
         short = cpu_schedule(config)
+        short.train = replace(short.train, stop_lr=float(stop_lr))
         precision = "bf16 autocast" if short.train.precision == "bf16" else short.train.precision
-        return LearnerSpec("2021", "2021 transformer (cpu schedule)", short, CPU_ITERATIONS,
+        return LearnerSpec("2021", f"2021 transformer (cpu schedule{ended})", short, CPU_ITERATIONS,
                            notes=f"{model}; on a CPU schedule: {CPU_ITERATIONS} x 5 epochs at batch 100, lr 5e-4, "
-                                 f"{precision}, instead of {iterations} x 10 epochs at batch 500, lr 1e-4.")
-    if schedule == "gpu":
-        config.train = replace(config.train, precision="bf16")
-    return LearnerSpec("2021", f"2021 transformer ({schedule} schedule)", config, iterations,
+                                 f"{precision}{stop_note}, instead of {iterations} x 10 epochs at batch 500, lr 1e-4.")
+    config.train = replace(config.train, stop_lr=float(stop_lr), precision="bf16" if schedule == "gpu" else "fp32")
+    return LearnerSpec("2021", f"2021 transformer ({schedule} schedule{ended})", config, iterations,
                        notes=f"{model}; the 2021 schedule: {iterations} x 10 epochs at batch 500, Adam lr 1e-4"
-                             + (", bf16 autocast." if schedule == "gpu" else "."))
+                             + (", bf16 autocast" if schedule == "gpu" else "") + stop_note + ".")
