@@ -320,8 +320,9 @@ def test_the_command_runs_registered_learners_and_lists_them(capsys):
 
     assert set(QUALITY_DEFAULT) <= set(list_learners()) and set(quality.DEFAULT_ENCODERS) == set(QUALITY_DEFAULT)
     assert main(["learners"]) == 0
-    listed = [line.split(":")[0] for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
-    assert listed == list_learners()
+    heads = [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")]
+    assert [line.split(":")[0] for line in heads] == list_learners()
+    assert heads[list_learners().index("2021")].endswith("size, latent_dim, stop_lr, iterations, epochs_per_step")
     with pytest.raises(ValueError, match="unknown learners"):
         quality.QualityConfig(encoders=("no_such_learner",))
 

@@ -367,13 +367,14 @@ def _add_learners(sub: argparse._SubParsersAction) -> None:
 
 
 def _learners(args: argparse.Namespace) -> int:
-    from weightspace.pipeline.learners import create_learner, learner_schedules, list_learners
+    from weightspace.pipeline.learners import create_learner, learner_options, learner_schedules, list_learners
 
     for name in list_learners():
         spec = create_learner(name)
+        options = ", ".join(learner_options(name))
         print(f"{name}: {spec.title}; schedules {', '.join(learner_schedules(name))}; {spec.iterations} x "
-              f"{spec.config.train.epochs_per_step} epochs at batch {spec.config.train.batch_size} on its first\n"
-              f"    {spec.notes}")
+              f"{spec.config.train.epochs_per_step} epochs at batch {spec.config.train.batch_size} on its first; "
+              f"Experiment.learner_options: {options}, iterations, epochs_per_step\n    {spec.notes}")
     return 0
 
 

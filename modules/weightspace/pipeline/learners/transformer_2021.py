@@ -9,9 +9,9 @@ default). Schedules:
   evaluations as the folder ran (tetris: 100, the seed CNN zoos: 50), in fp32.
 - ``gpu``: the 2021 schedule in bf16 autocast, the project's accelerator path.
 
-Option ``stop_lr`` ends training once the plateau scheduler has lowered
-the learning rate to it: at 1e-8 that is torch's floor for this schedule (6.6e-9 after eight reductions), where
-the remaining epochs can move no weight by more than about 1e-4 in all.
+Option ``stop_lr`` ends training once the plateau scheduler has lowered the learning rate to it: at 1e-8 that is
+torch's floor for this schedule (6.6e-9 after eight reductions), from where the rest of tetris_seed's 1000 epochs
+could move no parameter of the encoder by more than about 1e-4 in all (docs/research_log.md).
 """
 
 from __future__ import annotations
