@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from weightspace.cli.commands import build_parser, main
 from weightspace.downstream.label_scarce import LabelScarceConfig
@@ -167,6 +168,23 @@ def test_a_run_without_baselines_or_trees_gives_only_the_encoders_linear_rows_of
     assert set(rows.seed) == {1}  # only the seed asked for: the others can run elsewhere
     with pytest.raises(ValueError, match="must be some of the seeds"):
         quality.QualityConfig(seeds=2, seed_ids=(2,))
+
+
+def test_threads_hold_while_learners_train_in_this_process_and_are_restored(make_zoo, monkeypatch):
+    zoo = make_zoo(models=30)
+    seen = []
+
+    def record(experiment, name, seed, zoo, rows, config, log=None):
+        seen.append(torch.get_num_threads())
+        return pd.DataFrame({"seed": [seed]})
+
+    monkeypatch.setattr(quality, "encoder_rows", record)
+    before = torch.get_num_threads()
+    config = quality.QualityConfig(seeds=2, encoders=("neuron_set",), smoke=True, baselines=False,
+                                   threads=before + 1)  # differs from what the process has, on any machine
+    quality.run_quality(zoo, zoo_experiment(zoo), config)
+    quality.run_quality(zoo, zoo_experiment(zoo), dataclasses.replace(config, threads=None))
+    assert seen == [before + 1, before + 1, before, before] and torch.get_num_threads() == before
 
 
 def test_a_run_of_one_baseline_gives_its_linear_and_tree_rows_and_keeps_the_others_in_the_table(make_zoo, tmp_path):

@@ -178,9 +178,10 @@ def test_quality_benchmark_smoke_writes_the_table(tmp_path, jobs):
 
     script = Path(__file__).resolve().parents[2] / "bench" / "representation_quality.py"
     out, raw = tmp_path / "quality", tmp_path / "rows.csv"
-    subprocess.run([sys.executable, str(script), "--smoke", "--zoo", "tetris_seed", "--seeds", "1",
-                    "--datasets", str(tmp_path / "zoos"), "--out", str(out), "--jobs", str(jobs), "--raw", str(raw)],
-                   check=True, capture_output=True)
+    made = subprocess.run([sys.executable, str(script), "--smoke", "--zoo", "tetris_seed", "--seeds", "1",
+                           "--datasets", str(tmp_path / "zoos"), "--out", str(out), "--jobs", str(jobs),
+                           "--raw", str(raw)], check=True, capture_output=True, text=True)
+    assert "neuron_set, seed 0: " in made.stderr and " epochs, chose " in made.stderr  # workers log too
     table = pd.read_csv(out.with_suffix(".csv"))
     # the rows kept part by part give the same table again, without training
     subprocess.run([sys.executable, str(script), "--zoo", "tetris_seed", "--from-raw", str(raw),

@@ -25,9 +25,10 @@ import multiprocessing
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -83,7 +84,7 @@ class QualityConfig:
     outputs_device: str = "auto"  # where B_probe runs the zoo's models (auto: cuda when available)
     data_root: str | None = None  # where file-based task data lives, for B_probe's task inputs
     jobs: int = 1  # learner x seed trainings at a time, each in its own process (needs a zoo on disk)
-    threads: int | None = None  # threads per job process (default: cores / jobs)
+    threads: int | None = None  # threads per job process (default: cores / jobs); with jobs 1, this process's
 
     def __post_init__(self) -> None:
         self.encoders = tuple(self.encoders)
@@ -284,13 +285,32 @@ def encoder_rows(experiment: Experiment, name: str, seed: int, zoo: Zoo, rows: R
 
 
 def _job(path: str, experiment: Experiment, name: str, seed: int, config: QualityConfig,
-         threads: int) -> pd.DataFrame:
-    """`encoder_rows` in a worker process: the zoo is opened there (memory-mapped; no arrays travel)."""
+         threads: int) -> tuple[pd.DataFrame, list[str]]:
+    """`encoder_rows` in a worker process, and the lines it logged: the zoo is opened there (memory-mapped; no
+    arrays travel)."""
     torch.set_num_threads(threads)
     warnings.simplefilter("ignore", ProbeWarning)
+    lines: list[str] = []
     with threadpool_limits(threads):
         zoo = Zoo.load(path)
-        return encoder_rows(experiment, name, seed, zoo, Rows.of(zoo, _smoke(experiment, config)), config)
+        rows = encoder_rows(experiment, name, seed, zoo, Rows.of(zoo, _smoke(experiment, config)), config,
+                            lines.append)
+    return rows, lines
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    """Training and probes of this process on `threads` threads (None: as they are), restored afterwards."""
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _smoke(experiment: Experiment, config: QualityConfig) -> Experiment:
@@ -337,12 +357,17 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
         seeds = range(config.seeds) if config.seed_ids is None else config.seed_ids
         work = [(learner, seed) for learner in config.encoders for seed in seeds]
         if config.jobs <= 1:
-            out += [finished(encoder_rows(experiment, learner, seed, zoo, rows, config, log))
-                    for learner, seed in work]
+            with _threads(config.threads):
+                out += [finished(encoder_rows(experiment, learner, seed, zoo, rows, config, log))
+                        for learner, seed in work]
         else:
             threads = config.threads or max(1, (os.cpu_count() or 1) // config.jobs)
             with ProcessPoolExecutor(config.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_job, str(zoo.path), experiment, learner, seed, config, threads)
                            for learner, seed in work]
-                out += [finished(f.result()) for f in as_completed(futures)]
+                for future in as_completed(futures):
+                    rows_of_job, lines = future.result()
+                    for line in lines if log else ():
+                        log(line)
+                    out.append(finished(rows_of_job))
     return pd.concat(out, ignore_index=True)
