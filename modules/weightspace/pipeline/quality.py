@@ -367,7 +367,8 @@ def run_quality(zoo: Zoo, experiment: Experiment, config: QualityConfig, *, name
                            for learner, seed in work]
                 for future in as_completed(futures):
                     rows_of_job, lines = future.result()
-                    for line in lines if log else ():
-                        log(line)
+                    if log is not None:
+                        for line in lines:
+                            log(line)
                     out.append(finished(rows_of_job))
     return pd.concat(out, ignore_index=True)
