@@ -411,8 +411,13 @@ def test_tune_run_killed_after_first_checkpoint_resumes_and_finishes(make_zoo, t
             first = run_tuner(config, **kwargs)
             assert first[0].error is not None and first[0].metrics["training_iteration"] == 1
             second = run_tuner(config, **kwargs)  # finds the interrupted run and restores it
+            # a trial whose learning rate reaches stop_lr ends there (cosine over 4 epochs: 0.5 lr after the 2nd)
+            ending = dataclasses.replace(config, train=dataclasses.replace(
+                config.train, scheduler="cosine", epochs=4, stop_lr=0.6 * config.train.lr))
+            stopped = run_tuner(ending, **(kwargs | {"name": "stopped", "iterations": 5}))
     finally:
         ray.shutdown()
+    assert stopped[0].error is None and stopped[0].metrics["training_iteration"] == 2 and stopped[0].metrics["done"]
     result = second[0]
     assert result.error is None and result.metrics["training_iteration"] == 3
     history = result.metrics_dataframe
