@@ -155,7 +155,8 @@ def main() -> None:
                         help="every learner's schedule (cpu, gpu, 2021; `weightspace learners` lists each learner's)")
     parser.add_argument("--device", default="cpu", help="where encoders train (cpu, cuda); probes run on the CPU")
     parser.add_argument("--jobs", type=int, default=1, help="encoder x seed trainings at a time, each in its own process")
-    parser.add_argument("--threads", type=int, default=None, help="threads of each training process, --jobs 1 included (default: cores / jobs)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads of each training process, --jobs 1 included (default: cores / jobs)")
     parser.add_argument("--raw", type=Path, default=None,
                         help="also append every finished part's rows (baselines, each encoder x seed) to this CSV")
     parser.add_argument("--from-raw", type=Path, default=None,

@@ -84,7 +84,7 @@ class QualityConfig:
     outputs_device: str = "auto"  # where B_probe runs the zoo's models (auto: cuda when available)
     data_root: str | None = None  # where file-based task data lives, for B_probe's task inputs
     jobs: int = 1  # learner x seed trainings at a time, each in its own process (needs a zoo on disk)
-    threads: int | None = None  # threads per job process (default: cores / jobs); with jobs 1, this process's
+    threads: int | None = None  # threads of each training process (default: cores / jobs; with jobs 1 as they are)
 
     def __post_init__(self) -> None:
         self.encoders = tuple(self.encoders)
