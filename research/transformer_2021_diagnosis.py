@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         row = learner.train_epoch(data["train"])
         seconds = time.perf_counter() - start
         row |= learner.evaluate({"train": data["train"], "val": data["val"]}, loss_splits=["val"])
-        row["seconds"], row["lr"] = seconds, learner.optimizer.param_groups[0]["lr"]
+        row["seconds"] = seconds  # train_epoch's row carries the learning rate the schedule has left
         print(f"epoch {epoch} ({seconds:.1f} s, lr {row['lr']:.1e}): train contrast "
               f"{row['loss_train_contrast']:.3f} recon {row['loss_train_recon']:.4f}; val contrast "
               f"{row['loss_val_contrast']:.3f} recon {row['loss_val_recon']:.4f}; reconstruction R² train "

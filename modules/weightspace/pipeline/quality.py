@@ -288,10 +288,9 @@ def _job(path: str, experiment: Experiment, name: str, seed: int, config: Qualit
          threads: int) -> tuple[pd.DataFrame, list[str]]:
     """`encoder_rows` in a worker process, and the lines it logged: the zoo is opened there (memory-mapped; no
     arrays travel)."""
-    torch.set_num_threads(threads)
     warnings.simplefilter("ignore", ProbeWarning)
     lines: list[str] = []
-    with threadpool_limits(threads):
+    with _threads(threads):
         zoo = Zoo.load(path)
         rows = encoder_rows(experiment, name, seed, zoo, Rows.of(zoo, _smoke(experiment, config)), config,
                             lines.append)

@@ -379,13 +379,12 @@ def fit(config: LearnerConfig, train: ZooDataset, *, val: ZooDataset | None = No
             if evaluate_fn is not None:
                 row |= dict(evaluate_fn(learner.model, splits))
         learner.history.append(row)
-        if learner.finished:
-            learner.stop_reason = (f"the learning rate fell to {row['lr']:.3g} <= TrainConfig.stop_lr at epoch "
-                                   f"{learner.epoch}")
         bar.set_postfix({k: f"{row[k]:.4g}" for k in ("loss_train", "rsq_train", "rsq_val") if k in row})
         if out is not None:
             append_text(out / "history.jsonl", json.dumps(row) + "\n")  # whole lines only, synced
             learner.save(out / "checkpoint.pt")
         if learner.finished:
+            learner.stop_reason = (f"the learning rate fell to {row['lr']:.3g} <= TrainConfig.stop_lr at epoch "
+                                   f"{learner.epoch}")
             break
     return learner
